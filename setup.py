@@ -1,0 +1,41 @@
+"""s4l_jax: S4L and SimCLRv2 semi-supervised learning in JAX/Flax."""
+import setuptools
+
+setuptools.setup(
+    name="s4l_jax",
+    version="0.1.0",
+    description="S4L (Self-Supervised Semi-Supervised Learning) in JAX/Flax",
+    packages=setuptools.find_packages(include=["s4l_jax", "s4l_jax.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        # jax 0.10.2 is the newest on Python 3.11; 3.12 resolves 0.11/0.12.
+        "jax>=0.10.2,<0.13",
+        "jaxlib>=0.10.2,<0.13",
+        "flax>=0.12.8,<0.13",
+        "optax>=0.2.8,<0.3",
+        "orbax-checkpoint>=0.12.8,<0.13",
+        "numpy>=2.0",
+        "absl-py>=2.1",
+        "ml-collections>=1.0,<2",
+        "clu>=0.0.12,<0.1",
+        "tensorboard>=2.18",  # clu.metric_writers needs it but does not pull it in
+        "pillow>=10",
+        "scikit-learn>=1.4",  # ships the offline `digits` dataset
+    ],
+    extras_require={
+        # tf.data pipelines and tfds datasets (imagenet2012, cifar10). Not needed
+        # for in-memory datasets (digits, folder:PATH), e.g. on GPU machines.
+        "tf": [
+            "tensorflow-cpu>=2.18,<2.22",
+            "tensorflow-datasets>=4.9.9,<5",
+            "importlib_resources>=6",  # tfds download_and_prepare needs it
+        ],
+        "test": [
+            "pytest>=8",
+            "tensorflow-cpu>=2.18,<2.22",
+            "tensorflow-datasets>=4.9.9,<5",
+            "importlib_resources>=6",
+        ],
+        "bench": ["matplotlib>=3.8"],
+    },
+)
