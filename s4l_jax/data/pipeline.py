@@ -1,0 +1,82 @@
+"""Training and evaluation batches from in-memory uint8 arrays (digits, cifar10, folder:PATH).
+
+Batches are host-local numpy dicts of raw uint8 images; the views (crops, flips, rotations,
+exemplar crops) are computed on the device inside the jitted step by `views.make_view_fn`,
+so this path never imports TensorFlow. Which examples form the batch of step `s` is a pure
+function of (seed, s): resuming at any step replays exactly the same data.
+"""
+import numpy as np
+from absl import logging
+
+from s4l_jax.data import sources, streams, subsets
+
+VIEWS_PER_IMAGE = {"train": 1, "eval": 1, "rotate4": 4, "exemplar8": 8, "simclr2": 2}
+
+
+class InMemoryPipeline:
+  """Labeled and unlabeled train streams and a masked eval stream over one dataset."""
+
+  def __init__(self, config, process_index: int = 0, process_count: int = 1):
+    kw = dict(image_size=config.input.image_size, data_dir=config.data_dir or None,
+              strict=config.strict_data)
+    self.train = sources.load_split(config.dataset, "train", **kw)
+    self.test = sources.load_split(config.dataset, "test", **kw)
+    for split in (self.train, self.test):
+      if split.skipped:
+        logging.warning("Skipped %d unreadable files, e.g. %s", len(split.skipped),
+                        split.skipped[:3])
+    self.class_names = list(self.train.class_names)
+    self.num_classes = len(self.class_names)
+    self.process_index, self.process_count = process_index, process_count
+
+    self.labeled_indices = subsets.select_labeled(
+        self.train.labels, config.labels, config.seed, self.num_classes)
+    self.train_labels = self.train.labels
+    if config.pseudo_labels:  # student: every image, ground truth where labeled
+      self.train_labels = load_pseudo_labels(config.pseudo_labels, len(self.train.labels))
+      self.train_labels[self.labeled_indices] = self.train.labels[self.labeled_indices]
+      self.labeled_indices = np.arange(len(self.train_labels))
+    labeled_batch = config.input.labeled.batch_size
+    self._labeled = streams.TrainIndexStream(
+        len(self.labeled_indices), labeled_batch, config.seed, process_index, process_count)
+    unlabeled_batch = config.input.unlabeled.batch_size
+    # S4L: the unlabeled stream is the whole train split, labeled images included.
+    self._unlabeled = streams.TrainIndexStream(
+        len(self.train.labels), unlabeled_batch, config.seed + 1, process_index,
+        process_count) if unlabeled_batch else None
+    self.images_per_step = labeled_batch * VIEWS_PER_IMAGE[config.input.labeled.view]
+    if self._unlabeled:
+      self.images_per_step += unlabeled_batch * VIEWS_PER_IMAGE[config.input.unlabeled.view]
+
+  @property
+  def num_labeled(self) -> int:
+    return len(self.labeled_indices)
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return self.train.images.shape[1:]
+
+  def train_batch(self, step: int) -> dict:
+    """Host-local raw batch of `step`: {"labeled": {image, label}, ["unlabeled": {...}]}."""
+    idx = self.labeled_indices[self._labeled.indices(step)]
+    batch = {"labeled": {"image": self.train.images[idx], "label": self.train_labels[idx]}}
+    if self._unlabeled:
+      idx = self._unlabeled.indices(step)
+      batch["unlabeled"] = {"image": self.train.images[idx], "label": self.train.labels[idx]}
+    return batch
+
+  def eval_batches(self, global_batch: int, split: str = "test"):
+    """Yields host-local {image, label, mask}; every example counted once over all hosts."""
+    data = self.test if split == "test" else self.train
+    for idx, mask in streams.eval_batches(len(data.labels), global_batch, self.process_index,
+                                          self.process_count):
+      yield {"image": data.images[idx], "label": data.labels[idx], "mask": mask}
+
+
+def load_pseudo_labels(path: str, num_examples: int) -> np.ndarray:
+  with np.load(path) as f:
+    labels = np.asarray(f["labels"], np.int32)
+  if labels.shape != (num_examples,):
+    raise ValueError(f"Pseudo-labels {path!r} hold {labels.shape[0]} labels, the train split "
+                     f"has {num_examples} images")
+  return labels

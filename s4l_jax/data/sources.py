@@ -1,0 +1,194 @@
+"""In-memory image datasets as uint8 arrays; TensorFlow is imported only for TFDS names.
+
+Names accepted by `load_split`:
+  * `digits`: scikit-learn's 1,797 8x8 grey digits (values 0..16) scaled to uint8 0..255,
+    resized bilinearly to `image_size` (default 32) and replicated to RGB. `train`/`test` is a
+    fixed stratified 80/20 split (`train_test_split(..., random_state=0)`): 1,437 / 360.
+  * `folder:PATH`: PATH/<split>/<class>/*.jpg|jpeg|png; classes are the sorted subfolders of
+    PATH/train, for every split.
+  * `cifar10`: a prepared TFDS dataset, via `tfds_sources`.
+`imagenet2012` is streamed through tf.data, not loaded here.
+"""
+import concurrent.futures
+import dataclasses
+import os
+
+from absl import logging
+import numpy as np
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+_TFDS_IN_MEMORY = {"cifar10": 10}
+_TFDS_STREAMED = {"imagenet2012": 1000}
+_DIGITS_SPLIT_SEED = 0
+
+
+@dataclasses.dataclass
+class ArrayDataset:
+  """A split held in memory."""
+  images: np.ndarray  # uint8 (N, H, W, C)
+  labels: np.ndarray  # int32 (N,)
+  class_names: list[str]
+  filenames: list[str] | None  # Per example, relative to the dataset root; None if unknown.
+  skipped: list[str]  # Paths of files that could not be read as images.
+
+
+def is_in_memory(name: str) -> bool:
+  """Whether `name` is loaded by `load_split` (False: streamed through tf.data)."""
+  if name == "digits" or name.startswith("folder:") or name in _TFDS_IN_MEMORY:
+    return True
+  if name in _TFDS_STREAMED:
+    return False
+  raise ValueError(f"Unknown dataset {name!r}: expected digits, folder:PATH, cifar10 or "
+                   "imagenet2012.")
+
+
+def num_classes(name: str) -> int:
+  """Number of classes of dataset `name` (reads only the folder listing for folder:PATH)."""
+  if name == "digits":
+    return 10
+  if name.startswith("folder:"):
+    return len(_folder_classes(name.removeprefix("folder:")))
+  if name in _TFDS_IN_MEMORY or name in _TFDS_STREAMED:
+    return {**_TFDS_IN_MEMORY, **_TFDS_STREAMED}[name]
+  raise ValueError(f"Unknown dataset {name!r}.")
+
+
+def load_split(name: str, split: str, *, image_size: int | None = None,
+               data_dir: str | None = None, strict: bool = False) -> ArrayDataset:
+  """Loads split `split` of dataset `name` into memory.
+
+  Args:
+    name: `digits`, `folder:PATH` or `cifar10`.
+    split: `train` or `test` (for folders: any subfolder of PATH).
+    image_size: square output side in pixels; None keeps the stored size (digits: 32).
+    data_dir: TFDS data directory (TFDS names only).
+    strict: folders only; raise ValueError on the first unreadable file instead of skipping.
+  """
+  if name == "digits":
+    return _load_digits(split, image_size or 32)
+  if name.startswith("folder:"):
+    return _load_folder(name.removeprefix("folder:"), split, image_size, strict)
+  if name in _TFDS_IN_MEMORY:
+    from s4l_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
+    ds = tfds_sources.load_in_memory(name, split, data_dir)
+    if image_size and image_size != ds.images.shape[1]:
+      ds.images = _resize(ds.images, image_size)
+    return ds
+  if name in _TFDS_STREAMED:
+    raise ValueError(f"{name!r} is not an in-memory dataset: it streams via tf.data "
+                     "(see tfds_sources.check_prepared).")
+  raise ValueError(f"Unknown dataset {name!r}: expected digits, folder:PATH or cifar10.")
+
+
+def _resize(images: np.ndarray, size: int) -> np.ndarray:
+  """Bilinear resize of uint8 (N, H, W, C) with C in {1, 3} to (N, size, size, C)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  out = np.empty((len(images), size, size, images.shape[-1]), np.uint8)
+  for i, image in enumerate(images):
+    pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    out[i] = np.asarray(pil.resize((size, size), Image.BILINEAR)).reshape(size, size, -1)
+  return out
+
+
+def _load_digits(split: str, image_size: int) -> ArrayDataset:
+  """sklearn digits, stratified 80/20 train/test split from a fixed seed."""
+  from sklearn import datasets, model_selection  # pylint: disable=g-import-not-at-top
+  digits = datasets.load_digits()
+  indices = model_selection.train_test_split(
+      np.arange(len(digits.target)), test_size=0.2, stratify=digits.target,
+      random_state=_DIGITS_SPLIT_SEED)
+  if split not in ("train", "test"):
+    raise ValueError(f"digits has splits 'train' and 'test', not {split!r}.")
+  idx = np.sort(indices[0 if split == "train" else 1])
+  grey = np.round(digits.images[idx] * (255 / 16)).astype(np.uint8)[..., None]
+  if image_size != grey.shape[1]:
+    grey = _resize(grey, image_size)
+  return ArrayDataset(images=np.repeat(grey, 3, axis=-1),
+                      labels=digits.target[idx].astype(np.int32),
+                      class_names=[str(d) for d in range(10)], filenames=None, skipped=[])
+
+
+def _layout_error(path: str, what: str) -> ValueError:
+  return ValueError(f"{what}; expected the layout {path}/<split>/<class>/*.jpg|jpeg|png with "
+                    "classes = the subfolders of <split>=train.")
+
+
+def _folder_classes(root: str) -> list[str]:
+  train = os.path.join(root, "train")
+  if not os.path.isdir(train):
+    raise _layout_error(root, f"Image folder {train} does not exist")
+  classes = sorted(e.name for e in os.scandir(train) if e.is_dir())
+  if not classes:
+    raise _layout_error(root, f"Image folder {train} has no class subfolders")
+  return classes
+
+
+def _decode(path: str, image_size: int | None) -> np.ndarray | None:
+  """Decodes one file to uint8 RGB (H, W, 3); None if it is not a readable image."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  if not path.lower().endswith(IMAGE_EXTENSIONS):
+    return None
+  try:
+    with Image.open(path) as image:
+      image = image.convert("RGB")
+      if image_size and image.size != (image_size, image_size):
+        image = image.resize((image_size, image_size), Image.BILINEAR)
+      return np.asarray(image)
+  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    return None
+
+
+def _decode_chunk(paths: list[str], image_size: int | None) -> list[np.ndarray | None]:
+  return [_decode(p, image_size) for p in paths]
+
+
+def _load_folder(root: str, split: str, image_size: int | None, strict: bool) -> ArrayDataset:
+  """Reads root/<split>/<class>/* with PIL in a thread pool."""
+  classes = _folder_classes(root)
+  split_dir = os.path.join(root, split)
+  if not os.path.isdir(split_dir):
+    raise _layout_error(root, f"Split folder {split_dir} does not exist")
+  unknown = sorted(e.name for e in os.scandir(split_dir)
+                   if e.is_dir() and e.name not in classes)
+  if unknown:
+    raise _layout_error(root, f"{split_dir} has class folders {unknown} not in train")
+
+  paths, labels, empty = [], [], []
+  for label, cls in enumerate(classes):
+    cls_dir = os.path.join(split_dir, cls)
+    files = sorted(e.name for e in os.scandir(cls_dir) if e.is_file()) if os.path.isdir(
+        cls_dir) else []
+    if not files:
+      empty.append(cls)
+    paths.extend(os.path.join(cls_dir, f) for f in files)
+    labels.extend([label] * len(files))
+  if empty:
+    logging.warning("Image folder %s: %d empty or missing class folders: %s", split_dir,
+                    len(empty), empty)
+
+  chunk = 512
+  chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
+  with concurrent.futures.ThreadPoolExecutor(max(2, os.cpu_count() or 1)) as pool:
+    decoded = [a for part in pool.map(_decode_chunk, chunks, [image_size] * len(chunks))
+               for a in part]
+
+  keep = [i for i, a in enumerate(decoded) if a is not None]
+  skipped = [paths[i] for i, a in enumerate(decoded) if a is None]
+  if skipped and strict:
+    raise ValueError(f"Unreadable or non-image file {skipped[0]} ({len(skipped)} in "
+                     f"{split_dir}; strict=True).")
+  if skipped:
+    logging.warning("Image folder %s: skipped %d unreadable or non-image files, e.g. %s",
+                    split_dir, len(skipped), skipped[:3])
+  if not keep:
+    raise ValueError(f"No readable images in {split_dir}.")
+  shapes = {decoded[i].shape for i in keep}
+  if len(shapes) > 1:
+    raise ValueError(f"Images in {split_dir} have different sizes {sorted(shapes)[:3]}...; "
+                     "pass image_size.")
+  return ArrayDataset(
+      images=np.stack([decoded[i] for i in keep]),
+      labels=np.asarray([labels[i] for i in keep], np.int32),
+      class_names=classes,
+      filenames=[os.path.relpath(paths[i], root) for i in keep],
+      skipped=skipped)

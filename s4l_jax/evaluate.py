@@ -1,0 +1,90 @@
+"""Top-1 / top-5 evaluation, in the trainer and as a CLI over an export.
+
+    python -m s4l_jax.evaluate --export_dir=WORKDIR/export --dataset=digits [--split=test]
+
+prints `{"top1": ..., "top5": ..., "count": ...}` computed with the exported `predict`
+(jax only, no s4l_jax model code), which matches `WORKDIR/results.json`.
+"""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from s4l_jax import export as export_lib
+
+
+def topk_hits(logits, labels, k: int):
+  """(N,) float32: 1 where the label is among the k largest logits (ties count as hits)."""
+  label_logit = jnp.take_along_axis(logits, labels[:, None], axis=1)
+  rank = jnp.sum(logits > label_logit, axis=1)
+  return (rank < k).astype(jnp.float32)
+
+
+def masked_sums(logits, labels, mask) -> dict:
+  mask = mask.astype(jnp.float32)
+  return {"top1": jnp.sum(topk_hits(logits, labels, 1) * mask),
+          "top5": jnp.sum(topk_hits(logits, labels, min(5, logits.shape[1])) * mask),
+          "count": jnp.sum(mask)}
+
+
+def make_eval_step(model, rotation_average: bool = False):
+  """`(variables, batch uint8 {image,label,mask}) -> sums` on the central, unrotated view.
+
+  With `rotation_average`, also scores the mean logits over the 4 rotations (`rot_avg_*`).
+  """
+  def eval_step(variables, batch):
+    x = export_lib.to_model_input(batch["image"])
+    logits = model.apply(variables, x, train=False)["classes"]
+    sums = masked_sums(logits, batch["label"], batch["mask"])
+    if rotation_average:
+      rotated = [jnp.rot90(x, k, axes=(1, 2)) for k in range(1, 4)]
+      avg = sum((model.apply(variables, r, train=False)["classes"] for r in rotated), logits) / 4
+      avg_sums = masked_sums(avg, batch["label"], batch["mask"])
+      sums.update(rot_avg_top1=avg_sums["top1"], rot_avg_top5=avg_sums["top5"])
+    return sums
+  return eval_step
+
+
+def accumulate(step_fn, batches) -> dict:
+  """Runs `step_fn` over batches and turns the summed hits into accuracies."""
+  totals = None
+  for batch in batches:
+    sums = jax.device_get(step_fn(batch))
+    totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
+  count = float(totals.pop("count"))
+  return {k: float(v) / count for k, v in totals.items()} | {"count": int(count)}
+
+
+def evaluate_export(export_dir: str, dataset: str, split: str = "test", data_dir: str = "",
+                    batch_size: int = 500) -> dict:
+  from s4l_jax.data import sources, streams  # pylint: disable=g-import-not-at-top
+  predict, description = export_lib.load_predict(export_dir)
+  data = sources.load_split(dataset, split, image_size=description["input_size"][0],
+                            data_dir=data_dir or None)
+
+  def step(batch):
+    return masked_sums(predict(jnp.asarray(batch["image"])), jnp.asarray(batch["label"]),
+                       jnp.asarray(batch["mask"]))
+
+  batches = ({"image": data.images[i], "label": data.labels[i], "mask": m}
+             for i, m in streams.eval_batches(len(data.labels), batch_size))
+  return accumulate(step, batches)
+
+
+def main(argv):
+  del argv
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  f = flags.FLAGS
+  print(json.dumps(evaluate_export(f.export_dir, f.dataset, f.split, f.data_dir,
+                                   f.batch_size)))
+
+
+if __name__ == "__main__":
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("export_dir", None, "WORKDIR/export of a finished run.", required=True)
+  flags.DEFINE_string("dataset", None, "digits | cifar10 | folder:PATH.", required=True)
+  flags.DEFINE_string("split", "test", "Split to score.")
+  flags.DEFINE_string("data_dir", "", "tfds data_dir, for tfds datasets.")
+  flags.DEFINE_integer("batch_size", 500, "Images per predict call.")
+  app.run(main)

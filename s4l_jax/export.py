@@ -1,0 +1,79 @@
+"""A self-contained model export: `WORKDIR/export/`.
+
+* `predict.jax`: `jax.export`-serialized `predict(images uint8 (B, S, S, C)) -> logits
+  float32 (B, num_classes)`, batch dimension polymorphic, weights embedded, lowered for CPU,
+  CUDA and TPU. Loading it needs jax only (`load_predict`).
+* `export.json`: input size, preprocessing, class names, step and the run's metadata.
+* `variables/`: the same weights as an Orbax checkpoint (`{"params", "batch_stats"}`), to
+  initialise fine-tuning or pseudo-labelling.
+"""
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+PLATFORMS = ("cpu", "cuda", "tpu")
+PREPROCESSING = "x = uint8 image / 255 * 2 - 1 (range [-1, 1]); input already at input_size"
+
+
+def to_model_input(images):
+  """uint8 images -> float32 in [-1, 1], the value range every S4L model sees."""
+  return images.astype(jnp.float32) * (2.0 / 255.0) - 1.0
+
+
+def make_predict(model, variables):
+  def predict(images):
+    return model.apply(variables, to_model_input(images), train=False)["classes"]
+  return predict
+
+
+def write_export(export_dir: str, model, variables, *, image_size: int, channels: int,
+                 class_names, meta: dict):
+  """Writes predict.jax, export.json and variables/ (replacing a previous export)."""
+  variables = jax.device_get(variables)
+  tmp = export_dir.rstrip("/") + ".tmp"
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  spec = jax.ShapeDtypeStruct(
+      jax.export.symbolic_shape(f"b, {image_size}, {image_size}, {channels}"), jnp.uint8)
+  exported = jax.export.export(jax.jit(make_predict(model, variables)),
+                               platforms=PLATFORMS)(spec)
+  with open(os.path.join(tmp, "predict.jax"), "wb") as f:
+    f.write(exported.serialize())
+  description = dict(meta, input_size=[image_size, image_size, channels], input_dtype="uint8",
+                     preprocessing=PREPROCESSING, class_names=list(class_names),
+                     num_classes=len(class_names), platforms=list(PLATFORMS))
+  with open(os.path.join(tmp, "export.json"), "w") as f:
+    json.dump(description, f, indent=2)
+  ocp.StandardCheckpointer().save(os.path.join(os.path.abspath(tmp), "variables"), variables)
+  ocp.StandardCheckpointer().wait_until_finished()
+  shutil.rmtree(export_dir, ignore_errors=True)
+  os.replace(tmp, export_dir)
+
+
+def load_description(export_dir: str) -> dict:
+  path = os.path.join(export_dir, "export.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"No export at {export_dir!r} (missing export.json); an export is "
+                            "written to WORKDIR/export at the end of every run")
+  with open(path) as f:
+    return json.load(f)
+
+
+def load_predict(export_dir: str):
+  """Returns (predict, description); `predict(uint8 images) -> logits` needs only jax."""
+  description = load_description(export_dir)
+  with open(os.path.join(export_dir, "predict.jax"), "rb") as f:
+    exported = jax.export.deserialize(bytearray(f.read()))
+  return exported.call, description
+
+
+def load_variables(export_dir: str) -> dict:
+  """The exported `{"params", "batch_stats"}` as numpy arrays."""
+  load_description(export_dir)
+  path = os.path.join(os.path.abspath(export_dir), "variables")
+  return jax.tree.map(np.asarray, ocp.StandardCheckpointer().restore(path))

@@ -1,0 +1,172 @@
+"""Pure loss functions shared by the S4L objectives (methods.md 2.5).
+
+All functions are jnp-only, compute in float32 (or the input's wider float
+type) and average over the leading batch axis unless documented otherwise.
+"""
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def _masked_mean(values: Array, mask: Optional[Array]) -> Array:
+  """Mean of `values` (N,) weighted by `mask` (N,); plain mean if None."""
+  if mask is None:
+    return jnp.mean(values)
+  mask = mask.astype(values.dtype)
+  return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1e-12)
+
+
+def _as_float(x: Array) -> Array:
+  """Casts to float32 unless already float32/float64."""
+  return x if x.dtype in (jnp.float32, jnp.float64) else x.astype(jnp.float32)
+
+
+def softmax_xent(logits: Array, labels: Array,
+                 mask: Optional[Array] = None) -> Array:
+  """Mean softmax cross-entropy.
+
+  Args:
+    logits: (N, C) logits.
+    labels: (N,) int class indices.
+    mask: optional (N,) bool/float weights; the mean is sum(w·ce) / sum(w)
+      (0 if all weights are 0). None means all ones.
+
+  Returns:
+    Scalar loss.
+  """
+  logp = jax.nn.log_softmax(_as_float(logits), axis=-1)
+  ce = -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1)
+  return _masked_mean(ce[:, 0], mask)
+
+
+def entropy(logits: Array, mask: Optional[Array] = None) -> Array:
+  """Mean conditional entropy -sum_c p_c log p_c of softmax(logits).
+
+  The gradient flows into `logits` (EntMin, methods.md 2.5d).
+
+  Args:
+    logits: (N, C) logits.
+    mask: optional (N,) bool/float weights, as in `softmax_xent`.
+
+  Returns:
+    Scalar mean entropy.
+  """
+  logp = jax.nn.log_softmax(_as_float(logits), axis=-1)
+  ent = -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+  return _masked_mean(ent, mask)
+
+
+def kl_divergence(p_logits: Array, q_logits: Array) -> Array:
+  """Per-example KL(softmax(p_logits) || softmax(q_logits)).
+
+  Same form as the S4L `kl_divergence_from_logits`: sum_c p_c (log p_c - log q_c)
+  with both log-probabilities from log_softmax.
+
+  Args:
+    p_logits: (N, C) logits of the first distribution.
+    q_logits: (N, C) logits of the second distribution.
+
+  Returns:
+    (N,) KL divergences.
+  """
+  logp = jax.nn.log_softmax(_as_float(p_logits), axis=-1)
+  logq = jax.nn.log_softmax(_as_float(q_logits), axis=-1)
+  return jnp.sum(jnp.exp(logp) * (logp - logq), axis=-1)
+
+
+def l2_normalize(x: Array, axis=-1, eps: float = 1e-12) -> Array:
+  """x / sqrt(max(sum(x**2, axis), eps)), as `tf.math.l2_normalize`."""
+  sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
+  return x * jax.lax.rsqrt(jnp.maximum(sq, eps))
+
+
+def pairwise_distances(emb: Array) -> Array:
+  """All-pairs Euclidean distances D_jk = sqrt(max(||e_j - e_k||^2, 1e-12)).
+
+  The clamp (S4L `exemplar.py:_stable_norm`) keeps the gradient of sqrt finite
+  on the diagonal. Squared distances are expanded as |a|^2 + |b|^2 - 2 a.b
+  (O(N^2) memory instead of the reference's O(N^2 D) difference tensor), with a
+  full-precision matmul.
+
+  Args:
+    emb: (N, D) embeddings.
+
+  Returns:
+    (N, N) distances.
+  """
+  emb = _as_float(emb)
+  sq = jnp.sum(jnp.square(emb), axis=-1)
+  gram = jnp.matmul(emb, emb.T, precision=jax.lax.Precision.HIGHEST)
+  d2 = sq[:, None] + sq[None, :] - 2.0 * gram
+  return jnp.sqrt(jnp.maximum(d2, 1e-12))
+
+
+def batch_hard_triplet(emb: Array, ids: Array, soft: bool = True,
+                       margin: float = 0.0) -> Array:
+  """Batch-hard triplet loss (Hermans et al. 2017), as S4L `batch_hard`.
+
+  For each anchor j: d_pos = max over k != j with ids[k] == ids[j] of D_jk
+  (hardest positive), d_neg = min over ids[k] != ids[j] of D_jk (hardest
+  negative); loss_j = softplus(d_pos + margin - d_neg) if `soft` else
+  relu(d_pos + margin - d_neg). An anchor without positives (or without
+  negatives) contributes 0. S4L-Exemplar uses soft=True, margin=0.
+
+  Args:
+    emb: (N, D) embeddings (S4L L2-normalises them first).
+    ids: (N,) int identities.
+    soft: soft-margin (softplus) instead of hinge.
+    margin: additive margin.
+
+  Returns:
+    Scalar mean over the N anchors.
+  """
+  dists = pairwise_distances(emb)
+  same = ids[:, None] == ids[None, :]
+  not_self = ~jnp.eye(ids.shape[0], dtype=bool)
+  d_pos = jnp.max(jnp.where(same & not_self, dists, -jnp.inf), axis=1)
+  d_neg = jnp.min(jnp.where(same, jnp.inf, dists), axis=1)
+  diff = d_pos + margin - d_neg
+  per_anchor = jax.nn.softplus(diff) if soft else jax.nn.relu(diff)
+  return jnp.mean(per_anchor)
+
+
+def exemplar_ids(num_images: int, num_views: int, quirk: bool = False) -> Array:
+  """Identity of each view for views laid out image-major, (I*V,) int32.
+
+  Views are flattened from (num_images, num_views, ...), so the correct
+  identity of view j is j // num_views (as in S4L `exemplar_ablation.py`).
+
+  quirk=True reproduces the released `exemplar.py` bug (methods.md 2.5c, 2.8.1):
+  `do_triplet(emb, ninstances, nexamples)` swaps its arguments, so the labels
+  become repeat(range(num_views), num_images), i.e. id = j // num_images.
+  This is only correct when num_images == num_views (8 images per core);
+  otherwise each "identity" spans views of several images.
+
+  Args:
+    num_images: images per group (per core in the original).
+    num_views: views per image (8 in S4L-Exemplar).
+    quirk: reproduce the released code's grouping.
+
+  Returns:
+    (num_images * num_views,) int32 identities.
+  """
+  j = jnp.arange(num_images * num_views, dtype=jnp.int32)
+  return j // num_images if quirk else j // num_views
+
+
+def topk_correct(logits: Array, labels: Array, k: int) -> Array:
+  """Whether `labels` is among the top-k logits (ties: lower index first).
+
+  Args:
+    logits: (N, C) logits.
+    labels: (N,) int class indices.
+    k: number of top classes considered.
+
+  Returns:
+    (N,) bool.
+  """
+  _, idx = jax.lax.top_k(logits, k)
+  return jnp.any(idx == labels[:, None], axis=-1)

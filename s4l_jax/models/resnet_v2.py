@@ -1,0 +1,130 @@
+"""Pre-activation ResNet trunks (ResNet-50 v2, Wide ResNet) and the multi-head model."""
+import functools
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from s4l_jax.models.normalization import BatchNorm
+
+_conv_init = nn.initializers.glorot_uniform()
+
+
+class _Trunk(nn.Module):
+  """Shared fields and layer factories of the pre-activation trunks."""
+  dtype: Any = jnp.float32
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+  bn_group_size: int | None = None
+
+  def conv(self, features, kernel, stride=1, name=None):
+    """Conv without bias, TF-style fixed padding (kernel - 1) // 2 per side."""
+    p = (kernel - 1) // 2
+    return nn.Conv(features, (kernel, kernel), (stride, stride),
+                   padding=((p, p), (p, p)), use_bias=False,
+                   kernel_init=_conv_init, dtype=self.dtype,
+                   param_dtype=jnp.float32, name=name)
+
+  def bn_relu(self, x, train, name):
+    x = BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                  epsilon=self.bn_epsilon, dtype=self.dtype,
+                  group_size=self.bn_group_size, name=name)(x)
+    return nn.relu(x)
+
+
+class ResNet50V2(_Trunk):
+  """ResNet-50 v2 trunk with width factor k: (N, H, W, 3) -> pre_logits (N, 512k).
+
+  Root: 7x7/2 conv (16k channels, pad 3) and 3x3/2 max-pool (zero pad 1, VALID);
+  bottleneck units (3, 4, 6, 3) with outputs 64k..512k, stride in the 3x3 conv of
+  the first unit of blocks 2-4; final BN + ReLU and global average pooling.
+  """
+  filters_factor: int = 4
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    k = self.filters_factor
+    x = self.conv(16 * k, 7, 2, name="root_conv")(x.astype(self.dtype))
+    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    x = nn.max_pool(x, (3, 3), (2, 2), padding="VALID")
+    for b, units in enumerate((3, 4, 6, 3)):
+      out = 64 * k * 2**b
+      for u in range(units):
+        stride = 2 if b > 0 and u == 0 else 1
+        x = self._unit(x, out, stride, train, f"block{b + 1}_unit{u + 1}")
+    x = self.bn_relu(x, train, "final_bn")
+    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+
+  def _unit(self, x, out, stride, train, name):
+    """Pre-activation bottleneck unit (bottleneck_v2)."""
+    mid = out // 4
+    a = self.bn_relu(x, train, f"{name}_bn0")
+    shortcut = x
+    if stride > 1 or x.shape[-1] != out:
+      shortcut = self.conv(out, 1, stride, name=f"{name}_proj")(a)
+    h = self.conv(mid, 1, name=f"{name}_conv1")(a)
+    h = self.bn_relu(h, train, f"{name}_bn1")
+    h = self.conv(mid, 3, stride, name=f"{name}_conv2")(h)
+    h = self.bn_relu(h, train, f"{name}_bn2")
+    h = self.conv(out, 1, name=f"{name}_conv3")(h)
+    return h + shortcut
+
+
+class WideResNet(_Trunk):
+  """Pre-activation WRN-depth-width for 32x32 inputs: -> pre_logits (N, 64w).
+
+  Root 3x3 conv (16 channels); 3 groups of (depth - 4) // 6 basic units with
+  16w, 32w, 64w channels and strides 1, 2, 2; final BN + ReLU, average pool.
+  """
+  depth: int = 28
+  width: int = 2
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    if (self.depth - 4) % 6 or self.depth < 10:
+      raise ValueError(f"WRN depth must be 6n + 4 with n >= 1, got {self.depth}.")
+    units = (self.depth - 4) // 6
+    x = self.conv(16, 3, name="root_conv")(x.astype(self.dtype))
+    for b, stride in enumerate((1, 2, 2)):
+      out = 16 * self.width * 2**b
+      for u in range(units):
+        x = self._unit(x, out, stride if u == 0 else 1, train,
+                       f"block{b + 1}_unit{u + 1}")
+    x = self.bn_relu(x, train, "final_bn")
+    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+
+  def _unit(self, x, out, stride, train, name):
+    """Pre-activation basic unit (two 3x3 convs)."""
+    a = self.bn_relu(x, train, f"{name}_bn0")
+    shortcut = x
+    if stride > 1 or x.shape[-1] != out:
+      shortcut = self.conv(out, 1, stride, name=f"{name}_proj")(a)
+    h = self.conv(out, 3, stride, name=f"{name}_conv1")(a)
+    h = self.bn_relu(h, train, f"{name}_bn1")
+    h = self.conv(out, 3, name=f"{name}_conv2")(h)
+    return h + shortcut
+
+
+class Model(nn.Module):
+  """Trunk plus independent linear heads on its pre_logits.
+
+  Attributes:
+    trunk: module mapping (x, train) -> pre_logits (N, D).
+    heads: head name -> output dim (e.g. {"classes": 1000, "rotations": 4}).
+  """
+  trunk: nn.Module
+  heads: Mapping[str, int]
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> dict[str, jax.Array]:
+    """x: (N, H, W, C) float32 in [-1, 1]; returns float32 (N, D) / (N, dim)."""
+    pre_logits = self.trunk(x, train=train).astype(jnp.float32)
+    out = {"pre_logits": pre_logits}
+    dense = functools.partial(
+        nn.Dense, kernel_init=nn.initializers.glorot_uniform(),
+        bias_init=nn.initializers.zeros, dtype=jnp.float32,
+        param_dtype=jnp.float32)
+    for name, dim in self.heads.items():
+      out[name] = dense(dim, name=f"head_{name}")(pre_logits)
+    return out

@@ -1,0 +1,71 @@
+"""Optimizers and learning-rate schedules (methods.md 2.4, 3.6).
+
+* `momentum`: TF `MomentumOptimizer` semantics, `v = m*v + g + wd*W; W -= lr*v`, i.e. the
+  paper's coupled L2 (`wd/2 * ||W||^2` in the loss) on kernels only, lr applied after momentum.
+* `lars`: `optax.lars` with weight decay and trust ratio masked to kernels only.
+Schedules count in steps; configs give them in epochs of the labeled subset.
+"""
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def kernel_mask(params):
+  """True for conv/dense kernels, False for biases and BatchNorm scale/bias."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
+
+
+def trainable_mask(params, trainable: str):
+  """`all`: every parameter; `heads`: only the linear heads (not the trunk)."""
+  if trainable == "all":
+    return jax.tree.map(lambda _: True, params)
+  if trainable == "heads":
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: not str(getattr(path[0], "key", "")).startswith("trunk"), params)
+  raise ValueError(f"trainable must be 'all' or 'heads', got {trainable!r}")
+
+
+def make_schedule(lr_config, base_lr: float, steps_per_epoch: int, total_steps: int):
+  """Linear warm-up from 0, then `step` (x decay_factor at each decay epoch) or `cosine` to 0."""
+  warmup = int(round(lr_config.warmup_epochs * steps_per_epoch))
+  warmup = min(warmup, max(total_steps - 1, 0))
+  if lr_config.schedule == "step":
+    boundaries = {int(round(e * steps_per_epoch)): lr_config.decay_factor
+                  for e in lr_config.decay_epochs}
+    decay = optax.piecewise_constant_schedule(base_lr, boundaries)
+    after = lambda step: decay(step)  # decay epochs are absolute, not relative to warm-up
+  elif lr_config.schedule == "cosine":
+    cosine = optax.cosine_decay_schedule(base_lr, max(total_steps - warmup, 1))
+    after = lambda step: cosine(step - warmup)
+  elif lr_config.schedule == "constant":
+    after = lambda step: base_lr
+  else:
+    raise ValueError(f"lr.schedule must be step|cosine|constant, got {lr_config.schedule!r}")
+
+  def schedule(step):
+    step = jnp.asarray(step, jnp.float32)
+    warm = base_lr * step / max(warmup, 1)
+    return jnp.where(step < warmup, warm, after(step))
+  return schedule
+
+
+def make_optimizer(opt_config, schedule, params, trainable: str = "all"):
+  """Returns an optax transformation; frozen parameters get zero updates."""
+  mask = kernel_mask(params)
+  if opt_config.name == "momentum":
+    tx = optax.chain(
+        optax.add_decayed_weights(opt_config.weight_decay, mask=mask),
+        optax.trace(decay=opt_config.momentum, nesterov=opt_config.nesterov),
+        optax.scale_by_learning_rate(schedule))
+  elif opt_config.name == "lars":
+    tx = optax.lars(schedule, weight_decay=opt_config.weight_decay, weight_decay_mask=mask,
+                    trust_coefficient=opt_config.lars_trust_coefficient,
+                    trust_ratio_mask=mask, momentum=opt_config.momentum,
+                    nesterov=opt_config.nesterov)
+  else:
+    raise ValueError(f"optimizer.name must be momentum|lars, got {opt_config.name!r}")
+  if trainable == "all":
+    return tx
+  labels = jax.tree.map(lambda t: "train" if t else "freeze", trainable_mask(params, trainable))
+  return optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()}, labels)

@@ -1,0 +1,218 @@
+"""The training loop shared by every method: `run(config, workdir)`.
+
+jit over a 1-D `data` mesh (batch sharded, state replicated and donated), views computed on
+device, the objective named by `config.objective`, Orbax checkpoints (re-running resumes),
+clu metrics (TensorBoard + log) with images/s and ETA, final eval, export, results.json.
+"""
+import functools
+import json
+import math
+import os
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers
+
+from s4l_jax import checkpointing, config_lib, distributed, evaluate, export, objectives
+from s4l_jax import optim, train_state
+from s4l_jax.data import pipeline as pipeline_lib
+from s4l_jax.data import views
+from s4l_jax.models import build_model
+
+
+def ema_decay(config, steps_per_epoch: int) -> float:
+  """Polyak decay with a half-life of `ema_halflife_epochs` (MOAM: 0.5**(1/steps_per_epoch))."""
+  if config.ema_halflife_epochs <= 0:
+    return 0.0
+  return 0.5 ** (1.0 / (config.ema_halflife_epochs * steps_per_epoch))
+
+
+def make_train_step(model, objective, tx, config, decay: float):
+  """Returns `step(state, raw_batch) -> (state, metrics)` (to be jitted)."""
+  view_fns = {name: views.make_view_fn(config.input[name].view,
+                                       image_size=config.input.image_size,
+                                       crop=config.input.crop)
+              for name in ("labeled", "unlabeled")}
+  base_rng = jax.random.PRNGKey(config.seed)
+
+  def step(state, raw):
+    rngs = jax.random.split(jax.random.fold_in(base_rng, state.step), 3)
+    batch = {name: {**view_fns[name](rng, raw[name]["image"]), "label": raw[name]["label"]}
+             for name, rng in zip(("labeled", "unlabeled"), rngs) if name in raw}
+    loss_fn = functools.partial(objective.loss_fn, model=model, config=config)
+    (loss, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, state.batch_stats, batch, rngs[2])
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema_params = state.ema_params
+    if decay:  # zero-debiased EMA (TF ExponentialMovingAverage(zero_debias=True))
+      t = (state.step + 1).astype(jnp.float32)
+      w = (1.0 - decay) / (1.0 - decay ** t)
+      ema_params = jax.tree.map(lambda e, p: (1.0 - w) * e + w * p, ema_params, params)
+    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+    return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                         opt_state=opt_state, ema_params=ema_params), metrics
+  return step
+
+
+def init_variables(model, config, image_shape, rng):
+  """Fresh variables, overwritten by the `init_from` export wherever path and shape match."""
+  dummy = jnp.zeros((1, *image_shape), jnp.float32)
+  variables = jax.device_get(model.init(rng, dummy, train=False))
+  if not config.init_from:
+    return variables
+  loaded = export.load_variables(config.init_from)
+  flat_loaded = dict(jax.tree_util.tree_flatten_with_path(loaded)[0])
+  taken = []
+
+  def pick(path, fresh):
+    old = flat_loaded.get(path)
+    if old is not None and old.shape == fresh.shape:
+      taken.append(path)
+      return old.astype(fresh.dtype)
+    return fresh
+  variables = jax.tree_util.tree_map_with_path(pick, variables)
+  logging.info("Initialised %d of %d arrays from %s", len(taken),
+               len(jax.tree.leaves(variables)), config.init_from)
+  return variables
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks: save, then exit cleanly."""
+
+  def __init__(self):
+    self.requested = False
+    signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+
+def check_finite(metrics, step: int, last_saved):
+  for key in ("loss", "grad_norm"):
+    if not np.isfinite(metrics[key]):
+      raise FloatingPointError(
+          f"{key} is {metrics[key]} at step {step}: stopping; no checkpoint was written for it "
+          f"(last good checkpoint: step {last_saved}). Lower the learning rate or check the data.")
+
+
+def run(config, workdir: str) -> dict:
+  """Trains, evaluates, exports; returns the results dict also written to results.json."""
+  start = time.time()
+  os.makedirs(workdir, exist_ok=True)
+  mesh = distributed.make_mesh()
+  for name in ("labeled", "unlabeled"):
+    if config.input[name].batch_size:
+      distributed.check_divisible(config.input[name].batch_size, f"input.{name}.batch_size")
+  distributed.check_divisible(config.input.eval_batch_size, "input.eval_batch_size")
+  data = pipeline_lib.InMemoryPipeline(config, jax.process_index(), jax.process_count())
+  spe = config_lib.steps_per_epoch(data.num_labeled, config.input.labeled.batch_size)
+  num_steps = config_lib.total_steps(config, data.num_labeled)
+  objective = objectives.get(config.objective)
+  model = build_model(config.model, data.num_classes)
+
+  variables = init_variables(model, config, data.image_shape, jax.random.PRNGKey(config.seed))
+  schedule = optim.make_schedule(config.lr, config_lib.base_learning_rate(config), spe, num_steps)
+  tx = optim.make_optimizer(config.optimizer, schedule, variables["params"], config.trainable)
+  decay = ema_decay(config, spe)
+  repl = distributed.replicated(mesh)
+  state = jax.device_put(train_state.create(variables, tx, use_ema=bool(decay)), repl)
+
+  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                    config.checkpoint_every_steps, config.keep_checkpoints)
+  if ckpt.latest_step() is not None:
+    state = ckpt.restore(checkpointing.abstract_like(state, repl))
+    logging.info("Resumed from step %d in %s", int(state.step), workdir)
+  first_step = int(state.step)
+
+  train_step = jax.jit(make_train_step(model, objective, tx, config, decay),
+                       in_shardings=(repl, distributed.data_sharding(mesh)),
+                       out_shardings=(repl, repl), donate_argnums=0)
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  if first_step == 0:
+    writer.write_hparams({k: str(v) for k, v in config.items() if not hasattr(v, "items")})
+  preemption = _Preemption()
+  eval_fn = _make_evaluator(model, config, data, mesh)
+
+  last_saved, t_log, step_log = ckpt.latest_step(), time.time(), first_step
+  for step in range(first_step + 1, num_steps + 1):
+    batch = distributed.to_global(data.train_batch(step - 1), mesh)
+    state, metrics = train_step(state, batch)
+    is_last = step == num_steps
+    save_now = ckpt.should_save(step) or is_last or preemption.requested
+    if step % config.log_every_steps == 0 or save_now:
+      metrics = distributed.to_host(metrics)
+      check_finite(metrics, step, last_saved)
+      now = time.time()
+      rate = (step - step_log) / max(now - t_log, 1e-9)
+      metrics.update(lr=float(schedule(step - 1)), steps_per_s=rate,
+                     images_per_s=rate * data.images_per_step)
+      writer.write_scalars(step, metrics)
+      logging.info("step %d/%d loss %.4f  %.1f img/s  ETA %s", step, num_steps,
+                   metrics["loss"], metrics["images_per_s"],
+                   _format_eta((num_steps - step) / max(rate, 1e-9)))
+      t_log, step_log = now, step
+    if config.eval_every_steps and step % config.eval_every_steps == 0 and not is_last:
+      writer.write_scalars(step, eval_fn(state))
+    if save_now:
+      ckpt.save(step, state, force=True)
+      last_saved = step
+    if preemption.requested and not is_last:
+      ckpt.close()
+      raise SystemExit(f"SIGTERM: saved step {step} to {workdir}/checkpoints; re-run the same "
+                       "command to resume")
+  ckpt.close()
+
+  final = eval_fn(state)
+  writer.write_scalars(num_steps, final)
+  writer.flush()
+  wall = time.time() - start
+  use_ema = bool(decay)
+  results = dict(
+      method=config.objective, dataset=config.dataset, labels=config.labels,
+      num_labeled=data.num_labeled, steps=num_steps,
+      top1=final["ema_top1" if use_ema else "top1"], top5=final["ema_top5" if use_ema else "top5"],
+      wall_s=wall, images_per_s=(num_steps - first_step) * data.images_per_step / max(wall, 1e-9),
+      resumed_from_step=first_step, eval=final)
+  if jax.process_index() == 0:
+    export.write_export(
+        os.path.join(workdir, "export"), model, state.eval_variables(use_ema),
+        image_size=config.input.image_size, channels=data.image_shape[-1],
+        class_names=data.class_names,
+        meta=dict(method=config.objective, dataset=config.dataset, labels=config.labels,
+                  step=num_steps, weights="ema" if use_ema else "raw", top1=results["top1"]))
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(results, f, indent=2)
+  return results
+
+
+def _make_evaluator(model, config, data, mesh):
+  """`state -> {top1, top5, [ema_top1, ...], [rot_avg_top1, ...]}` over the whole test split."""
+  eval_step = jax.jit(evaluate.make_eval_step(model, config.eval_rotation_average))
+
+  def run_eval(state):
+    out = {}
+    for prefix, use_ema in (("", False), ("ema_", True)):
+      if use_ema and not state.ema_params:
+        continue
+      variables = state.eval_variables(use_ema)
+      batches = (distributed.to_global(b, mesh)
+                 for b in data.eval_batches(config.input.eval_batch_size))
+      accs = evaluate.accumulate(functools.partial(eval_step, variables), batches)
+      out.update({prefix + k: v for k, v in accs.items() if k != "count"})
+    return out
+  return run_eval
+
+
+def _format_eta(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  m, s = divmod(int(seconds), 60)
+  h, m = divmod(m, 60)
+  return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"

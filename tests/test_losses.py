@@ -1,0 +1,187 @@
+"""Tests for s4l_jax.losses against independent NumPy computations."""
+import itertools
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from s4l_jax import losses
+
+
+def _np_log_softmax(z):
+  z = z - z.max(-1, keepdims=True)
+  return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def _logits(seed=0, n=6, c=5, scale=3.0):
+  return np.random.RandomState(seed).randn(n, c).astype(np.float32) * scale
+
+
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_softmax_xent(use_mask):
+  logits = _logits()
+  labels = np.array([0, 4, 2, 2, 1, 3])
+  mask = np.array([1, 0, 1, 1, 0, 1], np.float32)
+  ce = -_np_log_softmax(logits.astype(np.float64))[np.arange(6), labels]
+  want = (ce * mask).sum() / mask.sum() if use_mask else ce.mean()
+  got = losses.softmax_xent(jnp.asarray(logits), jnp.asarray(labels),
+                            mask=jnp.asarray(mask) if use_mask else None)
+  assert got.shape == ()
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_softmax_xent_bool_mask_and_empty():
+  logits, labels = _logits(), np.array([0, 4, 2, 2, 1, 3])
+  fmask = np.array([1, 0, 1, 1, 0, 1], np.float32)
+  np.testing.assert_allclose(
+      losses.softmax_xent(logits, labels, fmask.astype(bool)),
+      losses.softmax_xent(logits, labels, fmask), rtol=1e-6)
+  assert float(losses.softmax_xent(logits, labels, np.zeros(6))) == 0.0
+
+
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_entropy(use_mask):
+  logits = _logits(1)
+  mask = np.array([0, 1, 1, 0, 1, 1], np.float32)
+  logp = _np_log_softmax(logits.astype(np.float64))
+  ent = -(np.exp(logp) * logp).sum(-1)
+  want = (ent * mask).sum() / mask.sum() if use_mask else ent.mean()
+  got = losses.entropy(logits, mask=mask if use_mask else None)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_entropy_bounds():
+  uniform = np.zeros((3, 7), np.float32)
+  np.testing.assert_allclose(losses.entropy(uniform), np.log(7), rtol=1e-6)
+  onehot = np.array([[100.0, 0, 0]], np.float32)
+  np.testing.assert_allclose(losses.entropy(onehot), 0.0, atol=1e-6)
+
+
+def test_kl_divergence_both_directions():
+  a, b = _logits(2), _logits(3)
+  pa = np.exp(_np_log_softmax(a.astype(np.float64)))
+  pb = np.exp(_np_log_softmax(b.astype(np.float64)))
+  kl_ab = (pa * (np.log(pa) - np.log(pb))).sum(-1)
+  kl_ba = (pb * (np.log(pb) - np.log(pa))).sum(-1)
+  got_ab, got_ba = losses.kl_divergence(a, b), losses.kl_divergence(b, a)
+  assert got_ab.shape == (6,)
+  np.testing.assert_allclose(got_ab, kl_ab, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(got_ba, kl_ba, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(kl_ab, kl_ba)
+  np.testing.assert_allclose(losses.kl_divergence(a, a), 0.0, atol=1e-6)
+
+
+def test_kl_divergence_stable_for_extreme_logits():
+  a = np.array([[1000.0, 0.0, -1000.0]], np.float32)
+  b = np.array([[0.0, 0.0, 0.0]], np.float32)
+  np.testing.assert_allclose(losses.kl_divergence(a, b), np.log(3), rtol=1e-5)
+
+
+def test_l2_normalize():
+  x = np.random.RandomState(0).randn(4, 3, 5).astype(np.float32)
+  got = losses.l2_normalize(x)
+  np.testing.assert_allclose(got, x / np.linalg.norm(x, axis=-1, keepdims=True),
+                             rtol=1e-5)
+  got = losses.l2_normalize(x, axis=(1, 2))
+  np.testing.assert_allclose(
+      got, x / np.linalg.norm(x.reshape(4, -1), axis=-1)[:, None, None],
+      rtol=1e-5)
+  np.testing.assert_array_equal(losses.l2_normalize(np.zeros((2, 3))), 0.0)
+
+
+def _np_cdist(e):
+  e = e.astype(np.float64)
+  d2 = ((e[:, None, :] - e[None, :, :]) ** 2).sum(-1)
+  return np.sqrt(np.maximum(d2, 1e-12))
+
+
+def test_pairwise_distances():
+  e = np.random.RandomState(0).randn(7, 4).astype(np.float32)
+  got = losses.pairwise_distances(e)
+  assert got.shape == (7, 7)
+  np.testing.assert_allclose(got, _np_cdist(e), rtol=1e-4, atol=1e-3)
+  np.testing.assert_allclose(np.diag(got), 0.0, atol=2e-3)
+
+
+def _np_batch_hard(e, ids, soft, margin):
+  d = _np_cdist(e)
+  out = []
+  for j in range(len(ids)):
+    pos = [d[j, k] for k in range(len(ids)) if k != j and ids[k] == ids[j]]
+    neg = [d[j, k] for k in range(len(ids)) if ids[k] != ids[j]]
+    diff = max(pos) + margin - min(neg)
+    out.append(np.log1p(np.exp(diff)) if soft else max(diff, 0.0))
+  return np.mean(out)
+
+
+@pytest.mark.parametrize("soft,margin", [(True, 0.0), (False, 0.0),
+                                         (False, 0.3), (True, 0.2)])
+def test_batch_hard_triplet_vs_bruteforce(soft, margin):
+  rng = np.random.RandomState(4)
+  e = rng.randn(12, 6).astype(np.float32)
+  e /= np.linalg.norm(e, axis=-1, keepdims=True)
+  ids = np.repeat(np.arange(4), 3)
+  rng.shuffle(ids)
+  got = losses.batch_hard_triplet(e, ids, soft=soft, margin=margin)
+  np.testing.assert_allclose(got, _np_batch_hard(e, ids, soft, margin),
+                             rtol=1e-4, atol=1e-5)
+
+
+def test_batch_hard_triplet_hand_built():
+  # 1-D points; ids [0, 0, 0, 1]. Anchor 0 at x=0: positives at 1 and 3 ->
+  # hardest positive 3; negative at 5 -> d_neg 5.
+  e = np.array([[0.0], [1.0], [3.0], [5.0]], np.float32)
+  ids = np.array([0, 0, 0, 1])
+  # d_pos: [3, 2, 3, -inf (no positive)]; d_neg: [5, 4, 2, 2 (closest = x=3)].
+  diffs = np.array([3 - 5, 2 - 4, 3 - 2], np.float64)
+  want_hard = np.maximum(diffs + 0.5, 0).sum() / 4
+  want_soft = np.log1p(np.exp(diffs)).sum() / 4
+  np.testing.assert_allclose(
+      losses.batch_hard_triplet(e, ids, soft=False, margin=0.5), want_hard,
+      rtol=1e-5)
+  np.testing.assert_allclose(losses.batch_hard_triplet(e, ids), want_soft,
+                             rtol=1e-5)
+
+
+def test_exemplar_ids():
+  np.testing.assert_array_equal(losses.exemplar_ids(3, 2),
+                                [0, 0, 1, 1, 2, 2])
+  # Released-code quirk: repeat(range(num_views), num_images).
+  np.testing.assert_array_equal(losses.exemplar_ids(3, 2, quirk=True),
+                                np.repeat(np.arange(2), 3))
+  np.testing.assert_array_equal(losses.exemplar_ids(8, 8, quirk=True),
+                                losses.exemplar_ids(8, 8))
+  # Correct ids match the image-major layout of a (I, V) reshape.
+  ids = np.arange(5)[:, None] * np.ones((1, 8), int)
+  np.testing.assert_array_equal(losses.exemplar_ids(5, 8), ids.reshape(-1))
+
+
+def test_topk_correct():
+  logits = _logits(5, n=20, c=10)
+  labels = np.random.RandomState(6).randint(0, 10, 20)
+  for k in (1, 3, 10):
+    want = [labels[i] in np.argsort(-logits[i])[:k] for i in range(20)]
+    got = losses.topk_correct(logits, labels, k)
+    assert got.shape == (20,)
+    np.testing.assert_array_equal(got, want)
+  assert np.all(losses.topk_correct(logits, labels, 10))
+  np.testing.assert_array_equal(losses.topk_correct(logits, logits.argmax(-1), 1),
+                                True)
+
+
+def test_losses_are_float32_for_bf16_inputs():
+  logits = jnp.asarray(_logits(), jnp.bfloat16)
+  for out in (losses.softmax_xent(logits, jnp.zeros(6, jnp.int32)),
+              losses.entropy(logits),
+              losses.kl_divergence(logits, logits)):
+    assert out.dtype == jnp.float32
+
+
+def test_batch_hard_triplet_permutation_invariant():
+  e = np.random.RandomState(7).randn(6, 3).astype(np.float32)
+  ids = np.array([0, 0, 1, 1, 2, 2])
+  base = losses.batch_hard_triplet(e, ids)
+  for perm in itertools.islice(itertools.permutations(range(6)), 0, 50, 7):
+    perm = np.array(perm)
+    np.testing.assert_allclose(losses.batch_hard_triplet(e[perm], ids[perm]),
+                               base, rtol=1e-5)

@@ -1,0 +1,192 @@
+"""Tests for s4l_jax.models: shapes, parameter counts, BatchNorm semantics."""
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from s4l_jax.models import build_model
+from s4l_jax.models.normalization import BatchNorm
+
+
+def _count(tree):
+  return sum(int(np.prod(a.shape)) for a in jax.tree.leaves(tree))
+
+
+def _abstract_init(model, shape):
+  """(outputs, variables) as ShapeDtypeStructs: nothing is compiled or allocated."""
+  x = jax.ShapeDtypeStruct(shape, jnp.float32)
+  return jax.eval_shape(
+      lambda x: model.init_with_output(jax.random.key(0), x, train=False), x)
+
+
+def _resnet50v2_count(k):
+  """Closed-form trunk parameter count (convs without bias, BN scale + bias)."""
+  n = 7 * 7 * 3 * 16 * k
+  c = 16 * k
+  for b, units in enumerate((3, 4, 6, 3)):
+    o = 64 * k * 2**b
+    m = o // 4
+    for u in range(units):
+      proj = c * o if u == 0 else 0  # Channels change (block 1) or stride 2.
+      n += 2 * c + proj + c * m + 2 * m + 9 * m * m + 2 * m + m * o
+      c = o
+  return n + 2 * c
+
+
+def _wrn_count(depth, width, classes):
+  """Closed-form WRN trunk + linear head parameter count."""
+  n = 3 * 3 * 3 * 16
+  c = 16
+  for b in range(3):
+    o = 16 * width * 2**b
+    for u in range((depth - 4) // 6):
+      proj = c * o if u == 0 and (b > 0 or c != o) else 0
+      n += 2 * c + proj + 9 * c * o + 2 * o + 9 * o * o
+      c = o
+  return n + 2 * c + c * classes + classes
+
+
+def test_resnet50v2_shapes_and_param_count():
+  cfg = {"name": "resnet50v2", "heads": {"classes": -1, "rotations": 4}}
+  out, variables = _abstract_init(build_model(cfg, 1000), (2, 224, 224, 3))
+  assert {k: v.shape for k, v in out.items()} == {
+      "pre_logits": (2, 2048), "classes": (2, 1000), "rotations": (2, 4)}
+  assert all(v.dtype == jnp.float32 for v in out.values())
+  n = _count(variables["params"]["trunk"])
+  assert n == _resnet50v2_count(4)
+  assert 23.4e6 <= n <= 23.6e6
+  assert _count(variables["params"]["head_classes"]) == 2048 * 1000 + 1000
+
+
+def test_resnet50v2_k16_width():
+  cfg = {"name": "resnet50v2", "filters_factor": 16, "dtype": "bfloat16",
+         "heads": {"embeddings": 1000}}
+  out, variables = _abstract_init(build_model(cfg, 10), (1, 224, 224, 3))
+  assert out["pre_logits"].shape == (1, 8192)
+  assert out["pre_logits"].dtype == jnp.float32
+  assert out["embeddings"].shape == (1, 1000)
+  assert _count(variables["params"]["trunk"]) == _resnet50v2_count(16)
+  assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(variables))
+
+
+def test_wrn28_2_param_count():
+  out, variables = _abstract_init(
+      build_model({"name": "wrn", "depth": 28, "width": 2}, 10), (2, 32, 32, 3))
+  assert out["pre_logits"].shape == (2, 128)
+  assert out["classes"].shape == (2, 10)
+  assert _count(variables["params"]) == _wrn_count(28, 2, 10) == 1_467_610
+
+
+def test_build_model_errors():
+  with pytest.raises(ValueError, match="resnet50v2"):
+    build_model({"name": "vgg"}, 10)
+
+
+def _bn_inputs(shape=(8, 3, 3, 5), seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=shape).astype(np.float32) * 3 + 1.5
+  c = shape[-1]
+  params = {"scale": rng.normal(size=(c,)).astype(np.float32),
+            "bias": rng.normal(size=(c,)).astype(np.float32)}
+  stats = {"mean": rng.normal(size=(c,)).astype(np.float32),
+           "var": rng.uniform(0.5, 2, size=(c,)).astype(np.float32)}
+  return jnp.asarray(x), {"params": params, "batch_stats": stats}
+
+
+def test_batchnorm_matches_flax():
+  x, variables = _bn_inputs()
+  ours = BatchNorm(momentum=0.9, epsilon=1e-3)
+  ref = nn.BatchNorm(momentum=0.9, epsilon=1e-3)
+  for train in (True, False):
+    y, new = ours.apply(variables, x, use_running_average=not train,
+                        mutable=["batch_stats"])
+    y_ref, new_ref = ref.apply(variables, x, use_running_average=not train,
+                               mutable=["batch_stats"])
+    np.testing.assert_array_equal(y, y_ref)
+    jax.tree.map(np.testing.assert_array_equal, new, new_ref)
+  assert jax.tree.structure(ours.init(jax.random.key(0), x, True)) == (
+      jax.tree.structure(ref.init(jax.random.key(0), x, True)))
+
+
+def test_batchnorm_sharded_batch_is_global():
+  x, variables = _bn_inputs((16, 2, 2, 3))
+  bn = BatchNorm(use_running_average=False)
+  f = jax.jit(lambda v, x: bn.apply(v, x, mutable=["batch_stats"]))
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+  xs = jax.device_put(x, jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec("data")))
+  (y, new), (y_ref, new_ref) = f(variables, xs), f(variables, x)
+  np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5),
+               new, new_ref)
+
+
+def test_ghost_batchnorm_matches_numpy():
+  g, m, eps = 2, 0.9, 1e-3
+  x, variables = _bn_inputs()
+  y, new = BatchNorm(momentum=m, epsilon=eps, group_size=g).apply(
+      variables, x, use_running_average=False, mutable=["batch_stats"])
+  xn = np.asarray(x, np.float64).reshape((-1, g) + x.shape[1:])
+  mean = xn.mean(axis=(1, 2, 3), keepdims=True)
+  var = xn.var(axis=(1, 2, 3), keepdims=True)
+  p, s = variables["params"], variables["batch_stats"]
+  y_np = (xn - mean) / np.sqrt(var + eps) * p["scale"] + p["bias"]
+  np.testing.assert_allclose(y, y_np.reshape(x.shape), rtol=1e-4, atol=1e-4)
+  new = new["batch_stats"]
+  np.testing.assert_allclose(
+      new["mean"], m * s["mean"] + (1 - m) * mean.mean(axis=(0, 1, 2, 3)),
+      rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+      new["var"], m * s["var"] + (1 - m) * var.mean(axis=(0, 1, 2, 3)),
+      rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="divisible"):
+    BatchNorm(group_size=3).apply(variables, x, use_running_average=False,
+                                  mutable=["batch_stats"])
+
+
+def _small_wrn(**kw):
+  cfg = {"name": "wrn", "depth": 10, "width": 1,
+         "heads": {"classes": -1, "rotations": 4}, **kw}
+  return build_model(cfg, 10)
+
+
+def test_wrn_train_and_eval():
+  model = _small_wrn(bn_group_size=2)
+  x = jax.random.uniform(jax.random.key(1), (4, 32, 32, 3), minval=-1, maxval=1)
+  variables = jax.jit(functools.partial(model.init, train=False))(
+      jax.random.key(0), x)
+  train_fn = jax.jit(functools.partial(
+      model.apply, train=True, mutable=["batch_stats"]))
+  eval_fn = jax.jit(functools.partial(model.apply, train=False))
+  out, new = train_fn(variables, x)
+  assert {k: v.shape for k, v in out.items()} == {
+      "pre_logits": (4, 64), "classes": (4, 10), "rotations": (4, 4)}
+  changed = jax.tree.map(lambda a, b: not np.allclose(a, b),
+                         new["batch_stats"], variables["batch_stats"])
+  assert all(jax.tree.leaves(changed))
+  # train=False uses running statistics: an example's output does not depend on
+  # the other batch members (while it does with batch statistics).
+  variables = {**variables, **new}
+  x2 = x.at[1:].set(-x[1:])
+  np.testing.assert_allclose(eval_fn(variables, x)["classes"][0],
+                             eval_fn(variables, x2)["classes"][0],
+                             rtol=1e-5, atol=1e-6)
+  assert not np.allclose(train_fn(variables, x)[0]["classes"][0],
+                         train_fn(variables, x2)[0]["classes"][0])
+
+
+def test_bfloat16_returns_float32():
+  x = jax.random.uniform(jax.random.key(1), (4, 32, 32, 3), minval=-1, maxval=1)
+  model32, model16 = _small_wrn(), _small_wrn(dtype="bfloat16")
+  variables = jax.jit(functools.partial(model32.init, train=False))(
+      jax.random.key(0), x)
+  apply = lambda m: jax.jit(functools.partial(
+      m.apply, train=True, mutable=["batch_stats"]))(variables, x)
+  (out16, new16), (out32, _) = apply(model16), apply(model32)
+  for k in out16:
+    assert out16[k].dtype == jnp.float32
+    np.testing.assert_allclose(out16[k], out32[k], rtol=0.1, atol=0.1)
+  assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(new16))
