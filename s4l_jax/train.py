@@ -16,10 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
-from clu import metric_writers
 
 from s4l_jax import checkpointing, config_lib, distributed, evaluate, export, objectives
-from s4l_jax import optim, train_state
+from s4l_jax import metrics as metrics_lib, optim, train_state
 from s4l_jax.data import pipeline as pipeline_lib
 from s4l_jax.data import views
 from s4l_jax.models import build_model
@@ -134,9 +133,9 @@ def run(config, workdir: str) -> dict:
   train_step = jax.jit(make_train_step(model, objective, tx, config, decay),
                        in_shardings=(repl, distributed.data_sharding(mesh)),
                        out_shardings=(repl, repl), donate_argnums=0)
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  writer = metrics_lib.MetricWriter(workdir, write_files=jax.process_index() == 0)
   if first_step == 0:
-    writer.write_hparams({k: str(v) for k, v in config.items() if not hasattr(v, "items")})
+    writer.write_text(0, "config", config.to_json_best_effort(indent=2))
   preemption = _Preemption()
   eval_fn = _make_evaluator(model, config, data, mesh)
 
@@ -171,7 +170,7 @@ def run(config, workdir: str) -> dict:
 
   final = eval_fn(state)
   writer.write_scalars(num_steps, final)
-  writer.flush()
+  writer.close()
   wall = time.time() - start
   use_ema = bool(decay)
   results = dict(

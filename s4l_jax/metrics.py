@@ -1,0 +1,51 @@
+"""Metric writer: TensorBoard event files + absl log lines, without TensorFlow.
+
+clu's `create_default_writer` imports TensorFlow, which in-memory training must not need
+(GPU machines often have none); this writer produces the same `events.out.tfevents.*`
+files with the `tensorboard` package alone. Only process 0 writes files.
+"""
+import time
+
+import numpy as np
+from absl import logging
+
+
+class MetricWriter:
+  """`write_scalars(step, {name: value})` to TensorBoard (`logdir`) and the log."""
+
+  def __init__(self, logdir: str, write_files: bool = True):
+    self._writer = None
+    if write_files:
+      from tensorboard.summary.writer.event_file_writer import EventFileWriter  # pylint: disable=g-import-not-at-top
+      self._writer = EventFileWriter(logdir)
+
+  def write_scalars(self, step: int, scalars: dict):
+    scalars = {k: float(np.asarray(v)) for k, v in scalars.items()}
+    logging.info("[%d] %s", step, ", ".join(f"{k}={v:.6g}" for k, v in sorted(scalars.items())))
+    if self._writer is None:
+      return
+    from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
+    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=k, simple_value=v)
+                                         for k, v in scalars.items()])
+    self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(step),
+                                           summary=summary))
+
+  def write_text(self, step: int, tag: str, text: str):
+    if self._writer is None:
+      return
+    from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
+    from tensorboard.plugins.text import metadata  # pylint: disable=g-import-not-at-top
+    from tensorboard.compat.proto import tensor_pb2, types_pb2  # pylint: disable=g-import-not-at-top
+    tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[text.encode()])
+    value = summary_pb2.Summary.Value(tag=tag, tensor=tensor,
+                                      metadata=metadata.create_summary_metadata())
+    self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(step),
+                                           summary=summary_pb2.Summary(value=[value])))
+
+  def flush(self):
+    if self._writer is not None:
+      self._writer.flush()
+
+  def close(self):
+    if self._writer is not None:
+      self._writer.close()
