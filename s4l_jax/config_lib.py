@@ -26,10 +26,11 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
       if value.lower() not in ("true", "false", "1", "0"):
         raise ValueError(f"Config arg {key}={value!r} is not a bool")
       out[key] = value.lower() in ("true", "1")
-    elif isinstance(default, int):
-      out[key] = int(value)
-    elif isinstance(default, float):
-      out[key] = float(value)
+    elif isinstance(default, (int, float)):
+      try:
+        out[key] = type(default)(value)
+      except ValueError:
+        raise ValueError(f"Config arg {key}={value!r} is not a {type(default).__name__}") from None
     else:
       out[key] = value
   return ml_collections.ConfigDict(out)

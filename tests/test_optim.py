@@ -1,0 +1,96 @@
+"""Optimizer masks, coupled L2 equivalence, schedules."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from s4l_jax import optim
+
+PARAMS = {
+    "trunk": {"conv": {"kernel": jnp.full((3, 3, 2, 4), 0.5)},
+              "bn": {"scale": jnp.full((4,), 2.0), "bias": jnp.full((4,), 0.3)}},
+    "classes": {"kernel": jnp.full((4, 3), -1.0), "bias": jnp.full((3,), 0.7)},
+}
+
+
+def opt_config(name, wd=0.1):
+  return ml_collections.ConfigDict(dict(name=name, momentum=0.9, nesterov=False,
+                                        weight_decay=wd, lars_trust_coefficient=0.001))
+
+
+def test_kernel_mask_selects_only_kernels():
+  mask = optim.kernel_mask(PARAMS)
+  assert mask["trunk"]["conv"]["kernel"] and mask["classes"]["kernel"]
+  assert not any([mask["trunk"]["bn"]["scale"], mask["trunk"]["bn"]["bias"],
+                  mask["classes"]["bias"]])
+
+
+@pytest.mark.parametrize("name", ["momentum", "lars"])
+def test_decay_leaves_bn_and_biases_alone(name):
+  """With zero gradients only the weight decay acts: kernels move, BN params and biases don't."""
+  tx = optim.make_optimizer(opt_config(name), lambda _: 0.5, PARAMS)
+  zeros = jax.tree.map(jnp.zeros_like, PARAMS)
+  updates, _ = tx.update(zeros, tx.init(PARAMS), PARAMS)
+  assert np.all(np.asarray(updates["trunk"]["conv"]["kernel"]) != 0)
+  assert np.all(np.asarray(updates["classes"]["kernel"]) != 0)
+  for leaf in (updates["trunk"]["bn"]["scale"], updates["trunk"]["bn"]["bias"],
+               updates["classes"]["bias"]):
+    np.testing.assert_array_equal(leaf, 0.0)
+
+
+def test_momentum_equals_l2_in_loss_tf_semantics():
+  """momentum+wd == TF MomentumOptimizer on loss + wd/2*||W||^2 (kernels), lr after momentum."""
+  lrs = [0.1, 0.2, 0.05]
+  schedule = lambda step: jnp.asarray(lrs)[step]
+  wd, m = 0.1, 0.9
+  tx = optim.make_optimizer(opt_config("momentum", wd), schedule, PARAMS)
+  grads = jax.tree.map(lambda p: jnp.ones_like(p) * 0.25, PARAMS)
+  mask = optim.kernel_mask(PARAMS)
+  params, state = PARAMS, tx.init(PARAMS)
+  ref = jax.tree.map(np.asarray, PARAMS)
+  velocity = jax.tree.map(np.zeros_like, ref)
+  for lr in lrs:
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+    g = jax.tree.map(lambda gr, p, k: np.asarray(gr) + (wd * p if k else 0.0), grads, ref, mask)
+    velocity = jax.tree.map(lambda v, gi: m * v + gi, velocity, g)
+    ref = jax.tree.map(lambda p, v: p - lr * v, ref, velocity)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), params, ref)
+
+
+def test_trainable_heads_freezes_trunk():
+  tx = optim.make_optimizer(opt_config("momentum"), lambda _: 0.5, PARAMS, trainable="heads")
+  grads = jax.tree.map(jnp.ones_like, PARAMS)
+  updates, _ = tx.update(grads, tx.init(PARAMS), PARAMS)
+  jax.tree.map(lambda u: np.testing.assert_array_equal(u, 0.0), updates["trunk"])
+  assert np.all(np.asarray(updates["classes"]["bias"]) != 0)
+
+
+def lr_config(**kw):
+  base = dict(schedule="step", warmup_epochs=2.0, decay_epochs=(4.0, 6.0), decay_factor=0.1)
+  return ml_collections.ConfigDict({**base, **kw})
+
+
+def test_step_schedule_warmup_and_decays():
+  spe = 10
+  s = optim.make_schedule(lr_config(), base_lr=1.0, steps_per_epoch=spe, total_steps=80)
+  np.testing.assert_allclose([float(s(i)) for i in (0, 5, 10, 19, 20, 39, 40, 59, 60, 79)],
+                             [0.0, 0.25, 0.5, 0.95, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01], rtol=1e-6)
+
+
+def test_cosine_schedule():
+  s = optim.make_schedule(lr_config(schedule="cosine", warmup_epochs=1.0), base_lr=2.0,
+                          steps_per_epoch=10, total_steps=110)
+  assert float(s(0)) == 0.0 and float(s(5)) == pytest.approx(1.0)
+  assert float(s(10)) == pytest.approx(2.0)
+  assert float(s(60)) == pytest.approx(1.0, rel=1e-5)  # half-way through the cosine
+  assert float(s(110)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_bad_names_fail():
+  with pytest.raises(ValueError, match="optimizer.name"):
+    optim.make_optimizer(opt_config("adam"), lambda _: 1.0, PARAMS)
+  with pytest.raises(ValueError, match="lr.schedule"):
+    optim.make_schedule(lr_config(schedule="linear"), 1.0, 10, 100)
