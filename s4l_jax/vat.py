@@ -22,6 +22,10 @@ Quirk kept on purpose: with xi = 1e-6 (the S4L default) x + r mostly rounds to x
 in float32 for images in [-1, 1], so the single power iteration is dominated
 by numerical noise (methods.md 2.5d, 2.8.6). Use a larger xi for a faithful
 Hessian-vector product.
+
+Deliberate deviation: directions are normalised scale-invariantly (see
+`_normalize`), so r_adv always has norm eps; the S4L code's epsilon-clamped
+normalisation can shrink r_adv far below eps.
 """
 from typing import Callable
 
@@ -49,8 +53,17 @@ def _check_direction(kl_direction: str):
 
 
 def _normalize(d: Array) -> Array:
-  """Per-example L2 normalisation over all non-batch axes."""
-  return losses.l2_normalize(d, axis=tuple(range(1, d.ndim)), eps=1e-12)
+  """Per-example unit L2 norm over all non-batch axes, for any scale of d.
+
+  Dividing by max|d| first (as in Miyato et al.'s code) keeps the result unit
+  norm even when ||d||^2 < 1e-12, as happens for the power-iteration gradient
+  (~ xi · lambda_max / N). The S4L code's `tf.math.l2_normalize(eps=1e-12)`
+  would instead shrink such directions, so its r_adv could be far below eps.
+  """
+  axes = tuple(range(1, d.ndim))
+  d = d / (jnp.max(jnp.abs(d), axis=axes, keepdims=True)
+           + jnp.finfo(d.dtype).tiny)
+  return losses.l2_normalize(d, axis=axes, eps=1e-12)
 
 
 def vat_perturbation(apply_fn: Callable[[Array], Array], x: Array,

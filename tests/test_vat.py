@@ -42,12 +42,13 @@ def _np_kl(p_logits, q_logits):
 
 
 @pytest.mark.parametrize("kl_direction", _DIRECTIONS)
-@pytest.mark.parametrize("num_iters", [1, 2])
-def test_perturbation_norm_is_eps(kl_direction, num_iters):
+@pytest.mark.parametrize("num_iters,xi", [(1, 1e-6), (2, 1e-6), (1, 1e-2)])
+def test_perturbation_norm_is_eps(kl_direction, num_iters, xi):
+  # With xi=1e-6 the power-iteration gradient has squared norm << 1e-12.
   w, b, x = _setup()
   f = _linear(w, b)
   r = vat.vat_perturbation(f, x, f(x), jax.random.PRNGKey(0), eps=2.5,
-                           xi=1e-2, num_iters=num_iters,
+                           xi=xi, num_iters=num_iters,
                            kl_direction=kl_direction)
   assert r.shape == x.shape and r.dtype == x.dtype
   norms = np.linalg.norm(np.asarray(r).reshape(x.shape[0], -1), axis=-1)
@@ -95,7 +96,7 @@ def test_power_iteration_converges_to_top_hessian_eigenvector(x64, kl_direction)
   w, b, x = _setup(np.float64, n=3, seed=2)
   f = _linear(w, b)
   r = vat.vat_perturbation(f, x, f(x), jax.random.PRNGKey(2), eps=1.0,
-                           xi=1e-6, num_iters=300, kl_direction=kl_direction)
+                           xi=1e-6, num_iters=60, kl_direction=kl_direction)
   assert r.dtype == jnp.float64
   r = np.asarray(r).reshape(x.shape[0], -1)
   wn = np.asarray(w)
@@ -104,7 +105,7 @@ def test_power_iteration_converges_to_top_hessian_eigenvector(x64, kl_direction)
     p /= p.sum()
     hess = wn.T @ (np.diag(p) - np.outer(p, p)) @ wn
     evals, evecs = np.linalg.eigh(hess)
-    assert evals[-1] > 1.2 * evals[-2]  # Enough spectral gap to converge.
+    assert evals[-1] > 1.5 * evals[-2]  # Enough spectral gap to converge.
     np.testing.assert_allclose(abs(r[i] @ evecs[:, -1]), 1.0, atol=1e-6)
 
 
@@ -167,8 +168,8 @@ def test_vat_with_batchnorm_leaves_batch_stats_unchanged():
   assert np.isfinite(loss) and loss > 0
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
   # Only the clean pass updates the statistics; the VAT passes leave no trace.
-  jax.tree.map(np.testing.assert_array_equal, new_stats,
-               main_only["batch_stats"])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5),
+               new_stats, main_only["batch_stats"])
   jax.tree.map(np.testing.assert_array_equal, batch_stats,
                variables["batch_stats"])
   assert not np.allclose(new_stats["BatchNorm_0"]["mean"],
