@@ -129,8 +129,10 @@ def _decode(path: str, image_size: int | None) -> np.ndarray | None:
   if not path.lower().endswith(IMAGE_EXTENSIONS):
     return None
   try:
-    with Image.open(path) as image:
-      image = image.convert("RGB")
+    with Image.open(path, formats=("JPEG", "PNG")) as image:
+      image.load()
+      if image.mode != "RGB":
+        image = image.convert("RGB")
       if image_size and image.size != (image_size, image_size):
         image = image.resize((image_size, image_size), Image.BILINEAR)
       return np.asarray(image)

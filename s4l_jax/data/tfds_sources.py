@@ -13,7 +13,8 @@ _PREPARE = {
         "On a machine with network access run\n"
         "  python -c \"import tensorflow_datasets as tfds; "
         "tfds.builder('cifar10', data_dir='{data_dir}').download_and_prepare()\"\n"
-        "and copy {data_dir}/cifar10 here, or use the JPEG tree via name 'folder:PATH'."),
+        "and copy the resulting {data_dir}/cifar10 folder to {data_dir} on this machine "
+        "(or use a CIFAR-10 JPEG tree via the dataset name 'folder:PATH')."),
     "imagenet2012": (
         "ImageNet needs a manual download: put ILSVRC2012_img_train.tar and "
         "ILSVRC2012_img_val.tar (from image-net.org) in {data_dir}/downloads/manual/, then run\n"
@@ -41,7 +42,7 @@ def check_prepared(name: str, data_dir: str | None = None):
       + "\nThen pass data_dir (or set TFDS_DATA_DIR) to that directory.")
 
 
-def load_in_memory(name: str, split: str, data_dir: str | None = None) -> "sources.ArrayDataset":
+def load_in_memory(name: str, split: str, data_dir: str | None = None) -> sources.ArrayDataset:
   """Loads a whole prepared split (e.g. cifar10 `train`/`test`) as uint8 arrays."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = check_prepared(name, data_dir)
