@@ -96,10 +96,12 @@ def _bn_inputs(shape=(8, 3, 3, 5), seed=0):
   return jnp.asarray(x), {"params": params, "batch_stats": stats}
 
 
-def test_batchnorm_matches_flax():
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_batchnorm_matches_flax(dtype):
   x, variables = _bn_inputs()
-  ours = BatchNorm(momentum=0.9, epsilon=1e-3)
-  ref = nn.BatchNorm(momentum=0.9, epsilon=1e-3)
+  x = x.astype(dtype)
+  ours = BatchNorm(momentum=0.9, epsilon=1e-3, dtype=dtype)
+  ref = nn.BatchNorm(momentum=0.9, epsilon=1e-3, dtype=dtype)
   for train in (True, False):
     y, new = ours.apply(variables, x, use_running_average=not train,
                         mutable=["batch_stats"])
@@ -153,13 +155,23 @@ def _small_wrn(**kw):
   return build_model(cfg, 10)
 
 
-def test_wrn_train_and_eval():
-  model = _small_wrn(bn_group_size=2)
+@pytest.fixture(scope="module")
+def wrn_inputs():
+  """(x, variables) of the small WRN; the rbg PRNG keeps init compilation fast."""
   x = jax.random.uniform(jax.random.key(1), (4, 32, 32, 3), minval=-1, maxval=1)
-  variables = jax.jit(functools.partial(model.init, train=False))(
-      jax.random.key(0), x)
-  train_fn = jax.jit(functools.partial(
+  init = jax.jit(functools.partial(_small_wrn().init, train=False))
+  return x, init(jax.random.key(0, impl="rbg"), x)
+
+
+def _train_fn(model):
+  return jax.jit(functools.partial(
       model.apply, train=True, mutable=["batch_stats"]))
+
+
+def test_wrn_train_and_eval(wrn_inputs):
+  x, variables = wrn_inputs
+  model = _small_wrn(bn_group_size=2)
+  train_fn = _train_fn(model)
   eval_fn = jax.jit(functools.partial(model.apply, train=False))
   out, new = train_fn(variables, x)
   assert {k: v.shape for k, v in out.items()} == {
@@ -178,14 +190,10 @@ def test_wrn_train_and_eval():
                          train_fn(variables, x2)[0]["classes"][0])
 
 
-def test_bfloat16_returns_float32():
-  x = jax.random.uniform(jax.random.key(1), (4, 32, 32, 3), minval=-1, maxval=1)
-  model32, model16 = _small_wrn(), _small_wrn(dtype="bfloat16")
-  variables = jax.jit(functools.partial(model32.init, train=False))(
-      jax.random.key(0), x)
-  apply = lambda m: jax.jit(functools.partial(
-      m.apply, train=True, mutable=["batch_stats"]))(variables, x)
-  (out16, new16), (out32, _) = apply(model16), apply(model32)
+def test_bfloat16_returns_float32(wrn_inputs):
+  x, variables = wrn_inputs
+  out16, new16 = _train_fn(_small_wrn(dtype="bfloat16"))(variables, x)
+  out32, _ = _train_fn(_small_wrn())(variables, x)
   for k in out16:
     assert out16[k].dtype == jnp.float32
     np.testing.assert_allclose(out16[k], out32[k], rtol=0.1, atol=0.1)

@@ -32,7 +32,7 @@ def build_model(cfg: Any, num_classes: int) -> nn.Module:
       dtype=_DTYPES[dtype],
       bn_momentum=cfg.get("bn_momentum", 0.99),
       bn_epsilon=cfg.get("bn_epsilon", 1e-3),
-      bn_group_size=cfg.get("bn_group_size", None))
+      bn_group_size=cfg.get("bn_group_size", None) or None)
   if name == "resnet50v2":
     trunk = ResNet50V2(filters_factor=cfg.get("filters_factor", 4), **common)
   elif name == "wrn":
