@@ -22,7 +22,8 @@ def build_model(cfg: Any, num_classes: int) -> nn.Module:
 
   Keys: name ("resnet50v2" | "wrn"), filters_factor (4), depth (28), width (2),
   dtype ("float32"), bn_momentum (0.99), bn_epsilon (1e-3), bn_group_size
-  (None), heads ({"classes": -1}; a dim of -1 means num_classes).
+  (None or 0: whole-batch BN), heads ({"classes": -1}; a dim of -1 means
+  num_classes).
   """
   name = cfg.get("name")
   dtype = cfg.get("dtype", "float32")
