@@ -49,8 +49,9 @@ def write_export(export_dir: str, model, variables, *, image_size: int, channels
                      num_classes=len(class_names), platforms=list(PLATFORMS))
   with open(os.path.join(tmp, "export.json"), "w") as f:
     json.dump(description, f, indent=2)
-  ocp.StandardCheckpointer().save(os.path.join(os.path.abspath(tmp), "variables"), variables)
-  ocp.StandardCheckpointer().wait_until_finished()
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(os.path.join(os.path.abspath(tmp), "variables"), variables)
+    checkpointer.wait_until_finished()
   shutil.rmtree(export_dir, ignore_errors=True)
   os.replace(tmp, export_dir)
 
@@ -76,4 +77,5 @@ def load_variables(export_dir: str) -> dict:
   """The exported `{"params", "batch_stats"}` as numpy arrays."""
   load_description(export_dir)
   path = os.path.join(os.path.abspath(export_dir), "variables")
-  return jax.tree.map(np.asarray, ocp.StandardCheckpointer().restore(path))
+  with ocp.StandardCheckpointer() as checkpointer:
+    return jax.tree.map(np.asarray, checkpointer.restore(path))

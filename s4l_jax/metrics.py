@@ -38,7 +38,7 @@ class MetricWriter:
     from tensorboard.compat.proto import tensor_pb2, types_pb2  # pylint: disable=g-import-not-at-top
     tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[text.encode()])
     value = summary_pb2.Summary.Value(tag=tag, tensor=tensor,
-                                      metadata=metadata.create_summary_metadata())
+                                      metadata=metadata.create_summary_metadata(tag, ""))
     self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(step),
                                            summary=summary_pb2.Summary(value=[value])))
 

@@ -6,8 +6,6 @@ so this path never imports TensorFlow. Which examples form the batch of step `s`
 function of (seed, s): resuming at any step replays exactly the same data.
 """
 import numpy as np
-from absl import logging
-
 from s4l_jax.data import sources, streams, subsets
 
 VIEWS_PER_IMAGE = {"train": 1, "eval": 1, "rotate4": 4, "exemplar8": 8, "simclr2": 2}
@@ -21,10 +19,6 @@ class InMemoryPipeline:
               strict=config.strict_data)
     self.train = sources.load_split(config.dataset, "train", **kw)
     self.test = sources.load_split(config.dataset, "test", **kw)
-    for split in (self.train, self.test):
-      if split.skipped:
-        logging.warning("Skipped %d unreadable files, e.g. %s", len(split.skipped),
-                        split.skipped[:3])
     self.class_names = list(self.train.class_names)
     self.num_classes = len(self.class_names)
     self.process_index, self.process_count = process_index, process_count
