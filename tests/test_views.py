@@ -1,0 +1,168 @@
+"""Tests for the pure-JAX view recipes."""
+import colorsys
+import itertools
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from s4l_jax.data import views
+
+
+def _rand_images(b=2, h=16, w=16, seed=0):
+  rs = np.random.RandomState(seed)
+  return jnp.asarray(rs.randint(0, 256, (b, h, w, 3)), jnp.uint8)
+
+
+def test_rotate4_matches_np_rot90():
+  x = np.asarray(_rand_images(h=12, w=12), np.float32)
+  out = np.asarray(views.rotate4(jnp.asarray(x)))
+  for b, k in itertools.product(range(2), range(4)):
+    np.testing.assert_array_equal(out[b, k], np.rot90(x[b], k))
+
+
+def test_rotate4_view_labels_and_rotations():
+  imgs = _rand_images(h=12, w=12)
+  out = views.make_view_fn("rotate4", image_size=12, crop="none")(
+      jax.random.key(0), imgs)
+  assert out["image"].shape == (2, 4, 12, 12, 3)
+  np.testing.assert_array_equal(out["rotation"], [[0, 1, 2, 3]] * 2)
+  assert out["rotation"].dtype == jnp.int32
+  img = np.asarray(out["image"])
+  for b, k in itertools.product(range(2), range(4)):
+    np.testing.assert_array_equal(img[b, k], np.rot90(img[b, 0], k))
+  # crop="none" at the input size is a flip only.
+  src = np.asarray(imgs, np.float32) / 255 * 2 - 1
+  for b in range(2):
+    assert (np.allclose(img[b, 0], src[b], atol=1e-6)
+            or np.allclose(img[b, 0], src[b, :, ::-1], atol=1e-6))
+
+
+def test_rgb_hsv_roundtrip_against_colorsys():
+  rgb = np.random.RandomState(0).rand(2000, 3).astype(np.float32)
+  rgb[:10] = rgb[:10, :1]  # Greys (zero chroma).
+  rgb[10] = 0.0
+  hsv = np.asarray(views.rgb_to_hsv(jnp.asarray(rgb)))
+  want = np.array([colorsys.rgb_to_hsv(*c) for c in rgb])
+  np.testing.assert_allclose(hsv, want, atol=1e-5)
+  back = np.asarray(views.hsv_to_rgb(jnp.asarray(want, jnp.float32)))
+  np.testing.assert_allclose(back, [colorsys.hsv_to_rgb(*c) for c in want],
+                             atol=1e-5)
+  np.testing.assert_allclose(back, rgb, atol=1e-5)
+
+
+def test_hsv_noise_extreme_draws_stay_in_range():
+  img = jnp.asarray(np.random.RandomState(1).rand(8, 8, 3), jnp.float32)
+  noise = jax.jit(views.apply_hsv_noise)
+  for hue, g, s, b in itertools.product((-0.1, 0.1), (-2.0, 2.0),
+                                        (-0.5, 0.5), (-0.1, 0.1)):
+    out = noise(img, hue, jnp.full(2, g), jnp.full(2, s), jnp.full(2, b))
+    pm1 = np.asarray(out) * 2 - 1
+    assert np.all(np.isfinite(pm1))
+    assert pm1.min() >= -1 - 1e-6 and pm1.max() <= 1 + 1e-6
+  ident = noise(img, 0.0, jnp.zeros(2), jnp.zeros(2),
+                                jnp.zeros(2))
+  np.testing.assert_allclose(ident, img, atol=1e-5)
+
+
+def test_exemplar8_views_are_distinct_crops_of_same_image(monkeypatch):
+  # Pixel values encode position (exact under bilinear resampling) and image id.
+  b, h, s = 2, 64, 16
+  yy, xx = np.meshgrid(np.arange(h), np.arange(h), indexing="ij")
+  src = np.stack([np.stack([yy * 4, xx * 4, np.full_like(yy, 50 + 100 * i)],
+                           -1) for i in range(b)]).astype(np.uint8)
+  monkeypatch.setattr(views, "hsv_noise", lambda rng, x: x)
+  fn = jax.jit(views.make_view_fn("exemplar8", image_size=s, crop="inception"))
+  out = (np.asarray(fn(jax.random.key(3), jnp.asarray(src))["image"]) + 1) / 2
+  out *= 255
+  assert out.shape == (b, 8, s, s, 3)
+  for i in range(b):
+    boxes = set()
+    for v in range(8):
+      y, x, ident = out[i, v, ..., 0], out[i, v, ..., 1], out[i, v, ..., 2]
+      np.testing.assert_allclose(ident, 50 + 100 * i, atol=1e-3)
+      if x[0, 0] > x[0, -1]:  # Undo the random flip.
+        x = x[:, ::-1]
+      # Rows/cols resample an axis-aligned sub-box: affine in the index.
+      np.testing.assert_allclose(y, y[:, :1].repeat(s, 1), atol=1e-3)
+      np.testing.assert_allclose(np.diff(y[:, 0], 2), 0, atol=1e-3)
+      np.testing.assert_allclose(np.diff(x[0], 2), 0, atol=1e-3)
+      assert 0 <= y.min() and y.max() <= (h - 1) * 4
+      boxes.add((round(y[0, 0], 2), round(x[0, 0], 2), round(y[-1, 0], 2)))
+    assert len(boxes) == 8
+
+
+def _box_stats(boxes, h, w):
+  y, x, bh, bw = np.asarray(boxes).T
+  return y, x, bh, bw, bh * bw / (h * w), bw / bh
+
+
+@pytest.mark.parametrize("h,w", [(224, 224), (180, 300)])
+def test_inception_crop_box_statistics(h, w):
+  boxes = views.inception_crop_boxes(jax.random.key(0), 20_000, h, w)
+  y, x, bh, bw, area, aspect = _box_stats(boxes, h, w)
+  whole = (bh == h) & (bw == w)
+  assert np.all((y >= 0) & (x >= 0) & (y + bh <= h) & (x + bw <= w))
+  assert np.all(whole | ((area >= 0.05) & (area <= 1.0)))
+  assert np.all(area >= 0.1)  # min_object_covered w.r.t. the whole image.
+  # Integer rounding of width = round(height * aspect) moves aspect by 0.5/h.
+  tol = 0.5 / bh + 1e-6
+  assert np.all(whole | ((aspect >= 0.75 - tol) & (aspect <= 1.33 + tol)))
+  assert whole.mean() < 0.01
+
+
+def test_pad_crop_is_exact_shift_of_padded_image():
+  img = jnp.asarray(np.random.RandomState(0).rand(16, 16, 3), jnp.float32)
+  padded = np.pad(np.asarray(img), ((4, 4), (4, 4), (0, 0)), mode="reflect")
+  offsets = set()
+  for i in range(30):
+    out = np.asarray(views.pad_crop(jax.random.key(i), img, 16))
+    hits = [(oy, ox) for oy in range(9) for ox in range(9)
+            if np.array_equal(out, padded[oy:oy + 16, ox:ox + 16])]
+    assert hits
+    offsets.add(hits[0])
+  assert len(offsets) > 10
+
+
+def test_eval_view_deterministic_and_exact():
+  imgs = _rand_images(h=20, w=28)
+  fn = jax.jit(views.make_view_fn("eval", image_size=16, crop="inception"))
+  a = fn(jax.random.key(0), imgs)["image"]
+  np.testing.assert_array_equal(a, fn(jax.random.key(1), imgs)["image"])
+  assert a.shape == (2, 16, 16, 3)
+  same = views.make_view_fn("eval", image_size=20, crop="none")(
+      None, imgs[:, :, 4:24])["image"]
+  np.testing.assert_allclose(same, np.asarray(imgs[:, :, 4:24]) / 255 * 2 - 1,
+                             atol=1e-6)
+
+
+@pytest.mark.parametrize("view,crop,views_per_image", [
+    ("train", "inception", None), ("train", "pad_crop", None),
+    ("train", "none", None), ("exemplar8", "pad_crop", 8),
+    ("simclr2", "inception", 2)])
+def test_views_shapes_range_determinism(view, crop, views_per_image):
+  imgs = _rand_images(h=16, w=16)
+  fn = jax.jit(views.make_view_fn(view, image_size=16, crop=crop))
+  a = fn(jax.random.key(0), imgs)["image"]
+  np.testing.assert_array_equal(a, fn(jax.random.key(0), imgs)["image"])
+  want = (2,) + ((views_per_image,) if views_per_image else ()) + (16, 16, 3)
+  assert a.shape == want and a.dtype == jnp.float32
+  assert -1 <= a.min() and a.max() <= 1
+  if views_per_image:
+    assert not np.allclose(a[:, 0], a[:, 1])
+
+
+def test_unknown_view_or_crop_raises():
+  with pytest.raises(ValueError, match="rotate4"):
+    views.make_view_fn("rot", image_size=8, crop="none")
+  with pytest.raises(ValueError, match="pad_crop"):
+    views.make_view_fn("train", image_size=8, crop="random")
+
+
+def test_views_import_does_not_load_tensorflow():
+  code = ("import sys, s4l_jax.data.views; "
+          "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+  subprocess.run([sys.executable, "-c", code], check=True)
