@@ -8,8 +8,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 
-def make_mesh() -> Mesh:
-  return Mesh(np.asarray(jax.devices()), ("data",))
+def make_mesh(devices=None) -> Mesh:
+  """1-D mesh named `data` over `devices` (default: every device of every host)."""
+  return Mesh(np.asarray(jax.devices() if devices is None else devices), ("data",))
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:

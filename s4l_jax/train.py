@@ -53,7 +53,7 @@ def make_train_step(model, objective, tx, config, decay: float):
       t = (state.step + 1).astype(jnp.float32)
       w = (1.0 - decay) / (1.0 - decay ** t)
       ema_params = jax.tree.map(lambda e, p: (1.0 - w) * e + w * p, ema_params, params)
-    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+    metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
     return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                          opt_state=opt_state, ema_params=ema_params), metrics
   return step
@@ -101,8 +101,11 @@ def check_finite(metrics, step: int, last_saved):
           f"(last good checkpoint: step {last_saved}). Lower the learning rate or check the data.")
 
 
-def run(config, workdir: str) -> dict:
-  """Trains, evaluates, exports; returns the results dict also written to results.json."""
+def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
+  """Trains, evaluates, exports; returns the results dict also written to results.json.
+
+  `stop_after=N` saves at step N and returns None, as a preemption would (for tests).
+  """
   start = time.time()
   os.makedirs(workdir, exist_ok=True)
   mesh = distributed.make_mesh()
@@ -144,7 +147,8 @@ def run(config, workdir: str) -> dict:
     batch = distributed.to_global(data.train_batch(step - 1), mesh)
     state, metrics = train_step(state, batch)
     is_last = step == num_steps
-    save_now = ckpt.should_save(step) or is_last or preemption.requested
+    interrupted = preemption.requested or step == stop_after
+    save_now = ckpt.should_save(step) or is_last or interrupted
     if step % config.log_every_steps == 0 or save_now:
       metrics = distributed.to_host(metrics)
       check_finite(metrics, step, last_saved)
@@ -162,10 +166,12 @@ def run(config, workdir: str) -> dict:
     if save_now:
       ckpt.save(step, state, force=True)
       last_saved = step
-    if preemption.requested and not is_last:
+    if interrupted and not is_last:
       ckpt.close()
-      raise SystemExit(f"SIGTERM: saved step {step} to {workdir}/checkpoints; re-run the same "
-                       "command to resume")
+      if preemption.requested:
+        raise SystemExit(f"SIGTERM: saved step {step} to {workdir}/checkpoints; re-run the "
+                         "same command to resume")
+      return None
   ckpt.close()
 
   final = eval_fn(state)

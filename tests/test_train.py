@@ -1,0 +1,125 @@
+"""Trainer: sharded == single-device step, resume == uninterrupted, export == in-process."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from s4l_jax import config_lib, distributed, export, objectives, optim, runner, train
+from s4l_jax import train_state
+from s4l_jax.models import build_model
+from testing_utils import load_config, tiny, write_image_folder
+
+
+def digits_config(**kw):
+  c = tiny(load_config("supervised", "dataset=digits,labels=10pct"), **kw)
+  c.eval_every_steps = 0
+  return c
+
+
+def test_sharded_step_matches_single_device():
+  """One step on 8 devices (global BN) == the same step on 1 device, to float32 round-off."""
+  assert jax.device_count() == 8
+  config = digits_config(batch=32)
+  model = build_model(config.model, 10)
+  variables = jax.device_get(model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)),
+                                        train=False))
+  schedule = optim.make_schedule(config.lr, 0.1, 10, 100)
+  tx = optim.make_optimizer(config.optimizer, schedule, variables["params"])
+  step = train.make_train_step(model, objectives.get("supervised"), tx, config, decay=0.9)
+  rng = np.random.default_rng(0)
+  raw = {"labeled": {"image": rng.integers(0, 256, (32, 8, 8, 3), dtype=np.uint8),
+                     "label": rng.integers(0, 10, (32,)).astype(np.int32)}}
+  outs = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    mesh = distributed.make_mesh(devices)
+    repl = distributed.replicated(mesh)
+    state = jax.device_put(train_state.create(variables, tx, use_ema=True), repl)
+    jitted = jax.jit(step, in_shardings=(repl, distributed.data_sharding(mesh)),
+                     out_shardings=(repl, repl))
+    batch = distributed.to_global(raw, mesh)
+    assert len(batch["labeled"]["image"].sharding.device_set) == len(devices)
+    outs.append(jax.device_get(jitted(state, batch)))
+  (s1, m1), (s8, m8) = outs
+  np.testing.assert_allclose(m1["loss"], m8["loss"], rtol=1e-6)
+  np.testing.assert_allclose(m1["grad_norm"], m8["grad_norm"], rtol=1e-5)
+  # Params after one update (= gradients, through SGD), BN running stats and EMA.
+  for a, b in zip(jax.tree.leaves((s1.params, s1.batch_stats, s1.ema_params)),
+                  jax.tree.leaves((s8.params, s8.batch_stats, s8.ema_params))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("full"))
+  return workdir, runner.run(digits_config(steps=6), workdir)
+
+
+def test_run_writes_results_config_and_export(uninterrupted):
+  workdir, results = uninterrupted
+  with open(os.path.join(workdir, "results.json")) as f:
+    on_disk = json.load(f)
+  for key in ("method", "dataset", "labels", "steps", "top1", "top5", "wall_s", "images_per_s"):
+    assert key in on_disk
+  assert on_disk["steps"] == 6 and on_disk["top1"] == results["top1"]
+  assert 0.0 <= on_disk["top1"] <= on_disk["top5"] <= 1.0
+  assert os.path.exists(os.path.join(workdir, "config.json"))
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
+  description = export.load_description(os.path.join(workdir, "export"))
+  assert description["input_size"] == [8, 8, 3] and len(description["class_names"]) == 10
+
+
+def test_resume_gives_identical_weights(uninterrupted, tmp_path):
+  full_dir, full = uninterrupted
+  workdir = str(tmp_path / "resumed")
+  assert train.run(digits_config(steps=6), workdir, stop_after=3) is None
+  resumed = runner.run(digits_config(steps=6), workdir)
+  assert resumed["resumed_from_step"] == 3
+  a = export.load_variables(os.path.join(full_dir, "export"))
+  b = export.load_variables(os.path.join(workdir, "export"))
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  assert resumed["top1"] == full["top1"] and resumed["top5"] == full["top5"]
+
+
+def test_export_reproduces_in_process_logits(uninterrupted):
+  workdir, results = uninterrupted
+  export_dir = os.path.join(workdir, "export")
+  predict, _ = export.load_predict(export_dir)
+  config = digits_config(steps=6)
+  model = build_model(config.model, 10)
+  variables = export.load_variables(export_dir)
+  images = np.random.default_rng(1).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+  expected = model.apply(variables, export.to_model_input(jnp.asarray(images)), train=False)
+  np.testing.assert_allclose(predict(images), expected["classes"], rtol=1e-5, atol=1e-5)
+  from s4l_jax import evaluate  # pylint: disable=g-import-not-at-top
+  scored = evaluate.evaluate_export(export_dir, "digits")
+  assert scored["count"] == 360
+  assert scored["top1"] == pytest.approx(results["top1"], abs=1e-9)
+  assert scored["top5"] == pytest.approx(results["top5"], abs=1e-9)
+
+
+def test_folder_dataset_smoke(tmp_path):
+  root = write_image_folder(tmp_path / "imgs")
+  config = tiny(load_config("supervised", f"dataset=folder:{root},labels=all"), steps=3,
+                batch=8)
+  config.input.eval_batch_size = 8
+  results = runner.run(config, str(tmp_path / "w"))
+  assert results["num_labeled"] == 36 and results["steps"] == 3
+  assert results["eval"]["top1"] >= 0.0
+  assert np.isfinite(results["top1"])
+
+
+def test_nan_loss_stops_without_checkpointing_it(tmp_path):
+  config = digits_config(steps=6)
+  config.lr.base = 1e30  # diverges within a step or two
+  config.lr.warmup_epochs = 0.0
+  with pytest.raises(FloatingPointError, match="step"):
+    runner.run(config, str(tmp_path))
+  from s4l_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  steps = checkpointing.Checkpointer(str(tmp_path / "checkpoints"), 2, 2)
+  latest = steps.latest_step()
+  assert latest is None or latest < 6
+  assert not os.path.exists(tmp_path / "results.json")

@@ -1,0 +1,42 @@
+"""Shared helpers for tests: loading configs, tiny overrides, tiny image folders."""
+import importlib.util
+import os
+
+import numpy as np
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_config(name: str, arg: str = ""):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def tiny(config, steps: int = 4, batch: int = 16, image_size: int = 8):
+  """Shrinks a config to seconds on CPU: tiny WRN, small images, a few steps."""
+  config.model.update(dict(name="wrn", depth=10, width=1))
+  config.input.image_size = image_size
+  config.input.labeled.batch_size = batch
+  if config.input.unlabeled.batch_size:
+    config.input.unlabeled.batch_size = batch
+  config.total_steps = steps
+  config.log_every_steps = 1
+  config.checkpoint_every_steps = 2
+  return config
+
+
+def write_image_folder(root, classes=("ant", "bee", "cat"), per_class=(12, 4), size=12,
+                       seed=0):
+  """root/{train,test}/<class>/*.png|jpg: class c is a noisy image of brightness 60*c."""
+  rng = np.random.default_rng(seed)
+  for split, n in zip(("train", "test"), per_class):
+    for c, name in enumerate(classes):
+      os.makedirs(os.path.join(root, split, name), exist_ok=True)
+      for i in range(n):
+        pixels = np.clip(60 * c + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
+        ext = "png" if i % 2 else "jpg"
+        Image.fromarray(pixels).save(os.path.join(root, split, name, f"{i:03d}.{ext}"))
+  return str(root)
