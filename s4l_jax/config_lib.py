@@ -95,7 +95,9 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.data_dir = ""             # tfds data_dir ('' = TFDS_DATA_DIR or ~/tensorflow_datasets)
   c.labels = labels           # all | 10pct | 1pct | <int> | <int>perclass
   c.strict_data = False       # True: stop at the first unreadable image instead of skipping
-  c.pseudo_labels = ""        # .npz of labels for every train image (pseudo-label students)
+  c.teacher = ""              # export dir: pseudo-label every train image with it first
+  c.pseudo_labels = ""        # .npz of labels for every train image (written from `teacher`)
+  c.pseudo_label_threshold = 0.0  # keep pseudo-labels with teacher confidence >= this (0: all)
 
   c.input = ml_collections.ConfigDict()
   c.input.image_size = preset["image_size"]

@@ -1,15 +1,85 @@
-"""Entry point behind main.py: validates the config, records it, then trains."""
+"""Entry point behind main.py: validates, records the config, then trains.
+
+A config is either one training run, or a pipeline of runs in `config.stages` (MOAM): each
+stage trains in `WORKDIR/<stage>`, `@<stage>` in `teacher` / `init_from` names that stage's
+export, finished stages are skipped on re-runs, and `WORKDIR/results.json` combines them.
+"""
+import json
 import os
 
 import jax
+from jax.experimental import multihost_utils
 
-from s4l_jax import train, validation
+from s4l_jax import pseudo_label, train, validation
 
 
 def run(config, workdir: str) -> dict:
+  if "stages" in config:
+    return run_stages(config, workdir)
   validation.validate(config)
+  if config.teacher:
+    config = with_pseudo_labels(config, workdir)
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
   return train.run(config, workdir)
+
+
+def with_pseudo_labels(config, workdir: str):
+  """Labels the train split with `config.teacher` once (WORKDIR/pseudo_labels.npz)."""
+  path = os.path.join(os.path.abspath(workdir), "pseudo_labels.npz")
+  if not os.path.exists(path) and jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    stats = pseudo_label.generate(config.teacher, config.dataset, path + ".tmp.npz",
+                                  data_dir=config.data_dir)
+    os.replace(path + ".tmp.npz", path)
+    with open(os.path.join(workdir, "pseudo_labels.json"), "w") as f:
+      json.dump(dict(stats, teacher=config.teacher), f, indent=2)
+  multihost_utils.sync_global_devices("pseudo_labels")
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.pseudo_labels = path
+  return config
+
+
+def resolve_stage_refs(stage, workdir: str):
+  """`@step1` in `teacher` / `init_from` -> WORKDIR/step1/export."""
+  stage = stage.copy_and_resolve_references()
+  for key in ("teacher", "init_from"):
+    if stage[key].startswith("@"):
+      stage[key] = os.path.join(workdir, stage[key][1:], "export")
+  return stage
+
+
+def run_stages(config, workdir: str) -> dict:
+  names = list(config.stages.keys())
+  selected = names if config.run_stages == "all" else config.run_stages.split("+")
+  unknown = set(selected) - set(names)
+  if unknown:
+    raise ValueError(f"run_stages names unknown stages {sorted(unknown)}; stages: {names}")
+  for name in names:  # fail fast on everything that does not depend on an earlier stage
+    stage = config.stages[name].copy_and_resolve_references()
+    for key in ("teacher", "init_from"):
+      if stage[key].startswith("@"):
+        stage[key] = ""
+    validation.validate(stage)
+  results = {}
+  for name in selected:
+    stage_dir = os.path.join(workdir, name)
+    done = os.path.join(stage_dir, "results.json")
+    if os.path.exists(done):
+      with open(done) as f:
+        results[name] = json.load(f)
+      continue
+    results[name] = run(resolve_stage_refs(config.stages[name], workdir), stage_dir)
+  last = results[selected[-1]]
+  combined = dict(
+      method=config.method, dataset=last["dataset"], labels=last["labels"],
+      steps=sum(r["steps"] for r in results.values()), top1=last["top1"], top5=last["top5"],
+      wall_s=sum(r["wall_s"] for r in results.values()),
+      images_per_s=last["images_per_s"], stages=results)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(combined, f, indent=2)
+  return combined

@@ -13,6 +13,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
 DATASETS = ["imagenet2012", "cifar10", "digits", "folder:/data/cifar10"]
 LABELS = ["10pct", "1pct", "4000", "400perclass"]
+REQUIRED_ARGS = {"linear_eval": "pretrained=/runs/rotation/export,",
+                 "finetune": "pretrained=/runs/rotation/export,",
+                 "pseudo_label": "teacher=/runs/supervised/export,"}
+
+
+def trainer_configs(c):
+  """The single-run configs inside `c` (itself, or each stage of a pipeline)."""
+  return list(c.stages.values()) if "stages" in c else [c]
 
 
 def load(path, arg):
@@ -26,11 +34,12 @@ def load(path, arg):
 @pytest.mark.parametrize("dataset", DATASETS)
 @pytest.mark.parametrize("labels", LABELS)
 def test_config_loads(path, dataset, labels):
-  c = load(path, f"dataset={dataset},labels={labels}")
-  assert c.dataset == dataset and c.labels == labels
-  assert c.input.labeled.batch_size > 0 and c.model.name
-  total = config_lib.total_steps(c, num_labeled=10_000)
-  assert total > 0
+  name = os.path.basename(path)[:-3]
+  for c in trainer_configs(load(path, REQUIRED_ARGS.get(name, "") +
+                                f"dataset={dataset},labels={labels}")):
+    assert c.dataset == dataset and c.labels == labels
+    assert c.input.labeled.batch_size > 0 and c.model.name
+    assert config_lib.total_steps(c, num_labeled=10_000) > 0
 
 
 def test_parse_arg_types_and_errors():

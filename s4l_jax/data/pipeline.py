@@ -27,9 +27,12 @@ class InMemoryPipeline:
         self.train.labels, config.labels, config.seed, self.num_classes)
     self.train_labels = self.train.labels
     if config.pseudo_labels:  # student: every image, ground truth where labeled
-      self.train_labels = load_pseudo_labels(config.pseudo_labels, len(self.train.labels))
+      self.train_labels, confidence = load_pseudo_labels(config.pseudo_labels,
+                                                         len(self.train.labels))
       self.train_labels[self.labeled_indices] = self.train.labels[self.labeled_indices]
-      self.labeled_indices = np.arange(len(self.train_labels))
+      keep = confidence >= config.pseudo_label_threshold
+      keep[self.labeled_indices] = True
+      self.labeled_indices = np.flatnonzero(keep)
     labeled_batch = config.input.labeled.batch_size
     self._labeled = streams.TrainIndexStream(
         len(self.labeled_indices), labeled_batch, config.seed, process_index, process_count)
@@ -67,10 +70,12 @@ class InMemoryPipeline:
       yield {"image": data.images[idx], "label": data.labels[idx], "mask": mask}
 
 
-def load_pseudo_labels(path: str, num_examples: int) -> np.ndarray:
+def load_pseudo_labels(path: str, num_examples: int) -> tuple[np.ndarray, np.ndarray]:
+  """(labels int32 (N,), teacher confidence float32 (N,)) from `pseudo_label.generate`."""
   with np.load(path) as f:
     labels = np.asarray(f["labels"], np.int32)
+    confidence = np.asarray(f["confidence"], np.float32)
   if labels.shape != (num_examples,):
     raise ValueError(f"Pseudo-labels {path!r} hold {labels.shape[0]} labels, the train split "
                      f"has {num_examples} images")
-  return labels
+  return labels, confidence
