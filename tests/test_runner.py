@@ -1,0 +1,95 @@
+"""Multi-stage pipelines (MOAM chaining) and teacher pseudo-labelling."""
+import json
+import os
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from s4l_jax import export, runner
+from s4l_jax.data import pipeline as pipeline_lib
+from testing_utils import load_config, tiny
+
+
+def supervised(steps=2, **kw):
+  c = tiny(load_config("supervised", "dataset=digits,labels=10pct"), steps=steps)
+  c.update(kw)
+  return c
+
+
+def three_stage_config():
+  c = ml_collections.ConfigDict()
+  c.method = "chain"
+  c.run_stages = "all"
+  c.stages = ml_collections.ConfigDict(dict(
+      a=supervised(), b=supervised(teacher="@a"), c=supervised(init_from="@b")))
+  return c
+
+
+@pytest.fixture(scope="module")
+def chained(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("chain"))
+  return workdir, runner.run(three_stage_config(), workdir)
+
+
+def test_stages_chain_teacher_and_init(chained):
+  workdir, results = chained
+  assert set(results["stages"]) == {"a", "b", "c"}
+  assert results["steps"] == 6 and results["top1"] == results["stages"]["c"]["top1"]
+  with open(os.path.join(workdir, "results.json")) as f:
+    assert json.load(f)["method"] == "chain"
+  # Stage b trained on the pseudo-labels stage a's export gave every train image.
+  with np.load(os.path.join(workdir, "b", "pseudo_labels.npz")) as f:
+    labels, confidence = f["labels"], f["confidence"]
+  data = pipeline_lib.InMemoryPipeline(supervised())
+  predict, _ = export.load_predict(os.path.join(workdir, "a", "export"))
+  logits = np.asarray(predict(jnp.asarray(data.train.images)))
+  np.testing.assert_array_equal(labels, logits.argmax(-1))
+  assert np.all((confidence > 0) & (confidence <= 1))
+  with open(os.path.join(workdir, "b", "config.json")) as f:
+    assert json.load(f)["pseudo_labels"].endswith("b/pseudo_labels.npz")
+  # Stage c started from stage b's weights: its resolved init_from is b's export.
+  with open(os.path.join(workdir, "c", "config.json")) as f:
+    assert json.load(f)["init_from"] == os.path.join(workdir, "b", "export")
+
+
+def test_rerun_skips_finished_stages_and_resumes_mid_pipeline(chained, tmp_path):
+  workdir, results = chained
+  again = runner.run(three_stage_config(), workdir)
+  assert again["stages"]["a"]["wall_s"] == results["stages"]["a"]["wall_s"]  # not re-run
+  # Interrupt after stage a: only a exists; the re-run continues with b and c.
+  partial = three_stage_config()
+  partial.run_stages = "a"
+  fresh = str(tmp_path / "fresh")
+  runner.run(partial, fresh)
+  assert not os.path.exists(os.path.join(fresh, "b"))
+  resumed = runner.run(three_stage_config(), fresh)
+  assert set(resumed["stages"]) == {"a", "b", "c"}
+  assert resumed["stages"]["b"]["resumed_from_step"] == 0
+
+
+def test_unknown_stage_and_missing_teacher_fail_fast(tmp_path):
+  c = three_stage_config()
+  c.run_stages = "z"
+  with pytest.raises(ValueError, match="z"):
+    runner.run(c, str(tmp_path))
+  with pytest.raises(FileNotFoundError, match="export"):
+    runner.run(supervised(teacher=str(tmp_path / "nope")), str(tmp_path / "w"))
+
+
+def test_pseudo_label_threshold_keeps_confident_and_labeled(tmp_path):
+  c = supervised()
+  data = pipeline_lib.InMemoryPipeline(c)
+  n = len(data.train.labels)
+  rng = np.random.default_rng(0)
+  path = str(tmp_path / "pl.npz")
+  np.savez(path, labels=rng.integers(0, 10, n).astype(np.int32),
+           confidence=rng.uniform(size=n).astype(np.float32))
+  c.pseudo_labels, c.pseudo_label_threshold = path, 0.5
+  student = pipeline_lib.InMemoryPipeline(c)
+  with np.load(path) as f:
+    expected = set(np.flatnonzero(f["confidence"] >= 0.5)) | set(data.labeled_indices)
+  assert set(student.labeled_indices) == expected
+  truth = data.train.labels[data.labeled_indices]
+  np.testing.assert_array_equal(student.train_labels[data.labeled_indices], truth)
