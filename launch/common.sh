@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Shared helpers for launch/*.sh. Sourced, not executed.
+set -euo pipefail
+# shellcheck disable=SC2034
+
+LAUNCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "${LAUNCH_DIR}/.." && pwd)"
+GCLOUD="${GCLOUD:-gcloud}"
+
+die() { echo "error: $*" >&2; exit 1; }
+
+# load_env VAR... : sources $S4L_ENV (default launch/env.sh) and checks that VARs are set.
+load_env() {
+  local env_file="${S4L_ENV:-${LAUNCH_DIR}/env.sh}"
+  if [[ ! -r "${env_file}" ]]; then
+    die "settings file '${env_file}' not found. Copy the template and edit it:
+  cp ${LAUNCH_DIR}/env.example.sh ${LAUNCH_DIR}/env.sh
+(or point S4L_ENV at another file)."
+  fi
+  # shellcheck disable=SC1090
+  source "${env_file}"
+  local v
+  for v in "$@"; do
+    [[ -n "${!v:-}" ]] || die "${v} is not set in ${env_file} (see launch/env.example.sh)."
+  done
+  QUEUED_RESOURCE_ID="${QUEUED_RESOURCE_ID:-${TPU_NAME:-}-qr}"
+  REMOTE_DIR="${REMOTE_DIR:-s4l_jax}"
+  REMOTE_VENV="${REMOTE_VENV:-s4l_venv}"
+  REMOTE_PYTHON="${REMOTE_PYTHON:-python3.11}"
+  JAX_TPU_SPEC="${JAX_TPU_SPEC:-jax[tpu]}"
+  RUNS_DIR="${RUNS_DIR:-s4l_runs}"
+}
+
+# gcloud_tpu ARGS... : `gcloud compute tpus ARGS --zone --project`.
+gcloud_tpu() {
+  "${GCLOUD}" compute tpus "$@" --zone="${ZONE}" --project="${PROJECT}"
+}
+
+# tpu_ssh WORKER COMMAND : runs COMMAND (a bash string) on WORKER ("all", 0, 1, ...).
+tpu_ssh() {
+  local worker="$1" cmd="$2"
+  gcloud_tpu tpu-vm ssh "${TPU_NAME}" --worker="${worker}" --command="${cmd}"
+}
+
+# quote ARGS... : prints ARGS shell-quoted, space separated (safe to embed in a remote command).
+quote() {
+  local out="" a
+  for a in "$@"; do out+="$(printf '%q' "${a}") "; done
+  printf '%s' "${out% }"
+}
+
+# check_run_name NAME : run names become GCS paths and file names.
+check_run_name() {
+  [[ "$1" =~ ^[A-Za-z0-9._-]+$ ]] || die "run name '$1' may only hold letters, digits, '.', '_' and '-'."
+}
+
+# Remote snippet setting W to this host's worker number (TPU VM metadata, else hostname).
+REMOTE_WORKER_ID='W=${S4L_WORKER_ID:-$(curl -s -f --max-time 2 -H Metadata-Flavor:Google http://metadata.google.internal/computeMetadata/v1/instance/attributes/agent-worker-number 2>/dev/null || hostname)}'
