@@ -1,0 +1,234 @@
+r"""Input-pipeline throughput: tf.data view recipes and the in-memory JAX path.
+
+Builds a 224 px JPEG folder (CIFAR-10 train images upscaled, or synthetic
+JPEGs when the archive is absent) in a temp dir, then measures source
+images/s per CPU core for:
+  decode_only: fused JPEG decode+crop (inception box) + bilinear resize, the
+               physical floor of every recipe;
+  train, rotate4, exemplar8: `tf_views.build_tfds_stream` recipes;
+  jax_*:       `views.make_view_fn` under jit on in-memory uint8 batches.
+Prints JSON, writes benchmarks/results/input_pipeline.json and the
+"Input pipeline" section of benchmarks/README.md.
+
+  PYTHONPATH=. python benchmarks/input_pipeline.py [--num_images 2000] [--seconds 8]
+"""
+import argparse
+import json
+import os
+import pathlib
+import platform
+import re
+import tarfile
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import jax  # pylint: disable=g-import-not-at-top
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from s4l_jax.data import tf_views
+from s4l_jax.data import views
+
+HERE = pathlib.Path(__file__).resolve().parent
+ARCHIVE = HERE.parent.parent / "shared" / "data" / "cifar10_jpeg.tar.gz"
+COMMAND = "PYTHONPATH=. python benchmarks/input_pipeline.py"
+SIZE = 224
+BATCH = 32
+
+
+def make_jpeg_folder(root, num_images):
+  """Writes root/train/<class>/*.jpg at 224 px; returns the source name."""
+  if ARCHIVE.exists():
+    per_class = num_images // 10
+    counts = {}
+    with tarfile.open(ARCHIVE) as tar:
+      for member in tar:
+        parts = member.name.split("/")
+        if (member.isfile() and parts[0] == "train"
+            and counts.get(parts[1], 0) < per_class):
+          counts[parts[1]] = counts.get(parts[1], 0) + 1
+          img = Image.open(tar.extractfile(member)).convert("RGB")
+          out = root / "train" / parts[1]
+          out.mkdir(parents=True, exist_ok=True)
+          img.resize((SIZE, SIZE), Image.BICUBIC).save(out / parts[2],
+                                                      quality=90)
+        if len(counts) == 10 and min(counts.values()) == per_class:
+          break
+    return "cifar10_jpeg train, bicubic x7 upscale, q90"
+  rs = np.random.RandomState(0)
+  for i in range(num_images):
+    out = root / "train" / f"class{i % 10}"
+    out.mkdir(parents=True, exist_ok=True)
+    low = rs.randint(0, 256, (28, 28, 3)).astype(np.uint8)
+    Image.fromarray(low).resize((SIZE, SIZE), Image.BICUBIC).save(
+        out / f"{i:05d}.jpg", quality=90)
+  return "synthetic (smooth noise), q90"
+
+
+def _rate(it, seconds, images_per_batch, warmup=3):
+  """Source images/s of an iterator, after `warmup` batches."""
+  for _ in range(warmup):
+    jax.block_until_ready(next(it))
+  n, start = 0, time.perf_counter()
+  while time.perf_counter() - start < seconds:
+    jax.block_until_ready(next(it))
+    n += images_per_batch
+  return n / (time.perf_counter() - start)
+
+
+def decode_only_stream(folder):
+  """Same stream as build_tfds_stream, map = decode+crop+resize only."""
+  ds = tfds.folder_dataset.ImageFolder(folder).as_dataset(
+      split="train", decoders={"image": tfds.decode.SkipDecoding()})
+  ds = ds.repeat().enumerate()
+  fn = lambda i, ex: tf_views.decode_and_inception_crop(
+      ex["image"], tf.stack([i, i]), image_size=SIZE, decode=True)
+  ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return iter(tfds.as_numpy(ds.batch(BATCH).prefetch(tf.data.AUTOTUNE)))
+
+
+def op_breakdown(folder, reps=30):
+  """Single-thread ms per source image of the main ops (eager tf.function)."""
+  jpeg = tf.io.read_file(str(next(pathlib.Path(folder).glob("train/*/*.jpg"))))
+  image = tf.io.decode_jpeg(jpeg, channels=3)
+  crops = tf_views._multi_crop(  # pylint: disable=protected-access
+      image, tf_views._split(tf.constant([0, 0], tf.int64), 8), SIZE,  # pylint: disable=protected-access
+      tf_views.S4L_AREA, tf_views.S4L_ASPECT)
+  seed = tf.constant([1, 2], tf.int64)
+  one = crops[0]
+  ops = {
+      "decode_full": lambda: tf.io.decode_jpeg(jpeg, channels=3),
+      "decode_crop_resize": lambda: tf_views.decode_and_inception_crop(
+          jpeg, seed, image_size=SIZE, decode=True),
+      "rot90_x4_stack": lambda: tf.stack(
+          [tf.image.rot90(one, k) for k in range(4)]),
+      "crop_and_resize_x8": lambda: tf_views._multi_crop(  # pylint: disable=protected-access
+          image, tf_views._split(seed, 8), SIZE, tf_views.S4L_AREA,  # pylint: disable=protected-access
+          tf_views.S4L_ASPECT),
+      "flip_hsv_pm1_x8_unfused": lambda: tf_views._pm1(  # pylint: disable=protected-access
+          tf_views.hsv_noise(crops, seed)),
+      "flip_hsv_pm1_x8_xla": lambda: tf_views._exemplar_post(  # pylint: disable=protected-access
+          crops, seed, seed),
+  }
+  out = {}
+  for name, op in ops.items():
+    fn = tf.function(op)
+    fn()
+    start = time.perf_counter()
+    for _ in range(reps):
+      fn()
+    out[name] = (time.perf_counter() - start) / reps * 1e3
+  return out
+
+
+def jax_stream(view, images, crop):
+  """Repeated jitted view on a fixed device-resident uint8 batch."""
+  fn = jax.jit(views.make_view_fn(view, image_size=images.shape[1],
+                                  crop=crop))
+  images = jax.device_put(images)
+  rng = jax.random.key(0)
+  while True:
+    rng, key = jax.random.split(rng)
+    yield fn(key, images)
+
+
+def write_readme(results, breakdown, cores, load):
+  """Replaces (or appends) the '## Input pipeline' section of README.md."""
+  path = HERE / "README.md"
+  floor = results["tf_decode_only"]
+  rows = [f"| {k} | {v:.1f} | {v / floor:.2f}x |" for k, v in
+          results.items()]
+  b = breakdown
+  rot_bound = b["decode_crop_resize"] / (b["decode_crop_resize"]
+                                         + b["rot90_x4_stack"])
+  ex_bound = b["decode_crop_resize"] / (
+      b["decode_full"] + b["crop_and_resize_x8"] + b["flip_hsv_pm1_x8_xla"])
+  section = "\n".join([
+      "## Input pipeline",
+      "",
+      f"Command (from the repo root): `{COMMAND}`. Source images/s **per CPU "
+      f"core** ({cores} cores, {platform.processor() or platform.machine()}), "
+      f"{SIZE} px JPEGs, batch {BATCH}; ratio = vs `tf_decode_only` (fused "
+      "JPEG decode+crop+bilinear resize). `tf_*` = tf.data via "
+      "`tf_views.build_tfds_stream`; `jax_*` = `views.make_view_fn` jitted "
+      "on in-memory uint8 batches (CPU backend here). Goals: rotate4 >= "
+      "0.9x, exemplar8 >= 0.5x of decode_only.",
+      "",
+      "| pipeline | images/s/core | vs decode_only |",
+      "| --- | --- | --- |",
+      *rows,
+      "",
+      "Single-thread ms per source image (explains the ratios; 1-min load "
+      f"average {load:.1f} on this shared machine at the end of the run):",
+      "",
+      "| op | ms |",
+      "| --- | --- |",
+      *[f"| {k} | {v:.2f} |" for k, v in breakdown.items()],
+      "",
+      "Why the goals are missed on this CPU (bounds from the op table, "
+      "ignoring batching/copies): rotate4 writes 4x the float32 pixels of "
+      "train (2.4 MB per image); `rot90_x4_stack` alone bounds it to "
+      f"{rot_bound:.2f}x of decode_only. exemplar8 produces 8 resized "
+      "224 px patches per decode: full decode + `crop_and_resize_x8` + the "
+      f"XLA-fused flip/HSV/scale bound it to {ex_bound:.2f}x, and the "
+      "per-pixel HSV noise dominates (fusing it with "
+      "`tf.function(jit_compile=True)` already gave "
+      f"{b['flip_hsv_pm1_x8_unfused'] / b['flip_hsv_pm1_x8_xla']:.1f}x). "
+      "The goals need the per-patch work off the host: emit the `train` "
+      "view (or exemplar crops) from tf.data and apply `views.rotate4` / "
+      "`views.hsv_noise` on the accelerator, where they are cheap "
+      "elementwise/gather ops; `tf_train` shows the host cost of that "
+      "split. The `jax_*` rows run the matmul-based resize on the CPU "
+      "backend and are only a functional baseline here.",
+      ""])
+  text = path.read_text() if path.exists() else "# Benchmarks\n"
+  pattern = re.compile(r"## Input pipeline\n.*?(?=\n## |\Z)", re.S)
+  if pattern.search(text):
+    text = pattern.sub(lambda _: section.rstrip("\n") + "\n", text)
+  else:
+    text = text.rstrip("\n") + "\n\n" + section
+  path.write_text(text)
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--num_images", type=int, default=2000)
+  parser.add_argument("--seconds", type=float, default=8.0)
+  args = parser.parse_args()
+  cores = os.cpu_count()
+  with tempfile.TemporaryDirectory() as tmp:
+    source = make_jpeg_folder(pathlib.Path(tmp), args.num_images)
+    results = {"tf_decode_only": _rate(decode_only_stream(tmp), args.seconds,
+                                       BATCH)}
+    for view in ("train", "rotate4", "exemplar8"):
+      it = tf_views.build_tfds_stream(
+          tmp, "train", view=view, image_size=SIZE, crop="inception",
+          global_batch=BATCH, seed=0, process_index=0, process_count=1,
+          shuffle_buffer=1000)
+      results[f"tf_{view}"] = _rate(it, args.seconds, BATCH)
+    files = sorted(pathlib.Path(tmp).glob("train/*/*.jpg"))[:BATCH]
+    images = np.stack([np.asarray(Image.open(f)) for f in files])
+    for view in ("train", "rotate4", "exemplar8"):
+      results[f"jax_{view}"] = _rate(
+          jax_stream(view, images, "inception"), args.seconds, BATCH)
+    breakdown = op_breakdown(tmp)
+  results = {k: v / cores for k, v in results.items()}
+  report = {"images_per_s_per_core": results,
+            "single_thread_ms_per_image": breakdown, "cores": cores,
+            "load_average_1min_at_end": os.getloadavg()[0],
+            "image_size": SIZE, "batch": BATCH, "source": source,
+            "num_images": args.num_images, "jax_backend": jax.default_backend(),
+            "command": COMMAND}
+  print(json.dumps(report, indent=2))
+  (HERE / "results").mkdir(exist_ok=True)
+  (HERE / "results" / "input_pipeline.json").write_text(
+      json.dumps(report, indent=2) + "\n")
+  write_readme(results, breakdown, cores, os.getloadavg()[0])
+
+
+if __name__ == "__main__":
+  main()
