@@ -104,15 +104,15 @@ def test_tf_exemplar8_decodes_once_and_differs():
   assert len({v.tobytes() for v in out}) == 8
 
 
-@pytest.mark.parametrize("view,extra", [
-    ("train", ()), ("rotate4", (4,)), ("exemplar8", (8,)), ("simclr2", (2,)),
-    ("eval", ())])
-def test_stream_every_recipe_shapes(jpeg_folder, view, extra):
+@pytest.mark.parametrize("view,extra,size", [
+    ("train", (), 224), ("rotate4", (4,), 224), ("exemplar8", (8,), 64),
+    ("simclr2", (2,), 64), ("eval", (), 224)])
+def test_stream_every_recipe_shapes(jpeg_folder, view, extra, size):
   it = tf_views.build_tfds_stream(
-      jpeg_folder, "train", view=view, image_size=224, crop="inception",
+      jpeg_folder, "train", view=view, image_size=size, crop="inception",
       global_batch=4, seed=0, process_index=0, process_count=2)
   batch = next(it)
-  assert batch["image"].shape == (2,) + extra + (224, 224, 3)
+  assert batch["image"].shape == (2,) + extra + (size, size, 3)
   assert batch["image"].dtype == np.float32
   assert -1 <= batch["image"].min() and batch["image"].max() <= 1
   assert batch["label"].shape == (2,)

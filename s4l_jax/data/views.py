@@ -200,9 +200,9 @@ def color_jitter(rng, image, strength=1.0):
          lambda x: (x - x.mean(axis=(0, 1))) * fc + x.mean(axis=(0, 1)),
          lambda x: _grey(x) + (x - _grey(x)) * fs,
          hue)
-  for i in jax.random.permutation(k_perm, 4):
-    image = jnp.clip(jax.lax.switch(i, ops, image), 0.0, 1.0)
-  return image
+  perm = jax.random.permutation(k_perm, 4)
+  step = lambda j, x: jnp.clip(jax.lax.switch(perm[j], ops, x), 0.0, 1.0)
+  return jax.lax.fori_loop(0, 4, step, image)
 
 
 def gaussian_blur(rng, image):
@@ -224,10 +224,10 @@ def gaussian_blur(rng, image):
   return jnp.einsum("ih,hwc,jw->ijc", mat, image, mat, precision=hi)
 
 
-def _simclr_single(rng, image, box, size):
-  """One SimCLR view of float (H, W, 3) in [0, 1] -> (size, size, 3) in [0, 1]."""
+def _simclr_single(rng, x):
+  """SimCLR colour/blur chain of a cropped (S, S, 3) in [0, 1] -> [0, 1]."""
   k_f, k_cj, k_pcj, k_g, k_bl, k_pbl = jax.random.split(rng, 6)
-  x = random_flip(k_f, crop_and_resize(image, box, size))
+  x = random_flip(k_f, x)
   x = jnp.where(jax.random.bernoulli(k_pcj, 0.8), color_jitter(k_cj, x), x)
   x = jnp.where(jax.random.bernoulli(k_g, 0.2), jnp.broadcast_to(
       _grey(x), x.shape), x)
@@ -294,16 +294,11 @@ def _exemplar8(rng, images, size, crop):
 
 
 def _simclr2(rng, images, size, crop):
-  b, h, w, _ = images.shape
-  k_box, k_views = jax.random.split(rng)
+  b = images.shape[0]
+  k_crop, k_views = jax.random.split(rng)
   src = jnp.repeat(_to_unit(images), 2, axis=0)
-  if crop == "inception":
-    boxes = inception_crop_boxes(k_box, 2 * b, h, w, SIMCLR_AREA,
-                                 SIMCLR_ASPECT)
-  else:
-    boxes = jnp.tile(jnp.array([[0, 0, h, w]], jnp.int32), (2 * b, 1))
-  keys = jax.random.split(k_views, 2 * b)
-  x = jax.vmap(_simclr_single, in_axes=(0, 0, 0, None))(keys, src, boxes, size)
+  x = _crop_batch(k_crop, src, size, crop, SIMCLR_AREA, SIMCLR_ASPECT)
+  x = jax.vmap(_simclr_single)(jax.random.split(k_views, 2 * b), x)
   return x.reshape((b, 2) + x.shape[1:])
 
 
@@ -319,16 +314,19 @@ def make_view_fn(view: str, *, image_size: int, crop: str) -> ViewFn:
     simclr2:   2 SimCLR views (crop area (0.08, 1), flip, colour jitter 1.0
                p=0.8, grey p=0.2, blur p=0.5) -> {"image": (B, 2, S, S, C)};
                mapped to [-1, 1] like the other views (SimCLR uses [0, 1]);
-               bilinear rather than bicubic resize. `crop="pad_crop"` or
-               "none" skips the random crop.
-    eval:      deterministic central square crop + resize -> {"image": ...}.
+               bilinear rather than bicubic resize; blur sigma drawn per
+               image (SimCLR: per batch).
+    eval:      deterministic central square crop + bilinear resize ->
+               {"image": (B, S, S, C)} (the tf.data twin resizes the short
+               side to S*256/224 first, as for ImageNet).
 
   Args:
     view: one of `VIEWS`.
     image_size: output side S in pixels.
     crop: one of `CROPS` ("inception": TF box sampler + bilinear resize;
-      "pad_crop": reflect pad 4 + random S crop; "none": no crop). Ignored by
-      "eval".
+      "pad_crop": reflect pad 4 + random S crop; "none": no random crop, only
+      a central square crop + resize when the input is not S x S). Ignored
+      by "eval".
   """
   if view not in VIEWS:
     raise ValueError(f"Unknown view {view!r}; valid: {VIEWS}.")
