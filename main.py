@@ -7,6 +7,7 @@ fails before any work). Re-running the same command resumes from the latest chec
 """
 import json
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -22,6 +23,18 @@ _DISTRIBUTED = flags.DEFINE_bool("jax_distributed", False, "Call jax.distributed
 flags.mark_flags_as_required(["config"])
 
 
+def _parse_flags(argv):
+  """absl's flag parsing; a `--config.KEY` override of a key the config lacks fails in one line."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except (AttributeError, KeyError) as e:  # ml_collections raises these for unknown keys
+    while e.args and isinstance(e.args[0], BaseException):
+      e = e.args[0]
+    detail = str(e.args[0] if e.args else e).replace("\n", " ")
+    sys.exit(f"FATAL Flags parsing error: unknown config key {detail} (misspelt --config.* "
+             "override?)")
+
+
 def main(argv):
   del argv
   import jax  # pylint: disable=g-import-not-at-top
@@ -30,7 +43,12 @@ def main(argv):
   from s4l_jax import runner  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   logging.info("Config:\n%s", config)
-  results = runner.run(config, _WORKDIR.value)
+  try:
+    results = runner.run(config, _WORKDIR.value)
+  except (ValueError, FileNotFoundError, FloatingPointError) as e:
+    # Bad config, missing or unreadable data, a diverged loss: one line, no traceback.
+    logging.debug("Stopped by:", exc_info=True)
+    sys.exit(f"ERROR: {e}")
   if jax.process_index() == 0:
     print(json.dumps({k: results[k] for k in ("method", "dataset", "labels", "steps", "top1",
                                               "top5", "wall_s")}))
@@ -39,4 +57,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

@@ -53,7 +53,8 @@ def make_train_step(model, objective, tx, config, decay: float):
       t = (state.step + 1).astype(jnp.float32)
       w = (1.0 - decay) / (1.0 - decay ** t)
       ema_params = jax.tree.map(lambda e, p: (1.0 - w) * e + w * p, ema_params, params)
-    metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
+    metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads),
+                   param_norm=optax.tree.norm(params))
     return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                          opt_state=opt_state, ema_params=ema_params), metrics
   return step
@@ -94,7 +95,7 @@ class _Preemption:
 
 
 def check_finite(metrics, step: int, last_saved):
-  for key in ("loss", "grad_norm"):
+  for key in ("loss", "grad_norm", "param_norm"):  # param_norm: the state about to be saved
     if not np.isfinite(metrics[key]):
       raise FloatingPointError(
           f"{key} is {metrics[key]} at step {step}: stopping; no checkpoint was written for it "
@@ -109,10 +110,6 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
   start = time.time()
   os.makedirs(workdir, exist_ok=True)
   mesh = distributed.make_mesh()
-  for name in ("labeled", "unlabeled"):
-    if config.input[name].batch_size:
-      distributed.check_divisible(config.input[name].batch_size, f"input.{name}.batch_size")
-  distributed.check_divisible(config.input.eval_batch_size, "input.eval_batch_size")
   data = pipeline_lib.InMemoryPipeline(config, jax.process_index(), jax.process_count())
   spe = config_lib.steps_per_epoch(data.num_labeled, config.input.labeled.batch_size)
   num_steps = config_lib.total_steps(config, data.num_labeled)
@@ -151,7 +148,11 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
     save_now = ckpt.should_save(step) or is_last or interrupted
     if step % config.log_every_steps == 0 or save_now:
       metrics = distributed.to_host(metrics)
-      check_finite(metrics, step, last_saved)
+      try:
+        check_finite(metrics, step, last_saved)
+      except FloatingPointError:
+        ckpt.close()  # finish the async save of the last good checkpoint before stopping
+        raise
       now = time.time()
       rate = (step - step_log) / max(now - t_log, 1e-9)
       metrics.update(lr=float(schedule(step - 1)), steps_per_s=rate,
