@@ -1,0 +1,52 @@
+"""Self-supervised exemplar pretraining on all train images (for Exemplar + Linear / Fine-tune).
+
+Args (`--config=configs/exemplar.py:dataset=digits`):
+  dataset: imagenet2012 (default) | cifar10 | digits | folder:PATH
+  labels:  10pct (default) | 1pct | <int> | <int>perclass | all; only picks the small labeled
+           batch, which the loss uses as further unlabeled images (labels ignored)
+  steps:   0 = the preset's budget; > 0 overrides the number of training steps
+
+The S4L pretraining configs are not released (methods.md 2.6). ImageNet defaults (unverified):
+the revisit schedule (35 passes, warm-up 5, decays 15/25) with S4L-Exemplar's loss and sizes:
+ResNet50v2 k=4, 8 views, B_u = 512, batch-hard soft-margin triplet on a 1000-d embedding
+normalised per example (revisit: ResNet50 v1 k=12, semi-hard margin 0.5, batch-axis
+normalisation), lr 0.1 without scaling; wd 1e-4 is a guess.
+"""
+import importlib.util
+import os
+
+from s4l_jax import config_lib
+
+
+def _rotation_config_module():
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rotation.py")
+  spec = importlib.util.spec_from_file_location("rotation_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config(arg=None):
+  a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0)
+  family = config_lib.dataset_family(a.dataset)
+  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, labeled_batch=32)
+  c.objective = "exemplar"
+  c.input.labeled.view = "exemplar8"
+  c.input.unlabeled = dict(batch_size=512, view="exemplar8")
+  c.loss.embed_dim = 1000  # The head follows overrides of this key (a FieldReference).
+  c.loss.triplet_groups = 1
+  c.loss.exemplar_id_quirk = False
+  if family == "imagenet2012":
+    c.lr.base, c.lr.scale_batch_size, c.optimizer.weight_decay = 0.1, 0, 1e-4
+    _rotation_config_module().imagenet_pass_schedule(c, a.labels, passes=35, warmup=5,
+                                                     decays=(15, 25))
+  else:
+    config_lib.small_data_preset(c, family)
+    c.input.labeled.batch_size = 8
+    c.input.unlabeled.batch_size = 16 if family == "digits" else 32
+    c.loss.embed_dim = 128
+  # The classes head gets no loss; it keeps the export contract (predict -> class logits).
+  c.model.heads = dict(classes=-1, embeddings=c.loss.get_ref("embed_dim"))
+  if a.steps:
+    c.total_steps = a.steps
+  return c
