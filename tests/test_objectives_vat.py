@@ -63,9 +63,9 @@ def vat_batch():
           "unlabeled": {"image": image_batch(1), "label": -jnp.ones(16, jnp.int32)}}
 
 
-@pytest.mark.parametrize("on_labeled,direction", [(True, "perturbed_clean"),
-                                                  (False, "clean_perturbed")])
-def test_vat_loss_and_grads_match_recomputation(on_labeled, direction):
+def vat_and_recomputation(on_labeled, direction, grads=True):
+  """Objective vs. an independent recomputation from `losses.*` and `vat.vat_loss` on logits
+  of a separate `model.apply`: each (loss, (batch_stats, metrics)), plus grads if `grads`."""
   config = vat_config()
   config.loss.update(dict(vat_apply_to_labeled=on_labeled, vat_kl_direction=direction,
                           vat_weight=0.7, entmin_weight=0.3, vat_eps=2.0))
@@ -75,41 +75,57 @@ def test_vat_loss_and_grads_match_recomputation(on_labeled, direction):
 
   def expected_fn(p):
     apply_fn = lambda x: model.apply({"params": p, "batch_stats": bs}, x, train=True,
-                                     mutable=["batch_stats"])[0]["classes"]
-    logits = apply_fn(jnp.concatenate([x_u, x_l]))
+                                     mutable=["batch_stats"])
+    out, new = apply_fn(jnp.concatenate([x_u, x_l]))
+    logits = out["classes"]
     sup = losses.softmax_xent(logits[16:], y)
     x_v = jnp.concatenate([x_u, x_l]) if on_labeled else x_u
     z_v = logits if on_labeled else logits[:16]
-    l_vat = vat.vat_loss(apply_fn, x_v, z_v, RNG, eps=2.0, xi=1e-6, num_iters=1,
-                         kl_direction=direction)
+    l_vat = vat.vat_loss(lambda x: apply_fn(x)[0]["classes"], x_v, z_v, RNG, eps=2.0,
+                         xi=1e-6, num_iters=1, kl_direction=direction)
     ent = losses.entropy(z_v)
-    return sup + 0.7 * l_vat + 0.3 * ent, (sup, l_vat, ent)
+    metrics = dict(sup_loss=sup, vat_loss=l_vat, entmin_loss=ent)
+    return sup + 0.7 * l_vat + 0.3 * ent, (new["batch_stats"], metrics)
 
   def objective_fn(p):
     return vat_objective.loss_fn(p, bs, batch, RNG, model=model, config=config)
 
-  grad_fn = lambda f: jax.jit(jax.value_and_grad(f, has_aux=True))
-  (loss, (_, metrics)), grads = grad_fn(objective_fn)(params)
-  (want, (sup, l_vat, ent)), want_grads = grad_fn(expected_fn)(params)
+  wrap = (lambda f: jax.value_and_grad(f, has_aux=True)) if grads else (lambda f: f)
+  return jax.jit(wrap(objective_fn))(params), jax.jit(wrap(expected_fn))(params)
+
+
+@pytest.fixture(scope="module")
+def vat_outputs():
+  return vat_and_recomputation(True, "perturbed_clean")
+
+
+def test_vat_loss_and_grads_match_recomputation(vat_outputs):
+  ((loss, (_, metrics)), grads), ((want, (_, want_metrics)), want_grads) = vat_outputs
   np.testing.assert_allclose(loss, want, rtol=1e-6)
-  np.testing.assert_allclose([metrics["sup_loss"], metrics["vat_loss"], metrics["entmin_loss"]],
-                             [sup, l_vat, ent], rtol=1e-6)
-  assert l_vat > 0 and ent > 0
+  for key, value in want_metrics.items():
+    np.testing.assert_allclose(metrics[key], value, rtol=1e-6, err_msg=key)
+    assert value > 0
   for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_vat_batch_stats_come_from_the_clean_pass_only():
+def test_vat_unlabeled_only_and_reverse_kl_match_recomputation():
+  (loss, (_, metrics)), (want, (_, want_metrics)) = vat_and_recomputation(
+      False, "clean_perturbed", grads=False)
+  np.testing.assert_allclose(loss, want, rtol=1e-6)
+  for key, value in want_metrics.items():
+    np.testing.assert_allclose(metrics[key], value, rtol=1e-6, err_msg=key)
+
+
+def test_vat_batch_stats_come_from_the_clean_pass_only(vat_outputs):
+  ((_, (new_bs, _)), _), ((_, (clean_bs, _)), _) = vat_outputs
   config = vat_config()
   model, params, bs = init(config)
   batch = vat_batch()
-  _, (new_bs, _) = vat_objective.loss_fn(params, bs, batch, RNG, model=model, config=config)
   x = jnp.concatenate([batch["unlabeled"]["image"], batch["labeled"]["image"]])
-  variables = {"params": params, "batch_stats": bs}
-  _, clean = model.apply(variables, x, train=True, mutable=["batch_stats"])
-  _, noisy = model.apply(variables, x + 0.3 * image_batch(5, 32), train=True,
-                         mutable=["batch_stats"])
-  for got, want, old, other in zip(*map(jax.tree.leaves, (new_bs, clean["batch_stats"], bs,
+  _, noisy = jax.jit(lambda x: model.apply({"params": params, "batch_stats": bs}, x, train=True,
+                                           mutable=["batch_stats"]))(x + 0.3 * image_batch(5, 32))
+  for got, want, old, other in zip(*map(jax.tree.leaves, (new_bs, clean_bs, bs,
                                                            noisy["batch_stats"]))):
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     assert not np.allclose(want, old) and not np.allclose(want, other)
@@ -202,7 +218,14 @@ def logged_losses(workdir):
   return np.array([out[k] for k in sorted(out)])
 
 
-@pytest.mark.parametrize("name", ["vat", "vat_entmin", "moam_step1"])
+def test_vat_config_is_vat_entmin_without_entmin():
+  """So the vat_entmin run below also covers the vat config."""
+  vat_cfg, entmin_cfg = (vat_config(n).to_dict() for n in ("vat", "vat_entmin"))
+  assert vat_cfg["loss"].pop("entmin_weight") == 0 and entmin_cfg["loss"].pop("entmin_weight")
+  assert vat_cfg == entmin_cfg
+
+
+@pytest.mark.parametrize("name", ["vat_entmin", "moam_step1"])
 def test_short_training_lowers_the_loss(name, tmp_path):
   """12 steps on the same 16 labeled digits (labels=16, batch 16) must lower the loss."""
   config = moam_config(steps=12) if name == "moam_step1" else vat_config(name, steps=12)
