@@ -105,6 +105,9 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.input.labeled = dict(batch_size=labeled_batch, view="train")
   c.input.unlabeled = dict(batch_size=0, view="train")  # batch_size 0: no unlabeled stream
   c.input.eval_batch_size = eval_batch or preset["eval_batch_size"]
+  # memory: decode once to uint8 arrays, views on the device (no TensorFlow);
+  # tfdata: stream and augment with tf.data (imagenet2012 always; folders optionally).
+  c.input.pipeline = "tfdata" if dataset == "imagenet2012" else "memory"
 
   c.model = ml_collections.ConfigDict(dict(
       name="", filters_factor=4, depth=28, width=2, dtype="float32", bn_momentum=0.99,

@@ -31,17 +31,23 @@ def ema_decay(config, steps_per_epoch: int) -> float:
   return 0.5 ** (1.0 / (config.ema_halflife_epochs * steps_per_epoch))
 
 
-def make_train_step(model, objective, tx, config, decay: float):
-  """Returns `step(state, raw_batch) -> (state, metrics)` (to be jitted)."""
+def make_train_step(model, objective, tx, config, decay: float, views_on_device: bool = True):
+  """Returns `step(state, raw_batch) -> (state, metrics)` (to be jitted).
+
+  With `views_on_device`, raw uint8 images are turned into the configured views inside the
+  step; otherwise the batch already holds them (tf.data pipelines).
+  """
   view_fns = {name: views.make_view_fn(config.input[name].view,
                                        image_size=config.input.image_size,
                                        crop=config.input.crop)
               for name in ("labeled", "unlabeled")}
+  if not views_on_device:
+    view_fns = {name: lambda rng, images: {"image": images} for name in view_fns}
   base_rng = jax.random.PRNGKey(config.seed)
 
   def step(state, raw):
     rngs = jax.random.split(jax.random.fold_in(base_rng, state.step), 3)
-    batch = {name: {**view_fns[name](rng, raw[name]["image"]), "label": raw[name]["label"]}
+    batch = {name: {**raw[name], **view_fns[name](rng, raw[name]["image"])}
              for name, rng in zip(("labeled", "unlabeled"), rngs) if name in raw}
     loss_fn = functools.partial(objective.loss_fn, model=model, config=config)
     (loss, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -110,7 +116,7 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
   start = time.time()
   os.makedirs(workdir, exist_ok=True)
   mesh = distributed.make_mesh()
-  data = pipeline_lib.InMemoryPipeline(config, jax.process_index(), jax.process_count())
+  data = pipeline_lib.make_pipeline(config, jax.process_index(), jax.process_count())
   spe = config_lib.steps_per_epoch(data.num_labeled, config.input.labeled.batch_size)
   num_steps = config_lib.total_steps(config, data.num_labeled)
   objective = objectives.get(config.objective)
@@ -130,7 +136,8 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
     logging.info("Resumed from step %d in %s", int(state.step), workdir)
   first_step = int(state.step)
 
-  train_step = jax.jit(make_train_step(model, objective, tx, config, decay),
+  train_step = jax.jit(make_train_step(model, objective, tx, config, decay,
+                                       data.views_on_device),
                        in_shardings=(repl, distributed.data_sharding(mesh)),
                        out_shardings=(repl, repl), donate_argnums=0)
   writer = metrics_lib.MetricWriter(workdir, write_files=jax.process_index() == 0)
