@@ -1,7 +1,8 @@
 """Test set-up: 8 fake CPU devices so that sharding is exercised on one CPU.
 
-Most test time is XLA compilation of the same small programs in different tests (each run
-builds new jitted closures); a per-session persistent compilation cache reuses them.
+Most test time is XLA compilation of the same small programs in different tests and in the
+`main.py` subprocesses some tests start (each run builds new jitted closures); a per-session
+persistent compilation cache, passed to subprocesses through the environment, reuses them.
 """
 import os
 import tempfile
@@ -9,8 +10,5 @@ import tempfile
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="s4l_jax_xla_cache_"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="s4l_jax_xla_"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
