@@ -26,12 +26,7 @@ def get_config(arg=None):
   c.objective = "supervised"
   c.init_from = a.pretrained
   c.trainable = "all"
-  if family == "imagenet2012":
-    if a.labels == "1pct":
-      c.lr.base, c.optimizer.weight_decay = 0.01, 1e-2
-      c.lr.decay_epochs, c.total_epochs = (700.0, 800.0, 900.0), 1000.0
-  else:
-    config_lib.small_data_preset(c, family)
+  config_lib.supervised_preset(c, family, a.labels)
   if a.steps:
     c.total_steps = a.steps
   return c

@@ -26,7 +26,7 @@ def get_config(arg=None):
   if family == "imagenet2012":
     c.lr.base, c.lr.scale_batch_size = 0.03, 0
     if a.labels == "1pct":
-      c.lr.decay_epochs, c.total_epochs = (700.0, 800.0, 900.0), 1000.0
+      config_lib.one_percent_schedule(c)
   else:
     config_lib.small_data_preset(c, family)
     batch = 16 if family == "digits" else 32  # x4 rotations per stream.

@@ -18,12 +18,7 @@ def get_config(arg=None):
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels,
                              labeled_batch=256 if family == "imagenet2012" else 64)
   c.objective = "supervised"
-  if family == "imagenet2012":
-    if a.labels == "1pct":
-      c.lr.base, c.optimizer.weight_decay = 0.01, 1e-2
-      c.lr.decay_epochs, c.total_epochs = (700.0, 800.0, 900.0), 1000.0
-  else:
-    config_lib.small_data_preset(c, family)
+  config_lib.supervised_preset(c, family, a.labels)
   if a.steps:
     c.total_steps = a.steps
   return c

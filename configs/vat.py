@@ -25,7 +25,7 @@ def make_config(arg, entmin_weight: float):
   if family == "imagenet2012":
     c.lr.base, c.lr.scale_batch_size = 0.03, 0
     if a.labels == "1pct":  # unverified: no released 1% VAT config (methods.md 2.6).
-      c.lr.decay_epochs, c.total_epochs = (700.0, 800.0, 900.0), 1000.0
+      config_lib.one_percent_schedule(c)
   else:
     config_lib.small_data_preset(c, family)
   c.input.unlabeled.batch_size = c.input.labeled.batch_size
