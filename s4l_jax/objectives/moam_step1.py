@@ -23,11 +23,7 @@ import jax.numpy as jnp
 
 from s4l_jax import losses, vat
 from s4l_jax.objectives import vat as vat_objective
-
-
-def _flatten(a):
-  """(B, 4, ...) -> (4B, ...), image-major: row 4i+r is rotation r of image i."""
-  return a.reshape((-1,) + a.shape[2:])
+from s4l_jax.objectives.s4l_rotation import accuracy, rotation_inputs
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, config):
@@ -37,26 +33,24 @@ def loss_fn(params, batch_stats, batch, rng, *, model, config):
   entmin_weight = lc.get("entmin_weight", 0.3)
 
   labeled, unlabeled = batch["labeled"], batch["unlabeled"]
-  x_u, x_l = _flatten(unlabeled["image"]), _flatten(labeled["image"])
-  num_u = x_u.shape[0]
-  x = jnp.concatenate([x_u, x_l])
+  x, rotations, (num_u, _) = rotation_inputs([unlabeled, labeled])
   outputs, new = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
                              mutable=["batch_stats"])
   cls_logits, rot_logits = outputs["classes"], outputs["rotations"]
 
-  rot_u = losses.softmax_xent(rot_logits[:num_u], _flatten(unlabeled["rotation"]))
-  rot_l = losses.softmax_xent(rot_logits[num_u:], _flatten(labeled["rotation"]))
+  rot_u = losses.softmax_xent(rot_logits[:num_u], rotations[:num_u])
+  rot_l = losses.softmax_xent(rot_logits[num_u:], rotations[num_u:])
   rot_loss = 0.5 * rot_u + 0.5 * rot_l
   labels = jnp.repeat(labeled["label"], labeled["image"].shape[1])
   sup_loss = losses.softmax_xent(cls_logits[num_u:], labels)
-  vat_loss = vat.vat_loss(vat_objective.perturbed_apply_fn(model, params, batch_stats), x_u,
-                          cls_logits[:num_u], rng, **vat_objective.vat_kwargs(lc, 32.0))
+  vat_loss = vat.vat_loss(vat_objective.perturbed_apply_fn(model, params, batch_stats),
+                          x[:num_u], cls_logits[:num_u], rng,
+                          **vat_objective.vat_kwargs(lc, 32.0))
   entmin_loss = losses.entropy(cls_logits[:num_u])
   loss = (rot_weight * rot_loss + sup_weight * sup_loss + vat_weight * vat_loss
           + entmin_weight * entmin_loss)
-  rotations = jnp.concatenate([_flatten(unlabeled["rotation"]), _flatten(labeled["rotation"])])
   metrics = dict(
       rot_loss=rot_loss, sup_loss=sup_loss, vat_loss=vat_loss, entmin_loss=entmin_loss,
-      sup_accuracy=(cls_logits[num_u:].argmax(-1) == labels).mean(),
-      rot_accuracy=(rot_logits.argmax(-1) == rotations).mean())
+      sup_accuracy=accuracy(cls_logits[num_u:], labels),
+      rot_accuracy=accuracy(rot_logits, rotations))
   return loss, (new["batch_stats"], metrics)
