@@ -35,14 +35,15 @@ def make_train_step(model, objective, tx, config, decay: float, views_on_device:
   """Returns `step(state, raw_batch) -> (state, metrics)` (to be jitted).
 
   With `views_on_device`, raw uint8 images are turned into the configured views inside the
-  step; otherwise the batch already holds them (tf.data pipelines).
+  step; otherwise the batch holds uint8 crops from tf.data and the step only finishes them
+  (`views.make_finish_fn`: rotations, flips, HSV noise, scaling).
   """
   view_fns = {name: views.make_view_fn(config.input[name].view,
                                        image_size=config.input.image_size,
                                        crop=config.input.crop)
               for name in ("labeled", "unlabeled")}
   if not views_on_device:
-    view_fns = {name: lambda rng, images: {"image": images} for name in view_fns}
+    view_fns = {name: views.make_finish_fn(config.input[name].view) for name in view_fns}
   base_rng = jax.random.PRNGKey(config.seed)
 
   def step(state, raw):

@@ -1,7 +1,8 @@
 """View recipes as TF ops and a tf.data stream for TFDS / image-folder data.
 
 Twin of `views.py` for the host-side (ImageNet) path: same recipes, same
-output dict layout, float32 in [-1, 1]. Randomness comes only from
+output dict layout, float32 in [-1, 1]; or, with `device_finish=True`, only
+the host half (uint8 crops) for `views.make_finish_fn`. Randomness comes only from
 `features["seed"]` (int64 (2,)) through `tf.random.stateless_*`, so a stream
 is reproducible given its seed. Boxes come from
 `tf.image.stateless_sample_distorted_bounding_box` (the reference sampler
@@ -39,6 +40,11 @@ def _shape(image, decode):
 
 def _pm1(x):
   return tf.clip_by_value(x * 2.0 - 1.0, -1.0, 1.0)
+
+
+def _uint8(x):
+  """[0, 1] float -> uint8, rounded (the device_finish output; error <= 0.5 / 255)."""
+  return tf.cast(tf.round(tf.clip_by_value(x, 0.0, 1.0) * 255.0), tf.uint8)
 
 
 def _decode(image, decode):
@@ -210,7 +216,7 @@ def _eval(image, image_size, decode):
 
 
 def make_tf_view_fn(view: str, *, image_size: int, crop: str,
-                    decode: bool) -> TFViewFn:
+                    decode: bool, device_finish: bool = False) -> TFViewFn:
   """Returns `fn(features) -> dict` for `tf.data.Dataset.map`.
 
   Args:
@@ -221,6 +227,11 @@ def make_tf_view_fn(view: str, *, image_size: int, crop: str,
       (`decode_and_crop_jpeg`) for "train"/"rotate4"; "exemplar8" and
       "simclr2" decode once and take all crops in one `crop_and_resize`.
     decode: `features["image"]` is JPEG bytes (True) or uint8 (H, W, 3).
+    device_finish: emit only the host half, uint8 crops at S, for
+      `views.make_finish_fn(view)` on the accelerator: "train"/"rotate4"/
+      "eval" -> "image" (S, S, 3) (crop, resize, flip; no rotations);
+      "exemplar8"/"simclr2" -> "image" (K, S, S, 3), the K resized crops
+      (no flips or colour ops). Keeps host bytes and work at ~decode cost.
 
   The returned fn reads `features["image"]`, `features["label"]` and
   `features["seed"]` (int64 (2,), ignored by "eval").
@@ -241,21 +252,26 @@ def make_tf_view_fn(view: str, *, image_size: int, crop: str,
 
   def fn(features):
     image, label = features["image"], features["label"]
+    out = _uint8 if device_finish else _pm1
     if view == "eval":
-      return {"image": _pm1(_eval(image, image_size, decode)), "label": label}
+      return {"image": out(_eval(image, image_size, decode)), "label": label}
     s_crop, s_flip, s_aug = _split(features["seed"], 3)
     if view in ("train", "rotate4"):
       x = _crop(image, s_crop, image_size, crop, decode)
-      x = _pm1(tf.image.stateless_random_flip_left_right(x, s_flip))
-      if view == "train":
+      x = out(tf.image.stateless_random_flip_left_right(x, s_flip))
+      if view == "train" or device_finish:
         return {"image": x, "label": label}
       x = tf.stack([tf.image.rot90(x, k) for k in range(4)])
       return {"image": x, "rotation": tf.range(4, dtype=tf.int32),
               "label": label}
     if view == "exemplar8":
       x = multi(image, s_crop, NUM_EXEMPLAR, S4L_AREA, S4L_ASPECT)
+      if device_finish:
+        return {"image": _uint8(x), "label": label}
       return {"image": _exemplar_post(x, s_flip, s_aug), "label": label}
     x = multi(image, s_crop, 2, SIMCLR_AREA, SIMCLR_ASPECT)
+    if device_finish:
+      return {"image": _uint8(x), "label": label}
     x = tf.stack([_simclr_single(x[i], s) for i, s in
                   enumerate(_split(s_aug, 2))])
     return {"image": _pm1(x), "label": label}
@@ -267,7 +283,7 @@ def build_tfds_stream(builder_name_or_folder: str, split: str, *, view: str,
                       image_size: int, crop: str, global_batch: int,
                       seed: int, process_index: int, process_count: int,
                       filter_filenames=None, data_dir=None,
-                      shuffle_buffer: int = 10_000
+                      shuffle_buffer: int = 10_000, device_finish: bool = False
                       ) -> Iterator[dict[str, np.ndarray]]:
   """Host-local batches of `view` from a TFDS builder or an image folder.
 
@@ -283,6 +299,8 @@ def build_tfds_stream(builder_name_or_folder: str, split: str, *, view: str,
     filter_filenames: optional set of file basenames (S4L label lists) to keep.
     data_dir: TFDS data dir for named builders.
     shuffle_buffer: examples in the shuffle buffer.
+    device_finish: emit uint8 crops for `views.make_finish_fn` (see
+      `make_tf_view_fn`).
 
   Returns:
     Iterator of numpy dicts with the view's keys plus "label". Training views
@@ -321,7 +339,7 @@ def build_tfds_stream(builder_name_or_folder: str, split: str, *, view: str,
   ds = ds.enumerate().map(lambda i, ex: {
       **ex, "seed": tf.random.experimental.stateless_fold_in(host_seed, i)})
   view_fn = make_tf_view_fn(view, image_size=image_size, crop=crop,
-                            decode=True)
+                            decode=True, device_finish=device_finish)
   ds = ds.map(view_fn, num_parallel_calls=tf.data.AUTOTUNE,
               deterministic=True)
   ds = ds.batch(global_batch // process_count, drop_remainder=train)

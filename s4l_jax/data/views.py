@@ -350,6 +350,40 @@ def make_view_fn(view: str, *, image_size: int, crop: str) -> ViewFn:
   return fn
 
 
+def make_finish_fn(view: str) -> ViewFn:
+  """Returns `fn(rng, crops uint8) -> dict` of float32 in [-1, 1]: a view's device half.
+
+  Pairs with `tf_views.make_tf_view_fn(..., device_finish=True)`, which decodes, crops and
+  resizes on the host and emits uint8 crops at the output side S; the per-pixel work that
+  multiplies the data (rotations, per-crop flips, HSV noise) runs here, inside the step:
+    train, eval: (B, S, S, C) -> {"image": (B, S, S, C)} (scaling only).
+    rotate4:     flipped train crop (B, S, S, C) -> {"image": (B, 4, S, S, C),
+                 "rotation": int32 (B, 4) = [0, 1, 2, 3]}.
+    exemplar8:   (B, 8, S, S, C) crops -> per-crop flip + HSV noise, same shape.
+    simclr2:     (B, 2, S, S, C) crops -> per-crop flip, colour jitter, grey, blur.
+  """
+  if view not in VIEWS:
+    raise ValueError(f"Unknown view {view!r}; valid: {VIEWS}.")
+
+  def fn(rng, crops):
+    x = _to_unit(crops)
+    if view in ("train", "eval"):
+      return {"image": _to_pm1(x)}
+    if view == "rotate4":
+      rot = jnp.tile(jnp.arange(4, dtype=jnp.int32), (x.shape[0], 1))
+      return {"image": _to_pm1(rotate4(x)), "rotation": rot}
+    flat = x.reshape((-1,) + x.shape[2:])
+    if view == "exemplar8":
+      k_flip, k_hsv = jax.random.split(rng)
+      flat = _flip_batch(k_flip, flat)
+      flat = jax.vmap(hsv_noise)(jax.random.split(k_hsv, flat.shape[0]), flat)
+    else:
+      flat = jax.vmap(_simclr_single)(jax.random.split(rng, flat.shape[0]), flat)
+    return {"image": _to_pm1(flat.reshape(x.shape))}
+
+  return fn
+
+
 @functools.partial(jax.jit, static_argnames=("view", "image_size", "crop"))
 def apply_view(rng, images, *, view, image_size, crop):
   """Jitted `make_view_fn(view, ...)(rng, images)`."""

@@ -1,0 +1,188 @@
+"""tf.data pipeline for TFDS imagenet2012 and image folders: host crops, device finish.
+
+tf.data decodes, crops and resizes on the host and emits uint8 crops at image_size
+(`tf_views.make_tf_view_fn(..., device_finish=True)`); the jitted train step does the
+per-pixel rest (`views.make_finish_fn`: rotations, flips, HSV noise, scaling), so the host
+cost of rotate4 / exemplar8 stays close to decoding alone (benchmarks/README.md).
+
+Examples are addressed by their index in the unshuffled split. The labeled subset is
+`subsets.select_labeled` on the train labels, read once at construction: folders from the
+file list (no image reads); TFDS builders with one pass over the records, images left
+undecoded (for ImageNet this reads the train split once, minutes). Host p streams the
+index range [N p / P, N (p + 1) / P) (labeled stream: the subset's examples in it), shuffled
+per epoch with seed (seed, epoch); augmentation seeds are a function of the position in the
+host's stream. `train_batch(step)` therefore returns the same batch after a restart: the
+stream is rebuilt at `step`, whole epochs are skipped for free and the rest of the current
+epoch is skipped before decoding (records are read and shuffled, not decoded).
+"""
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from s4l_jax import config_lib
+from s4l_jax.data import pipeline, subsets, tf_views, tfds_sources
+
+SHUFFLE_BUFFER = 10_000
+STREAMS = ("labeled", "unlabeled")
+
+
+class _FolderSource:
+  """`<root>/<split>/<class>/<image>.jpg` (tfds ImageFolder); labels from the file list."""
+
+  def __init__(self, root: str):
+    self.builder = tfds.folder_dataset.ImageFolder(root)
+    examples = self.builder._split_examples  # pylint: disable=protected-access
+    str2int = self.builder.info.features["label"].str2int
+    self._paths = {s: np.array([e.image_path for e in ex]) for s, ex in examples.items()}
+    self._labels = {s: np.array([str2int(e.label) for e in ex], np.int32)
+                    for s, ex in examples.items()}
+
+  def labels(self, split: str) -> np.ndarray:
+    return self._labels[split]
+
+  def dataset(self, split: str, indices: np.ndarray) -> tf.data.Dataset:
+    """{"image": JPEG bytes, "label": int32} of `indices` (sorted), in that order."""
+    ds = tf.data.Dataset.from_tensor_slices(
+        (self._paths[split][indices], self._labels[split][indices]))
+    return ds.map(lambda path, label: {"image": tf.io.read_file(path), "label": label})
+
+
+class _TfdsSource:
+  """A prepared TFDS builder; reads contiguous index ranges with the sub-split API."""
+
+  def __init__(self, name: str, data_dir: str | None):
+    self.builder = tfds_sources.check_prepared(name, data_dir)
+
+  def _read(self, split):
+    return self.builder.as_dataset(split=split, shuffle_files=False,
+                                   decoders={"image": tfds.decode.SkipDecoding()})
+
+  def labels(self, split: str) -> np.ndarray:
+    """Labels (N,) int32 in index order: one pass over the records, images undecoded."""
+    ds = self._read(split).map(lambda ex: ex["label"]).batch(10_000)
+    return np.concatenate(list(tfds.as_numpy(ds))).astype(np.int32)
+
+  def dataset(self, split: str, indices: np.ndarray) -> tf.data.Dataset:
+    """{"image": JPEG bytes, "label": int32} of `indices` (sorted), in that order."""
+    lo, hi = int(indices[0]), int(indices[-1]) + 1
+    keep = np.zeros(hi - lo, bool)
+    keep[indices - lo] = True
+    ds = tf.data.Dataset.zip((tf.data.Dataset.from_tensor_slices(keep),
+                              self._read(f"{split}[{lo}:{hi}]")))
+    return ds.filter(lambda k, ex: k).map(
+        lambda k, ex: {"image": ex["image"], "label": tf.cast(ex["label"], tf.int32)})
+
+
+class TfdsPipeline:
+  """The `pipeline.make_pipeline` interface over tf.data; views finished on the device."""
+
+  views_on_device = False
+
+  def __init__(self, config, process_index: int = 0, process_count: int = 1):
+    if config.pseudo_labels:
+      raise ValueError("pseudo_labels need input.pipeline=memory")
+    family = config_lib.dataset_family(config.dataset)
+    if family == "folder":
+      self._source = _FolderSource(config.dataset.split(":", 1)[1])
+      self._eval_split = "test"
+    elif config.dataset == "imagenet2012":
+      self._source = _TfdsSource(config.dataset, config.data_dir or None)
+      self._eval_split = "validation"
+    else:
+      raise ValueError(f"input.pipeline=tfdata supports imagenet2012 and folder:PATH, "
+                       f"got {config.dataset!r}")
+    self._config = config
+    self.process_index, self.process_count = process_index, process_count
+    self.class_names = list(self._source.builder.info.features["label"].names)
+    self.num_classes = len(self.class_names)
+    self._num_train = len(labels := self._source.labels("train"))
+    self.labeled_indices = subsets.select_labeled(labels, config.labels, config.seed,
+                                                  self.num_classes)
+    size = config.input.image_size
+    self.image_shape = (size, size, 3)
+    self.images_per_step = sum(
+        config.input[n].batch_size * pipeline.VIEWS_PER_IMAGE[config.input[n].view]
+        for n in STREAMS)
+    self._iters, self._next_step = {}, None
+
+  @property
+  def num_labeled(self) -> int:
+    return len(self.labeled_indices)
+
+  def _host_range(self, n: int) -> tuple[int, int]:
+    p, count = self.process_index, self.process_count
+    return n * p // count, n * (p + 1) // count
+
+  def _local(self, global_batch: int) -> int:
+    if global_batch % self.process_count:
+      raise ValueError(f"Batch {global_batch} is not divisible by process_count "
+                       f"{self.process_count}.")
+    return global_batch // self.process_count
+
+  def _stream(self, name: str, step: int):
+    """Host-local batches of stream `name` from batch `step` on (infinite)."""
+    config, spec = self._config, self._config.input[name]
+    seed = config.seed + STREAMS.index(name)
+    indices = self.labeled_indices if name == "labeled" else np.arange(self._num_train)
+    lo, hi = self._host_range(self._num_train)
+    indices = indices[(indices >= lo) & (indices < hi)]
+    if not indices.size:
+      raise ValueError(f"Host {self.process_index} holds no {name} examples: fewer labeled "
+                       f"examples ({self.num_labeled}) than hosts?")
+    n, batch = indices.size, self._local(spec.batch_size)
+    first_epoch, skip = divmod(step * batch, n)
+    base = self._source.dataset("train", indices)
+    buffer = min(n, SHUFFLE_BUFFER)
+    ds = tf.data.Dataset.counter(first_epoch).flat_map(
+        lambda e: base.shuffle(buffer, seed=seed * 1_000_003 + e))
+    ds = ds.enumerate(first_epoch * n).skip(skip)
+    host_seed = tf.constant([seed, self.process_index], tf.int64)
+    ds = ds.map(lambda i, ex: {
+        **ex, "seed": tf.random.experimental.stateless_fold_in(host_seed, i)})
+    view_fn = tf_views.make_tf_view_fn(spec.view, image_size=config.input.image_size,
+                                       crop=config.input.crop, decode=True,
+                                       device_finish=True)
+    ds = ds.map(view_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return iter(tfds.as_numpy(ds))
+
+  def train_batch(self, step: int) -> dict:
+    """Host-local batch of `step`: {"labeled": {image uint8, label}, ["unlabeled": ...]}.
+
+    Images are uint8 crops: (b, S, S, C), or (b, K, S, S, C) for exemplar8 / simclr2.
+    """
+    if step != self._next_step:
+      self._iters = {n: self._stream(n, step) for n in STREAMS
+                     if self._config.input[n].batch_size}
+    self._next_step = step + 1
+    return {n: next(it) for n, it in self._iters.items()}
+
+  def eval_batches(self, global_batch: int, split: str = "test"):
+    """Yields host-local {image uint8 (b, S, S, C), label, mask}, b = global_batch // P.
+
+    Host p evaluates the index range [N p / P, N (p + 1) / P); every host yields
+    ceil(ceil(N / P) / b) batches (the last ones padded, mask False), so each example is
+    counted exactly once over all hosts.
+    """
+    split = self._eval_split if split == "test" else "train"
+    n = self._source.builder.info.splits[split].num_examples
+    local = self._local(global_batch)
+    lo, hi = self._host_range(n)
+    num_batches = -(-(-(-n // self.process_count)) // local)
+    size = self._config.input.image_size
+    view_fn = tf_views.make_tf_view_fn("eval", image_size=size, crop="none", decode=True,
+                                       device_finish=True)
+    batches = []
+    if hi > lo:
+      ds = self._source.dataset(split, np.arange(lo, hi)).map(
+          view_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+      batches = tfds.as_numpy(ds.batch(local).prefetch(tf.data.AUTOTUNE))
+    done = 0
+    for done, b in enumerate(batches, 1):
+      k = len(b["label"])
+      yield {"image": np.pad(b["image"], [(0, local - k)] + [(0, 0)] * 3),
+             "label": np.pad(b["label"], (0, local - k)),
+             "mask": np.arange(local) < k}
+    for _ in range(done, num_batches):
+      yield {"image": np.zeros((local, size, size, 3), np.uint8),
+             "label": np.zeros(local, np.int32), "mask": np.zeros(local, bool)}

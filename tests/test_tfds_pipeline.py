@@ -1,0 +1,144 @@
+"""TfdsPipeline on an image folder, and the host-crop / device-finish split of the views."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from s4l_jax import runner
+from s4l_jax.data import pipeline as pipeline_lib
+from s4l_jax.data import tf_views, views
+from testing_utils import load_config, tiny
+
+CLASSES = ("ant", "bee", "cat")
+NUM_TRAIN, NUM_TEST, SIZE = 12, 5, 32
+
+
+@pytest.fixture(scope="module", name="folder")
+def folder_fixture(tmp_path_factory):
+  """train/test/<class>/*.jpg at 40 px; test image j of class c has grey level 15 * (3j + c)."""
+  root = tmp_path_factory.mktemp("jpegs")
+  rng = np.random.default_rng(0)
+  for split, n in (("train", NUM_TRAIN), ("test", NUM_TEST)):
+    for c, name in enumerate(CLASSES):
+      os.makedirs(root / split / name)
+      for i in range(n):
+        if split == "test":
+          pixels = np.full((40, 40, 3), 15 * (3 * i + c), np.uint8)
+        else:
+          pixels = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / split / name / f"{i:03d}.jpg", quality=95)
+  return str(root)
+
+
+def _config(folder, name="supervised", labels="2perclass"):
+  config = tiny(load_config(name, f"dataset=folder:{folder},labels={labels}"), steps=3,
+                batch=8, image_size=SIZE)
+  config.input.pipeline = "tfdata"
+  config.input.eval_batch_size = 8
+  return config
+
+
+def test_runner_trains_and_evaluates(folder, tmp_path):
+  config = _config(folder)
+  results = runner.run(config, str(tmp_path))
+  assert os.path.exists(tmp_path / "results.json")
+  assert results["num_labeled"] == 6 and results["steps"] == 3
+  assert json.load(open(tmp_path / "results.json"))["eval"]["top1"] >= 0
+
+
+def test_labeled_subset_and_batches(folder):
+  data = pipeline_lib.make_pipeline(_config(folder, "s4l_rotation"))
+  assert data.num_labeled == 6 and data.class_names == list(CLASSES)
+  labels = data._source.labels("train")  # pylint: disable=protected-access
+  np.testing.assert_array_equal(np.bincount(labels[data.labeled_indices]), [2, 2, 2])
+  assert data.images_per_step == 8 * 4 * 2 and not data.views_on_device
+  batch = data.train_batch(0)
+  assert batch["labeled"]["image"].shape == (8, SIZE, SIZE, 3)
+  assert batch["labeled"]["image"].dtype == np.uint8
+  assert set(batch["labeled"]["label"]) == {0, 1, 2}  # one epoch of the subset
+
+
+@pytest.mark.parametrize("process_count", [1, 3])
+def test_eval_counts_every_image_once(folder, process_count):
+  config = _config(folder)
+  seen, counts = [], set()
+  for p in range(process_count):
+    batches = list(pipeline_lib.make_pipeline(config, p, process_count).eval_batches(6))
+    counts.add(len(batches))
+    for b in batches:
+      assert b["image"].shape == (6 // process_count, SIZE, SIZE, 3)
+      levels = b["image"][b["mask"]].mean(axis=(1, 2, 3)) / 15
+      seen += [(round(v), y) for v, y in zip(levels, b["label"][b["mask"]])]
+  assert len(counts) == 1  # equal batch counts on every host
+  expected = [(3 * i + c, c) for i in range(NUM_TEST) for c in range(3)]
+  assert sorted(seen) == sorted(expected)
+
+
+def test_train_batch_resumes_exactly(folder):
+  config = _config(folder, "s4l_exemplar")
+  data = pipeline_lib.make_pipeline(config)
+  batches = [data.train_batch(s) for s in range(5)]  # crosses labeled epochs (6 examples, batch 8)
+  assert batches[0]["unlabeled"]["image"].shape == (8, 8, SIZE, SIZE, 3)
+  restarted = pipeline_lib.make_pipeline(config)
+  for step in (3, 4):
+    again = restarted.train_batch(step)
+    for name in ("labeled", "unlabeled"):
+      for key in ("image", "label"):
+        np.testing.assert_array_equal(again[name][key], batches[step][name][key])
+
+
+def _tf_views(view, image, crop, seed=(3, 4)):
+  """(full float view, device_finish uint8 view) of one uint8 image, same seed."""
+  features = {"image": tf.constant(image), "label": tf.constant(0),
+              "seed": tf.constant(seed, tf.int64)}
+  kw = dict(image_size=SIZE, crop=crop, decode=False)
+  full = tf_views.make_tf_view_fn(view, **kw)(features)
+  host = tf_views.make_tf_view_fn(view, device_finish=True, **kw)(features)
+  return full["image"].numpy(), host["image"].numpy()
+
+
+@pytest.mark.parametrize("crop,atol", [("pad_crop", 1e-6), ("inception", 1.01 / 255)])
+def test_rotate4_finish_matches_tf(crop, atol):
+  image = np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+  full, host = _tf_views("rotate4", image, crop)
+  assert host.dtype == np.uint8 and host.shape == (SIZE, SIZE, 3)
+  out = views.make_finish_fn("rotate4")(jax.random.key(0), host[None])
+  np.testing.assert_array_equal(out["rotation"], [[0, 1, 2, 3]])
+  # Exact given the same crop: device rot90 == tf.image.rot90 on the host.
+  unit = tf.constant(host, tf.float32) / 255.0
+  tf_rot = np.stack([tf.image.rot90(unit, k).numpy() for k in range(4)]) * 2 - 1
+  np.testing.assert_allclose(out["image"][0], tf_rot, atol=1e-6)
+  # And the full host view only differs by the uint8 rounding of the resized crop.
+  np.testing.assert_allclose(out["image"][0], full, atol=atol)
+
+
+def test_train_finish_is_scaling():
+  image = np.random.default_rng(2).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+  full, host = _tf_views("train", image, "inception")
+  out = views.make_finish_fn("train")(jax.random.key(0), host[None])["image"][0]
+  np.testing.assert_allclose(out, full, atol=1.01 / 255)
+
+
+def test_exemplar8_finish_matches_tf_in_distribution():
+  image = np.random.default_rng(3).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+  fulls, hosts = zip(*[_tf_views("exemplar8", image, "inception", (s, 1)) for s in range(8)])
+  hosts = np.stack(hosts)
+  assert hosts.dtype == np.uint8 and hosts.shape == (8, 8, SIZE, SIZE, 3)
+  out = np.asarray(views.make_finish_fn("exemplar8")(jax.random.key(0), hosts)["image"])
+  fulls = np.stack(fulls)
+  assert out.shape == fulls.shape and np.abs(out).max() <= 1
+  # Same crops, independent flips and HSV draws: per-patch moments agree in distribution.
+  for stat in (np.mean, np.std):
+    a, b = stat(out, axis=(2, 3, 4)).ravel(), stat(fulls, axis=(2, 3, 4)).ravel()
+    assert abs(np.median(a) - np.median(b)) < 0.15, stat
+  # Flips: some patches flipped, some not, relative to the raw crop (hue noise aside).
+  raw = hosts.astype(np.float32) / 255 * 2 - 1
+  grey = lambda x: x.mean(-1)
+  d_same = np.abs(grey(out) - grey(raw)).mean(axis=(2, 3))
+  d_flip = np.abs(grey(out) - grey(raw)[..., ::-1]).mean(axis=(2, 3))
+  flipped = (d_flip < d_same).mean()
+  assert 0.2 < flipped < 0.8
