@@ -38,18 +38,19 @@ def make_train_step(model, objective, tx, config, decay: float, views_on_device:
   step; otherwise the batch holds uint8 crops from tf.data and the step only finishes them
   (`views.make_finish_fn`: rotations, flips, HSV noise, scaling).
   """
-  view_fns = {name: views.make_view_fn(config.input[name].view,
-                                       image_size=config.input.image_size,
-                                       crop=config.input.crop)
-              for name in ("labeled", "unlabeled")}
-  if not views_on_device:
-    view_fns = {name: views.make_finish_fn(config.input[name].view) for name in view_fns}
+  size, names = config.input.image_size, ("labeled", "unlabeled")
+  if views_on_device:
+    fns = {name: views.make_view_fn(config.input[name].view, image_size=size,
+                                    crop=config.input.crop) for name in names}
+    view_fns = {name: lambda rng, raw, f=f: f(rng, raw["image"]) for name, f in fns.items()}
+  else:
+    view_fns = {name: views.make_finish_fn(config.input[name].view, size) for name in names}
   base_rng = jax.random.PRNGKey(config.seed)
 
   def step(state, raw):
     rngs = jax.random.split(jax.random.fold_in(base_rng, state.step), 3)
-    batch = {name: {**raw[name], **view_fns[name](rng, raw[name]["image"])}
-             for name, rng in zip(("labeled", "unlabeled"), rngs) if name in raw}
+    batch = {name: {**raw[name], **view_fns[name](rng, raw[name])}
+             for name, rng in zip(names, rngs) if name in raw}
     loss_fn = functools.partial(objective.loss_fn, model=model, config=config)
     (loss, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, state.batch_stats, batch, rngs[2])

@@ -92,24 +92,24 @@ def test_train_batch_resumes_exactly(folder):
 
 
 def _tf_views(view, image, crop, seed=(3, 4)):
-  """(full float view, device_finish uint8 view) of one uint8 image, same seed."""
+  """(full float view image, device_finish dict) of one uint8 image, same seed."""
   features = {"image": tf.constant(image), "label": tf.constant(0),
               "seed": tf.constant(seed, tf.int64)}
   kw = dict(image_size=SIZE, crop=crop, decode=False)
   full = tf_views.make_tf_view_fn(view, **kw)(features)
   host = tf_views.make_tf_view_fn(view, device_finish=True, **kw)(features)
-  return full["image"].numpy(), host["image"].numpy()
+  return full["image"].numpy(), {k: v.numpy()[None] for k, v in host.items()}
 
 
 @pytest.mark.parametrize("crop,atol", [("pad_crop", 1e-6), ("inception", 1.01 / 255)])
 def test_rotate4_finish_matches_tf(crop, atol):
   image = np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)
   full, host = _tf_views("rotate4", image, crop)
-  assert host.dtype == np.uint8 and host.shape == (SIZE, SIZE, 3)
-  out = views.make_finish_fn("rotate4")(jax.random.key(0), host[None])
+  assert host["image"].dtype == np.uint8 and host["image"].shape == (1, SIZE, SIZE, 3)
+  out = views.make_finish_fn("rotate4", SIZE)(jax.random.key(0), host)
   np.testing.assert_array_equal(out["rotation"], [[0, 1, 2, 3]])
   # Exact given the same crop: device rot90 == tf.image.rot90 on the host.
-  unit = tf.constant(host, tf.float32) / 255.0
+  unit = tf.constant(host["image"][0], tf.float32) / 255.0
   tf_rot = np.stack([tf.image.rot90(unit, k).numpy() for k in range(4)]) * 2 - 1
   np.testing.assert_allclose(out["image"][0], tf_rot, atol=1e-6)
   # And the full host view only differs by the uint8 rounding of the resized crop.
@@ -119,16 +119,24 @@ def test_rotate4_finish_matches_tf(crop, atol):
 def test_train_finish_is_scaling():
   image = np.random.default_rng(2).integers(0, 256, (40, 40, 3), dtype=np.uint8)
   full, host = _tf_views("train", image, "inception")
-  out = views.make_finish_fn("train")(jax.random.key(0), host[None])["image"][0]
+  out = views.make_finish_fn("train", SIZE)(jax.random.key(0), host)["image"][0]
   np.testing.assert_allclose(out, full, atol=1.01 / 255)
 
 
 def test_exemplar8_finish_matches_tf_in_distribution():
   image = np.random.default_rng(3).integers(0, 256, (40, 40, 3), dtype=np.uint8)
   fulls, hosts = zip(*[_tf_views("exemplar8", image, "inception", (s, 1)) for s in range(8)])
-  hosts = np.stack(hosts)
-  assert hosts.dtype == np.uint8 and hosts.shape == (8, 8, SIZE, SIZE, 3)
-  out = np.asarray(views.make_finish_fn("exemplar8")(jax.random.key(0), hosts)["image"])
+  hosts = {k: np.concatenate([h[k] for h in hosts]) for k in hosts[0]}
+  c = tf_views.CANVAS
+  assert hosts["image"].shape == (8, c, c, 3) and hosts["boxes"].shape == (8, 8, 4)
+  np.testing.assert_array_equal(hosts["image"][:, :40, :40], np.broadcast_to(image, (8, 40, 40, 3)))
+  # Device resizes of the host boxes == tf.image.resize of those crops (exact up to fp).
+  crops = jax.vmap(jax.vmap(views.gather_crop_and_resize, in_axes=(None, 0, None)),
+                   in_axes=(0, 0, None))(hosts["image"], hosts["boxes"], SIZE) / 255
+  tf_crops = [tf.image.resize(image[y:y + h, x:x + w], [SIZE, SIZE]) / 255
+              for y, x, h, w in hosts["boxes"][0]]
+  np.testing.assert_allclose(crops[0], np.stack(tf_crops), atol=1e-5)
+  out = np.asarray(views.make_finish_fn("exemplar8", SIZE)(jax.random.key(0), hosts)["image"])
   fulls = np.stack(fulls)
   assert out.shape == fulls.shape and np.abs(out).max() <= 1
   # Same crops, independent flips and HSV draws: per-patch moments agree in distribution.
@@ -136,7 +144,7 @@ def test_exemplar8_finish_matches_tf_in_distribution():
     a, b = stat(out, axis=(2, 3, 4)).ravel(), stat(fulls, axis=(2, 3, 4)).ravel()
     assert abs(np.median(a) - np.median(b)) < 0.15, stat
   # Flips: some patches flipped, some not, relative to the raw crop (hue noise aside).
-  raw = hosts.astype(np.float32) / 255 * 2 - 1
+  raw = np.asarray(crops) * 2 - 1
   grey = lambda x: x.mean(-1)
   d_same = np.abs(grey(out) - grey(raw)).mean(axis=(2, 3))
   d_flip = np.abs(grey(out) - grey(raw)[..., ::-1]).mean(axis=(2, 3))

@@ -25,6 +25,7 @@ MIN_COVERED = 0.1
 MAX_ATTEMPTS = 100
 PAD = 4
 NUM_EXEMPLAR = 8
+CANVAS = 512
 GREY = (0.2989, 0.5870, 0.1140)
 
 TFViewFn = Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]]
@@ -100,6 +101,25 @@ def _multi_crop(image, seeds, image_size, area_range, aspect_range):
       tf.cast(image, tf.float32)[None], tf.stack(boxes),
       tf.zeros([len(seeds)], tf.int32), [image_size, image_size], "bilinear")
   return crops / 255.0
+
+
+def _canvas(image, seeds, area_range, aspect_range):
+  """Decoded uint8 (H, W, 3) -> (uint8 (CANVAS, CANVAS, 3), int32 (K, 4) boxes).
+
+  The image is zero-padded at the bottom/right (first downscaled to fit if a side
+  exceeds CANVAS); boxes `[y, x, h, w]` are the `_multi_crop` boxes for `seeds`.
+  """
+  hw = tf.shape(image)[:2]
+  scale = CANVAS / tf.cast(tf.reduce_max(hw), tf.float32)
+  fit = tf.cast(tf.round(tf.cast(hw, tf.float32) * tf.minimum(scale, 1.0)), tf.int32)
+  image = tf.cond(scale < 1.0, lambda: tf.cast(tf.round(tf.image.resize(
+      image, fit, antialias=True)), tf.uint8), lambda: image)
+  boxes = []
+  for seed in seeds:
+    begin, size, _ = sample_box(seed, tf.shape(image), area_range, aspect_range)
+    boxes.append(tf.concat([begin[:2], size[:2]], 0))
+  canvas = tf.image.pad_to_bounding_box(image, 0, 0, CANVAS, CANVAS)
+  return canvas, tf.stack(boxes)
 
 
 def _central(image, image_size):
@@ -230,8 +250,11 @@ def make_tf_view_fn(view: str, *, image_size: int, crop: str,
     device_finish: emit only the host half, uint8 crops at S, for
       `views.make_finish_fn(view)` on the accelerator: "train"/"rotate4"/
       "eval" -> "image" (S, S, 3) (crop, resize, flip; no rotations);
-      "exemplar8"/"simclr2" -> "image" (K, S, S, 3), the K resized crops
-      (no flips or colour ops). Keeps host bytes and work at ~decode cost.
+      "simclr2" -> "image" (2, S, S, 3), the resized crops; "exemplar8" with
+      crop "inception" -> "image" (CANVAS, CANVAS, 3), the decoded image
+      zero-padded, and "boxes" int32 (8, 4), so that the 8 resizes also run
+      on the device (other crops: "image" (8, S, S, 3)). Keeps host work
+      near decode cost.
 
   The returned fn reads `features["image"]`, `features["label"]` and
   `features["seed"]` (int64 (2,), ignored by "eval").
@@ -265,6 +288,10 @@ def make_tf_view_fn(view: str, *, image_size: int, crop: str,
       return {"image": x, "rotation": tf.range(4, dtype=tf.int32),
               "label": label}
     if view == "exemplar8":
+      if device_finish and crop == "inception":
+        canvas, boxes = _canvas(_decode(image, decode), _split(s_crop, NUM_EXEMPLAR),
+                                S4L_AREA, S4L_ASPECT)
+        return {"image": canvas, "boxes": boxes, "label": label}
       x = multi(image, s_crop, NUM_EXEMPLAR, S4L_AREA, S4L_ASPECT)
       if device_finish:
         return {"image": _uint8(x), "label": label}

@@ -44,7 +44,8 @@ class _FolderSource:
     """{"image": JPEG bytes, "label": int32} of `indices` (sorted), in that order."""
     ds = tf.data.Dataset.from_tensor_slices(
         (self._paths[split][indices], self._labels[split][indices]))
-    return ds.map(lambda path, label: {"image": tf.io.read_file(path), "label": label})
+    return ds.map(lambda path, label: {"image": tf.io.read_file(path), "label": label},
+                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 class _TfdsSource:
@@ -168,7 +169,8 @@ class TfdsPipeline:
     n = self._source.builder.info.splits[split].num_examples
     local = self._local(global_batch)
     lo, hi = self._host_range(n)
-    num_batches = -(-(-(-n // self.process_count)) // local)
+    per_host = -(-n // self.process_count)  # the largest host range
+    num_batches = -(-per_host // local)
     size = self._config.input.image_size
     view_fn = tf_views.make_tf_view_fn("eval", image_size=size, crop="none", decode=True,
                                        device_finish=True)

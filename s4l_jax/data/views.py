@@ -107,6 +107,27 @@ def crop_and_resize(image, box, size):
   return jnp.einsum("ih,hwc,jw->ijc", wy, image, wx, precision=hi)
 
 
+def _bilinear_taps(start, length, out_size, in_size):
+  """Gather twin of `_interp_matrix`: (lo, hi) int32 (out_size,) and hi's weight."""
+  start = jnp.asarray(start, jnp.float32)
+  length = jnp.asarray(length, jnp.float32)
+  src = start + (jnp.arange(out_size) + 0.5) * length / out_size - 0.5
+  src = jnp.clip(src, start, start + length - 1)
+  lo = jnp.floor(src)
+  hi = jnp.minimum(lo + 1, in_size - 1).astype(jnp.int32)
+  return lo.astype(jnp.int32), hi, src - lo
+
+
+def gather_crop_and_resize(image, box, size):
+  """`crop_and_resize` by 4-tap gathers (cheap on large images): (H, W, C) -> (S, S, C)."""
+  h, w = image.shape[:2]
+  y0, y1, fy = _bilinear_taps(box[0], box[2], size, h)
+  x0, x1, fx = _bilinear_taps(box[1], box[3], size, w)
+  rows = lambda y: image[y].astype(jnp.float32)
+  mix = lambda r: r[:, x0] * (1 - fx)[:, None] + r[:, x1] * fx[:, None]
+  return mix(rows(y0)) * (1 - fy)[:, None, None] + mix(rows(y1)) * fy[:, None, None]
+
+
 def pad_crop(rng, image, size, pad=PAD):
   """Reflect-pads float (H, W, C) by `pad` and takes a random size x size crop."""
   padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
@@ -350,23 +371,29 @@ def make_view_fn(view: str, *, image_size: int, crop: str) -> ViewFn:
   return fn
 
 
-def make_finish_fn(view: str) -> ViewFn:
-  """Returns `fn(rng, crops uint8) -> dict` of float32 in [-1, 1]: a view's device half.
+def make_finish_fn(view: str, image_size: int) -> Callable[[jax.Array, dict], dict]:
+  """Returns `fn(rng, batch) -> dict` of float32 in [-1, 1]: a view's device half.
 
-  Pairs with `tf_views.make_tf_view_fn(..., device_finish=True)`, which decodes, crops and
-  resizes on the host and emits uint8 crops at the output side S; the per-pixel work that
-  multiplies the data (rotations, per-crop flips, HSV noise) runs here, inside the step:
+  Pairs with `tf_views.make_tf_view_fn(..., device_finish=True)`, which decodes and crops
+  on the host and emits uint8; the per-pixel work that multiplies the data (rotations,
+  exemplar resizes, per-crop flips, HSV noise) runs here, inside the step. `batch["image"]`:
     train, eval: (B, S, S, C) -> {"image": (B, S, S, C)} (scaling only).
     rotate4:     flipped train crop (B, S, S, C) -> {"image": (B, 4, S, S, C),
                  "rotation": int32 (B, 4) = [0, 1, 2, 3]}.
-    exemplar8:   (B, 8, S, S, C) crops -> per-crop flip + HSV noise, same shape.
+    exemplar8:   (B, 8, S, S, C) crops, or a canvas (B, H, W, C) with `batch["boxes"]`
+                 int32 (B, 8, 4) [y, x, h, w] to resize to S here -> per-crop flip + HSV
+                 noise -> {"image": (B, 8, S, S, C)}.
     simclr2:     (B, 2, S, S, C) crops -> per-crop flip, colour jitter, grey, blur.
   """
   if view not in VIEWS:
     raise ValueError(f"Unknown view {view!r}; valid: {VIEWS}.")
 
-  def fn(rng, crops):
-    x = _to_unit(crops)
+  def fn(rng, batch):
+    if "boxes" in batch:
+      crop = functools.partial(gather_crop_and_resize, size=image_size)
+      x = jax.vmap(jax.vmap(crop, in_axes=(None, 0)))(batch["image"], batch["boxes"]) / 255.0
+    else:
+      x = _to_unit(batch["image"])
     if view in ("train", "eval"):
       return {"image": _to_pm1(x)}
     if view == "rotate4":
