@@ -1,0 +1,284 @@
+"""Trains several methods on one dataset / label count with one model, budget and seeds.
+
+    PYTHONPATH=. python benchmarks/label_efficiency.py --dataset=folder:/tmp/c10/cifar10 \
+        --labels=4000 --methods=supervised:0+1,s4l_rotation:0+1,vat,moam --seeds=0 \
+        --steps=300 --batch=16 --model=depth=10,width=2 --name=cifar10_cpu
+
+Each method runs `main.py` as a subprocess, one after the other, in RUNS/<method>_s<seed>
+(RUNS = --runs_dir, default /tmp/label_efficiency/<name>); a run with a results.json is
+skipped, an unfinished one resumes from its checkpoint. Chained pipelines:
+  pseudo_label:      the same seed's supervised run is its teacher (trained first if missing);
+  rotation_finetune: rotation pretraining (RUNS/rotation_s<seed>), then finetune.py from it;
+  moam:              configs/moam.py, all three stages in RUNS/moam_s<seed>/step1..3.
+Every stage gets the same labeled batch (and unlabeled batch = labeled where the method has
+an unlabeled stream), model, step budget, `eval_every_steps = steps // evals`, plain
+(not rotation-averaged) evaluation, and a warm-up of `warmup_frac` of the budget (the
+presets' warm-up is in labeled epochs and would exceed a small budget).
+
+Reported per run (from results.json and the TensorBoard `top1` / `ema_top1` evals of the
+method's last stage): final top-1, best top-1, median of the last 5 evals, wall time (all
+of the method's own stages, not a reused teacher), images/s. Writes
+benchmarks/results/<name>.json, <name>.md and <name>.png.
+"""
+import json
+import os
+import statistics
+import struct
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+_DATASET = flags.DEFINE_string("dataset", None, "dataset=... of every config.", required=True)
+_LABELS = flags.DEFINE_string("labels", "4000", "labels=... of every config.")
+_METHODS = flags.DEFINE_list(
+    "methods", ["supervised", "s4l_rotation"],
+    "Methods in run order; `method:0+1` gives that method its own seeds. Known: "
+    "supervised, pseudo_label, vat, vat_entmin, rotation_finetune, s4l_rotation, "
+    "s4l_exemplar, moam.")
+_SEEDS = flags.DEFINE_list("seeds", ["0"], "Default seeds.")
+_STEPS = flags.DEFINE_integer("steps", 300, "Training steps of every run (every MOAM stage).")
+_BATCH = flags.DEFINE_integer("batch", 32, "Labeled batch (and unlabeled batch) of every run.")
+_MODEL = flags.DEFINE_string("model", "", "Model overrides `k=v,...`, e.g. depth=10,width=2.")
+_EVALS = flags.DEFINE_integer("evals", 6, "Evaluations per run (eval_every = steps // evals).")
+_WARMUP = flags.DEFINE_float("warmup_frac", 0.05, "Linear warm-up as a fraction of steps.")
+_NAME = flags.DEFINE_string("name", None, "Result name: benchmarks/results/<name>.*",
+                            required=True)
+_RUNS = flags.DEFINE_string("runs_dir", "", "Run directories (default /tmp/label_efficiency/"
+                            "<name>).")
+_NUM_TRAIN = flags.DEFINE_integer("num_train", 50000, "Train-split size (the labeled set of "
+                                  "pseudo-label students, for their warm-up).")
+_EMA = flags.DEFINE_float("ema_frac", 0.02, "Polyak half-life (MOAM step 1) as a fraction of "
+                          "steps.")
+_REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only collect finished runs.")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Methods whose config has an unlabeled stream (its batch is set to --batch too).
+UNLABELED = {"vat", "vat_entmin", "rotation", "s4l_rotation", "s4l_exemplar", "moam_step1"}
+# Stages trained on every train image (ground truth + pseudo-labels).
+STUDENTS = {"pseudo_label", "moam_step2"}
+KNOWN = ("supervised", "pseudo_label", "vat", "vat_entmin", "rotation_finetune",
+         "s4l_rotation", "s4l_exemplar", "moam")
+
+
+def parse_methods(methods, seeds):
+  """['supervised:0+1', 'vat'] -> [('supervised', [0, 1]), ('vat', seeds)]."""
+  out = []
+  for m in methods:
+    name, _, own = m.partition(":")
+    if name not in KNOWN:
+      raise ValueError(f"Unknown method {name!r}; known: {', '.join(KNOWN)}")
+    out.append((name, [int(s) for s in (own.split("+") if own else seeds)]))
+  return out
+
+
+def stage_overrides(kind: str, prefix: str, *, steps, batch, labels, model, evals, warmup_frac,
+                    ema_frac, num_train, seed):
+  """`--config.<prefix>key=value` flags shared by every stage of every method."""
+  num_labeled = num_train if kind in STUDENTS else int(labels) if labels.isdigit() else 0
+  spe = max(1, num_labeled // batch)
+  o = {"seed": seed, "input.labeled.batch_size": batch,
+       "eval_every_steps": 0 if kind == "rotation" else steps // evals,  # no class loss
+       "eval_rotation_average": False}
+  if kind in UNLABELED:
+    o["input.unlabeled.batch_size"] = batch
+  if num_labeled and kind != "moam_step3":  # MOAM step 3 fine-tunes without warm-up
+    o["lr.warmup_epochs"] = warmup_frac * steps / spe
+  if num_labeled and kind == "moam_step1":
+    o["ema_halflife_epochs"] = ema_frac * steps / spe
+  for item in filter(None, model.split(",")):
+    k, _, v = item.partition("=")
+    o[f"model.{k}"] = v
+  fmt = lambda v: f"{v:.6g}" if isinstance(v, float) else v
+  return [f"--config.{prefix}{k}={fmt(v)}" for k, v in o.items()]
+
+
+def commands(method: str, seed: int, runs: str, a: dict):
+  """[(workdir, argv)] of the pipeline, prerequisites first."""
+  base = f"dataset={a['dataset']},labels={a['labels']},steps={a['steps']}"
+  kw = dict(steps=a["steps"], batch=a["batch"], labels=a["labels"], model=a["model"],
+            evals=a["evals"], warmup_frac=a["warmup_frac"], ema_frac=a["ema_frac"],
+            num_train=a["num_train"], seed=seed)
+  wd = lambda m: os.path.join(runs, f"{m}_s{seed}")
+
+  def cmd(workdir, config, kind, prefix=""):
+    return (workdir, [sys.executable, "main.py", f"--config=configs/{config}",
+                      f"--workdir={workdir}", *stage_overrides(kind, prefix, **kw)])
+  if method == "pseudo_label":
+    return [*commands("supervised", seed, runs, a),
+            cmd(wd(method), f"pseudo_label.py:teacher={wd('supervised')}/export,{base}",
+                "pseudo_label")]
+  if method == "rotation_finetune":
+    return [cmd(wd("rotation"), f"rotation.py:{base}", "rotation"),
+            cmd(wd(method), f"finetune.py:pretrained={wd('rotation')}/export,{base}",
+                "supervised")]
+  if method == "moam":
+    workdir, argv = cmd(wd(method), f"moam.py:{base}", "moam_step1", "stages.step1.")
+    for stage in ("step2", "step3"):
+      argv += stage_overrides(f"moam_{stage}", f"stages.{stage}.", **kw)
+    return [(workdir, argv)]
+  return [cmd(wd(method), f"{method}.py:{base}", method)]
+
+
+def run_all(methods, runs: str, a: dict, log=print):
+  for method, seeds in methods:
+    for seed in seeds:
+      for workdir, argv in commands(method, seed, runs, a):
+        if os.path.exists(os.path.join(workdir, "results.json")):
+          continue
+        os.makedirs(workdir, exist_ok=True)
+        log(f"[{time.strftime('%H:%M:%S')}] {' '.join(argv[1:])}")
+        with open(os.path.join(workdir, "log.txt"), "a") as f:
+          rc = subprocess.call(argv, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+        log(f"[{time.strftime('%H:%M:%S')}] rc={rc} {workdir}")
+        if rc:
+          break  # the rest of this pipeline needs this stage
+
+
+def read_scalars(logdir: str) -> dict:
+  """{tag: [(step, value), ...]} from the TensorBoard event files of `logdir`.
+
+  Parses the TFRecord framing directly (u64 length, u32 crc, payload, u32 crc):
+  tensorboard's own readers import TensorFlow when it is installed, which takes ~20 s.
+  """
+  from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  out = {}
+  for name in sorted(os.listdir(logdir)):
+    if "tfevents" not in name:
+      continue
+    with open(os.path.join(logdir, name), "rb") as f:
+      data = f.read()
+    pos = 0
+    while pos + 12 <= len(data):
+      (length,) = struct.unpack("<Q", data[pos:pos + 8])
+      event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+      pos += 16 + length
+      for v in event.summary.value:
+        if v.HasField("simple_value"):
+          out.setdefault(v.tag, []).append((event.step, v.simple_value))
+  return out
+
+
+def run_stats(workdir: str, seed: int, extra_dirs=()) -> dict | None:
+  """Statistics of one finished method run (None when unfinished)."""
+  path = os.path.join(workdir, "results.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    res = json.load(f)
+  last_dir, last = workdir, res
+  if "stages" in res:
+    name = list(res["stages"])[-1]
+    last_dir, last = os.path.join(workdir, name), res["stages"][name]
+  tag = "ema_top1" if "ema_top1" in last.get("eval", {}) and last["top1"] == last["eval"][
+      "ema_top1"] else "top1"
+  curve = sorted(dict(read_scalars(last_dir).get(tag, [])).items())
+  evals = [v for _, v in curve] or [res["top1"]]
+  wall = res["wall_s"]
+  for d in extra_dirs:  # prerequisites owned by this method (rotation pretraining)
+    with open(os.path.join(d, "results.json")) as f:
+      wall += json.load(f)["wall_s"]
+  return dict(seed=seed, workdir=workdir, steps=res["steps"], final_top1=res["top1"],
+              best_top1=max(evals), median5_top1=statistics.median(evals[-5:]),
+              num_evals=len(evals), wall_s=wall, images_per_s=res["images_per_s"],
+              eval_metric=tag, curve=curve)
+
+
+def collect(methods, runs: str) -> dict:
+  out = {}
+  for method, seeds in methods:
+    rows = []
+    for seed in seeds:
+      extra = [os.path.join(runs, f"rotation_s{seed}")] if method == "rotation_finetune" else []
+      r = run_stats(os.path.join(runs, f"{method}_s{seed}"), seed, extra)
+      if r:
+        rows.append(r)
+    out[method] = rows
+  return out
+
+
+def _mean_std(xs):
+  return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def summarize(results: dict) -> dict:
+  summary = {}
+  for method, rows in results.items():
+    if not rows:
+      continue
+    s = {"seeds": [r["seed"] for r in rows]}
+    for k in ("final_top1", "best_top1", "median5_top1", "wall_s", "images_per_s"):
+      s[k], s[k + "_std"] = _mean_std([r[k] for r in rows])
+    summary[method] = s
+  return summary
+
+
+def to_markdown(summary: dict, header: str = "") -> str:
+  pct = lambda s, k: (f"{100 * s[k]:.2f} ± {100 * s[k + '_std']:.2f}" if len(s["seeds"]) > 1
+                      else f"{100 * s[k]:.2f}")
+  lines = [header, ""] if header else []
+  lines += ["| method | seeds | final top-1 % | best top-1 % | median last 5 % | wall s | "
+            "images/s |", "| --- | --- | --- | --- | --- | --- | --- |"]
+  for m, s in summary.items():
+    lines.append(f"| {m} | {','.join(map(str, s['seeds']))} | {pct(s, 'final_top1')} | "
+                 f"{pct(s, 'best_top1')} | {pct(s, 'median5_top1')} | {s['wall_s']:.0f} | "
+                 f"{s['images_per_s']:.0f} |")
+  return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, summary: dict, path: str, title: str):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
+  names = list(summary)
+  ax1.bar(range(len(names)), [100 * summary[m]["final_top1"] for m in names],
+          yerr=[100 * summary[m]["final_top1_std"] for m in names], capsize=4, color="C0")
+  ax1.set_xticks(range(len(names)), names, rotation=30, ha="right")
+  ax1.set_ylabel("final test top-1 % (mean ± std over seeds)")
+  for i, m in enumerate(names):
+    ax2_color = f"C{i % 10}"
+    for j, r in enumerate(results[m]):
+      steps, vals = zip(*r["curve"]) if r["curve"] else ((), ())
+      ax2.plot(steps, [100 * v for v in vals], color=ax2_color, marker=".",
+               label=m if j == 0 else None)
+  ax2.set_xlabel("step (last stage)")
+  ax2.set_ylabel("test top-1 %")
+  ax2.legend(fontsize=7)
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def write_report(methods, runs: str, a: dict, name: str, out_dir: str):
+  results = collect(methods, runs)
+  summary = summarize(results)
+  title = (f"{a['dataset'].split('/')[-1]}, {a['labels']} labels, {a['steps']} steps, batch "
+           f"{a['batch']}, model {a['model'] or 'preset'}")
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, name + ".json"), "w") as f:
+    json.dump(dict(settings=a, summary=summary, runs=results), f, indent=2)
+  with open(os.path.join(out_dir, name + ".md"), "w") as f:
+    f.write(to_markdown(summary, title))
+  if summary:
+    plot(results, summary, os.path.join(out_dir, name + ".png"), title)
+  return summary
+
+
+def main(argv):
+  del argv
+  a = dict(dataset=_DATASET.value, labels=_LABELS.value, steps=_STEPS.value,
+           batch=_BATCH.value, model=_MODEL.value, evals=_EVALS.value,
+           warmup_frac=_WARMUP.value, ema_frac=_EMA.value, num_train=_NUM_TRAIN.value)
+  methods = parse_methods(_METHODS.value, _SEEDS.value)
+  runs = _RUNS.value or os.path.join("/tmp/label_efficiency", _NAME.value)
+  out_dir = os.path.join(ROOT, "benchmarks", "results")
+  if not _REPORT_ONLY.value:
+    run_all(methods, runs, a, log=lambda s: print(s, flush=True))
+  print(to_markdown(write_report(methods, runs, a, _NAME.value, out_dir)))
+
+
+if __name__ == "__main__":
+  app.run(main)

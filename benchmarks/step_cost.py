@@ -1,0 +1,220 @@
+"""Per-image train-step cost of each method vs supervised, and the MOAM step-1 memory footprint.
+
+    PYTHONPATH=. python benchmarks/step_cost.py [--wrn_depth=10 --wrn_width=2 --stream_batch=32]
+
+Every step is `train.make_train_step` with the method's real config and objective (views on
+device included), jitted and timed on random uint8 images. "images" counts forward images
+per step (views x batch) times passes: supervised 1, rotation 4 views, exemplar 8 views,
+VAT 3 passes (clean, power iteration, adversarial), MOAM step 1 = 4 views x 3 passes.
+ratio = (seconds per step / images) / (supervised seconds per image); goal <= 1.15. Each
+step is timed twice: the in-memory pipeline's step (crops and views computed inside it) and
+the tf.data pipeline's step (fed host uint8 crops; only rotations, flips, HSV noise and
+scaling inside), to separate the host-side augmentation cost from the rest. Seconds per step are the minimum over `repeats` (the machine is shared).
+Memory: `jax.jit(step).lower(abstract state, abstract batch).compile().memory_analysis()`
+of MOAM step 1 on ResNet-50 v2 x4 (filters_factor 16), 224 px, batch 8 + 8 (no arrays made).
+Writes benchmarks/results/step_cost.json and step_cost.md.
+"""
+import importlib.util
+import json
+import os
+import platform
+import time
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from s4l_jax import config_lib, objectives, optim, train, train_state
+from s4l_jax.models import build_model
+
+_DEPTH = flags.DEFINE_integer("wrn_depth", 10, "WRN depth for the timing rows.")
+_WIDTH = flags.DEFINE_integer("wrn_width", 2, "WRN width for the timing rows.")
+_BATCH = flags.DEFINE_integer("stream_batch", 32, "Labeled (= unlabeled) batch of every method.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed steps per method (after 2 warm-up).")
+_MEMORY = flags.DEFINE_bool("memory", True, "Compile the ResNet-50 x4 MOAM step for memory.")
+_METHODS = flags.DEFINE_list("rows", ["supervised", "vat", "vat_entmin", "rotation",
+                                         "s4l_rotation", "s4l_exemplar", "moam_step1"],
+                             "Rows (config names; moam_step1 = configs/moam.py stage 1); the first "
+                             "is the reference.")
+_OUT = flags.DEFINE_string("out", "benchmarks/results/step_cost", "Output path prefix.")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_CLASSES = 10
+# Forward passes per view: VAT adds the power-iteration and the adversarial pass.
+PASSES = {"vat": 3, "vat_entmin": 3, "moam_step1": 3}
+
+
+def load_config(name: str, arg: str):
+  module = "moam" if name == "moam_step1" else name
+  spec = importlib.util.spec_from_file_location(module, os.path.join(ROOT, "configs",
+                                                                     module + ".py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  config = mod.get_config(arg)
+  return config.stages.step1 if name == "moam_step1" else config
+
+
+def method_config(name: str, dataset: str, batch: int, model: dict):
+  c = load_config(name, f"dataset={dataset},labels=4000")
+  c.input.labeled.batch_size = batch
+  if c.input.unlabeled.batch_size:
+    c.input.unlabeled.batch_size = batch
+  c.model.update(model)
+  return c
+
+
+def images_per_step(c) -> int:
+  from s4l_jax.data.pipeline import VIEWS_PER_IMAGE  # pylint: disable=g-import-not-at-top
+  n = c.input.labeled.batch_size * VIEWS_PER_IMAGE[c.input.labeled.view]
+  n += c.input.unlabeled.batch_size * VIEWS_PER_IMAGE[c.input.unlabeled.view]
+  return n
+
+
+def build_step(c, image_shape, views_on_device=True):
+  """(jitted train step, `rng -> state`) with the config's real optimizer and objective."""
+  model = build_model(c.model, NUM_CLASSES)
+  schedule = optim.make_schedule(c.lr, config_lib.base_learning_rate(c), 100, 1000)
+  variables = jax.eval_shape(
+      lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *image_shape)), train=False))
+  tx = optim.make_optimizer(c.optimizer, schedule, variables["params"], c.trainable)
+  decay = train.ema_decay(c, 100)
+  step = train.make_train_step(model, objectives.get(c.objective), tx, c, decay,
+                               views_on_device)
+
+  def make_state(rng):
+    v = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
+    return train_state.create(v, tx, use_ema=bool(decay))
+  return jax.jit(step, donate_argnums=0), make_state
+
+
+def raw_batch(c, image_shape, abstract=False, views_on_device=True):
+  """Random uint8 images + labels: raw images, or tf.data's host crops (exemplar8: 8 each)."""
+  out = {}
+  for name in ("labeled", "unlabeled"):
+    b = c.input[name].batch_size
+    if not b:
+      continue
+    shape = (b, *image_shape)
+    if not views_on_device and c.input[name].view == "exemplar8":
+      shape = (b, 8, *image_shape)
+    if abstract:
+      out[name] = {"image": jax.ShapeDtypeStruct(shape, jnp.uint8),
+                   "label": jax.ShapeDtypeStruct((b,), jnp.int32)}
+    else:
+      rng = np.random.default_rng(0)
+      out[name] = {"image": rng.integers(0, 256, shape, np.uint8),
+                   "label": rng.integers(0, NUM_CLASSES, (b,)).astype(np.int32)}
+  return out
+
+
+def time_step(c, shape, views_on_device, repeats):
+  """(min, median) seconds per step after compile + 1 warm-up step, and compile seconds."""
+  step, make_state = build_step(c, shape, views_on_device)
+  state = jax.jit(make_state)(jax.random.PRNGKey(0))
+  data = jax.device_put(raw_batch(c, shape, views_on_device=views_on_device))
+  t0 = time.perf_counter()
+  state, m = step(state, data)
+  jax.block_until_ready(m)
+  compile_s = time.perf_counter() - t0
+  state, m = step(state, data)
+  jax.block_until_ready(m)
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    state, m = step(state, data)
+    jax.block_until_ready(m)
+    times.append(time.perf_counter() - t0)
+  return min(times), float(np.median(times)), compile_s
+
+
+def time_method(name, batch, model, repeats):
+  c = method_config(name, "folder:/unused", batch, model)
+  shape = (c.input.image_size, c.input.image_size, 3)
+  images = images_per_step(c) * PASSES.get(name, 1)
+  row = dict(method=name, images_per_step=images, views_per_step=images_per_step(c))
+  for key, on_device in (("", True), ("tfdata_", False)):
+    best, median, compile_s = time_step(c, shape, on_device, repeats)
+    row.update({f"{key}step_s": best, f"{key}step_s_median": median,
+                f"{key}compile_s": compile_s, f"{key}ms_per_image": 1e3 * best / images})
+  return row
+
+
+def moam_memory(batch=8):
+  """Compiled memory of MOAM step 1, ResNet-50 v2 x4 @224 px, per-device batch batch+batch."""
+  c = load_config("moam_step1", "dataset=imagenet2012,labels=10pct")
+  c.input.labeled.batch_size = c.input.unlabeled.batch_size = batch
+  shape = (224, 224, 3)
+  step, make_state = build_step(c, shape)
+  state = jax.eval_shape(make_state, jax.random.PRNGKey(0))
+  t0 = time.perf_counter()
+  lowered = step.lower(state, raw_batch(c, shape, abstract=True))
+  lower_s = time.perf_counter() - t0
+  compiled = lowered.compile()
+  compile_s = time.perf_counter() - t0 - lower_s
+  mem = compiled.memory_analysis()
+  keys = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes",
+          "temp_size_in_bytes", "generated_code_size_in_bytes")
+  out = {k: int(getattr(mem, k)) for k in keys if mem is not None and hasattr(mem, k)}
+  params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+  # Donated state aliases the output: peak = arguments + outputs - aliased + temporaries.
+  peak = (out.get("argument_size_in_bytes", 0) + out.get("output_size_in_bytes", 0)
+          - out.get("alias_size_in_bytes", 0) + out.get("temp_size_in_bytes", 0))
+  return dict(model="resnet50v2 filters_factor=16", image_size=224, batch=f"{batch}+{batch}",
+              params=params, backend=jax.default_backend(), lower_s=lower_s,
+              compile_s=compile_s, peak_gib=peak / 2**30, **out)
+
+
+def to_markdown(result) -> str:
+  lines = [f"Model {result['model']}, batch {result['batch']}+{result['batch']} (labeled + "
+           f"unlabeled where the method has one), {result['backend']} backend.", "",
+           "| method | images/step | s/step | ms/image | ratio vs supervised | "
+           "s/step, tf.data step | ratio, tf.data step |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+  for r in result["methods"]:
+    lines.append(f"| {r['method']} | {r['images_per_step']} | {r['step_s']:.3f} | "
+                 f"{r['ms_per_image']:.3f} | {r['ratio']:.2f}x | {r['tfdata_step_s']:.3f} | "
+                 f"{r['tfdata_ratio']:.2f}x |")
+  mem = result.get("memory")
+  if mem:
+    lines += ["", f"MOAM step 1, {mem['model']}, {mem['image_size']} px, batch {mem['batch']}: "
+              f"{mem['params'] / 1e6:.1f}M params; compiled on {mem['backend']} in "
+              f"{mem['compile_s']:.0f} s.", "", "| quantity | GiB |", "| --- | --- |"]
+    for k in ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes",
+              "temp_size_in_bytes"):
+      if k in mem:
+        lines.append(f"| {k.replace('_in_bytes', '')} | {mem[k] / 2**30:.2f} |")
+    lines.append(f"| peak (args + outputs - aliased + temp) | {mem['peak_gib']:.2f} |")
+  return "\n".join(lines) + "\n"
+
+
+def write(result):
+  os.makedirs(os.path.dirname(_OUT.value), exist_ok=True)
+  with open(_OUT.value + ".json", "w") as f:
+    json.dump(result, f, indent=2)
+  with open(_OUT.value + ".md", "w") as f:
+    f.write(to_markdown(result))
+
+
+def main(argv):
+  del argv
+  result = dict(model=f"wrn-{_DEPTH.value}-{_WIDTH.value}", batch=_BATCH.value,
+                backend=jax.default_backend(), devices=jax.device_count(),
+                machine=platform.machine(), cpus=os.cpu_count(), jax=jax.__version__,
+                methods=[], goal_ratio=1.15)
+  if _MEMORY.value:  # first: the slowest compile; partial results are written as they come
+    result["memory"] = moam_memory()
+    write(result)
+  model = dict(name="wrn", depth=_DEPTH.value, width=_WIDTH.value)
+  for name in _METHODS.value:
+    result["methods"].append(time_method(name, _BATCH.value, model, _REPEATS.value))
+    base = result["methods"][0]  # the first row (supervised) is the reference
+    for r in result["methods"]:
+      r["ratio"] = r["ms_per_image"] / base["ms_per_image"]
+      r["tfdata_ratio"] = r["tfdata_ms_per_image"] / base["tfdata_ms_per_image"]
+    write(result)
+  print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,98 @@
+"""Smoke tests of the benchmark scripts' command, table and JSON logic (no training)."""
+import json
+import os
+import struct
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+import label_efficiency as le  # pylint: disable=g-import-not-at-top,wrong-import-position
+import step_cost  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+SETTINGS = dict(dataset="folder:/data/c10", labels="4000", steps=60, batch=16,
+                model="depth=10,width=2", evals=6, warmup_frac=0.05, ema_frac=0.02,
+                num_train=50000)
+
+
+def write_events(logdir, scalars):
+  """An events file of `[(step, {tag: value})]`: TFRecord framing, CRCs left zero (the reader
+  ignores them; tensorboard's writer would import TensorFlow, ~20 s)."""
+  from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(logdir, "events.out.tfevents.0.fake"), "wb") as f:
+    for step, values in scalars:
+      summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=k, simple_value=v)
+                                           for k, v in values.items()])
+      data = event_pb2.Event(step=step, summary=summary).SerializeToString()
+      f.write(struct.pack("<QI", len(data), 0) + data + struct.pack("<I", 0))
+
+
+def fake_run(workdir, top1s, wall=10.0, stages=None):
+  """A finished run directory: results.json and TensorBoard `top1` evals every 10 steps."""
+  eval_dir = os.path.join(workdir, stages[-1]) if stages else workdir
+  os.makedirs(eval_dir, exist_ok=True)
+  write_events(eval_dir, [(10 * (i + 1), {"top1": v, "loss": 1.0}) for i, v in enumerate(top1s)])
+  res = dict(steps=10 * len(top1s), top1=top1s[-1], top5=0.9, wall_s=wall, images_per_s=100.0,
+             eval={"top1": top1s[-1]})
+  if stages:
+    res = dict(res, stages={s: dict(res) for s in stages})
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(res, f)
+
+
+def test_parse_methods():
+  assert le.parse_methods(["supervised:0+1", "vat"], ["3"]) == [("supervised", [0, 1]),
+                                                               ("vat", [3])]
+  with pytest.raises(ValueError, match="Unknown method"):
+    le.parse_methods(["fixmatch"], ["0"])
+
+
+def test_commands_chain_prerequisites():
+  cmds = le.commands("pseudo_label", 1, "/r", SETTINGS)
+  assert [w for w, _ in cmds] == ["/r/supervised_s1", "/r/pseudo_label_s1"]
+  student = " ".join(cmds[1][1])
+  assert "teacher=/r/supervised_s1/export" in student and "--config.seed=1" in student
+  assert "--config.lr.warmup_epochs=0.00096" in student  # 3 of 50000 // 16 steps/epoch
+  rot, ft = le.commands("rotation_finetune", 0, "/r", SETTINGS)
+  assert "pretrained=/r/rotation_s0/export" in " ".join(ft[1])
+  assert "--config.input.unlabeled.batch_size=16" in rot[1]
+  assert "--config.input.unlabeled.batch_size=16" not in ft[1]
+  (moam_dir, moam), = le.commands("moam", 0, "/r", SETTINGS)
+  assert moam_dir == "/r/moam_s0" and "--config.stages.step3.model.width=2" in moam
+  assert "--config.stages.step1.ema_halflife_epochs=0.0048" in moam
+  assert not any(a.startswith("--config.stages.step3.lr.warmup") for a in moam)
+
+
+def test_report_from_fake_runs(tmp_path):
+  runs = str(tmp_path / "runs")
+  fake_run(os.path.join(runs, "supervised_s0"), [0.1, 0.2, 0.3, 0.4, 0.5, 0.45])
+  fake_run(os.path.join(runs, "supervised_s1"), [0.1, 0.2, 0.3, 0.4, 0.5, 0.55])
+  fake_run(os.path.join(runs, "rotation_s0"), [0.1], wall=5.0)
+  fake_run(os.path.join(runs, "rotation_finetune_s0"), [0.2, 0.3], wall=7.0)
+  fake_run(os.path.join(runs, "moam_s0"), [0.3, 0.6], stages=["step1", "step2", "step3"])
+  methods = le.parse_methods(["supervised:0+1", "rotation_finetune", "moam", "vat"], ["0"])
+  summary = le.write_report(methods, runs, SETTINGS, "t", str(tmp_path / "out"))
+  sup = summary["supervised"]
+  assert sup["final_top1"] == pytest.approx(0.5) and sup["final_top1_std"] > 0
+  assert sup["best_top1"] == pytest.approx(0.525)
+  assert sup["median5_top1"] == pytest.approx(0.4)  # median of 0.2 .. 0.5 / 0.55 (0.4 both)
+  assert summary["rotation_finetune"]["wall_s"] == pytest.approx(12.0)
+  assert summary["moam"]["final_top1"] == pytest.approx(0.6) and "vat" not in summary
+  with open(tmp_path / "out" / "t.json") as f:
+    saved = json.load(f)
+  assert saved["runs"]["moam"][0]["curve"] == [[10, pytest.approx(0.3)], [20, pytest.approx(0.6)]]
+  table = (tmp_path / "out" / "t.md").read_text()
+  assert "| supervised | 0,1 | 50.00 ± 7.07 |" in table
+  assert (tmp_path / "out" / "t.png").stat().st_size > 0
+
+
+def test_step_cost_markdown():
+  row = dict(method="supervised", step_s=0.1, images_per_step=32, ms_per_image=3.125, ratio=1.0,
+             tfdata_step_s=0.05, tfdata_ratio=1.0)
+  mem = dict(model="resnet50v2", image_size=224, batch="8+8", params=375e6, backend="cpu",
+             compile_s=100.0, argument_size_in_bytes=2**31, temp_size_in_bytes=2**32,
+             peak_gib=6.0)
+  md = step_cost.to_markdown(dict(model="wrn-10-2", batch=32, backend="cpu", methods=[row],
+                                  memory=mem))
+  assert "| supervised | 32 | 0.100 | 3.125 | 1.00x | 0.050 | 1.00x |" in md
+  assert "| temp_size | 4.00 |" in md and "| peak (args + outputs - aliased + temp) | 6.00 |" in md
