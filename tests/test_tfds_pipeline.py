@@ -1,11 +1,13 @@
 """TfdsPipeline on an image folder, and the host-crop / device-finish split of the views."""
 import json
 import os
+from unittest import mock
 
 import jax
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 from PIL import Image
 
 from s4l_jax import runner
@@ -150,3 +152,16 @@ def test_exemplar8_finish_matches_tf_in_distribution():
   d_flip = np.abs(grey(out) - grey(raw)[..., ::-1]).mean(axis=(2, 3))
   flipped = (d_flip < d_same).mean()
   assert 0.2 < flipped < 0.8
+
+
+def test_imagenet2012_mock_train_batch(tmp_path):
+  """TFDS-builder source under mock data (train stream only: mocks have no split sizes)."""
+  config = tiny(load_config("supervised", "dataset=imagenet2012,labels=all"), batch=4,
+                image_size=SIZE)
+  config.data_dir = str(tmp_path)
+  with tfds.testing.mock_data(num_examples=12), mock.patch.object(
+      tfds.core.DatasetBuilder, "is_prepared", return_value=True):
+    data = pipeline_lib.make_pipeline(config)
+    batch = data.train_batch(2)["labeled"]
+  assert data.num_labeled == 12 and data.num_classes == 1000
+  assert batch["image"].shape == (4, SIZE, SIZE, 3) and batch["image"].dtype == np.uint8
