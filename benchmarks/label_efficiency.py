@@ -6,7 +6,9 @@
 
 Each method runs `main.py` as a subprocess, one after the other, in RUNS/<method>_s<seed>
 (RUNS = --runs_dir, default /tmp/label_efficiency/<name>); a run with a results.json is
-skipped, an unfinished one resumes from its checkpoint. Chained pipelines:
+skipped, an unfinished one resumes from its checkpoint, and one that another invocation is
+training (WORKDIR/.running) is skipped with the rest of its pipeline, so that invocations
+with overlapping method lists can run in parallel. Chained pipelines:
   pseudo_label:      the same seed's supervised run is its teacher (trained first if missing);
   rotation_finetune: rotation pretraining (RUNS/rotation_s<seed>), then finetune.py from it;
   moam:              configs/moam.py, all three stages in RUNS/moam_s<seed>/step1..3.
@@ -121,6 +123,20 @@ def commands(method: str, seed: int, runs: str, a: dict):
   return [cmd(wd(method), f"{method}.py:{base}", method)]
 
 
+def _claim(workdir: str) -> bool:
+  """Takes WORKDIR/.running (pid) unless a live process holds it: parallel invocations with
+  overlapping method lists never train the same run twice."""
+  path = os.path.join(workdir, ".running")
+  try:
+    with open(path) as f:
+      os.kill(int(f.read()), 0)
+    return False
+  except (FileNotFoundError, ValueError, ProcessLookupError):
+    with open(path, "w") as f:
+      f.write(str(os.getpid()))
+    return True
+
+
 def run_all(methods, runs: str, a: dict, log=print):
   for method, seeds in methods:
     for seed in seeds:
@@ -128,9 +144,13 @@ def run_all(methods, runs: str, a: dict, log=print):
         if os.path.exists(os.path.join(workdir, "results.json")):
           continue
         os.makedirs(workdir, exist_ok=True)
+        if not _claim(workdir):
+          log(f"{workdir} is being trained by another process; skipping its pipeline")
+          break
         log(f"[{time.strftime('%H:%M:%S')}] {' '.join(argv[1:])}")
         with open(os.path.join(workdir, "log.txt"), "a") as f:
           rc = subprocess.call(argv, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+        os.remove(os.path.join(workdir, ".running"))
         log(f"[{time.strftime('%H:%M:%S')}] rc={rc} {workdir}")
         if rc:
           break  # the rest of this pipeline needs this stage

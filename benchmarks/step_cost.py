@@ -32,7 +32,9 @@ _DEPTH = flags.DEFINE_integer("wrn_depth", 10, "WRN depth for the timing rows.")
 _WIDTH = flags.DEFINE_integer("wrn_width", 2, "WRN width for the timing rows.")
 _BATCH = flags.DEFINE_integer("stream_batch", 32, "Labeled (= unlabeled) batch of every method.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed steps per method (after 2 warm-up).")
-_MEMORY = flags.DEFINE_bool("memory", True, "Compile the ResNet-50 x4 MOAM step for memory.")
+_MEMORY = flags.DEFINE_list("memory_dtypes", ["float32", "bfloat16"],
+                            "Compile the ResNet-50 x4 MOAM step with these model dtypes for "
+                            "its memory footprint (empty: skip).")
 _METHODS = flags.DEFINE_list("rows", ["supervised", "vat", "vat_entmin", "rotation",
                                          "s4l_rotation", "s4l_exemplar", "moam_step1"],
                              "Rows (config names; moam_step1 = configs/moam.py stage 1); the first "
@@ -140,15 +142,19 @@ def time_method(name, batch, model, repeats):
   return row
 
 
-def moam_memory(batch=8):
-  """Compiled memory of MOAM step 1, ResNet-50 v2 x4 @224 px, per-device batch batch+batch."""
+def moam_memory(dtype: str, batch=8):
+  """Compiled memory of MOAM step 1, ResNet-50 v2 x4 @224 px, per-device batch batch+batch.
+
+  The ImageNet step of the tf.data pipeline: fed uint8 host crops, rotations on device.
+  """
   c = load_config("moam_step1", "dataset=imagenet2012,labels=10pct")
   c.input.labeled.batch_size = c.input.unlabeled.batch_size = batch
+  c.model.dtype = dtype
   shape = (224, 224, 3)
-  step, make_state = build_step(c, shape)
+  step, make_state = build_step(c, shape, views_on_device=False)
   state = jax.eval_shape(make_state, jax.random.PRNGKey(0))
   t0 = time.perf_counter()
-  lowered = step.lower(state, raw_batch(c, shape, abstract=True))
+  lowered = step.lower(state, raw_batch(c, shape, abstract=True, views_on_device=False))
   lower_s = time.perf_counter() - t0
   compiled = lowered.compile()
   compile_s = time.perf_counter() - t0 - lower_s
@@ -160,7 +166,8 @@ def moam_memory(batch=8):
   # Donated state aliases the output: peak = arguments + outputs - aliased + temporaries.
   peak = (out.get("argument_size_in_bytes", 0) + out.get("output_size_in_bytes", 0)
           - out.get("alias_size_in_bytes", 0) + out.get("temp_size_in_bytes", 0))
-  return dict(model="resnet50v2 filters_factor=16", image_size=224, batch=f"{batch}+{batch}",
+  return dict(model="resnet50v2 filters_factor=16", dtype=dtype, image_size=224,
+              batch=f"{batch}+{batch}",
               params=params, backend=jax.default_backend(), lower_s=lower_s,
               compile_s=compile_s, peak_gib=peak / 2**30, **out)
 
@@ -175,16 +182,19 @@ def to_markdown(result) -> str:
     lines.append(f"| {r['method']} | {r['images_per_step']} | {r['step_s']:.3f} | "
                  f"{r['ms_per_image']:.3f} | {r['ratio']:.2f}x | {r['tfdata_step_s']:.3f} | "
                  f"{r['tfdata_ratio']:.2f}x |")
-  mem = result.get("memory")
-  if mem:
-    lines += ["", f"MOAM step 1, {mem['model']}, {mem['image_size']} px, batch {mem['batch']}: "
-              f"{mem['params'] / 1e6:.1f}M params; compiled on {mem['backend']} in "
-              f"{mem['compile_s']:.0f} s.", "", "| quantity | GiB |", "| --- | --- |"]
-    for k in ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes",
-              "temp_size_in_bytes"):
-      if k in mem:
-        lines.append(f"| {k.replace('_in_bytes', '')} | {mem[k] / 2**30:.2f} |")
-    lines.append(f"| peak (args + outputs - aliased + temp) | {mem['peak_gib']:.2f} |")
+  if result.get("memory"):
+    mem = result["memory"]
+    m0 = mem[0]
+    lines += ["", f"MOAM step 1, {m0['model']}, {m0['image_size']} px, batch {m0['batch']} "
+              f"({m0['params'] / 1e6:.1f}M params), compiled on {m0['backend']}; GiB:", "",
+              "| model dtype | arguments | outputs | aliased | temp | peak | compile s |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    gib = lambda m, k: f"{m.get(k + '_size_in_bytes', 0) / 2**30:.2f}"
+    for m in mem:
+      lines.append(f"| {m['dtype']} | {gib(m, 'argument')} | {gib(m, 'output')} | "
+                   f"{gib(m, 'alias')} | {gib(m, 'temp')} | {m['peak_gib']:.2f} | "
+                   f"{m['compile_s']:.0f} |")
+    lines.append("\npeak = arguments + outputs - aliased (donated state) + temp.")
   return "\n".join(lines) + "\n"
 
 
@@ -202,8 +212,9 @@ def main(argv):
                 backend=jax.default_backend(), devices=jax.device_count(),
                 machine=platform.machine(), cpus=os.cpu_count(), jax=jax.__version__,
                 methods=[], goal_ratio=1.15)
-  if _MEMORY.value:  # first: the slowest compile; partial results are written as they come
-    result["memory"] = moam_memory()
+  result["memory"] = []
+  for dtype in _MEMORY.value:  # first: the slowest compiles; results are written as they come
+    result["memory"].append(moam_memory(dtype))
     write(result)
   model = dict(name="wrn", depth=_DEPTH.value, width=_WIDTH.value)
   for name in _METHODS.value:

@@ -89,10 +89,17 @@ def test_report_from_fake_runs(tmp_path):
 def test_step_cost_markdown():
   row = dict(method="supervised", step_s=0.1, images_per_step=32, ms_per_image=3.125, ratio=1.0,
              tfdata_step_s=0.05, tfdata_ratio=1.0)
-  mem = dict(model="resnet50v2", image_size=224, batch="8+8", params=375e6, backend="cpu",
-             compile_s=100.0, argument_size_in_bytes=2**31, temp_size_in_bytes=2**32,
-             peak_gib=6.0)
+  mem = dict(model="resnet50v2", dtype="float32", image_size=224, batch="8+8", params=375e6,
+             backend="cpu", compile_s=100.0, argument_size_in_bytes=2**31,
+             temp_size_in_bytes=2**32, peak_gib=6.0)
   md = step_cost.to_markdown(dict(model="wrn-10-2", batch=32, backend="cpu", methods=[row],
-                                  memory=mem))
+                                  memory=[mem]))
   assert "| supervised | 32 | 0.100 | 3.125 | 1.00x | 0.050 | 1.00x |" in md
-  assert "| temp_size | 4.00 |" in md and "| peak (args + outputs - aliased + temp) | 6.00 |" in md
+  assert "| float32 | 2.00 | 0.00 | 0.00 | 4.00 | 6.00 | 100 |" in md
+
+
+def test_claim_is_exclusive_while_the_holder_lives(tmp_path):
+  assert le._claim(str(tmp_path))  # pylint: disable=protected-access
+  assert not le._claim(str(tmp_path))  # pylint: disable=protected-access
+  (tmp_path / ".running").write_text("999999999")  # a dead holder
+  assert le._claim(str(tmp_path))  # pylint: disable=protected-access
