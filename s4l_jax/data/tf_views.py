@@ -14,17 +14,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-VIEWS = ("train", "rotate4", "exemplar8", "simclr2", "eval")
-CROPS = ("inception", "pad_crop", "none")
+# The recipe constants are shared with the JAX twin (which imports no TensorFlow).
+from s4l_jax.data.views import (CROPS, MAX_ATTEMPTS, MIN_COVERED, NUM_EXEMPLAR, PAD,  # pylint: disable=g-multiple-import
+                                S4L_ASPECT, S4L_AREA, SIMCLR_ASPECT, SIMCLR_AREA, VIEWS)
 
-S4L_AREA = (0.05, 1.0)
-S4L_ASPECT = (0.75, 1.33)
-SIMCLR_AREA = (0.08, 1.0)
-SIMCLR_ASPECT = (3 / 4, 4 / 3)
-MIN_COVERED = 0.1
-MAX_ATTEMPTS = 100
-PAD = 4
-NUM_EXEMPLAR = 8
 CANVAS = 512
 GREY = (0.2989, 0.5870, 0.1140)
 
