@@ -17,8 +17,9 @@ setuptools.setup(
         "numpy>=2.0",
         "absl-py>=2.1",
         "ml-collections>=1.0,<2",
-        "clu>=0.0.12,<0.1",
-        "tensorboard>=2.18",  # clu.metric_writers needs it but does not pull it in
+        # TensorBoard event files are written with the tensorboard package alone: clu's
+        # writers import TensorFlow, which in-memory training must not need.
+        "tensorboard>=2.18",
         "pillow>=10",
         "scikit-learn>=1.4",  # ships the offline `digits` dataset
     ],

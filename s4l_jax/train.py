@@ -2,7 +2,7 @@
 
 jit over a 1-D `data` mesh (batch sharded, state replicated and donated), views computed on
 device, the objective named by `config.objective`, Orbax checkpoints (re-running resumes),
-clu metrics (TensorBoard + log) with images/s and ETA, final eval, export, results.json.
+metrics (TensorBoard + log) with images/s and ETA, final eval, export, results.json.
 """
 import functools
 import json
