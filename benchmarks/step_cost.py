@@ -5,11 +5,14 @@
 Every step is `train.make_train_step` with the method's real config and objective (views on
 device included), jitted and timed on random uint8 images. "images" counts forward images
 per step (views x batch) times passes: supervised 1, rotation 4 views, exemplar 8 views,
-VAT 3 passes (clean, power iteration, adversarial), MOAM step 1 = 4 views x 3 passes.
+VAT 3 passes (clean, power iteration, adversarial) over the images it perturbs (MOAM step 1:
+the rotated unlabeled views only).
 ratio = (seconds per step / images) / (supervised seconds per image); goal <= 1.15. Each
 step is timed twice: the in-memory pipeline's step (crops and views computed inside it) and
 the tf.data pipeline's step (fed host uint8 crops; only rotations, flips, HSV noise and
-scaling inside), to separate the host-side augmentation cost from the rest. Seconds per step are the minimum over `repeats` (the machine is shared).
+scaling inside), to separate the host-side augmentation cost from the rest. Cost is the
+median over `repeats` of the process CPU seconds per step (all XLA threads): on a shared
+machine wall time measures the neighbours; CPU time measures the step.
 Memory: `jax.jit(step).lower(abstract state, abstract batch).compile().memory_analysis()`
 of MOAM step 1 on ResNet-50 v2 x4 (filters_factor 16), 224 px, batch 8 + 8 (no arrays made).
 Writes benchmarks/results/step_cost.json and step_cost.md.
@@ -26,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from s4l_jax import config_lib, objectives, optim, train, train_state
+from s4l_jax.data.pipeline import VIEWS_PER_IMAGE
 from s4l_jax.models import build_model
 
 _DEPTH = flags.DEFINE_integer("wrn_depth", 10, "WRN depth for the timing rows.")
@@ -43,8 +47,6 @@ _OUT = flags.DEFINE_string("out", "benchmarks/results/step_cost", "Output path p
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 10
-# Forward passes per view: VAT adds the power-iteration and the adversarial pass.
-PASSES = {"vat": 3, "vat_entmin": 3, "moam_step1": 3}
 
 
 def load_config(name: str, arg: str):
@@ -66,16 +68,24 @@ def method_config(name: str, dataset: str, batch: int, model: dict):
   return c
 
 
+def views_per_step(c, stream: str) -> int:
+  return c.input[stream].batch_size * VIEWS_PER_IMAGE[c.input[stream].view]
+
+
 def images_per_step(c) -> int:
-  from s4l_jax.data.pipeline import VIEWS_PER_IMAGE  # pylint: disable=g-import-not-at-top
-  n = c.input.labeled.batch_size * VIEWS_PER_IMAGE[c.input.labeled.view]
-  n += c.input.unlabeled.batch_size * VIEWS_PER_IMAGE[c.input.unlabeled.view]
+  """Forward images: every view once, plus 2 more passes (power iteration, adversarial) over
+  the images VAT perturbs (the unlabeled views, and the labeled ones in the VAT config)."""
+  n = views_per_step(c, "labeled") + views_per_step(c, "unlabeled")
+  if c.objective in ("vat", "moam_step1"):
+    n += 2 * views_per_step(c, "unlabeled")
+    if c.loss.get("vat_apply_to_labeled", False) and c.objective == "vat":
+      n += 2 * views_per_step(c, "labeled")
   return n
 
 
-def build_step(c, image_shape, views_on_device=True):
+def build_step(c, image_shape, views_on_device=True, num_classes=NUM_CLASSES):
   """(jitted train step, `rng -> state`) with the config's real optimizer and objective."""
-  model = build_model(c.model, NUM_CLASSES)
+  model = build_model(c.model, num_classes)
   schedule = optim.make_schedule(c.lr, config_lib.base_learning_rate(c), 100, 1000)
   variables = jax.eval_shape(
       lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *image_shape)), train=False))
@@ -111,34 +121,33 @@ def raw_batch(c, image_shape, abstract=False, views_on_device=True):
 
 
 def time_step(c, shape, views_on_device, repeats):
-  """(min, median) seconds per step after compile + 1 warm-up step, and compile seconds."""
+  """Median (CPU seconds, wall seconds) per step after compile + 1 warm-up step."""
   step, make_state = build_step(c, shape, views_on_device)
   state = jax.jit(make_state)(jax.random.PRNGKey(0))
   data = jax.device_put(raw_batch(c, shape, views_on_device=views_on_device))
-  t0 = time.perf_counter()
-  state, m = step(state, data)
-  jax.block_until_ready(m)
-  compile_s = time.perf_counter() - t0
-  state, m = step(state, data)
-  jax.block_until_ready(m)
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
+  for _ in range(2):  # compile, warm up
     state, m = step(state, data)
     jax.block_until_ready(m)
-    times.append(time.perf_counter() - t0)
-  return min(times), float(np.median(times)), compile_s
+  cpu, wall = [], []
+  for _ in range(repeats):
+    t0, c0 = time.perf_counter(), time.process_time()
+    state, m = step(state, data)
+    jax.block_until_ready(m)
+    cpu.append(time.process_time() - c0)
+    wall.append(time.perf_counter() - t0)
+  return float(np.median(cpu)), float(np.median(wall))
 
 
 def time_method(name, batch, model, repeats):
   c = method_config(name, "folder:/unused", batch, model)
   shape = (c.input.image_size, c.input.image_size, 3)
-  images = images_per_step(c) * PASSES.get(name, 1)
-  row = dict(method=name, images_per_step=images, views_per_step=images_per_step(c))
+  images = images_per_step(c)
+  row = dict(method=name, images_per_step=images,
+             views_per_step=views_per_step(c, "labeled") + views_per_step(c, "unlabeled"))
   for key, on_device in (("", True), ("tfdata_", False)):
-    best, median, compile_s = time_step(c, shape, on_device, repeats)
-    row.update({f"{key}step_s": best, f"{key}step_s_median": median,
-                f"{key}compile_s": compile_s, f"{key}ms_per_image": 1e3 * best / images})
+    cpu, wall = time_step(c, shape, on_device, repeats)
+    row.update({f"{key}step_s": cpu, f"{key}wall_s": wall,
+                f"{key}ms_per_image": 1e3 * cpu / images})
   return row
 
 
@@ -151,7 +160,7 @@ def moam_memory(dtype: str, batch=8):
   c.input.labeled.batch_size = c.input.unlabeled.batch_size = batch
   c.model.dtype = dtype
   shape = (224, 224, 3)
-  step, make_state = build_step(c, shape, views_on_device=False)
+  step, make_state = build_step(c, shape, views_on_device=False, num_classes=1000)
   state = jax.eval_shape(make_state, jax.random.PRNGKey(0))
   t0 = time.perf_counter()
   lowered = step.lower(state, raw_batch(c, shape, abstract=True, views_on_device=False))
@@ -175,8 +184,8 @@ def moam_memory(dtype: str, batch=8):
 def to_markdown(result) -> str:
   lines = [f"Model {result['model']}, batch {result['batch']}+{result['batch']} (labeled + "
            f"unlabeled where the method has one), {result['backend']} backend.", "",
-           "| method | images/step | s/step | ms/image | ratio vs supervised | "
-           "s/step, tf.data step | ratio, tf.data step |",
+           "| method | images/step | CPU s/step | CPU ms/image | ratio vs supervised | "
+           "CPU s/step, tf.data step | ratio, tf.data step |",
            "| --- | --- | --- | --- | --- | --- | --- |"]
   for r in result["methods"]:
     lines.append(f"| {r['method']} | {r['images_per_step']} | {r['step_s']:.3f} | "

@@ -103,3 +103,10 @@ def test_claim_is_exclusive_while_the_holder_lives(tmp_path):
   assert not le._claim(str(tmp_path))  # pylint: disable=protected-access
   (tmp_path / ".running").write_text("999999999")  # a dead holder
   assert le._claim(str(tmp_path))  # pylint: disable=protected-access
+
+
+def test_step_cost_image_accounting():
+  count = lambda name: step_cost.images_per_step(step_cost.method_config(
+      name, "folder:/x", 32, dict(depth=10, width=1)))
+  assert [count(m) for m in ("supervised", "vat", "s4l_rotation", "s4l_exemplar",
+                             "moam_step1")] == [32, 192, 256, 512, 512]
