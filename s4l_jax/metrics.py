@@ -4,7 +4,9 @@ clu's `create_default_writer` imports TensorFlow, which in-memory training must 
 (GPU machines often have none); this writer produces the same `events.out.tfevents.*`
 files with the `tensorboard` package alone. Only process 0 writes files.
 """
+import sys
 import time
+import types
 
 import numpy as np
 from absl import logging
@@ -16,6 +18,10 @@ class MetricWriter:
   def __init__(self, logdir: str, write_files: bool = True):
     self._writer = None
     if write_files:
+      if "://" not in logdir and "tensorflow" not in sys.modules:
+        # tensorboard's file layer would import TensorFlow when installed; for local paths
+        # its stub suffices (`tensorboard.compat.notf` is the documented switch).
+        sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("notf"))
       from tensorboard.summary.writer.event_file_writer import EventFileWriter  # pylint: disable=g-import-not-at-top
       self._writer = EventFileWriter(logdir)
 

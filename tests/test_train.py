@@ -123,3 +123,24 @@ def test_nan_loss_stops_without_checkpointing_it(tmp_path):
   latest = steps.latest_step()
   assert latest is None or latest < 6
   assert not os.path.exists(tmp_path / "results.json")
+
+
+def test_in_memory_training_never_imports_tensorflow(tmp_path):
+  """GPU machines often have no TensorFlow: a digits run must not import it."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  script = f"""
+import sys
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+from testing_utils import load_config, tiny
+from s4l_jax import runner
+c = tiny(load_config("supervised", "dataset=digits"), steps=2)
+print("top1", runner.run(c, {str(tmp_path)!r})["top1"])
+print("loaded", sorted(m for m in sys.modules if m.split(".")[0].startswith("tensorflow")))
+"""
+  proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                        timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "top1" in proc.stdout
+  assert "loaded []" in proc.stdout, proc.stdout
+  assert os.path.exists(tmp_path / "export" / "predict.jax")
