@@ -93,3 +93,18 @@ def test_pseudo_label_threshold_keeps_confident_and_labeled(tmp_path):
   assert set(student.labeled_indices) == expected
   truth = data.train.labels[data.labeled_indices]
   np.testing.assert_array_equal(student.train_labels[data.labeled_indices], truth)
+
+
+def test_moam_config_runs_three_steps_end_to_end(tmp_path):
+  """configs/moam.py itself: step 1 (rotation+VAT+EntMin) -> pseudo-labels -> fine-tune."""
+  c = load_config("moam", "dataset=digits,steps=2")
+  for stage in c.stages.values():
+    tiny(stage, steps=2)
+  results = runner.run(c, str(tmp_path))
+  assert list(results["stages"]) == ["step1", "step2", "step3"]
+  assert results["stages"]["step1"]["method"] == "moam_step1"
+  assert "ema_top1" in results["stages"]["step1"]["eval"]  # Polyak averaging is on
+  assert "rot_avg_top1" in results["stages"]["step1"]["eval"]
+  assert os.path.exists(tmp_path / "step2" / "pseudo_labels.npz")
+  assert results["top1"] == results["stages"]["step3"]["top1"]
+  assert os.path.exists(tmp_path / "step3" / "export" / "predict.jax")
