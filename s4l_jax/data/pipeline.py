@@ -42,7 +42,7 @@ class InMemoryPipeline:
     self.process_index, self.process_count = process_index, process_count
 
     self.labeled_indices = subsets.select_labeled(
-        self.train.labels, config.labels, config.seed, self.num_classes)
+        self.train.labels, config.labels, config.seed, self.num_classes, self.train.filenames)
     self.train_labels = self.train.labels
     if config.pseudo_labels:  # student: every image, ground truth where labeled
       self.train_labels, confidence = load_pseudo_labels(config.pseudo_labels,

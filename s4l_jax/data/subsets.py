@@ -7,12 +7,20 @@ Spec strings (`config.labels`):
   * `<int>` (`4000`): that many in total, total // C per class and the remainder one each to a
     seeded random choice of classes.
   * `<int>perclass` (`400perclass`): that many in every class.
+  * `file:PATH`: the train examples whose file basename is listed in PATH, an S4L JSON list
+    (`{"values": [file names]}`, `label_map_count_*_index_0`) or a text file with one file
+    name per line (SimCLR `imagenet_subsets/*.txt`, = TFDS `imagenet2012_subset`). Needs
+    per-example file names: image folders, cifar10 (TFDS `id`), imagenet2012 (`file_name`).
 
-The draw is a pure function of (labels, spec, seed), like S4L's fixed `label_map_count_*`
-lists (methods.md 1.1) but computed rather than shipped.
+The computed draws are a pure function of (labels, spec, seed), like S4L's fixed
+`label_map_count_*` lists (methods.md 1.1) but computed rather than shipped; `file:` uses
+such a list as is.
 """
+import json
+import os
 import re
 
+from absl import logging
 import numpy as np
 
 _PCT = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)pct$")
@@ -20,13 +28,16 @@ _TOTAL = re.compile(r"^(\d+)$")
 _PERCLASS = re.compile(r"^(\d+)perclass$")
 
 
-def parse_labels_spec(spec: str) -> tuple[str, float | int | None]:
-  """Parses a labels spec into (kind, value); kind in {all, pct, total, perclass}.
+def parse_labels_spec(spec: str) -> tuple[str, float | int | str | None]:
+  """Parses a labels spec into (kind, value); kind in {all, pct, total, perclass, file}.
 
-  For `pct` the value is the fraction in (0, 1]. Raises ValueError for an invalid spec.
+  For `pct` the value is the fraction in (0, 1], for `file` the path (not opened here).
+  Raises ValueError for an invalid spec.
   """
   if spec == "all":
     return "all", None
+  if spec.startswith("file:") and spec != "file:":
+    return "file", spec.removeprefix("file:")
   if m := _PCT.match(spec):
     fraction = float(m.group(1)) / 100
     if not 0 < fraction <= 1:
@@ -42,18 +53,25 @@ def parse_labels_spec(spec: str) -> tuple[str, float | int | None]:
     return "perclass", int(m.group(1))
   raise ValueError(
       f"Invalid labels spec {spec!r}: expected 'all', '<float>pct' (e.g. '10pct'), "
-      "'<int>' (e.g. '4000') or '<int>perclass' (e.g. '400perclass').")
+      "'<int>' (e.g. '4000'), '<int>perclass' (e.g. '400perclass') or 'file:PATH'.")
 
 
-def select_labeled(labels: np.ndarray, spec: str, seed: int, num_classes: int) -> np.ndarray:
+def select_labeled(labels: np.ndarray, spec: str, seed: int, num_classes: int,
+                   filenames: list[str] | None = None) -> np.ndarray:
   """Returns sorted int64 indices into `labels` (N,) of the labeled subset for `spec`.
 
   Within each class the chosen examples are the first k of a permutation drawn from
   `np.random.default_rng([seed, c])`; for `<int>` specs the classes that get one extra example
-  are drawn from `np.random.default_rng([seed, num_classes])`.
+  are drawn from `np.random.default_rng([seed, num_classes])`. `file:PATH` specs need
+  `filenames` (N,), the examples' file names (see `select_by_filenames`).
   """
   labels = np.asarray(labels)
   kind, value = parse_labels_spec(spec)
+  if kind == "file":
+    if filenames is None:
+      raise ValueError(f"Labels spec {spec!r} needs per-example file names, which this dataset "
+                       "does not have (use folder:PATH, cifar10 or imagenet2012).")
+    return select_by_filenames(filenames, value)
   if labels.ndim != 1:
     raise ValueError(f"labels must be 1-D, got shape {labels.shape}.")
   if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
@@ -82,3 +100,43 @@ def select_labeled(labels: np.ndarray, spec: str, seed: int, num_classes: int) -
   chosen = [np.random.default_rng([seed, c]).permutation(members)[:wanted[c]]
             for c, members in enumerate(by_class)]
   return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def _read_filename_list(path: str) -> set[str]:
+  """The file basenames listed in `path`: S4L JSON `{"values": [...]}` or one per line."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"Labels file {path!r} does not exist.")
+  with open(path) as f:
+    text = f.read()
+  if text.lstrip().startswith("{"):
+    try:
+      names = json.loads(text)["values"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+      raise ValueError(f"Labels file {path!r} is not an S4L JSON list "
+                       '{"values": [file names]}.') from None
+  else:
+    names = text.splitlines()
+  names = {os.path.basename(str(n).strip()) for n in names} - {""}
+  if not names:
+    raise ValueError(f"Labels file {path!r} lists no file names.")
+  return names
+
+
+def select_by_filenames(filenames: list[str], path: str) -> np.ndarray:
+  """Sorted int64 indices of the `filenames` whose basename is listed in `path`.
+
+  `filenames` may be paths ("train/cat/0001.jpg") or bytes; only basenames are compared, so a
+  basename shared by several examples (same name in two class folders) selects all of them.
+  """
+  listed = _read_filename_list(path)
+  base = [os.path.basename(f.decode() if isinstance(f, bytes) else f) for f in filenames]
+  indices = np.array([i for i, b in enumerate(base) if b in listed], np.int64)
+  if not indices.size:
+    raise ValueError(f"None of the {len(listed)} file names in {path!r} (e.g. "
+                     f"{min(listed)!r}) is a train example (e.g. {base[0] if base else None!r}).")
+  missing = len(listed) - len({base[i] for i in indices})
+  if missing:
+    logging.warning("Labels file %s: %d of its %d file names are not train examples.", path,
+                    missing, len(listed))
+  logging.info("Labels file %s: %d labeled train examples.", path, indices.size)
+  return indices

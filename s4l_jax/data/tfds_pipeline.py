@@ -6,14 +6,15 @@ per-pixel rest (`views.make_finish_fn`: rotations, flips, HSV noise, scaling), s
 cost of rotate4 / exemplar8 stays close to decoding alone (benchmarks/README.md).
 
 Examples are addressed by their index in the unshuffled split. The labeled subset is
-`subsets.select_labeled` on the train labels, read once at construction: folders from the
-file list (no image reads); TFDS builders with one pass over the records, images left
-undecoded (for ImageNet this reads the train split once, minutes). Host p streams the
-index range [N p / P, N (p + 1) / P) (labeled stream: the subset's examples in it), shuffled
-per epoch with seed (seed, epoch); augmentation seeds are a function of the position in the
-host's stream. `train_batch(step)` therefore returns the same batch after a restart: the
-stream is rebuilt at `step`, whole epochs are skipped for free and the rest of the current
-epoch is skipped before decoding (records are read and shuffled, not decoded).
+`subsets.select_labeled` on the train labels (and, for `labels=file:PATH`, file names), read
+once at construction: folders from the file list (no image reads); TFDS builders with one
+pass over the records, images left undecoded (for ImageNet this reads the train split once,
+minutes). Host p streams the index range [N p / P, N (p + 1) / P) (labeled stream: the
+subset's examples in it), shuffled per epoch with seed (seed, epoch); augmentation seeds are a
+function of the position in the host's stream. `train_batch(step)` therefore returns the
+same batch after a restart: the stream is rebuilt at `step`, whole epochs are skipped for free
+and the rest of the current epoch is skipped before decoding (records are read and shuffled,
+not decoded).
 """
 import numpy as np
 import tensorflow as tf
@@ -40,6 +41,10 @@ class _FolderSource:
   def labels(self, split: str) -> np.ndarray:
     return self._labels[split]
 
+  def scan(self, split: str, filenames: bool = False) -> tuple[np.ndarray, list[str] | None]:
+    """(labels (N,), [image paths (N,)]) in index order."""
+    return self._labels[split], list(self._paths[split]) if filenames else None
+
   def dataset(self, split: str, indices: np.ndarray) -> tf.data.Dataset:
     """{"image": JPEG bytes, "label": int32} of `indices` (sorted), in that order."""
     ds = tf.data.Dataset.from_tensor_slices(
@@ -59,9 +64,16 @@ class _TfdsSource:
                                    decoders={"image": tfds.decode.SkipDecoding()})
 
   def labels(self, split: str) -> np.ndarray:
-    """Labels (N,) int32 in index order: one pass over the records, images undecoded."""
-    ds = self._read(split).map(lambda ex: ex["label"]).batch(10_000)
-    return np.concatenate(list(tfds.as_numpy(ds))).astype(np.int32)
+    return self.scan(split)[0]
+
+  def scan(self, split: str, filenames: bool = False) -> tuple[np.ndarray, list[str] | None]:
+    """(labels (N,) int32, [`file_name`s (N,)]) in index order: one pass, images undecoded."""
+    keys = ("label", "file_name") if filenames else ("label",)
+    ds = self._read(split).map(lambda ex: {k: ex[k] for k in keys}).batch(10_000)
+    batches = list(tfds.as_numpy(ds))
+    labels = np.concatenate([b["label"] for b in batches]).astype(np.int32)
+    names = [n.decode() for b in batches for n in b["file_name"]] if filenames else None
+    return labels, names
 
   def dataset(self, split: str, indices: np.ndarray) -> tf.data.Dataset:
     """{"image": JPEG bytes, "label": int32} of `indices` (sorted), in that order."""
@@ -96,9 +108,11 @@ class TfdsPipeline:
     self.process_index, self.process_count = process_index, process_count
     self.class_names = list(self._source.builder.info.features["label"].names)
     self.num_classes = len(self.class_names)
-    self._num_train = len(labels := self._source.labels("train"))
+    by_file = subsets.parse_labels_spec(config.labels)[0] == "file"
+    labels, filenames = self._source.scan("train", filenames=by_file)
+    self._num_train = len(labels)
     self.labeled_indices = subsets.select_labeled(labels, config.labels, config.seed,
-                                                  self.num_classes)
+                                                  self.num_classes, filenames)
     size = config.input.image_size
     self.image_shape = (size, size, 3)
     self.images_per_step = sum(
