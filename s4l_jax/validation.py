@@ -9,10 +9,13 @@ _TFDS_FAMILIES = ("cifar10", "imagenet2012")
 
 def validate(config):
   family = config_lib.dataset_family(config.dataset)
-  subsets.parse_labels_spec(config.labels)
+  kind, value = subsets.parse_labels_spec(config.labels)
+  if kind == "file" and not os.path.isfile(value):
+    raise FileNotFoundError(f"labels=file:{value}: no such label list file")
   objectives.get(config.objective)
-  if config.init_from:
-    export.load_description(config.init_from)
+  for key in ("init_from", "teacher"):  # export dirs
+    if config[key]:
+      export.load_description(config[key])
   if config.pseudo_labels and not os.path.exists(config.pseudo_labels):
     raise FileNotFoundError(f"pseudo_labels file {config.pseudo_labels!r} does not exist")
   if config.input.labeled.batch_size <= 0:
