@@ -111,7 +111,7 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
 
   c.model = ml_collections.ConfigDict(dict(
       name="", filters_factor=4, depth=28, width=2, dtype="float32", bn_momentum=0.99,
-      bn_epsilon=1e-3, bn_group_size=0, heads=dict(classes=-1)))
+      bn_epsilon=1e-3, bn_group_size=0, remat=False, heads=dict(classes=-1)))
   c.model.update(MODEL_PRESETS[model or preset["model"]])
 
   c.optimizer = dict(name="momentum", momentum=0.9, nesterov=False, weight_decay=1e-3,

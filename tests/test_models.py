@@ -198,3 +198,23 @@ def test_bfloat16_returns_float32(wrn_inputs):
     assert out16[k].dtype == jnp.float32
     np.testing.assert_allclose(out16[k], out32[k], rtol=0.1, atol=0.1)
   assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(new16))
+
+
+def test_remat_keeps_parameters_gradients_and_stats():
+  """model.remat recomputes activations in the backward pass; results are unchanged."""
+  x = jax.random.normal(jax.random.PRNGKey(1), (8, 16, 16, 3))
+  results = []
+  for remat in (False, True):
+    model = build_model(dict(name="wrn", depth=10, width=1, remat=remat), 10)
+    variables = model.init(jax.random.PRNGKey(0), x, train=False)
+
+    def loss(params, model=model, variables=variables):
+      out, new = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,
+                             train=True, mutable=["batch_stats"])
+      return out["classes"].sum(), new
+
+    results.append((variables, jax.grad(loss, has_aux=True)(variables["params"])))
+  (v0, (g0, s0)), (v1, (g1, s1)) = results
+  assert jax.tree.structure(v0) == jax.tree.structure(v1)
+  for a, b in zip(jax.tree.leaves((v0, g0, s0)), jax.tree.leaves((v1, g1, s1))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

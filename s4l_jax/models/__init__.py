@@ -22,7 +22,8 @@ def build_model(cfg: Any, num_classes: int) -> nn.Module:
 
   Keys: name ("resnet50v2" | "wrn"), filters_factor (4), depth (28), width (2),
   dtype ("float32"), bn_momentum (0.99), bn_epsilon (1e-3), bn_group_size
-  (None or 0: whole-batch BN), heads ({"classes": -1}; a dim of -1 means
+  (None or 0: whole-batch BN), remat (False: rematerialise each unit in the backward
+  pass to save activation memory), heads ({"classes": -1}; a dim of -1 means
   num_classes).
   """
   name = cfg.get("name")
@@ -33,7 +34,8 @@ def build_model(cfg: Any, num_classes: int) -> nn.Module:
       dtype=_DTYPES[dtype],
       bn_momentum=cfg.get("bn_momentum", 0.99),
       bn_epsilon=cfg.get("bn_epsilon", 1e-3),
-      bn_group_size=cfg.get("bn_group_size", None) or None)
+      bn_group_size=cfg.get("bn_group_size", None) or None,
+      remat=cfg.get("remat", False))
   if name == "resnet50v2":
     trunk = ResNet50V2(filters_factor=cfg.get("filters_factor", 4), **common)
   elif name == "wrn":

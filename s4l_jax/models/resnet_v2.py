@@ -17,6 +17,13 @@ class _Trunk(nn.Module):
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
   bn_group_size: int | None = None
+  remat: bool = False  # recompute each unit's activations in the backward pass (memory)
+
+  def unit_fn(self):
+    """`self._unit`, rematerialised when `remat` (same parameters, same gradients)."""
+    if self.remat:
+      return functools.partial(nn.remat(type(self)._unit, static_argnums=(2, 3, 4, 5)), self)
+    return self._unit
 
   def conv(self, features, kernel, stride=1, name=None):
     """Conv without bias, TF-style fixed padding (kernel - 1) // 2 per side."""
@@ -48,11 +55,12 @@ class ResNet50V2(_Trunk):
     x = self.conv(16 * k, 7, 2, name="root_conv")(x.astype(self.dtype))
     x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     x = nn.max_pool(x, (3, 3), (2, 2), padding="VALID")
+    unit = self.unit_fn()
     for b, units in enumerate((3, 4, 6, 3)):
       out = 64 * k * 2**b
       for u in range(units):
         stride = 2 if b > 0 and u == 0 else 1
-        x = self._unit(x, out, stride, train, f"block{b + 1}_unit{u + 1}")
+        x = unit(x, out, stride, train, f"block{b + 1}_unit{u + 1}")
     x = self.bn_relu(x, train, "final_bn")
     return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
@@ -86,11 +94,11 @@ class WideResNet(_Trunk):
       raise ValueError(f"WRN depth must be 6n + 4 with n >= 1, got {self.depth}.")
     units = (self.depth - 4) // 6
     x = self.conv(16, 3, name="root_conv")(x.astype(self.dtype))
+    unit = self.unit_fn()
     for b, stride in enumerate((1, 2, 2)):
       out = 16 * self.width * 2**b
       for u in range(units):
-        x = self._unit(x, out, stride if u == 0 else 1, train,
-                       f"block{b + 1}_unit{u + 1}")
+        x = unit(x, out, stride if u == 0 else 1, train, f"block{b + 1}_unit{u + 1}")
     x = self.bn_relu(x, train, "final_bn")
     return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
