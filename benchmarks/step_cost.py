@@ -41,8 +41,8 @@ _MEMORY = flags.DEFINE_list("memory_dtypes", ["float32", "bfloat16"],
                             "its memory footprint (empty: skip).")
 _METHODS = flags.DEFINE_list("rows", ["supervised", "vat", "vat_entmin", "rotation",
                                          "s4l_rotation", "s4l_exemplar", "moam_step1"],
-                             "Rows (config names; moam_step1 = configs/moam.py stage 1); the first "
-                             "is the reference.")
+                             "Rows (config names; moam_step1 = configs/moam.py stage 1; "
+                             "supervised@N: batch N); the first is the reference.")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/step_cost", "Output path prefix.")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -139,7 +139,9 @@ def time_step(c, shape, views_on_device, repeats):
 
 
 def time_method(name, batch, model, repeats):
-  c = method_config(name, "folder:/unused", batch, model)
+  """One row; `supervised@N` is supervised at labeled batch N (a batch-size control)."""
+  name_batch = name.partition("@")
+  c = method_config(name_batch[0], "folder:/unused", int(name_batch[2] or batch), model)
   shape = (c.input.image_size, c.input.image_size, 3)
   images = images_per_step(c)
   row = dict(method=name, images_per_step=images,
