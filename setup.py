@@ -36,6 +36,7 @@ setuptools.setup(
             "tensorflow-cpu>=2.18,<2.22",
             "tensorflow-datasets>=4.9.9,<5",
             "importlib_resources>=6",
+            "matplotlib>=3.8",  # benchmark plots (tests/test_benchmarks.py)
         ],
         "bench": ["matplotlib>=3.8"],
     },
