@@ -9,6 +9,14 @@ GCLOUD="${GCLOUD:-gcloud}"
 
 die() { echo "error: $*" >&2; exit 1; }
 
+# CONFIG[:ARGS] with a bare file name looked up in configs/; fails if the file is missing.
+resolve_config() {
+  local config="$1"
+  [[ "${config}" == */* ]] || config="configs/${config}"
+  [[ -f "${REPO_ROOT}/${config%%:*}" ]] || die "config file '${config%%:*}' not found in ${REPO_ROOT}."
+  echo "${config}"
+}
+
 # load_env VAR... : sources $S4L_ENV (default launch/env.sh) and checks that VARs are set.
 load_env() {
   local env_file="${S4L_ENV:-${LAUNCH_DIR}/env.sh}"

@@ -19,8 +19,7 @@ usage() {
 [[ $# -ge 2 ]] || usage
 config="$1" workdir="$2"
 shift 2
-[[ "${config}" == */* ]] || config="configs/${config}"
-[[ -f "${REPO_ROOT}/${config%%:*}" ]] || die "config file '${config%%:*}' not found in ${REPO_ROOT}."
+config="$(resolve_config "${config}")"
 env_file="${S4L_ENV:-${LAUNCH_DIR}/env.sh}"
 # shellcheck disable=SC1090
 if [[ -r "${env_file}" ]]; then source "${env_file}"; fi

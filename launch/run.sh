@@ -20,8 +20,7 @@ usage() {
 [[ $# -ge 2 ]] || usage
 config="$1" run_name="$2"
 shift 2
-[[ "${config}" == */* ]] || config="configs/${config}"
-[[ -f "${REPO_ROOT}/${config%%:*}" ]] || die "config file '${config%%:*}' not found in ${REPO_ROOT}."
+config="$(resolve_config "${config}")"
 check_run_name "${run_name}"
 for a in "$@"; do
   [[ "${a}" == --* ]] || die "extra arguments must be flags such as --config.key=value, got '${a}'."
