@@ -31,8 +31,7 @@ def with_pseudo_labels(config, workdir: str):
   path = os.path.join(os.path.abspath(workdir), "pseudo_labels.npz")
   if not os.path.exists(path) and jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
-    stats = pseudo_label.generate(config.teacher, config.dataset, path + ".tmp.npz",
-                                  data_dir=config.data_dir)
+    stats = pseudo_label.generate(config.teacher, config, path + ".tmp.npz")
     os.replace(path + ".tmp.npz", path)
     with open(os.path.join(workdir, "pseudo_labels.json"), "w") as f:
       json.dump(dict(stats, teacher=config.teacher), f, indent=2)

@@ -165,3 +165,34 @@ def test_imagenet2012_mock_train_batch(tmp_path):
     batch = data.train_batch(2)["labeled"]
   assert data.num_labeled == 12 and data.num_classes == 1000
   assert batch["image"].shape == (4, SIZE, SIZE, 3) and batch["image"].dtype == np.uint8
+
+
+def test_pseudo_labels_on_the_tfdata_path(folder, tmp_path):
+  """Teacher export -> pseudo-label every train image (tf.data eval view, by index) -> student."""
+  teacher = str(tmp_path / "teacher")
+  runner.run(_config(folder), teacher)
+  student = _config(folder)
+  student.teacher = os.path.join(teacher, "export")
+  results = runner.run(student, str(tmp_path / "student"))
+  assert results["num_labeled"] == 3 * NUM_TRAIN  # every train image
+  with np.load(tmp_path / "student" / "pseudo_labels.npz") as f:
+    pseudo = f["labels"]
+  from s4l_jax import export  # pylint: disable=g-import-not-at-top
+  predict, _ = export.load_predict(os.path.join(teacher, "export"))
+  images = np.concatenate([b["image"][b["mask"]] for b in
+                           pipeline_lib.make_pipeline(_config(folder, labels="all"))
+                           .eval_batches(8, split="train")])
+  np.testing.assert_array_equal(pseudo, np.asarray(predict(images)).argmax(-1))
+  # The student's stream carries ground truth on the labeled subset, pseudo-labels elsewhere.
+  config = _config(folder)
+  config.pseudo_labels = str(tmp_path / "student" / "pseudo_labels.npz")
+  data = pipeline_lib.make_pipeline(config)
+  truth = data._source.labels("train")  # pylint: disable=protected-access
+  subset = pipeline_lib.make_pipeline(_config(folder)).labeled_indices
+  expected = pseudo.copy()
+  expected[subset] = truth[subset]
+  np.testing.assert_array_equal(data._train_labels, expected)  # pylint: disable=protected-access
+  # 9 batches of 8 = exactly two epochs of the 36 images: the label counts must match.
+  streamed = np.concatenate([data.train_batch(s)["labeled"]["label"] for s in range(9)])
+  np.testing.assert_array_equal(np.bincount(streamed, minlength=3),
+                                2 * np.bincount(expected, minlength=3))

@@ -45,12 +45,8 @@ class InMemoryPipeline:
         self.train.labels, config.labels, config.seed, self.num_classes, self.train.filenames)
     self.train_labels = self.train.labels
     if config.pseudo_labels:  # student: every image, ground truth where labeled
-      self.train_labels, confidence = load_pseudo_labels(config.pseudo_labels,
-                                                         len(self.train.labels))
-      self.train_labels[self.labeled_indices] = self.train.labels[self.labeled_indices]
-      keep = confidence >= config.pseudo_label_threshold
-      keep[self.labeled_indices] = True
-      self.labeled_indices = np.flatnonzero(keep)
+      self.train_labels, self.labeled_indices = pseudo_label_subset(
+          config, self.train.labels, self.labeled_indices)
     labeled_batch = config.input.labeled.batch_size
     self._labeled = streams.TrainIndexStream(
         len(self.labeled_indices), labeled_batch, config.seed, process_index, process_count)
@@ -86,6 +82,16 @@ class InMemoryPipeline:
     for idx, mask in streams.eval_batches(len(data.labels), global_batch, self.process_index,
                                           self.process_count):
       yield {"image": data.images[idx], "label": data.labels[idx], "mask": mask}
+
+
+def pseudo_label_subset(config, true_labels, labeled_indices):
+  """(training labels (N,), indices to train on): pseudo-labels with ground truth where
+  labeled; images whose teacher confidence is below `pseudo_label_threshold` are dropped."""
+  labels, confidence = load_pseudo_labels(config.pseudo_labels, len(true_labels))
+  labels[labeled_indices] = true_labels[labeled_indices]
+  keep = confidence >= config.pseudo_label_threshold
+  keep[labeled_indices] = True
+  return labels, np.flatnonzero(keep)
 
 
 def load_pseudo_labels(path: str, num_examples: int) -> tuple[np.ndarray, np.ndarray]:

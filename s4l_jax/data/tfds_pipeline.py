@@ -92,8 +92,6 @@ class TfdsPipeline:
   views_on_device = False
 
   def __init__(self, config, process_index: int = 0, process_count: int = 1):
-    if config.pseudo_labels:
-      raise ValueError("pseudo_labels need input.pipeline=memory")
     family = config_lib.dataset_family(config.dataset)
     if family == "folder":
       self._source = _FolderSource(config.dataset.split(":", 1)[1])
@@ -113,6 +111,10 @@ class TfdsPipeline:
     self._num_train = len(labels)
     self.labeled_indices = subsets.select_labeled(labels, config.labels, config.seed,
                                                   self.num_classes, filenames)
+    self._train_labels = None  # None: the dataset's own labels
+    if config.pseudo_labels:  # student: every image, ground truth where labeled
+      self._train_labels, self.labeled_indices = pipeline.pseudo_label_subset(
+          config, labels, self.labeled_indices)
     size = config.input.image_size
     self.image_shape = (size, size, 3)
     self.images_per_step = sum(
@@ -147,6 +149,9 @@ class TfdsPipeline:
     n, batch = indices.size, self._local(spec.batch_size)
     first_epoch, skip = divmod(step * batch, n)
     base = self._source.dataset("train", indices)
+    if self._train_labels is not None:  # pseudo-labels, by example index
+      base = tf.data.Dataset.zip((base, tf.data.Dataset.from_tensor_slices(
+          self._train_labels[indices]))).map(lambda ex, label: {**ex, "label": label})
     buffer = min(n, SHUFFLE_BUFFER)
     ds = tf.data.Dataset.counter(first_epoch).flat_map(
         lambda e: base.shuffle(buffer, seed=seed * 1_000_003 + e))
