@@ -58,7 +58,7 @@ def accumulate(step_fn, batches) -> dict:
 
 def evaluate_export(export_dir: str, dataset: str, split: str = "test", data_dir: str = "",
                     batch_size: int = 500) -> dict:
-  from s4l_jax.data import sources, streams  # pylint: disable=g-import-not-at-top
+  from s4l_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
   predict, description = export_lib.load_predict(export_dir)
   data = sources.load_split(dataset, split, image_size=description["input_size"][0],
                             data_dir=data_dir or None)
@@ -67,9 +67,7 @@ def evaluate_export(export_dir: str, dataset: str, split: str = "test", data_dir
     return masked_sums(predict(jnp.asarray(batch["image"])), jnp.asarray(batch["label"]),
                        jnp.asarray(batch["mask"]))
 
-  batches = ({"image": data.images[i], "label": data.labels[i], "mask": m}
-             for i, m in streams.eval_batches(len(data.labels), batch_size))
-  return accumulate(step, batches)
+  return accumulate(step, pipeline.masked_batches(data, batch_size))
 
 
 def main(argv):

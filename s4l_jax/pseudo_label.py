@@ -10,7 +10,7 @@ import numpy as np
 from absl import logging
 
 from s4l_jax import export
-from s4l_jax.data import sources, streams
+from s4l_jax.data import pipeline, sources
 
 
 def train_batches(config, image_size: int, batch_size: int):
@@ -18,8 +18,7 @@ def train_batches(config, image_size: int, batch_size: int):
   if config.input.pipeline == "memory":
     train = sources.load_split(config.dataset, "train", image_size=image_size,
                                data_dir=config.data_dir or None)
-    for idx, mask in streams.eval_batches(len(train.labels), batch_size):
-      yield {"image": train.images[idx], "label": train.labels[idx], "mask": mask}
+    yield from pipeline.masked_batches(train, batch_size)
     return
   from s4l_jax.data import tfds_pipeline  # pylint: disable=g-import-not-at-top
   config = config.copy_and_resolve_references()

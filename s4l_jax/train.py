@@ -208,20 +208,27 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
 
 
 def _make_evaluator(model, config, data, mesh):
-  """`state -> {top1, top5, [ema_top1, ...], [rot_avg_top1, ...]}` over the whole test split."""
+  """`state -> {top1, top5, [ema_top1, ...], [rot_avg_top1, ...]}` over the whole test split.
+
+  Raw and EMA weights are scored in the same pass over the data.
+  """
   eval_step = jax.jit(evaluate.make_eval_step(model, config.eval_rotation_average))
 
   def run_eval(state):
-    out = {}
-    for prefix, use_ema in (("", False), ("ema_", True)):
-      if use_ema and not state.ema_params:
-        continue
-      variables = state.eval_variables(use_ema)
-      batches = (distributed.to_global(b, mesh)
-                 for b in data.eval_batches(config.input.eval_batch_size))
-      accs = evaluate.accumulate(functools.partial(eval_step, variables), batches)
-      out.update({prefix + k: v for k, v in accs.items() if k != "count"})
-    return out
+    prefixes = {"": False, "ema_": True} if state.ema_params else {"": False}
+
+    def step(batch):
+      sums = {}
+      for prefix, use_ema in prefixes.items():
+        out = eval_step(state.eval_variables(use_ema), batch)
+        sums.update({prefix + k: v for k, v in out.items() if k != "count" or not prefix})
+      return sums
+
+    batches = (distributed.to_global(b, mesh)
+               for b in data.eval_batches(config.input.eval_batch_size))
+    accs = evaluate.accumulate(step, batches)
+    accs.pop("count")
+    return accs
   return run_eval
 
 

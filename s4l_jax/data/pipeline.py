@@ -79,9 +79,14 @@ class InMemoryPipeline:
   def eval_batches(self, global_batch: int, split: str = "test"):
     """Yields host-local {image, label, mask}; every example counted once over all hosts."""
     data = self.test if split == "test" else self.train
-    for idx, mask in streams.eval_batches(len(data.labels), global_batch, self.process_index,
-                                          self.process_count):
-      yield {"image": data.images[idx], "label": data.labels[idx], "mask": mask}
+    return masked_batches(data, global_batch, self.process_index, self.process_count)
+
+
+def masked_batches(data, global_batch: int, process_index: int = 0, process_count: int = 1):
+  """Yields host-local {image, label, mask} of an ArrayDataset, each example once overall."""
+  for idx, mask in streams.eval_batches(len(data.labels), global_batch, process_index,
+                                        process_count):
+    yield {"image": data.images[idx], "label": data.labels[idx], "mask": mask}
 
 
 def pseudo_label_subset(config, true_labels, labeled_indices):
