@@ -125,7 +125,15 @@ def test_run_then_stop(env):
   assert len(pidfiles) == 1 and list(run_dir.glob("worker*.log")), r.stdout + r.stderr
   pid = int(pidfiles[0].read_text())
   os.kill(pid, 0)
-  assert b"main.py" in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+  # /proc/PID/cmdline reads empty while the process is inside execve (nohup -> python), so poll.
+  cmdline = b""
+  for _ in range(50):
+    cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+    if b"main.py" in cmdline:
+      break
+    time.sleep(0.1)
+  log_text = "".join(p.read_text() for p in run_dir.glob("worker*.log"))
+  assert b"main.py" in cmdline, (cmdline, log_text)
 
   # A second run while one is alive is refused.
   r2 = _run([LAUNCH / "run.sh", "configs/vat.py", "other"], e, check=False)
