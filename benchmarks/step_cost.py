@@ -13,8 +13,10 @@ the tf.data pipeline's step (fed host uint8 crops; only rotations, flips, HSV no
 scaling inside), to separate the host-side augmentation cost from the rest. Cost is the
 median over `repeats` of the process CPU seconds per step (all XLA threads): on a shared
 machine wall time measures the neighbours; CPU time measures the step.
-Memory: `jax.jit(step).lower(abstract state, abstract batch).compile().memory_analysis()`
-of MOAM step 1 on ResNet-50 v2 x4 (filters_factor 16), 224 px, batch 8 + 8 (no arrays made).
+Memory of MOAM step 1 on ResNet-50 v2 x4 (filters_factor 16), 224 px, batch 8 + 8, per
+model dtype, without and with `model.remat` (no arrays made): the activations the backward
+pass keeps (JAX's autodiff residuals: backend-independent) and
+`jax.jit(step).lower(abstract state, abstract batch).compile().memory_analysis()`.
 Writes benchmarks/results/step_cost.json and step_cost.md.
 """
 import importlib.util
@@ -39,6 +41,8 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed steps per method (after 2 w
 _MEMORY = flags.DEFINE_list("memory_dtypes", ["float32", "bfloat16"],
                             "Compile the ResNet-50 x4 MOAM step with these model dtypes for "
                             "its memory footprint (empty: skip).")
+_COMPILE = flags.DEFINE_bool("compile_memory", True, "Also compile each memory row for this "
+                              "backend's memory_analysis() (about 2 min each on CPU).")
 _METHODS = flags.DEFINE_list("rows", ["supervised", "vat", "vat_entmin", "rotation",
                                          "s4l_rotation", "s4l_exemplar", "moam_step1"],
                              "Rows (config names; moam_step1 = configs/moam.py stage 1; "
@@ -153,34 +157,63 @@ def time_method(name, batch, model, repeats):
   return row
 
 
-def moam_memory(dtype: str, batch=8):
-  """Compiled memory of MOAM step 1, ResNet-50 v2 x4 @224 px, per-device batch batch+batch.
+def saved_activation_bytes(loss_fn, *args) -> int:
+  """Bytes of the arrays the backward pass of `loss_fn` keeps (its arguments excluded).
+
+  JAX's autodiff residuals (`saved_residuals`, what `jax.ad_checkpoint.print_saved_residuals`
+  prints), from abstract arguments: backend-independent, and what `model.remat` and the
+  compute dtype change. A compiler may keep fewer (fusing cheap ops into the backward pass),
+  never needs more, and adds its own working set.
+  """
+  from jax._src.ad_checkpoint import saved_residuals  # pylint: disable=g-import-not-at-top
+  return sum(int(np.prod(aval.shape)) * aval.dtype.itemsize
+             for aval, source in saved_residuals(loss_fn, *args)
+             if "from the argument" not in source)
+
+
+def moam_memory(dtype: str, remat: bool, compile_memory: bool, batch=8):
+  """Memory of MOAM step 1, ResNet-50 v2 x4 @224 px, per-device batch batch+batch.
 
   The ImageNet step of the tf.data pipeline: fed uint8 host crops, rotations on device.
+  Saved activations from JAX's residuals; with `compile_memory`, also the compiled
+  memory_analysis() of the whole step on this backend.
   """
   c = load_config("moam_step1", "dataset=imagenet2012,labels=10pct")
   c.input.labeled.batch_size = c.input.unlabeled.batch_size = batch
-  c.model.dtype = dtype
+  c.model.dtype, c.model.remat = dtype, remat
   shape = (224, 224, 3)
   step, make_state = build_step(c, shape, views_on_device=False, num_classes=1000)
   state = jax.eval_shape(make_state, jax.random.PRNGKey(0))
+  raw = raw_batch(c, shape, abstract=True, views_on_device=False)
+  loss_fn = train.make_loss_fn(build_model(c.model, 1000), objectives.get(c.objective), c,
+                               views_on_device=False)
   t0 = time.perf_counter()
-  lowered = step.lower(state, raw_batch(c, shape, abstract=True, views_on_device=False))
-  lower_s = time.perf_counter() - t0
-  compiled = lowered.compile()
-  compile_s = time.perf_counter() - t0 - lower_s
+  saved = saved_activation_bytes(lambda p, s, b: loss_fn(p, s, b, jax.random.PRNGKey(0))[0],
+                                 state.params, state.batch_stats, raw)
+  nbytes = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
+  params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+  out = dict(model="resnet50v2 filters_factor=16", dtype=dtype, remat=remat, image_size=224,
+             batch=f"{batch}+{batch}", params=params, backend=jax.default_backend(),
+             state_bytes=nbytes(state), grad_bytes=nbytes(state.params), saved_bytes=saved,
+             trace_s=time.perf_counter() - t0)
+  # Live together as the backward pass starts: the state (donated, updated in place), the
+  # gradients and the saved activations. An estimate, not a bound: a compiler may recompute
+  # cheap ops instead of keeping them, and adds its own working set.
+  out["estimate_gib"] = (out["state_bytes"] + out["grad_bytes"] + saved) / 2**30
+  if not compile_memory:
+    return out
+  t0 = time.perf_counter()
+  compiled = step.lower(state, raw).compile()
+  out["compile_s"] = time.perf_counter() - t0
   mem = compiled.memory_analysis()
   keys = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes",
           "temp_size_in_bytes", "generated_code_size_in_bytes")
-  out = {k: int(getattr(mem, k)) for k in keys if mem is not None and hasattr(mem, k)}
-  params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+  out.update({k: int(getattr(mem, k)) for k in keys if mem is not None and hasattr(mem, k)})
   # Donated state aliases the output: peak = arguments + outputs - aliased + temporaries.
-  peak = (out.get("argument_size_in_bytes", 0) + out.get("output_size_in_bytes", 0)
-          - out.get("alias_size_in_bytes", 0) + out.get("temp_size_in_bytes", 0))
-  return dict(model="resnet50v2 filters_factor=16", dtype=dtype, image_size=224,
-              batch=f"{batch}+{batch}",
-              params=params, backend=jax.default_backend(), lower_s=lower_s,
-              compile_s=compile_s, peak_gib=peak / 2**30, **out)
+  out["peak_gib"] = (out.get("argument_size_in_bytes", 0) + out.get("output_size_in_bytes", 0)
+                     - out.get("alias_size_in_bytes", 0) + out.get("temp_size_in_bytes", 0)
+                     ) / 2**30
+  return out
 
 
 def to_markdown(result) -> str:
@@ -196,16 +229,20 @@ def to_markdown(result) -> str:
   if result.get("memory"):
     mem = result["memory"]
     m0 = mem[0]
+    gib = lambda m, k: f"{m[k] / 2**30:.2f}" if k in m else "-"
     lines += ["", f"MOAM step 1, {m0['model']}, {m0['image_size']} px, batch {m0['batch']} "
-              f"({m0['params'] / 1e6:.1f}M params), compiled on {m0['backend']}; GiB:", "",
-              "| model dtype | arguments | outputs | aliased | temp | peak | compile s |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
-    gib = lambda m, k: f"{m.get(k + '_size_in_bytes', 0) / 2**30:.2f}"
+              f"per device ({m0['params'] / 1e6:.1f}M params); GiB. Saved activations: JAX "
+              f"autodiff residuals (backend-independent); estimate = state + gradients + "
+              f"saved activations; compiled columns: memory_analysis() on {m0['backend']}.", "",
+              "| model dtype | remat | state | gradients | saved activations | estimate | "
+              "compiled temp | compiled peak |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for m in mem:
-      lines.append(f"| {m['dtype']} | {gib(m, 'argument')} | {gib(m, 'output')} | "
-                   f"{gib(m, 'alias')} | {gib(m, 'temp')} | {m['peak_gib']:.2f} | "
-                   f"{m['compile_s']:.0f} |")
-    lines.append("\npeak = arguments + outputs - aliased (donated state) + temp.")
+      peak = f"{m['peak_gib']:.2f}" if "peak_gib" in m else "-"
+      lines.append(f"| {m['dtype']} | {m['remat']} | {gib(m, 'state_bytes')} | "
+                   f"{gib(m, 'grad_bytes')} | {gib(m, 'saved_bytes')} | "
+                   f"{m['estimate_gib']:.2f} | {gib(m, 'temp_size_in_bytes')} | {peak} |")
+    lines.append("\ncompiled peak = arguments + outputs - aliased (donated state) + temp.")
   return "\n".join(lines) + "\n"
 
 
@@ -225,8 +262,9 @@ def main(argv):
                 methods=[], goal_ratio=1.15)
   result["memory"] = []
   for dtype in _MEMORY.value:  # first: the slowest compiles; results are written as they come
-    result["memory"].append(moam_memory(dtype))
-    write(result)
+    for remat in (False, True):
+      result["memory"].append(moam_memory(dtype, remat, _COMPILE.value))
+      write(result)
   model = dict(name="wrn", depth=_DEPTH.value, width=_WIDTH.value)
   for name in _METHODS.value:
     result["methods"].append(time_method(name, _BATCH.value, model, _REPEATS.value))

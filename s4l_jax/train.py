@@ -31,12 +31,12 @@ def ema_decay(config, steps_per_epoch: int) -> float:
   return 0.5 ** (1.0 / (config.ema_halflife_epochs * steps_per_epoch))
 
 
-def make_train_step(model, objective, tx, config, decay: float, views_on_device: bool = True):
-  """Returns `step(state, raw_batch) -> (state, metrics)` (to be jitted).
+def make_loss_fn(model, objective, config, views_on_device: bool = True):
+  """Returns `loss_fn(params, batch_stats, raw_batch, rng) -> (loss, (batch_stats, metrics))`.
 
   With `views_on_device`, raw uint8 images are turned into the configured views inside the
   step; otherwise the batch holds uint8 crops from tf.data and the step only finishes them
-  (`views.make_finish_fn`: rotations, flips, HSV noise, scaling).
+  (`views.make_finish_fn`: rotations, flips, HSV noise, scaling). Then the objective's loss.
   """
   size, names = config.input.image_size, ("labeled", "unlabeled")
   if views_on_device:
@@ -45,15 +45,25 @@ def make_train_step(model, objective, tx, config, decay: float, views_on_device:
     view_fns = {name: lambda rng, raw, f=f: f(rng, raw["image"]) for name, f in fns.items()}
   else:
     view_fns = {name: views.make_finish_fn(config.input[name].view, size) for name in names}
+  objective_loss = functools.partial(objective.loss_fn, model=model, config=config)
+
+  def loss_fn(params, batch_stats, raw, rng):
+    rngs = jax.random.split(rng, 3)
+    batch = {name: {**raw[name], **view_fns[name](r, raw[name])}
+             for name, r in zip(names, rngs) if name in raw}
+    return objective_loss(params, batch_stats, batch, rngs[2])
+  return loss_fn
+
+
+def make_train_step(model, objective, tx, config, decay: float, views_on_device: bool = True):
+  """Returns `step(state, raw_batch) -> (state, metrics)` (to be jitted); see make_loss_fn."""
+  loss_fn = make_loss_fn(model, objective, config, views_on_device)
   base_rng = jax.random.PRNGKey(config.seed)
 
   def step(state, raw):
-    rngs = jax.random.split(jax.random.fold_in(base_rng, state.step), 3)
-    batch = {name: {**raw[name], **view_fns[name](rng, raw[name])}
-             for name, rng in zip(names, rngs) if name in raw}
-    loss_fn = functools.partial(objective.loss_fn, model=model, config=config)
+    rng = jax.random.fold_in(base_rng, state.step)
     (loss, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, state.batch_stats, batch, rngs[2])
+        state.params, state.batch_stats, raw, rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema_params = state.ema_params

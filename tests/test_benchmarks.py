@@ -4,6 +4,8 @@ import os
 import struct
 import sys
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
@@ -89,13 +91,27 @@ def test_report_from_fake_runs(tmp_path):
 def test_step_cost_markdown():
   row = dict(method="supervised", step_s=0.1, images_per_step=32, ms_per_image=3.125, ratio=1.0,
              tfdata_step_s=0.05, tfdata_ratio=1.0)
-  mem = dict(model="resnet50v2", dtype="float32", image_size=224, batch="8+8", params=375e6,
-             backend="cpu", compile_s=100.0, argument_size_in_bytes=2**31,
-             temp_size_in_bytes=2**32, peak_gib=6.0)
+  mem = dict(model="resnet50v2", dtype="float32", remat=False, image_size=224, batch="8+8",
+             params=375e6, backend="cpu", state_bytes=2**32, grad_bytes=2**30,
+             saved_bytes=2**33, estimate_gib=13.0, compile_s=100.0,
+             argument_size_in_bytes=2**31, temp_size_in_bytes=2**32, peak_gib=6.0)
+  traced_only = {k: v for k, v in mem.items() if k not in (
+      "compile_s", "argument_size_in_bytes", "temp_size_in_bytes", "peak_gib")}
   md = step_cost.to_markdown(dict(model="wrn-10-2", batch=32, backend="cpu", methods=[row],
-                                  memory=[mem]))
+                                  memory=[mem, dict(traced_only, remat=True)]))
   assert "| supervised | 32 | 0.100 | 3.125 | 1.00x | 0.050 | 1.00x |" in md
-  assert "| float32 | 2.00 | 0.00 | 0.00 | 4.00 | 6.00 | 100 |" in md
+  assert "| float32 | False | 4.00 | 1.00 | 8.00 | 13.00 | 4.00 | 6.00 |" in md
+  assert "| float32 | True | 4.00 | 1.00 | 8.00 | 13.00 | - | - |" in md
+
+
+def test_saved_activation_bytes_closed_form():
+  w = jax.ShapeDtypeStruct((64, 32), jnp.float32)
+  sin_sum = lambda w: jnp.sum(jnp.sin(w))
+  assert step_cost.saved_activation_bytes(sin_sum, w) == 64 * 32 * 4  # cos(w) for the VJP
+  w16 = jax.ShapeDtypeStruct((64, 32), jnp.bfloat16)
+  assert step_cost.saved_activation_bytes(sin_sum, w16) == 64 * 32 * 2
+  # Rematerialised: the backward pass recomputes cos(w) from w, an argument (not counted).
+  assert step_cost.saved_activation_bytes(jax.checkpoint(sin_sum), w) == 0
 
 
 def test_claim_is_exclusive_while_the_holder_lives(tmp_path):

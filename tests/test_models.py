@@ -113,6 +113,37 @@ def test_batchnorm_matches_flax(dtype):
       jax.tree.structure(ref.init(jax.random.key(0), x, True)))
 
 
+def _bn_residuals(bn, variables, x):
+  """Arrays the backward pass of a train-mode BN keeps (abstract: shapes and dtypes)."""
+  def f(x, params):
+    return bn.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,
+                    use_running_average=False, mutable=["batch_stats"])[0]
+  vjp = jax.eval_shape(lambda x, p: jax.vjp(f, x, p)[1], x, variables["params"])
+  return [r for r in jax.tree.leaves(vjp) if r.size >= x.size]  # activation-sized ones
+
+
+def test_batchnorm_gradients_match_flax_and_keep_only_the_input():
+  x, variables = _bn_inputs((16, 4, 4, 8))
+  ours, ref = BatchNorm(momentum=0.9, epsilon=1e-3), nn.BatchNorm(momentum=0.9, epsilon=1e-3)
+
+  def grads(bn):
+    def loss(x, params):
+      y, _ = bn.apply({"params": params, "batch_stats": variables["batch_stats"]}, x,
+                      use_running_average=False, mutable=["batch_stats"])
+      return jnp.sum(jnp.sin(y))
+    return jax.grad(loss, argnums=(0, 1))(x, variables["params"])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+               grads(ours), grads(ref))
+
+  # bfloat16: the backward pass keeps x itself (bfloat16) and nothing else activation-sized;
+  # flax.linen.BatchNorm keeps float32 copies (what this module's rematerialisation removes).
+  x16 = x.astype(jnp.bfloat16)
+  kept = _bn_residuals(BatchNorm(dtype=jnp.bfloat16), variables, x16)
+  assert [(r.shape, r.dtype) for r in kept] == [(x.shape, jnp.bfloat16)]
+  kept_ref = _bn_residuals(nn.BatchNorm(dtype=jnp.bfloat16), variables, x16)
+  assert sum(r.size * r.dtype.itemsize for r in kept_ref) >= 2 * x.size * 4
+
+
 def test_batchnorm_sharded_batch_is_global():
   x, variables = _bn_inputs((16, 2, 2, 3))
   bn = BatchNorm(use_running_average=False)
