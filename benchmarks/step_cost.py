@@ -217,11 +217,13 @@ def moam_memory(dtype: str, remat: bool, compile_memory: bool, batch=8):
 
 
 def to_markdown(result) -> str:
-  lines = [f"Model {result['model']}, batch {result['batch']}+{result['batch']} (labeled + "
-           f"unlabeled where the method has one), {result['backend']} backend.", "",
-           "| method | images/step | CPU s/step | CPU ms/image | ratio vs supervised | "
-           "CPU s/step, tf.data step | ratio, tf.data step |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]
+  lines = []
+  if result["methods"]:
+    lines += [f"Model {result['model']}, batch {result['batch']}+{result['batch']} (labeled + "
+              f"unlabeled where the method has one), {result['backend']} backend.", "",
+              "| method | images/step | CPU s/step | CPU ms/image | ratio vs supervised | "
+              "CPU s/step, tf.data step | ratio, tf.data step |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
   for r in result["methods"]:
     lines.append(f"| {r['method']} | {r['images_per_step']} | {r['step_s']:.3f} | "
                  f"{r['ms_per_image']:.3f} | {r['ratio']:.2f}x | {r['tfdata_step_s']:.3f} | "
@@ -230,7 +232,8 @@ def to_markdown(result) -> str:
     mem = result["memory"]
     m0 = mem[0]
     gib = lambda m, k: f"{m[k] / 2**30:.2f}" if k in m else "-"
-    lines += ["", f"MOAM step 1, {m0['model']}, {m0['image_size']} px, batch {m0['batch']} "
+    lines += [""] if lines else []
+    lines += [f"MOAM step 1, {m0['model']}, {m0['image_size']} px, batch {m0['batch']} "
               f"per device ({m0['params'] / 1e6:.1f}M params); GiB. Saved activations: JAX "
               f"autodiff residuals (backend-independent); estimate = state + gradients + "
               f"saved activations; compiled columns: memory_analysis() on {m0['backend']}.", "",
