@@ -1,9 +1,12 @@
 """Top-1 / top-5 evaluation, in the trainer and as a CLI over an export.
 
     python -m s4l_jax.evaluate --export_dir=WORKDIR/export --dataset=digits [--split=test]
+        [--rotation_average]
 
 prints `{"top1": ..., "top5": ..., "count": ...}` computed with the exported `predict`
-(jax only, no s4l_jax model code), which matches `WORKDIR/results.json`.
+(jax only, no s4l_jax model code), which matches `WORKDIR/results.json`; with
+`--rotation_average` also `rot_avg_top1` / `rot_avg_top5`, the accuracy of the mean logits
+over the 4 rotations (the S4L-Rotation evaluation).
 """
 import json
 
@@ -38,12 +41,18 @@ def make_eval_step(model, rotation_average: bool = False):
     logits = model.apply(variables, x, train=False)["classes"]
     sums = masked_sums(logits, batch["label"], batch["mask"])
     if rotation_average:
-      rotated = [jnp.rot90(x, k, axes=(1, 2)) for k in range(1, 4)]
-      avg = sum((model.apply(variables, r, train=False)["classes"] for r in rotated), logits) / 4
-      avg_sums = masked_sums(avg, batch["label"], batch["mask"])
-      sums.update(rot_avg_top1=avg_sums["top1"], rot_avg_top5=avg_sums["top5"])
+      sums.update(rotation_averaged_sums(
+          lambda r: model.apply(variables, r, train=False)["classes"], x, logits,
+          batch["label"], batch["mask"]))
     return sums
   return eval_step
+
+
+def rotation_averaged_sums(logits_fn, images, logits, labels, mask) -> dict:
+  """Hits of the mean of `logits` and `logits_fn` of the 3 other rot90s of square NHWC images."""
+  avg = sum((logits_fn(jnp.rot90(images, k, axes=(1, 2))) for k in range(1, 4)), logits) / 4
+  sums = masked_sums(avg, labels, mask)
+  return {"rot_avg_top1": sums["top1"], "rot_avg_top5": sums["top5"]}
 
 
 def accumulate(step_fn, batches) -> dict:
@@ -57,15 +66,19 @@ def accumulate(step_fn, batches) -> dict:
 
 
 def evaluate_export(export_dir: str, dataset: str, split: str = "test", data_dir: str = "",
-                    batch_size: int = 500) -> dict:
+                    batch_size: int = 500, rotation_average: bool = False) -> dict:
   from s4l_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
   predict, description = export_lib.load_predict(export_dir)
   data = sources.load_split(dataset, split, image_size=description["input_size"][0],
                             data_dir=data_dir or None)
 
   def step(batch):
-    return masked_sums(predict(jnp.asarray(batch["image"])), jnp.asarray(batch["label"]),
-                       jnp.asarray(batch["mask"]))
+    images, labels, mask = (jnp.asarray(batch[k]) for k in ("image", "label", "mask"))
+    logits = predict(images)
+    sums = masked_sums(logits, labels, mask)
+    if rotation_average:
+      sums.update(rotation_averaged_sums(predict, images, logits, labels, mask))
+    return sums
 
   return accumulate(step, pipeline.masked_batches(data, batch_size))
 
@@ -75,7 +88,7 @@ def main(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
   print(json.dumps(evaluate_export(f.export_dir, f.dataset, f.split, f.data_dir,
-                                   f.batch_size)))
+                                   f.batch_size, f.rotation_average)))
 
 
 if __name__ == "__main__":
@@ -85,4 +98,6 @@ if __name__ == "__main__":
   flags.DEFINE_string("split", "test", "Split to score.")
   flags.DEFINE_string("data_dir", "", "tfds data_dir, for tfds datasets.")
   flags.DEFINE_integer("batch_size", 500, "Images per predict call.")
+  flags.DEFINE_bool("rotation_average", False, "Also score the mean logits over the 4 "
+                    "rotations (rot_avg_top1, rot_avg_top5).")
   app.run(main)

@@ -95,10 +95,17 @@ def test_export_reproduces_in_process_logits(uninterrupted):
   expected = model.apply(variables, export.to_model_input(jnp.asarray(images)), train=False)
   np.testing.assert_allclose(predict(images), expected["classes"], rtol=1e-5, atol=1e-5)
   from s4l_jax import evaluate  # pylint: disable=g-import-not-at-top
-  scored = evaluate.evaluate_export(export_dir, "digits")
+  scored = evaluate.evaluate_export(export_dir, "digits", rotation_average=True)
   assert scored["count"] == 360
   assert scored["top1"] == pytest.approx(results["top1"], abs=1e-9)
   assert scored["top5"] == pytest.approx(results["top5"], abs=1e-9)
+  # Rotation averaging, recomputed independently: numpy rot90 of the test images.
+  from s4l_jax.data import sources  # pylint: disable=g-import-not-at-top
+  test = sources.load_split("digits", "test", image_size=8)
+  mean_logits = np.mean([predict(np.ascontiguousarray(np.rot90(test.images, k, axes=(1, 2))))
+                         for k in range(4)], axis=0)
+  assert scored["rot_avg_top1"] == pytest.approx(np.mean(mean_logits.argmax(1) == test.labels),
+                                                 abs=1e-9)
 
 
 def test_folder_dataset_smoke(tmp_path):
