@@ -15,7 +15,9 @@ class BatchNorm(nn.Module):
   BN). `group_size=g`: the batch (N, ...) is split into N // g consecutive
   groups, each normalised with its own statistics (like per-TPU-core BN); the
   running statistics are updated with the mean over groups of the group mean
-  and (biased) group variance. Statistics are always computed in float32.
+  and (biased) group variance. Statistics are always computed in float32. In
+  training the normalisation is rematerialised (`jax.checkpoint`): its backward
+  pass keeps only x, in x's dtype, and recomputes the statistics.
 
   Attributes:
     use_running_average: if True, normalise with the running statistics.
