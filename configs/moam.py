@@ -74,4 +74,5 @@ def get_config(arg=None):
   c.method = "moam"
   c.run_stages = "all" if a.step == 0 else f"step{a.step}"
   c.stages = ml_collections.ConfigDict(dict(step1=s1, step2=s2, step3=s3))
+  c.allow_config_change = False  # True: resume the stages under a changed config (warns)
   return c

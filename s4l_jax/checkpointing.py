@@ -1,31 +1,85 @@
 """Preemption-safe Orbax checkpoints in `WORKDIR/checkpoints`.
 
 Orbax writes each step to a temporary directory and renames it when complete, so a save
-interrupted at any point leaves the previous checkpoint as the latest restorable one.
+interrupted at any point leaves the previous checkpoint as the latest restorable one. A
+checkpoint that is complete but damaged later (a deleted or truncated file) is moved to
+`WORKDIR/checkpoints_damaged/` on restore and the next older one is used instead.
 """
+import contextlib
+import gc
 import os
+import shutil
+import sys
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
+
+
+class CheckpointMismatchError(ValueError):
+  """The checkpoint holds arrays of other names or shapes than the state being restored."""
 
 
 class Checkpointer:
   """Saves every `every_steps` (and when forced), keeps the newest `keep`."""
 
   def __init__(self, directory: str, every_steps: int, keep: int):
+    self.directory = os.path.abspath(directory)
     self.every_steps = max(int(every_steps), 1)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True, enable_async_checkpointing=True,
         cleanup_tmp_directories=True)
-    self._manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
+    self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                          item_handlers=ocp.StandardCheckpointHandler())
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
 
   def restore(self, abstract_state, step: int | None = None):
     """Restores `step` (default latest) into the structure/shardings of `abstract_state`."""
     step = self.latest_step() if step is None else step
     return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+
+  def restore_newest_intact(self, abstract_state):
+    """The newest checkpoint that restores into `abstract_state`, or None if there is none.
+
+    Raises CheckpointMismatchError (one line) when the newest checkpoint was written for a
+    different model (array names or shapes); damaged checkpoints are set aside with a warning.
+    """
+    for step in reversed(self.all_steps()):
+      try:
+        with _quiet_abandoned_reads():
+          saved = self._manager.item_metadata(step).tree
+      except Exception as e:  # pylint: disable=broad-except  # unreadable metadata: damaged
+        self._set_aside(step, e)
+        continue
+      mismatch = describe_mismatch(saved, abstract_state)
+      if mismatch:
+        raise CheckpointMismatchError(
+            f"The checkpoint at step {step} in {self.directory} was written for a different "
+            f"model ({mismatch}): use the config that wrote it, or a new --workdir")
+      try:
+        with _quiet_abandoned_reads():
+          return self.restore(abstract_state, step)
+      except Exception as e:  # pylint: disable=broad-except  # tensorstore/zstd/IO errors
+        self._set_aside(step, e)
+    return None
+
+  def _set_aside(self, step: int, error: Exception):
+    """Moves a damaged step directory to `<directory>_damaged/<step>` (nothing is deleted)."""
+    aside = os.path.join(self.directory + "_damaged", str(step))
+    suffix = 1
+    while os.path.exists(aside):
+      aside, suffix = os.path.join(self.directory + "_damaged", f"{step}.{suffix}"), suffix + 1
+    os.makedirs(os.path.dirname(aside), exist_ok=True)
+    shutil.move(os.path.join(self.directory, str(step)), aside)
+    self._manager.reload()
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    logging.warning("Checkpoint at step %d does not restore (%s: %s); moved it to %s and "
+                    "trying the previous one", step, type(error).__name__, first_line, aside)
 
   def should_save(self, step: int) -> bool:
     return step % self.every_steps == 0
@@ -33,6 +87,7 @@ class Checkpointer:
   def save(self, step: int, state, force: bool = False):
     if step in self._manager.all_steps():
       return
+    logging.info("Saving checkpoint at step %d", step)
     self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
 
   def wait(self):
@@ -41,6 +96,61 @@ class Checkpointer:
   def close(self):
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+@contextlib.contextmanager
+def _quiet_abandoned_reads():
+  """A failed restore abandons Orbax's other pending reads, each of which would print a
+  traceback ('Exception ignored in coroutine' when collected, 'Event loop is closed' from
+  TensorStore's threads); the failure itself is reported by the caller."""
+  previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
+  sys.unraisablehook = lambda unraisable: None
+  sys.excepthook = _without_closed_loop_errors(previous_except)
+  try:
+    yield
+  except Exception:
+    previous_except = sys.excepthook  # keep the filter: abandoned reads may still finish
+    raise
+  finally:
+    gc.collect()
+    sys.unraisablehook, sys.excepthook = previous_unraisable, previous_except
+
+
+def _without_closed_loop_errors(excepthook):
+  """`excepthook` minus the 'Event loop is closed' errors that the abandoned reads' callbacks
+  raise in TensorStore's threads after a failed restore (one traceback per pending read)."""
+  if getattr(excepthook, "drops_closed_loop_errors", False):
+    return excepthook
+
+  def hook(kind, value, traceback):
+    if not (kind is RuntimeError and str(value) == "Event loop is closed"):
+      excepthook(kind, value, traceback)
+  hook.drops_closed_loop_errors = True
+  return hook
+
+
+def _flat_shapes(tree) -> dict[str, tuple]:
+  """{'params/conv/kernel': shape} for arrays, ShapeDtypeStructs or Orbax ArrayMetadata."""
+  def name(entry):
+    for attr in ("key", "name", "idx"):
+      if hasattr(entry, attr):
+        return str(getattr(entry, attr))
+    return str(entry)
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {"/".join(name(e) for e in path): tuple(leaf.shape) for path, leaf in leaves}
+
+
+def describe_mismatch(saved_tree, abstract_state) -> str:
+  """'' if both trees hold the same array names and shapes, else the first differences."""
+  saved, wanted = _flat_shapes(saved_tree), _flat_shapes(abstract_state)
+  problems = [f"{k}: saved {saved[k]}, now {wanted[k]}" for k in sorted(saved.keys() & wanted)
+              if saved[k] != wanted[k]]
+  missing, extra = sorted(wanted.keys() - saved), sorted(saved.keys() - wanted)
+  if missing:
+    problems.append(f"{len(missing)} arrays not in the checkpoint, e.g. {missing[0]}")
+  if extra:
+    problems.append(f"{len(extra)} checkpoint arrays not in the model, e.g. {extra[0]}")
+  return "; ".join(problems[:3]) + (f"; {len(problems) - 3} more" if len(problems) > 3 else "")
 
 
 def abstract_like(state, sharding):

@@ -129,6 +129,7 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.eval_every_steps = 0      # 0 = evaluate at the end only
   c.checkpoint_every_steps = 200
   c.keep_checkpoints = 2
+  c.allow_config_change = False  # True: resume a workdir under a changed config (warns)
   c.loss = ml_collections.ConfigDict()
   return c
 

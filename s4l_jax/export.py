@@ -17,6 +17,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 PLATFORMS = ("cpu", "cuda", "tpu")
+DESCRIPTION_FILE = "export.json"
 PREPROCESSING = "x = uint8 image / 255 * 2 - 1 (range [-1, 1]); input already at input_size"
 
 
@@ -47,7 +48,7 @@ def write_export(export_dir: str, model, variables, *, image_size: int, channels
   description = dict(meta, input_size=[image_size, image_size, channels], input_dtype="uint8",
                      preprocessing=PREPROCESSING, class_names=list(class_names),
                      num_classes=len(class_names), platforms=list(PLATFORMS))
-  with open(os.path.join(tmp, "export.json"), "w") as f:
+  with open(os.path.join(tmp, DESCRIPTION_FILE), "w") as f:
     json.dump(description, f, indent=2)
   with ocp.StandardCheckpointer() as checkpointer:
     checkpointer.save(os.path.join(os.path.abspath(tmp), "variables"), variables)
@@ -57,7 +58,7 @@ def write_export(export_dir: str, model, variables, *, image_size: int, channels
 
 
 def load_description(export_dir: str) -> dict:
-  path = os.path.join(export_dir, "export.json")
+  path = os.path.join(export_dir, DESCRIPTION_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f"No export at {export_dir!r} (missing export.json); an export is "
                             "written to WORKDIR/export at the end of every run")

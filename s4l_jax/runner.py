@@ -3,6 +3,8 @@
 A config is either one training run, or a pipeline of runs in `config.stages` (MOAM): each
 stage trains in `WORKDIR/<stage>`, `@<stage>` in `teacher` / `init_from` names that stage's
 export, finished stages are skipped on re-runs, and `WORKDIR/results.json` combines them.
+The workdir is locked for the run, and a re-run's config must match the one that started it
+(s4l_jax/workdir.py).
 """
 import json
 import os
@@ -10,13 +12,20 @@ import os
 import jax
 from jax.experimental import multihost_utils
 
-from s4l_jax import pseudo_label, train, validation
+from s4l_jax import pseudo_label, train, validation, workdir as workdir_lib
 
 
 def run(config, workdir: str) -> dict:
-  if "stages" in config:
-    return run_stages(config, workdir)
+  """Trains `config` (one run, or its stages) in `workdir`, holding the workdir's lock."""
+  with workdir_lib.lock(workdir):
+    if "stages" in config:
+      return run_stages(config, workdir)
+    return run_one(config, workdir)
+
+
+def run_one(config, workdir: str) -> dict:
   validation.validate(config)
+  workdir_lib.check_config(config, workdir)
   if config.teacher:
     config = with_pseudo_labels(config, workdir)
   if jax.process_index() == 0:
@@ -62,16 +71,23 @@ def run_stages(config, workdir: str) -> dict:
     for key in ("teacher", "init_from"):
       if stage[key].startswith("@"):
         stage[key] = ""
-    validation.validate(stage)
+    try:
+      validation.validate(stage)
+    except ValueError as e:
+      raise ValueError(f"stages.{name}: {e}") from None
   results = {}
   for name in selected:
     stage_dir = os.path.join(workdir, name)
+    stage = resolve_stage_refs(config.stages[name], workdir)
+    if config.get("allow_config_change"):
+      stage.allow_config_change = True
     done = os.path.join(stage_dir, "results.json")
     if os.path.exists(done):
+      workdir_lib.check_config(stage, stage_dir)  # a finished stage of another config is stale
       with open(done) as f:
         results[name] = json.load(f)
       continue
-    results[name] = run(resolve_stage_refs(config.stages[name], workdir), stage_dir)
+    results[name] = run_one(stage, stage_dir)
   last = results[selected[-1]]
   combined = dict(
       method=config.method, dataset=last["dataset"], labels=last["labels"],

@@ -69,6 +69,17 @@ def test_rerun_skips_finished_stages_and_resumes_mid_pipeline(chained, tmp_path)
   assert resumed["stages"]["b"]["resumed_from_step"] == 0
 
 
+def test_finished_stage_of_another_config_is_not_reused(chained):
+  """A finished pipeline re-run with other stage settings stops instead of re-reporting."""
+  workdir, results = chained
+  changed = three_stage_config()
+  changed.stages.a.total_steps = 3
+  with pytest.raises(ValueError, match=r"a was started with another config \(total_steps: 2 -> 3"):
+    runner.run(changed, workdir)
+  with open(os.path.join(workdir, "results.json")) as f:
+    assert json.load(f)["top1"] == results["top1"]
+
+
 def test_unknown_stage_and_missing_teacher_fail_fast(tmp_path):
   c = three_stage_config()
   c.run_stages = "z"

@@ -1,0 +1,128 @@
+"""One workdir, one run: an exclusive lock, and the config the workdir's run was started with.
+
+`lock(workdir)` stops a second process on the same workdir at once (the first keeps running);
+`check_config(config, workdir)` stops a resume whose config differs from the one that wrote
+the workdir's checkpoints or results, except in keys that only affect logging, evaluation
+and checkpoint cadence (`MAY_CHANGE`), unless `allow_config_change` is set.
+"""
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import socket
+
+import jax
+from absl import logging
+
+LOCK_FILE = ".lock"
+CONFIG_FILE = "config.json"
+# Keys whose change leaves the trained model and its data unchanged (dotted, flattened).
+MAY_CHANGE = frozenset((
+    "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
+    "input.eval_batch_size", "eval_rotation_average", "strict_data", "data_dir",
+    "allow_config_change"))
+_PATH_KEYS = ("teacher", "init_from", "pseudo_labels")
+_PATH_PREFIXES = {"dataset": "folder:", "labels": "file:"}
+
+
+def is_remote(path: str) -> bool:
+  return "://" in path
+
+
+@contextlib.contextmanager
+def lock(workdir: str):
+  """Holds an exclusive lock on WORKDIR/.lock (process 0; local filesystems) while running.
+
+  A second process raises a one-line ValueError naming the holder's host and pid. The lock
+  goes with the process (flock), so a killed run leaves nothing stale behind.
+  """
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ValueError(f"--workdir={workdir} is a file, not a directory: pass a directory path")
+  if jax.process_index() != 0 or is_remote(workdir):
+    yield
+    return
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, LOCK_FILE), "a+") as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      holder = f.read().strip() or "another process"
+      raise ValueError(f"--workdir={workdir} is in use by {holder}: one workdir takes one run "
+                       "at a time; wait for it, stop it, or use another --workdir") from None
+    f.seek(0)
+    f.truncate()
+    started = datetime.datetime.now().isoformat(timespec="seconds")
+    f.write(f"pid {os.getpid()} on {socket.gethostname()} (since {started})")
+    f.flush()
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def flat_config(config) -> dict:
+  """{'lr.base': 0.1, ...}: the config's JSON leaves, paths made absolute and real."""
+  flat = {}
+
+  def visit(prefix, value):
+    if isinstance(value, dict):
+      for key, child in value.items():
+        visit(f"{prefix}{key}.", child)
+    else:
+      flat[prefix[:-1]] = value
+  visit("", config if isinstance(config, dict) else json.loads(config.to_json_best_effort()))
+  for key in _PATH_KEYS:
+    if flat.get(key):
+      flat[key] = os.path.realpath(flat[key])
+  for key, prefix in _PATH_PREFIXES.items():
+    if isinstance(flat.get(key), str) and flat[key].startswith(prefix):
+      flat[key] = prefix + os.path.realpath(flat[key][len(prefix):])
+  if flat.get("teacher"):  # the pseudo-label file is then written from the teacher
+    flat.pop("pseudo_labels", None)
+  return flat
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+  """Sorted 'key: old -> new' for every key outside MAY_CHANGE that differs."""
+  keys = sorted((old.keys() | new.keys()) - MAY_CHANGE)
+  missing = "(absent)"
+  return [f"{k}: {old.get(k, missing)!r} -> {new.get(k, missing)!r}" for k in keys
+          if old.get(k, missing) != new.get(k, missing)]
+
+
+def has_run_state(workdir: str) -> bool:
+  """True once the workdir holds training progress: a checkpoint, results or pseudo-labels."""
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  steps = os.path.isdir(ckpt_dir) and any(n.isdigit() for n in os.listdir(ckpt_dir))
+  return steps or any(os.path.exists(os.path.join(workdir, name))
+                      for name in ("results.json", "pseudo_labels.npz"))
+
+
+def check_config(config, workdir: str):
+  """Raises ValueError (one line) if `config` differs from the one WORKDIR's run started with.
+
+  With `config.allow_config_change` it warns instead and keeps the old config as
+  `config.before_<time>.json` beside the new one.
+  """
+  path = os.path.join(workdir, CONFIG_FILE)
+  if is_remote(workdir) or not os.path.exists(path) or not has_run_state(workdir):
+    return
+  with open(path) as f:
+    old = json.load(f)
+  diffs = config_differences(flat_config(old), flat_config(config))
+  if not diffs:
+    return
+  shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
+  if not config.get("allow_config_change", False):
+    raise ValueError(
+        f"{workdir} was started with another config ({shown}): re-run with the config that "
+        "started it, use a new --workdir, or pass --config.allow_config_change=true to "
+        "continue under the new one")
+  if jax.process_index() == 0:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    kept = os.path.join(workdir, f"config.before_{stamp}.json")
+    os.replace(path, kept)
+    logging.warning("allow_config_change: continuing %s under a changed config (%s); the old "
+                    "one is kept as %s", workdir, shown, kept)
