@@ -2,13 +2,59 @@
 import os
 
 from s4l_jax import config_lib, distributed, export, objectives
-from s4l_jax.data import subsets
+from s4l_jax.data import sources, subsets
 
-_TFDS_FAMILIES = ("cifar10", "imagenet2012")
+MIN_IMAGE_SIZE = 8  # the smallest input size tested (tests train at 8x8)
+
+
+def _require(ok: bool, message: str):
+  if not ok:
+    raise ValueError(message)
+
+
+def check_values(config):
+  """Rejects numbers that make no sense (negative steps, lr <= 0, ...), naming key and range."""
+  steps, epochs = config.total_steps, config.total_epochs
+  _require(steps >= 0, f"total_steps={steps} (the config arg steps=) must be >= 0: N > 0 "
+           "trains N steps, 0 the preset's total_epochs")
+  _require(steps > 0 or epochs > 0, f"total_epochs={epochs} must be > 0 when total_steps=0; "
+           "set total_steps (steps=N) or total_epochs")
+  _require(config.lr.base > 0, f"lr.base={config.lr.base} must be > 0")
+  for key in ("keep_checkpoints", "checkpoint_every_steps", "log_every_steps"):
+    _require(config[key] >= 1, f"{key}={config[key]} must be >= 1")
+  _require(config.eval_every_steps >= 0, f"eval_every_steps={config.eval_every_steps} must "
+           "be >= 0 (0 = evaluate at the end only)")
+  _require(config.input.labeled.batch_size >= 1,
+           f"input.labeled.batch_size={config.input.labeled.batch_size} must be >= 1")
+  _require(config.input.eval_batch_size >= 1,
+           f"input.eval_batch_size={config.input.eval_batch_size} must be >= 1")
+  _require(config.input.image_size >= MIN_IMAGE_SIZE, f"input.image_size="
+           f"{config.input.image_size} must be >= {MIN_IMAGE_SIZE} pixels")
+  _require(config.input.unlabeled.batch_size >= 0,
+           f"input.unlabeled.batch_size={config.input.unlabeled.batch_size} must be >= 0 "
+           "(0 = no unlabeled stream)")
+  _require(0 <= config.pseudo_label_threshold <= 1, f"pseudo_label_threshold="
+           f"{config.pseudo_label_threshold} must be in [0, 1] (0 keeps every pseudo-label)")
+
+
+def _describe(names) -> str:
+  shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+  return f"{len(names)} class{'es' if len(names) != 1 else ''} ({shown})"
+
+
+def check_export_classes(export_dir: str, description: dict, dataset: str, names,
+                         role: str = "export"):
+  """Rejects an export whose classes (names, in label order) are not `dataset`'s `names`."""
+  theirs = list(description.get("class_names", []))
+  if theirs != list(names):
+    raise ValueError(f"{role} {export_dir} predicts {_describe(theirs)} but {dataset} has "
+                     f"{_describe(list(names))}; they must be the same classes in the same order")
 
 
 def validate(config):
-  family = config_lib.dataset_family(config.dataset)
+  """Raises ValueError / FileNotFoundError for a config that cannot train, before any work."""
+  check_values(config)
+  config_lib.dataset_family(config.dataset)  # an unknown name fails here, listing the valid ones
   kind, value = subsets.parse_labels_spec(config.labels)
   if kind == "file" and not os.path.isfile(value):
     raise FileNotFoundError(f"labels=file:{value}: no such label list file")
@@ -18,12 +64,15 @@ def validate(config):
       export.load_description(config[key])
   if config.pseudo_labels and not os.path.exists(config.pseudo_labels):
     raise FileNotFoundError(f"pseudo_labels file {config.pseudo_labels!r} does not exist")
-  if config.input.labeled.batch_size <= 0:
-    raise ValueError("input.labeled.batch_size must be positive")
   for name in ("labeled", "unlabeled"):
     if config.input[name].batch_size:
       distributed.check_divisible(config.input[name].batch_size, f"input.{name}.batch_size")
   distributed.check_divisible(config.input.eval_batch_size, "input.eval_batch_size")
-  if family in _TFDS_FAMILIES:  # an unprepared TFDS dataset fails here with the steps to fix it
-    from s4l_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
-    tfds_sources.check_prepared(config.dataset, config.data_dir or None)
+  # Reads folder names or TFDS metadata only; an unprepared TFDS dataset fails here with the
+  # steps to prepare it.
+  names = sources.class_names(config.dataset, config.data_dir or None)
+  _require(len(names) >= 2, f"{config.dataset} has {_describe(names)}; classification needs "
+           "at least 2 (a folder: dataset has one class per subfolder of PATH/train)")
+  if config.teacher:
+    check_export_classes(config.teacher, export.load_description(config.teacher),
+                         config.dataset, names, role="teacher")

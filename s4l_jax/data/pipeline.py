@@ -46,7 +46,7 @@ class InMemoryPipeline:
     self.train_labels = self.train.labels
     if config.pseudo_labels:  # student: every image, ground truth where labeled
       self.train_labels, self.labeled_indices = pseudo_label_subset(
-          config, self.train.labels, self.labeled_indices)
+          config, self.train.labels, self.labeled_indices, self.num_classes)
     labeled_batch = config.input.labeled.batch_size
     self._labeled = streams.TrainIndexStream(
         len(self.labeled_indices), labeled_batch, config.seed, process_index, process_count)
@@ -89,22 +89,29 @@ def masked_batches(data, global_batch: int, process_index: int = 0, process_coun
     yield {"image": data.images[idx], "label": data.labels[idx], "mask": mask}
 
 
-def pseudo_label_subset(config, true_labels, labeled_indices):
+def pseudo_label_subset(config, true_labels, labeled_indices, num_classes: int):
   """(training labels (N,), indices to train on): pseudo-labels with ground truth where
   labeled; images whose teacher confidence is below `pseudo_label_threshold` are dropped."""
-  labels, confidence = load_pseudo_labels(config.pseudo_labels, len(true_labels))
+  labels, confidence = load_pseudo_labels(config.pseudo_labels, len(true_labels), num_classes)
   labels[labeled_indices] = true_labels[labeled_indices]
   keep = confidence >= config.pseudo_label_threshold
   keep[labeled_indices] = True
   return labels, np.flatnonzero(keep)
 
 
-def load_pseudo_labels(path: str, num_examples: int) -> tuple[np.ndarray, np.ndarray]:
-  """(labels int32 (N,), teacher confidence float32 (N,)) from `pseudo_label.generate`."""
+def load_pseudo_labels(path: str, num_examples: int,
+                       num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+  """(labels int32 (N,), teacher confidence float32 (N,)) from `pseudo_label.generate`;
+  ValueError unless there is one label in [0, num_classes) per train image."""
   with np.load(path) as f:
     labels = np.asarray(f["labels"], np.int32)
     confidence = np.asarray(f["confidence"], np.float32)
   if labels.shape != (num_examples,):
     raise ValueError(f"Pseudo-labels {path!r} hold {labels.shape[0]} labels, the train split "
                      f"has {num_examples} images")
+  bad = (labels < 0) | (labels >= num_classes)
+  if bad.any():
+    raise ValueError(f"Pseudo-labels {path!r} hold {int(bad.sum())} labels outside "
+                     f"[0, {num_classes}) (e.g. {int(labels[bad][0])}), the dataset's "
+                     "classes; make them with a teacher trained on this dataset")
   return labels, confidence

@@ -5,7 +5,8 @@ Names accepted by `load_split`:
     resized bilinearly to `image_size` (default 32) and replicated to RGB. `train`/`test` is a
     fixed stratified 80/20 split (`train_test_split(..., random_state=0)`): 1,437 / 360.
   * `folder:PATH`: PATH/<split>/<class>/*.jpg|jpeg|png; classes are the sorted subfolders of
-    PATH/train, for every split.
+    PATH/train, for every split. Images are resized to `image_size` square without a crop:
+    non-square ones are squashed (one warning gives their count).
   * `cifar10`: a prepared TFDS dataset, via `tfds_sources`.
 `imagenet2012` is streamed through tf.data, not loaded here.
 """
@@ -51,6 +52,19 @@ def num_classes(name: str) -> int:
   if name in _TFDS_IN_MEMORY or name in _TFDS_STREAMED:
     return {**_TFDS_IN_MEMORY, **_TFDS_STREAMED}[name]
   raise ValueError(f"Unknown dataset {name!r}.")
+
+
+def class_names(name: str, data_dir: str | None = None) -> list[str]:
+  """Class names of dataset `name` in label order, from folder names or TFDS metadata only."""
+  if name == "digits":
+    return [str(d) for d in range(10)]
+  if name.startswith("folder:"):
+    return _folder_classes(name.removeprefix("folder:"))
+  if name in _TFDS_IN_MEMORY or name in _TFDS_STREAMED:
+    from s4l_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
+    return list(tfds_sources.check_prepared(name, data_dir).info.features["label"].names)
+  raise ValueError(f"Unknown dataset {name!r}: expected digits, folder:PATH, cifar10 or "
+                   "imagenet2012.")
 
 
 def load_split(name: str, split: str, *, image_size: int | None = None,
@@ -105,7 +119,7 @@ def _load_digits(split: str, image_size: int) -> ArrayDataset:
     grey = _resize(grey, image_size)
   return ArrayDataset(images=np.repeat(grey, 3, axis=-1),
                       labels=digits.target[idx].astype(np.int32),
-                      class_names=[str(d) for d in range(10)], filenames=None, skipped=[])
+                      class_names=class_names("digits"), filenames=None, skipped=[])
 
 
 def _layout_error(path: str, what: str) -> ValueError:
@@ -123,8 +137,9 @@ def _folder_classes(root: str) -> list[str]:
   return classes
 
 
-def _decode(path: str, image_size: int | None) -> np.ndarray | None:
-  """Decodes one file to uint8 RGB (H, W, 3); None if it is not a readable image."""
+def _decode(path: str, image_size: int | None) -> tuple[np.ndarray, bool] | None:
+  """(uint8 RGB (H, W, 3), whether a non-square image was squashed to image_size square);
+  None if the file is not a readable image."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   if not path.lower().endswith(IMAGE_EXTENSIONS):
     return None
@@ -133,14 +148,15 @@ def _decode(path: str, image_size: int | None) -> np.ndarray | None:
       image.load()
       if image.mode != "RGB":
         image = image.convert("RGB")
+      squashed = bool(image_size) and image.width != image.height
       if image_size and image.size != (image_size, image_size):
         image = image.resize((image_size, image_size), Image.BILINEAR)
-      return np.asarray(image)
+      return np.asarray(image), squashed
   except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
     return None
 
 
-def _decode_chunk(paths: list[str], image_size: int | None) -> list[np.ndarray | None]:
+def _decode_chunk(paths: list[str], image_size: int | None) -> list[tuple | None]:
   return [_decode(p, image_size) for p in paths]
 
 
@@ -184,12 +200,16 @@ def _load_folder(root: str, split: str, image_size: int | None, strict: bool) ->
                     split_dir, len(skipped), skipped[:3])
   if not keep:
     raise ValueError(f"No readable images in {split_dir}.")
-  shapes = {decoded[i].shape for i in keep}
+  squashed = sum(decoded[i][1] for i in keep)
+  if squashed:
+    logging.warning("Image folder %s: %d of %d images are not square; squashed to %dx%d (no "
+                    "crop)", split_dir, squashed, len(keep), image_size, image_size)
+  shapes = {decoded[i][0].shape for i in keep}
   if len(shapes) > 1:
     raise ValueError(f"Images in {split_dir} have different sizes {sorted(shapes)[:3]}...; "
                      "pass image_size.")
   return ArrayDataset(
-      images=np.stack([decoded[i] for i in keep]),
+      images=np.stack([decoded[i][0] for i in keep]),
       labels=np.asarray([labels[i] for i in keep], np.int32),
       class_names=classes,
       filenames=[os.path.relpath(paths[i], root) for i in keep],

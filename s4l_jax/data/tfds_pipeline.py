@@ -114,7 +114,7 @@ class TfdsPipeline:
     self._train_labels = None  # None: the dataset's own labels
     if config.pseudo_labels:  # student: every image, ground truth where labeled
       self._train_labels, self.labeled_indices = pipeline.pseudo_label_subset(
-          config, labels, self.labeled_indices)
+          config, labels, self.labeled_indices, self.num_classes)
     size = config.input.image_size
     self.image_shape = (size, size, 3)
     self.images_per_step = sum(

@@ -1,0 +1,182 @@
+"""Up-front config checks: values that make no sense and class-count mismatches fail in one
+line before any work; a bad `:arg`, dataset or config file fails at flag parsing."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from s4l_jax import evaluate, runner, validation
+from s4l_jax.data import pipeline, sources
+from test_configs import REQUIRED_ARGS
+from testing_utils import ROOT, load_config, tiny, write_image_folder
+
+CONFIGS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py"))
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def _digits(**overrides):
+  """A tiny digits config with `overrides` ({"input.image_size": 4, ...}) applied."""
+  config = tiny(load_config("supervised", "dataset=digits"))
+  for path, value in overrides.items():
+    *parents, key = path.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[key] = value
+  return config
+
+
+def _fake_export(path, class_names):
+  """An export dir holding only export.json: enough for every check before scoring."""
+  os.makedirs(path)
+  with open(os.path.join(path, "export.json"), "w") as f:
+    json.dump({"class_names": list(class_names), "num_classes": len(class_names),
+               "input_size": [8, 8, 3]}, f)
+  return str(path)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"total_steps": -1}, r"total_steps=-1 \(the config arg steps=\) must be >= 0"),
+    ({"total_steps": 0, "total_epochs": 0.0}, r"total_epochs=0.0 must be > 0 when total_steps=0"),
+    ({"lr.base": -0.1}, r"lr.base=-0.1 must be > 0"),
+    ({"lr.base": 0.0}, r"lr.base=0.0 must be > 0"),
+    ({"keep_checkpoints": 0}, r"keep_checkpoints=0 must be >= 1"),
+    ({"checkpoint_every_steps": 0}, r"checkpoint_every_steps=0 must be >= 1"),
+    ({"log_every_steps": 0}, r"log_every_steps=0 must be >= 1"),
+    ({"eval_every_steps": -1}, r"eval_every_steps=-1 must be >= 0"),
+    ({"input.labeled.batch_size": 0}, r"input.labeled.batch_size=0 must be >= 1"),
+    ({"input.eval_batch_size": 0}, r"input.eval_batch_size=0 must be >= 1"),
+    ({"input.image_size": 0}, r"input.image_size=0 must be >= 8"),
+    ({"input.image_size": 7}, r"input.image_size=7 must be >= 8"),
+    ({"input.unlabeled.batch_size": -8}, r"input.unlabeled.batch_size=-8 must be >= 0"),
+    ({"pseudo_label_threshold": 1.5}, r"pseudo_label_threshold=1.5 must be in \[0, 1\]"),
+    ({"pseudo_label_threshold": -0.1}, r"pseudo_label_threshold=-0.1 must be in \[0, 1\]"),
+])
+def test_values_that_make_no_sense_are_rejected(overrides, match):
+  with pytest.raises(ValueError, match=match):
+    validation.validate(_digits(**overrides))
+
+
+def test_edge_values_are_valid():
+  validation.validate(_digits(**{"input.image_size": 8, "pseudo_label_threshold": 1.0,
+                                 "eval_every_steps": 0, "keep_checkpoints": 1,
+                                 "input.unlabeled.batch_size": 0}))
+  validation.validate(_digits(total_steps=0, total_epochs=0.5))
+
+
+def test_steps_arg_below_zero_is_rejected():
+  with pytest.raises(ValueError, match=r"total_steps=-1 \(the config arg steps=\)"):
+    validation.check_values(load_config("supervised", "dataset=digits,steps=-1"))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_passes(name):
+  config = load_config(name, REQUIRED_ARGS.get(name, "") + "dataset=digits")
+  for stage in config.stages.values() if "stages" in config else [config]:
+    validation.check_values(stage)
+
+
+def test_moam_stage_error_names_the_stage(tmp_path):
+  config = load_config("moam", "dataset=digits")
+  config.stages.step2.lr.base = -1.0
+  with pytest.raises(ValueError, match=r"^stages.step2: lr.base=-1.0 must be > 0"):
+    runner.run_stages(config, str(tmp_path))
+  assert not os.listdir(tmp_path)
+
+
+def test_one_class_dataset_is_rejected(tmp_path):
+  root = write_image_folder(tmp_path / "data", classes=("ant",), per_class=(2, 1))
+  with pytest.raises(ValueError, match=r"has 1 class \(ant\); classification needs at least 2"):
+    validation.validate(_digits(dataset=f"folder:{root}"))
+
+
+@pytest.mark.parametrize("teacher, dataset, match", [
+    ([str(d) for d in range(10)], "folder", r"predicts 10 classes \(0, 1, 2, 3, 4, \.\.\.\) "
+                                            r"but folder:\S+ has 3 classes \(ant, bee, cat\)"),
+    (["ant", "bee", "cat"], "digits", r"predicts 3 classes \(ant, bee, cat\) but digits has "
+                                      r"10 classes"),
+    (["a", "b", "c"], "folder", r"predicts 3 classes \(a, b, c\) but folder:\S+ has 3 classes "
+                                r"\(ant, bee, cat\)"),
+])
+def test_teacher_with_other_classes_is_rejected(tmp_path, teacher, dataset, match):
+  if dataset == "folder":
+    dataset = f"folder:{write_image_folder(tmp_path / 'data', per_class=(1, 1))}"
+  config = _digits(dataset=dataset, teacher=_fake_export(tmp_path / "teacher", teacher))
+  with pytest.raises(ValueError, match=r"^teacher \S+ " + match):
+    validation.validate(config)
+
+
+def test_teacher_with_the_same_classes_passes(tmp_path):
+  teacher = _fake_export(tmp_path / "teacher", [str(d) for d in range(10)])
+  validation.validate(_digits(teacher=teacher))
+
+
+def test_init_from_another_class_count_is_allowed(tmp_path):
+  """Fine-tuning from an export of other classes re-initialises the head: legitimate."""
+  validation.validate(_digits(init_from=_fake_export(tmp_path / "pre", ["ant", "bee"])))
+
+
+@pytest.mark.parametrize("labels", [[0, 1, 3], [0, -1, 2]])
+def test_pseudo_labels_out_of_range_are_rejected(tmp_path, labels):
+  path = str(tmp_path / "pl.npz")
+  np.savez(path, labels=np.asarray(labels), confidence=np.ones(3))
+  with pytest.raises(ValueError, match=r"hold 1 labels outside \[0, 3\)"):
+    pipeline.load_pseudo_labels(path, 3, 3)
+  np.savez(path, labels=np.asarray([0, 1, 2]), confidence=np.ones(3))
+  np.testing.assert_array_equal(pipeline.load_pseudo_labels(path, 3, 3)[0], [0, 1, 2])
+
+
+def test_evaluate_export_on_other_classes_fails_before_scoring(tmp_path):
+  export_dir = _fake_export(tmp_path / "export", [str(d) for d in range(10)])  # no predict.jax
+  root = write_image_folder(tmp_path / "data", per_class=(1, 1))
+  with pytest.raises(ValueError, match=r"predicts 10 classes .* has 3 classes \(ant, bee, cat\)"):
+    evaluate.evaluate_export(export_dir, f"folder:{root}")
+  proc = subprocess.run(
+      [sys.executable, "-m", "s4l_jax.evaluate", f"--export_dir={export_dir}",
+       f"--dataset=folder:{root}"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+      timeout=120, check=False)
+  assert proc.returncode != 0
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) <= 2 and lines[-1].startswith("ERROR: export "), proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("config, match", [
+    ("configs/supervised.py:datset=digits", r"Unknown config arg 'datset'; valid args: "
+                                            r"dataset, labels, steps"),
+    ("configs/supervised.py:dataset=digitz", r"Unknown dataset 'digitz'; valid: "),
+    ("configs/supervised.py:dataset=digits,steps=x", r"Config arg steps='x' is not a int"),
+    ("configs/supervsed.py:dataset=digits", r"no config file 'configs/supervsed.py'"),
+])
+def test_bad_config_flag_fails_in_one_line(tmp_path, config, match):
+  proc = subprocess.run([sys.executable, "main.py", f"--config={config}",
+                         f"--workdir={tmp_path / 'w'}"], cwd=ROOT, env=ENV,
+                        capture_output=True, text=True, timeout=60, check=False)
+  lines = proc.stderr.strip().splitlines()
+  assert proc.returncode != 0 and len(lines) == 1, proc.stderr[-2000:]
+  assert lines[0].startswith("FATAL Flags parsing error: ")
+  assert re.search(match, lines[0]), lines[0]
+  assert not os.path.exists(tmp_path / "w")
+
+
+def _save(path, width, height):
+  Image.fromarray(np.full((height, width, 3), 128, np.uint8)).save(path)
+
+
+def test_non_square_folder_images_are_squashed_with_one_warning(tmp_path, caplog):
+  root = write_image_folder(tmp_path / "data", per_class=(2, 1), size=12)
+  _save(os.path.join(root, "train", "ant", "wide.png"), 12, 8)
+  _save(os.path.join(root, "train", "bee", "tall.png"), 8, 12)
+  caplog.set_level("WARNING")
+  data = sources.load_split(f"folder:{root}", "train", image_size=8)
+  assert data.images.shape == (8, 8, 8, 3)
+  warnings = [r.getMessage() for r in caplog.records if "not square" in r.getMessage()]
+  assert len(warnings) == 1 and "2 of 8 images are not square; squashed to 8x8 (no crop)" in (
+      warnings[0]), warnings
+  caplog.clear()
+  sources.load_split(f"folder:{root}", "test", image_size=8)  # all square: no warning
+  assert not [r for r in caplog.records if "not square" in r.getMessage()]
