@@ -9,6 +9,7 @@ prints `{"top1": ..., "top5": ..., "count": ...}` computed with the exported `pr
 over the 4 rotations (the S4L-Rotation evaluation).
 """
 import json
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -18,10 +19,17 @@ from s4l_jax import export as export_lib
 
 
 def topk_hits(logits, labels, k: int):
-  """(N,) float32: 1 where the label is among the k largest logits (ties count as hits)."""
+  """(N,) float32: 1 where the label is among the k largest logits, pessimistically.
+
+  The label's rank is the number of *other* classes whose logit is >= the label's, so ties
+  count against it (constant logits score 0 at top-1 unless k covers every class), and a
+  row with any NaN or +-inf logit is a miss.
+  """
   label_logit = jnp.take_along_axis(logits, labels[:, None], axis=1)
-  rank = jnp.sum(logits > label_logit, axis=1)
-  return (rank < k).astype(jnp.float32)
+  others = jnp.arange(logits.shape[1])[None, :] != labels[:, None]
+  rank = jnp.sum((logits >= label_logit) & others, axis=1)
+  finite = jnp.all(jnp.isfinite(logits), axis=1)
+  return ((rank < k) & finite).astype(jnp.float32)
 
 
 def masked_sums(logits, labels, mask) -> dict:
@@ -67,7 +75,11 @@ def accumulate(step_fn, batches) -> dict:
 
 def evaluate_export(export_dir: str, dataset: str, split: str = "test", data_dir: str = "",
                     batch_size: int = 500, rotation_average: bool = False) -> dict:
+  """Scores the export on `dataset`'s `split`; ValueError first if their classes differ."""
+  from s4l_jax import validation  # pylint: disable=g-import-not-at-top
   from s4l_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
+  validation.check_export_classes(export_dir, export_lib.load_description(export_dir), dataset,
+                                  sources.class_names(dataset, data_dir or None))
   predict, description = export_lib.load_predict(export_dir)
   data = sources.load_split(dataset, split, image_size=description["input_size"][0],
                             data_dir=data_dir or None)
@@ -87,8 +99,12 @@ def main(argv):
   del argv
   from absl import flags  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
-  print(json.dumps(evaluate_export(f.export_dir, f.dataset, f.split, f.data_dir,
-                                   f.batch_size, f.rotation_average)))
+  try:
+    results = evaluate_export(f.export_dir, f.dataset, f.split, f.data_dir, f.batch_size,
+                              f.rotation_average)
+  except (ValueError, FileNotFoundError) as e:  # bad export, dataset or split: one line
+    sys.exit(f"ERROR: {e}")
+  print(json.dumps(results))
 
 
 if __name__ == "__main__":

@@ -83,13 +83,43 @@ def l2_normalize(x: Array, axis=-1, eps: float = 1e-12) -> Array:
   return x * jax.lax.rsqrt(jnp.maximum(sq, eps))
 
 
-def pairwise_distances(emb: Array) -> Array:
-  """All-pairs Euclidean distances D_jk = sqrt(max(||e_j - e_k||^2, 1e-12)).
+@jax.custom_jvp
+def _squared_distances(emb: Array) -> Array:
+  """(N, N) sum_d (e_jd - e_kd)^2, from the differences themselves.
 
-  The clamp (S4L `exemplar.py:_stable_norm`) keeps the gradient of sqrt finite
-  on the diagonal. Squared distances are expanded as |a|^2 + |b|^2 - 2 a.b
-  (O(N^2) memory instead of the reference's O(N^2 D) difference tensor), with a
-  full-precision matmul.
+  Not the expansion |a|^2 + |b|^2 - 2 a.b: in float32 that cancels to an absolute error of
+  ~1e-7 |e|^2 (self-distances of ~1e-3 instead of 0; near-duplicate pairs up to 100% off and
+  the gradient (e_j - e_k) / D_jk of their distance hundreds of times too large). XLA fuses
+  the broadcast, subtract, square and sum into one reduction, so the (N, N, D) differences
+  are never stored (N^2 D multiply-adds, as the expansion's matmul, but not on a matmul unit).
+  """
+  return jnp.sum(jnp.square(emb[:, None, :] - emb[None, :, :]), axis=-1)
+
+
+@_squared_distances.defjvp
+def _squared_distances_jvp(primals, tangents):
+  """d(D2)_jk = 2 (c_j - c_k).(dc_j - dc_k) as matmuls, c = the embeddings centred.
+
+  Linear in the tangent with (N, D) residuals only, so reverse mode is two matmuls too. Its
+  rounding is ~1e-7 of the embeddings' spread around their mean, so the gradient term of a pair
+  at distance d is off by ~1e-7 / d relatively (1% for unit vectors 1e-5 apart, where the
+  expansion's distance itself was off by 100%; tests/test_losses.py checks against float64).
+  """
+  (emb,), (d_emb,) = primals, tangents
+  centred = emb - jnp.mean(emb, axis=0, keepdims=True)
+  p = jnp.sum(centred * d_emb, axis=-1)
+  m = jnp.matmul(centred, d_emb.T, precision=jax.lax.Precision.HIGHEST)
+  return _squared_distances(emb), 2.0 * (p[:, None] + p[None, :] - m - m.T)
+
+
+def pairwise_distances(emb: Array) -> Array:
+  """All-pairs Euclidean distances of a set with itself, (N, N).
+
+  D_jj = 0 exactly; off the diagonal D_jk = sqrt(max(||e_j - e_k||^2, 1e-12)): the clamp
+  (S4L `exemplar.py:_stable_norm`) gives identical rows distance 1e-6 and a zero, finite
+  gradient. Squared distances come from the differences (float32-accurate for
+  near-duplicates, see `_squared_distances`); gradients are finite everywhere, the diagonal
+  included (its branch of the `where` is clamped too).
 
   Args:
     emb: (N, D) embeddings.
@@ -98,10 +128,8 @@ def pairwise_distances(emb: Array) -> Array:
     (N, N) distances.
   """
   emb = _as_float(emb)
-  sq = jnp.sum(jnp.square(emb), axis=-1)
-  gram = jnp.matmul(emb, emb.T, precision=jax.lax.Precision.HIGHEST)
-  d2 = sq[:, None] + sq[None, :] - 2.0 * gram
-  return jnp.sqrt(jnp.maximum(d2, 1e-12))
+  d = jnp.sqrt(jnp.maximum(_squared_distances(emb), 1e-12))
+  return jnp.where(jnp.eye(emb.shape[0], dtype=bool), jnp.zeros((), d.dtype), d)
 
 
 def batch_hard_triplet(emb: Array, ids: Array, soft: bool = True,
