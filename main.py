@@ -23,32 +23,57 @@ _DISTRIBUTED = flags.DEFINE_bool("jax_distributed", False, "Call jax.distributed
 flags.mark_flags_as_required(["config"])
 
 
+def _root_cause(error: BaseException) -> BaseException:
+  """The first error of a chain of re-raises (absl and ml_collections wrap config errors)."""
+  while True:
+    cause = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    if cause is None:
+      return error
+    error = cause
+
+
 def _parse_flags(argv):
-  """absl's flag parsing; a `--config.KEY` override of a key the config lacks fails in one line."""
+  """absl's flag parsing; a bad `--config` file, `:arg` or `--config.KEY` fails in one line."""
   try:
-    return app.parse_flags_with_usage(argv)
+    argv = flags.FLAGS(argv)
   except (AttributeError, KeyError) as e:  # ml_collections raises these for unknown keys
     while e.args and isinstance(e.args[0], BaseException):
       e = e.args[0]
     detail = str(e.args[0] if e.args else e).replace("\n", " ")
     sys.exit(f"FATAL Flags parsing error: unknown config key {detail} (misspelt --config.* "
              "override?)")
+  except (flags.Error, OSError) as e:
+    # An error in get_config (an unknown `:arg` or dataset) arrives as a traceback: take its cause.
+    message = str(e) if "\n" not in str(e) else " ".join(str(_root_cause(e)).split())
+    sys.exit(f"FATAL Flags parsing error: {message}")
+  path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":", 1)[0]
+  if not os.path.isfile(path):
+    sys.exit(f"FATAL Flags parsing error: no config file {path!r} (--config=FILE.py[:args])")
+  return argv
 
 
 def main(argv):
   del argv
+  from s4l_jax import logs  # pylint: disable=g-import-not-at-top
+  logs.configure()  # third-party INFO (Orbax, JAX, TF) only with --verbosity=1
   import jax  # pylint: disable=g-import-not-at-top
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
   from s4l_jax import runner  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
-  logging.info("Config:\n%s", config)
+  logging.debug("Config:\n%s", config)  # each run logs a one-line summary; all of it at -v 1
+  if "stages" in config:
+    logging.info("%s: stages %s in %s", config.get("method", "pipeline"),
+                 ", ".join(config.stages.keys()) if config.run_stages == "all"
+                 else config.run_stages, _WORKDIR.value)
   try:
     results = runner.run(config, _WORKDIR.value)
   except (ValueError, FileNotFoundError, FloatingPointError) as e:
     # Bad config, missing or unreadable data, a diverged loss: one line, no traceback.
     logging.debug("Stopped by:", exc_info=True)
     sys.exit(f"ERROR: {e}")
+  finally:
+    logs.end_progress()  # a progress line rewritten in place gets its newline first
   if jax.process_index() == 0:
     print(json.dumps({k: results[k] for k in ("method", "dataset", "labels", "steps", "top1",
                                               "top5", "wall_s")}))

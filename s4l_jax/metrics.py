@@ -27,7 +27,9 @@ class MetricWriter:
 
   def write_scalars(self, step: int, scalars: dict):
     scalars = {k: float(np.asarray(v)) for k, v in scalars.items()}
-    logging.info("[%d] %s", step, ", ".join(f"{k}={v:.6g}" for k, v in sorted(scalars.items())))
+    # Every scalar, at --verbosity=1: at the default, the trainer's progress and eval lines
+    # (`step N/M loss ...`, `eval at step ...`) say the same in one line each.
+    logging.debug("[%d] %s", step, ", ".join(f"{k}={v:.6g}" for k, v in sorted(scalars.items())))
     if self._writer is None:
       return
     from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
@@ -35,6 +37,12 @@ class MetricWriter:
                                          for k, v in scalars.items()])
     self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(step),
                                            summary=summary))
+
+  def write_eval(self, step: int, num_steps: int, accs: dict):
+    """Evaluator accuracies: written as scalars and logged as one readable line."""
+    from s4l_jax import logs  # pylint: disable=g-import-not-at-top
+    self.write_scalars(step, accs)
+    logging.info("%s", logs.eval_line(step, num_steps, accs))
 
   def write_text(self, step: int, tag: str, text: str):
     if self._writer is None:

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from s4l_jax import checkpointing, config_lib, distributed, evaluate, export, objectives
+from s4l_jax import checkpointing, config_lib, distributed, evaluate, export, logs, objectives
 from s4l_jax import metrics as metrics_lib, optim, train_state
 from s4l_jax.data import pipeline as pipeline_lib
 from s4l_jax.data import views
@@ -72,7 +72,9 @@ def make_train_step(model, objective, tx, config, decay: float, views_on_device:
       w = (1.0 - decay) / (1.0 - decay ** t)
       ema_params = jax.tree.map(lambda e, p: (1.0 - w) * e + w * p, ema_params, params)
     metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads),
-                   param_norm=optax.tree.norm(params))
+                   param_norm=optax.tree.norm(params),
+                   batch_stats_norm=(optax.tree.norm(batch_stats) if jax.tree.leaves(batch_stats)
+                                     else jnp.zeros((), jnp.float32)))
     return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                          opt_state=opt_state, ema_params=ema_params), metrics
   return step
@@ -101,20 +103,37 @@ def init_variables(model, config, image_shape, rng):
 
 
 class _Preemption:
-  """Turns SIGTERM into a flag the loop checks: save, then exit cleanly."""
+  """Turns SIGTERM and SIGINT (Ctrl-C) into a flag the loop checks: save, then exit cleanly.
+
+  After the first signal its default action is back, so a second Ctrl-C stops at once.
+  `restore()` reinstates the handlers that were there before.
+  """
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
-    self.requested = False
-    signal.signal(signal.SIGTERM, self._handle)
+    self.signal_name = None
+    self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+  @property
+  def requested(self) -> bool:
+    return self.signal_name is not None
 
   def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
+    del frame
+    self.signal_name = signal.Signals(signum).name
+    signal.signal(signum, signal.SIG_DFL)
+    logging.warning("%s: saving a checkpoint after this step (again to stop at once)",
+                    self.signal_name)
+
+  def restore(self):
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
 
 
 def check_finite(metrics, step: int, last_saved):
-  for key in ("loss", "grad_norm", "param_norm"):  # param_norm: the state about to be saved
-    if not np.isfinite(metrics[key]):
+  # param_norm, batch_stats_norm: the state about to be saved (BatchNorm moving statistics too)
+  for key in ("loss", "grad_norm", "param_norm", "batch_stats_norm"):
+    if key in metrics and not np.isfinite(metrics[key]):
       raise FloatingPointError(
           f"{key} is {metrics[key]} at step {step}: stopping; no checkpoint was written for it "
           f"(last good checkpoint: step {last_saved}). Lower the learning rate or check the data.")
@@ -133,6 +152,10 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
   num_steps = config_lib.total_steps(config, data.num_labeled)
   objective = objectives.get(config.objective)
   model = build_model(config.model, data.num_classes)
+  logging.info("%s", logs.summary(config, num_labeled=data.num_labeled,
+                                  num_classes=data.num_classes, num_steps=num_steps,
+                                  images_per_step=data.images_per_step,
+                                  devices=jax.device_count(), workdir=workdir))
 
   variables = init_variables(model, config, data.image_shape, jax.random.PRNGKey(config.seed))
   schedule = optim.make_schedule(config.lr, config_lib.base_learning_rate(config), spe, num_steps)
@@ -143,10 +166,16 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
 
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
                                     config.checkpoint_every_steps, config.keep_checkpoints)
-  if ckpt.latest_step() is not None:
-    state = ckpt.restore(checkpointing.abstract_like(state, repl))
+  restored = ckpt.restore_newest_intact(checkpointing.abstract_like(state, repl))
+  if restored is not None:
+    state = restored
     logging.info("Resumed from step %d in %s", int(state.step), workdir)
   first_step = int(state.step)
+  if first_step >= num_steps and _finished(workdir):
+    ckpt.close()
+    logging.info("Already finished: %s holds the results of all %d steps", workdir, num_steps)
+    with open(os.path.join(workdir, "results.json")) as f:
+      return json.load(f)
 
   train_step = jax.jit(make_train_step(model, objective, tx, config, decay,
                                        data.views_on_device),
@@ -159,43 +188,65 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
   eval_fn = _make_evaluator(model, config, data, mesh)
 
   last_saved, t_log, step_log = ckpt.latest_step(), time.time(), first_step
+  # Images/s and ETA: training steps only, from the end of the first (compiling) step, not
+  # counting evals, checkpoint saves and the writing of metrics; summed for results.json.
+  timed_steps, timed_s = 0, 0.0
   for step in range(first_step + 1, num_steps + 1):
     batch = distributed.to_global(data.train_batch(step - 1), mesh)
     state, metrics = train_step(state, batch)
     is_last = step == num_steps
     interrupted = preemption.requested or step == stop_after
     save_now = ckpt.should_save(step) or is_last or interrupted
-    if step % config.log_every_steps == 0 or save_now:
+    log_now = step % config.log_every_steps == 0 or save_now
+    if step == first_step + 1:
+      jax.block_until_ready(metrics)
+      first_step_s, t_log, step_log = time.time() - t_log, time.time(), step
+      if not log_now:
+        logging.info("first step (compiling) took %.1fs; progress every %d steps from here",
+                     first_step_s, config.log_every_steps)
+    if log_now:
       metrics = distributed.to_host(metrics)
       try:
         check_finite(metrics, step, last_saved)
       except FloatingPointError:
         ckpt.close()  # finish the async save of the last good checkpoint before stopping
+        preemption.restore()
         raise
       now = time.time()
-      rate = (step - step_log) / max(now - t_log, 1e-9)
-      metrics.update(lr=float(schedule(step - 1)), steps_per_s=rate,
-                     images_per_s=rate * data.images_per_step)
+      metrics.update(lr=float(schedule(step - 1)))
+      if step > step_log:
+        rate = (step - step_log) / max(now - t_log, 1e-9)
+        timed_steps, timed_s = timed_steps + step - step_log, timed_s + now - t_log
+        metrics.update(steps_per_s=rate, images_per_s=rate * data.images_per_step)
+        speed = (f"{metrics['images_per_s']:.1f} img/s  "
+                 f"ETA {_format_eta((num_steps - step) / max(rate, 1e-9))}")
+      else:  # only the first step so far: its time is mostly compilation
+        speed = f"first step {first_step_s:.1f}s (compiling)  ETA ?"
       writer.write_scalars(step, metrics)
-      logging.info("step %d/%d loss %.4f  %.1f img/s  ETA %s", step, num_steps,
-                   metrics["loss"], metrics["images_per_s"],
-                   _format_eta((num_steps - step) / max(rate, 1e-9)))
-      t_log, step_log = now, step
+      logging.info("step %d/%d loss %.4f  %s", step, num_steps, metrics["loss"], speed,
+                   extra={logs.PROGRESS: True})
+      t_log, step_log = time.time(), step  # the next interval starts after this one's writing
     if config.eval_every_steps and step % config.eval_every_steps == 0 and not is_last:
-      writer.write_scalars(step, eval_fn(state))
+      t_pause = time.time()
+      writer.write_eval(step, num_steps, eval_fn(state))
+      t_log += time.time() - t_pause
     if save_now:
+      t_pause = time.time()
       ckpt.save(step, state, force=True)
       last_saved = step
+      t_log += time.time() - t_pause  # the blocking part of the (async) save
     if interrupted and not is_last:
       ckpt.close()
+      preemption.restore()
       if preemption.requested:
-        raise SystemExit(f"SIGTERM: saved step {step} to {workdir}/checkpoints; re-run the "
-                         "same command to resume")
+        raise SystemExit(f"{preemption.signal_name}: saved step {step} to {workdir}/checkpoints;"
+                         " re-run the same command to resume")
       return None
   ckpt.close()
+  preemption.restore()  # Ctrl-C during the final eval and export stops as usual
 
   final = eval_fn(state)
-  writer.write_scalars(num_steps, final)
+  writer.write_eval(num_steps, num_steps, final)
   writer.close()
   wall = time.time() - start
   use_ema = bool(decay)
@@ -203,7 +254,9 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
       method=config.objective, dataset=config.dataset, labels=config.labels,
       num_labeled=data.num_labeled, steps=num_steps,
       top1=final["ema_top1" if use_ema else "top1"], top5=final["ema_top5" if use_ema else "top5"],
-      wall_s=wall, images_per_s=(num_steps - first_step) * data.images_per_step / max(wall, 1e-9),
+      wall_s=wall, images_per_s=(timed_steps * data.images_per_step / timed_s if timed_s > 0
+                                 else (num_steps - first_step) * data.images_per_step
+                                 / max(wall, 1e-9)),
       resumed_from_step=first_step, eval=final)
   if jax.process_index() == 0:
     export.write_export(
@@ -215,6 +268,12 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(results, f, indent=2)
   return results
+
+
+def _finished(workdir: str) -> bool:
+  """results.json and a complete export exist (the end of `run` writes both)."""
+  return (os.path.exists(os.path.join(workdir, "results.json"))
+          and os.path.exists(os.path.join(workdir, "export", export.DESCRIPTION_FILE)))
 
 
 def _make_evaluator(model, config, data, mesh):

@@ -46,10 +46,11 @@ def _run(workdir, *overrides, arg="dataset=digits", timeout=300):
   return proc.returncode, proc.stderr, time.time() - start
 
 
-def _run_until(workdir, pattern: str, sig: int, log_path, timeout=180):
+def _run_until(workdir, pattern: str, sig: int, log_path, timeout=180, overrides=()):
   """Starts main.py, sends `sig` once its log matches `pattern`; returns (returncode, log)."""
   with open(log_path, "w") as log:
-    proc = subprocess.Popen(_command(workdir), cwd=ROOT, env=ENV, stdout=log, stderr=log)
+    proc = subprocess.Popen(_command(workdir, *overrides), cwd=ROOT, env=ENV, stdout=log,
+                            stderr=log)
   deadline = time.time() + timeout
   try:
     while proc.poll() is None and time.time() < deadline:
@@ -118,6 +119,99 @@ def test_sigkill_and_sigterm_resume_bit_identical(reference, tmp_path):
   assert returncode == 0, stderr[-3000:]
   results = _assert_identical(workdir, reference)
   assert results["resumed_from_step"] == saved
+
+
+def _last_line(stderr):
+  return stderr.strip().splitlines()[-1]
+
+
+def test_ctrl_c_saves_and_a_changed_config_cannot_resume(reference, tmp_path):
+  """SIGINT saves like SIGTERM; resuming under another config stops in one line, the same
+  config with other logging resumes bit-identically, and a finished re-run changes nothing."""
+  workdir = str(tmp_path / "w")
+  returncode, log = _run_until(workdir, rf"step 5/{STEPS} ", signal.SIGINT, tmp_path / "1.log")
+  saved = re.search(r"SIGINT: saved step (\d+) to .*; re-run the same command", log)
+  assert returncode != 0 and saved, log[-3000:]
+  with open(os.path.join(workdir, "config.json")) as f:
+    started_with = f.read()
+
+  for overrides, pattern in (
+      (("--config.lr.base=0.5",), r"started with another config \(lr\.base: 0\.05 -> 0\.5\)"),
+      (("--config.seed=1", f"--config.total_steps={2 * STEPS}"),
+       rf"seed: 0 -> 1; total_steps: {STEPS} -> {2 * STEPS}"),
+      (("--config.allow_config_change=true", "--config.model.width=2"),
+       r"was written for a different model \(.*saved .*, now ")):
+    returncode, stderr, _ = _run(workdir, *overrides)
+    assert returncode != 0 and "Traceback" not in stderr, stderr[-3000:]
+    assert re.search(pattern, _last_line(stderr)), stderr[-2000:]
+    assert "Exception ignored" not in stderr
+  assert checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), 2,
+                                    2).latest_step() == int(saved.group(1))
+  os.replace(min(os.path.join(workdir, n) for n in os.listdir(workdir)
+                 if n.startswith("config.before_")), os.path.join(workdir, "config.json"))
+  with open(os.path.join(workdir, "config.json")) as f:
+    assert f.read() == started_with  # allow_config_change kept the original
+
+  returncode, stderr, _ = _run(workdir, "--config.log_every_steps=4")
+  assert returncode == 0, stderr[-3000:]
+  _assert_identical(workdir, reference)
+  with open(os.path.join(workdir, "results.json")) as f:
+    finished = f.read()
+  returncode, stderr, _ = _run(workdir)
+  assert returncode == 0 and "Already finished" in stderr, stderr[-3000:]
+  with open(os.path.join(workdir, "results.json")) as f:
+    assert f.read() == finished  # the original run's wall_s and images_per_s
+
+
+def test_second_process_on_a_workdir_stops_at_once(reference, tmp_path):
+  workdir = str(tmp_path / "w")
+  log_path = tmp_path / "first.log"
+  with open(log_path, "w") as log:
+    first = subprocess.Popen(_command(workdir), cwd=ROOT, env=ENV, stdout=log, stderr=log)
+  try:
+    deadline = time.time() + 180
+    while first.poll() is None and time.time() < deadline:
+      if re.search(rf"step 1/{STEPS} ", log_path.read_text()):
+        break
+      time.sleep(0.02)
+    returncode, stderr, wall = _run(workdir)
+    assert returncode != 0 and "Traceback" not in stderr, stderr[-3000:]
+    assert re.search(rf"is in use by pid {first.pid} on .*one workdir takes one run",
+                     _last_line(stderr)), stderr[-2000:]
+    assert wall < 60
+    assert first.wait(timeout=180) == 0, log_path.read_text()[-3000:]
+  finally:
+    if first.poll() is None:
+      first.kill()
+  _assert_identical(workdir, reference)
+
+
+def test_workdir_that_is_a_file_fails_in_one_line(tmp_path):
+  path = tmp_path / "results"
+  path.write_text("not a directory")
+  returncode, stderr, _ = _run(str(path))
+  assert returncode != 0 and "Traceback" not in stderr
+  assert re.search(r"is a file, not a directory", _last_line(stderr))
+  assert path.read_text() == "not a directory"
+
+
+def test_damaged_newest_checkpoint_resumes_from_the_previous(reference, tmp_path):
+  """Truncated array data in the newest checkpoint: one warning, resume from the older one."""
+  workdir = str(tmp_path / "w")
+  returncode, log = _run_until(workdir, rf"step 9/{STEPS} ", signal.SIGTERM, tmp_path / "1.log")
+  saved = int(re.search(r"SIGTERM: saved step (\d+)", log).group(1))
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  data_dir = os.path.join(ckpt_dir, str(saved), "default", "d")
+  for name in os.listdir(data_dir):
+    with open(os.path.join(data_dir, name), "r+b") as f:
+      f.truncate(10)
+  returncode, stderr, _ = _run(workdir)
+  assert returncode == 0, stderr[-3000:]
+  assert re.search(rf"Checkpoint at step {saved} does not restore .* moved it to .*"
+                   rf"checkpoints_damaged/{saved}", stderr), stderr[-3000:]
+  assert stderr.count("Traceback") == 0 and "Exception ignored" not in stderr
+  results = _assert_identical(workdir, reference)
+  assert results["resumed_from_step"] < saved
 
 
 def test_interrupted_save_keeps_previous_checkpoint(tmp_path):
@@ -194,6 +288,14 @@ BAD_CONFIGS = {
                           "devices"),
     "missing_init_from": (("--config.init_from=/nonexistent/export",), "dataset=digits",
                           r"No export at '/nonexistent/export'"),
+    "negative_steps": (("--config.total_steps=-1",), "dataset=digits",
+                       r"^ERROR: total_steps=-1 \(the config arg steps=\) must be >= 0"),
+    "log_every_zero": (("--config.log_every_steps=0",), "dataset=digits",
+                       r"^ERROR: log_every_steps=0 must be >= 1"),
+    "eval_batch_zero": (("--config.input.eval_batch_size=0",), "dataset=digits",
+                        r"^ERROR: input.eval_batch_size=0 must be >= 1"),
+    "misspelt_arg": ((), "datset=digits", r"^FATAL Flags parsing error: Unknown config arg "
+                     r"'datset'; valid args: dataset, labels, steps$"),
 }
 
 

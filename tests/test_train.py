@@ -151,3 +151,61 @@ print("loaded", sorted(m for m in sys.modules if m.split(".")[0].startswith("ten
   assert "top1" in proc.stdout
   assert "loaded []" in proc.stdout, proc.stdout
   assert os.path.exists(tmp_path / "export" / "predict.jax")
+
+
+def test_check_finite_covers_batch_norm_statistics():
+  """Poisoned BN running statistics leave loss, gradients and params finite (train mode uses the
+  batch's statistics), so only batch_stats_norm shows them; check_finite must stop on it."""
+  config = digits_config(batch=16)
+  model = build_model(config.model, 10)
+  variables = jax.device_get(model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)),
+                                        train=False))
+  assert jax.tree.leaves(variables["batch_stats"])
+  tx = optim.make_optimizer(config.optimizer, optim.make_schedule(config.lr, 0.1, 10, 100),
+                            variables["params"])
+  step = jax.jit(train.make_train_step(model, objectives.get("supervised"), tx, config, 0.0))
+  rng = np.random.default_rng(0)
+  raw = {"labeled": {"image": rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8),
+                     "label": rng.integers(0, 10, (16,)).astype(np.int32)}}
+  state = train_state.create(variables, tx, use_ema=False)
+  new_state, metrics = jax.device_get(step(state, raw))
+  import optax  # pylint: disable=g-import-not-at-top
+  np.testing.assert_allclose(metrics["batch_stats_norm"], optax.tree.norm(new_state.batch_stats),
+                             rtol=1e-6)
+  assert metrics["batch_stats_norm"] > 0
+  train.check_finite(metrics, 1, None)  # healthy: no error
+
+  leaves, treedef = jax.tree.flatten(variables["batch_stats"])
+  leaves[0] = np.full_like(leaves[0], np.nan)
+  poisoned = state.replace(batch_stats=jax.tree.unflatten(treedef, leaves))
+  _, metrics = jax.device_get(step(poisoned, raw))
+  for key in ("loss", "grad_norm", "param_norm"):
+    assert np.isfinite(metrics[key]), key
+  assert not np.isfinite(metrics["batch_stats_norm"])
+  with pytest.raises(FloatingPointError) as e:
+    train.check_finite(metrics, 7, 6)
+  message = str(e.value)
+  assert "\n" not in message
+  assert message.startswith("batch_stats_norm is nan at step 7") and "step 6" in message
+
+
+def test_batch_stats_norm_is_zero_without_batch_norm():
+  """A model without BatchNorm has no statistics: the metric is 0.0, not an error."""
+  import types  # pylint: disable=g-import-not-at-top
+
+  def loss_fn(params, batch_stats, batch, rng, *, model, config):
+    del rng, model, config
+    loss = jnp.mean(jnp.square(params["w"] - batch["labeled"]["label"].astype(jnp.float32)))
+    return loss, (batch_stats, {})
+  objective = types.SimpleNamespace(loss_fn=loss_fn)
+  config = digits_config(batch=4)
+  params = {"w": jnp.ones((4,))}
+  tx = optim.make_optimizer(config.optimizer, optim.make_schedule(config.lr, 0.1, 10, 100),
+                            params)
+  step = jax.jit(train.make_train_step(None, objective, tx, config, 0.0))
+  state = train_state.create({"params": params}, tx, use_ema=False)
+  raw = {"labeled": {"image": np.zeros((4, 8, 8, 3), np.uint8),
+                     "label": np.arange(4, dtype=np.int32)}}
+  _, metrics = jax.device_get(step(state, raw))
+  assert float(metrics["batch_stats_norm"]) == 0.0
+  train.check_finite(metrics, 1, None)
