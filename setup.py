@@ -21,6 +21,11 @@ setuptools.setup(
         # writers import TensorFlow, which in-memory training must not need.
         "tensorboard>=2.18",
         "pillow>=10",
+        # jax.export's (de)serialization (export/predict.jax, written by every run and read by
+        # evaluate / pseudo-label / fine-tune) imports flatbuffers, which jax does not require;
+        # without it only TensorFlow (the [tf] extra) brought it in. Any 24.x/25.x works
+        # (pure Python, so 3.11 and 3.12 alike); TF 2.21 itself asks for >=25.9.23.
+        "flatbuffers>=24.3.25",
         "scikit-learn>=1.4",  # ships the offline `digits` dataset
     ],
     extras_require={
