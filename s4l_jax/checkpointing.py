@@ -6,7 +6,6 @@ checkpoint that is complete but damaged later (a deleted or truncated file) is m
 `WORKDIR/checkpoints_damaged/` on restore and the next older one is used instead.
 """
 import contextlib
-import gc
 import os
 import shutil
 import sys
@@ -52,20 +51,15 @@ class Checkpointer:
     for step in reversed(self.all_steps()):
       try:
         with _quiet_abandoned_reads():
-          saved = self._manager.item_metadata(step).tree
-      except Exception as e:  # pylint: disable=broad-except  # unreadable metadata: damaged
-        self._set_aside(step, e)
-        continue
-      mismatch = describe_mismatch(saved, abstract_state)
-      if mismatch:
-        raise CheckpointMismatchError(
-            f"The checkpoint at step {step} in {self.directory} was written for a different "
-            f"model ({mismatch}): use the config that wrote it, or a new --workdir")
-      try:
-        with _quiet_abandoned_reads():
-          return self.restore(abstract_state, step)
+          mismatch = describe_mismatch(self._manager.item_metadata(step).tree, abstract_state)
+          if not mismatch:
+            return self.restore(abstract_state, step)
       except Exception as e:  # pylint: disable=broad-except  # tensorstore/zstd/IO errors
         self._set_aside(step, e)
+        continue
+      raise CheckpointMismatchError(
+          f"The checkpoint at step {step} in {self.directory} was written for a different "
+          f"model ({mismatch}): use the config that wrote it, or a new --workdir")
     return None
 
   def _set_aside(self, step: int, error: Exception):
@@ -100,32 +94,42 @@ class Checkpointer:
 
 @contextlib.contextmanager
 def _quiet_abandoned_reads():
-  """A failed restore abandons Orbax's other pending reads, each of which would print a
+  """A failed read abandons Orbax's other pending reads, each of which would print a
   traceback ('Exception ignored in coroutine' when collected, 'Event loop is closed' from
-  TensorStore's threads); the failure itself is reported by the caller."""
-  previous_unraisable, previous_except = sys.unraisablehook, sys.excepthook
-  sys.unraisablehook = lambda unraisable: None
-  sys.excepthook = _without_closed_loop_errors(previous_except)
-  try:
-    yield
-  except Exception:
-    previous_except = sys.excepthook  # keep the filter: abandoned reads may still finish
-    raise
-  finally:
-    gc.collect()
-    sys.unraisablehook, sys.excepthook = previous_unraisable, previous_except
+  TensorStore's threads, during the failure and after it); the caller reports the failure
+  itself in one line. The two hooks drop only those, and stay after a failure."""
+  previous = sys.excepthook, sys.unraisablehook
+  sys.excepthook = _drop_closed_loop_errors(sys.excepthook)
+  sys.unraisablehook = _drop_abandoned_coroutines(sys.unraisablehook)
+  yield
+  sys.excepthook, sys.unraisablehook = previous  # not reached when the read failed
 
 
-def _without_closed_loop_errors(excepthook):
-  """`excepthook` minus the 'Event loop is closed' errors that the abandoned reads' callbacks
-  raise in TensorStore's threads after a failed restore (one traceback per pending read)."""
-  if getattr(excepthook, "drops_closed_loop_errors", False):
+def _is_closed_loop_error(kind, value) -> bool:
+  return kind is RuntimeError and str(value) == "Event loop is closed"
+
+
+def _drop_closed_loop_errors(excepthook):
+  if getattr(excepthook, "drops_abandoned_reads", False):
     return excepthook
 
   def hook(kind, value, traceback):
-    if not (kind is RuntimeError and str(value) == "Event loop is closed"):
+    if not _is_closed_loop_error(kind, value):
       excepthook(kind, value, traceback)
-  hook.drops_closed_loop_errors = True
+  hook.drops_abandoned_reads = True
+  return hook
+
+
+def _drop_abandoned_coroutines(unraisablehook):
+  if getattr(unraisablehook, "drops_abandoned_reads", False):
+    return unraisablehook
+
+  def hook(unraisable):
+    code = getattr(unraisable.object, "cr_code", None)
+    orbax = code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
+    if not (orbax or _is_closed_loop_error(unraisable.exc_type, unraisable.exc_value)):
+      unraisablehook(unraisable)
+  hook.drops_abandoned_reads = True
   return hook
 
 
