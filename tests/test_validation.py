@@ -22,12 +22,7 @@ ENV = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
 def _digits(**overrides):
   """A tiny digits config with `overrides` ({"input.image_size": 4, ...}) applied."""
   config = tiny(load_config("supervised", "dataset=digits"))
-  for path, value in overrides.items():
-    *parents, key = path.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[key] = value
+  config.update_from_flattened_dict(overrides)
   return config
 
 

@@ -10,12 +10,7 @@ from testing_utils import load_config, tiny
 
 def _config(**overrides):
   config = tiny(load_config("supervised", "dataset=digits,labels=10pct"), steps=4)
-  for key, value in overrides.items():
-    target = config
-    *parents, leaf = key.split(".")
-    for parent in parents:
-      target = target[parent]
-    target[leaf] = value
+  config.update_from_flattened_dict(overrides)
   return config
 
 
