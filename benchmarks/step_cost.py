@@ -130,12 +130,12 @@ def time_step(c, shape, views_on_device, repeats):
   state = jax.jit(make_state)(jax.random.PRNGKey(0))
   data = jax.device_put(raw_batch(c, shape, views_on_device=views_on_device))
   for _ in range(2):  # compile, warm up
-    state, m = step(state, data)
+    state, m = step(state, data, {})
     jax.block_until_ready(m)
   cpu, wall = [], []
   for _ in range(repeats):
     t0, c0 = time.perf_counter(), time.process_time()
-    state, m = step(state, data)
+    state, m = step(state, data, {})
     jax.block_until_ready(m)
     cpu.append(time.process_time() - c0)
     wall.append(time.perf_counter() - t0)
@@ -188,7 +188,7 @@ def moam_memory(dtype: str, remat: bool, compile_memory: bool, batch=8):
   loss_fn = train.make_loss_fn(build_model(c.model, 1000), objectives.get(c.objective), c,
                                views_on_device=False)
   t0 = time.perf_counter()
-  saved = saved_activation_bytes(lambda p, s, b: loss_fn(p, s, b, jax.random.PRNGKey(0))[0],
+  saved = saved_activation_bytes(lambda p, s, b: loss_fn(p, s, b, jax.random.PRNGKey(0), {})[0],
                                  state.params, state.batch_stats, raw)
   nbytes = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
   params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))

@@ -96,6 +96,7 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.labels = labels           # all | 10pct | 1pct | <int> | <int>perclass
   c.strict_data = False       # True: stop at the first unreadable image instead of skipping
   c.teacher = ""              # export dir: pseudo-label every train image with it first
+  c.frozen_teacher = ""       # export dir of a frozen network objectives read as aux["teacher"]
   c.pseudo_labels = ""        # .npz of labels for every train image (written from `teacher`)
   c.pseudo_label_threshold = 0.0  # keep pseudo-labels with teacher confidence >= this (0: all)
 

@@ -52,9 +52,9 @@ def with_pseudo_labels(config, workdir: str):
 
 
 def resolve_stage_refs(stage, workdir: str):
-  """`@step1` in `teacher` / `init_from` -> WORKDIR/step1/export."""
+  """`@step1` in `teacher` / `init_from` / `frozen_teacher` -> WORKDIR/step1/export."""
   stage = stage.copy_and_resolve_references()
-  for key in ("teacher", "init_from"):
+  for key in ("teacher", "init_from", "frozen_teacher"):
     if stage[key].startswith("@"):
       stage[key] = os.path.join(workdir, stage[key][1:], "export")
   return stage
@@ -68,7 +68,7 @@ def run_stages(config, workdir: str) -> dict:
     raise ValueError(f"run_stages names unknown stages {sorted(unknown)}; stages: {names}")
   for name in names:  # fail fast on everything that does not depend on an earlier stage
     stage = config.stages[name].copy_and_resolve_references()
-    for key in ("teacher", "init_from"):
+    for key in ("teacher", "init_from", "frozen_teacher"):
       if stage[key].startswith("@"):
         stage[key] = ""
     try:

@@ -4,12 +4,14 @@ jit over a 1-D `data` mesh (batch sharded, state replicated and donated), views 
 device, the objective named by `config.objective`, Orbax checkpoints (re-running resumes),
 metrics (TensorBoard + log) with images/s and ETA, final eval, export, results.json.
 """
+import dataclasses
 import functools
 import json
 import math
 import os
 import signal
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -31,12 +33,15 @@ def ema_decay(config, steps_per_epoch: int) -> float:
   return 0.5 ** (1.0 / (config.ema_halflife_epochs * steps_per_epoch))
 
 
-def make_loss_fn(model, objective, config, views_on_device: bool = True):
-  """Returns `loss_fn(params, batch_stats, raw_batch, rng) -> (loss, (batch_stats, metrics))`.
+def make_loss_fn(model, objective, config, views_on_device: bool = True, teacher_model=None):
+  """Returns `loss_fn(params, batch_stats, raw_batch, rng, aux_state) -> (loss, (batch_stats,
+  metrics))`.
 
   With `views_on_device`, raw uint8 images are turned into the configured views inside the
   step; otherwise the batch holds uint8 crops from tf.data and the step only finishes them
-  (`views.make_finish_fn`: rotations, flips, HSV noise, scaling). Then the objective's loss.
+  (`views.make_finish_fn`: rotations, flips, HSV noise, scaling). Then the objective's loss,
+  with the `aux` its `REQUIRES.aux` asks for, built from `aux_state` = {"step", "progress",
+  "ema_params", "frozen"} (see `s4l_jax/objectives/__init__.py`).
   """
   size, names = config.input.image_size, ("labeled", "unlabeled")
   if views_on_device:
@@ -45,25 +50,42 @@ def make_loss_fn(model, objective, config, views_on_device: bool = True):
     view_fns = {name: lambda rng, raw, f=f: f(rng, raw["image"]) for name, f in fns.items()}
   else:
     view_fns = {name: views.make_finish_fn(config.input[name].view, size) for name in names}
-  objective_loss = functools.partial(objective.loss_fn, model=model, config=config)
+  objective_loss = functools.partial(objective.loss_fn, model=model, loss_config=config.loss)
+  wanted = objective.REQUIRES.aux
 
-  def loss_fn(params, batch_stats, raw, rng):
+  def make_aux(aux_state):
+    aux = {k: aux_state[k] for k in ("step", "progress", "ema_params") if k in wanted}
+    if "teacher" in wanted:
+      variables = aux_state["frozen"]["teacher"]
+      aux["teacher"] = lambda x: jax.lax.stop_gradient(
+          teacher_model.apply(variables, x, train=False))
+    return aux
+
+  def loss_fn(params, batch_stats, raw, rng, aux_state):
     rngs = jax.random.split(rng, 3)
     batch = {name: {**raw[name], **view_fns[name](r, raw[name])}
              for name, r in zip(names, rngs) if name in raw}
-    return objective_loss(params, batch_stats, batch, rngs[2])
+    return objective_loss(params, batch_stats, batch, rngs[2], aux=make_aux(aux_state))
   return loss_fn
 
 
-def make_train_step(model, objective, tx, config, decay: float, views_on_device: bool = True):
-  """Returns `step(state, raw_batch) -> (state, metrics)` (to be jitted); see make_loss_fn."""
-  loss_fn = make_loss_fn(model, objective, config, views_on_device)
+def make_train_step(model, objective, tx, config, decay: float, views_on_device: bool = True,
+                    teacher_model=None, num_steps: int = 1):
+  """Returns `step(state, raw_batch, frozen) -> (state, metrics)` (to be jitted).
+
+  `frozen`: variables of frozen networks (`{"teacher": ...}` with `config.frozen_teacher`,
+  else `{}`), passed in each call, never updated; `num_steps`: the run's length (for
+  `aux["progress"]`); see make_loss_fn.
+  """
+  loss_fn = make_loss_fn(model, objective, config, views_on_device, teacher_model)
   base_rng = jax.random.PRNGKey(config.seed)
 
-  def step(state, raw):
+  def step(state, raw, frozen):
     rng = jax.random.fold_in(base_rng, state.step)
+    aux_state = dict(step=state.step, progress=state.step.astype(jnp.float32) / num_steps,
+                     ema_params=state.ema_params, frozen=frozen)
     (loss, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, state.batch_stats, raw, rng)
+        state.params, state.batch_stats, raw, rng, aux_state)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema_params = state.ema_params
@@ -114,8 +136,9 @@ class _Preemption:
     self.signal_name = None
     self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
 
-  @property
-  def requested(self) -> bool:
+  def requested_at(self, step: int) -> bool:
+    """Whether to save and stop after `step` (checked once per step)."""
+    del step
     return self.signal_name is not None
 
   def _handle(self, signum, frame):
@@ -139,12 +162,53 @@ def check_finite(metrics, step: int, last_saved):
           f"(last good checkpoint: step {last_saved}). Lower the learning rate or check the data.")
 
 
-def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
+@dataclasses.dataclass
+class _Run:
+  """Everything the loop and the finish need, built by `_init`."""
+  config: Any
+  workdir: str
+  mesh: Any
+  data: Any
+  model: Any
+  num_steps: int
+  schedule: Any
+  use_ema: bool
+  ckpt: checkpointing.Checkpointer
+  state: train_state.TrainState
+  frozen: dict        # replicated variables of frozen networks (`{"teacher": ...}` or {})
+  train_step: Any     # jitted `(state, global batch, frozen) -> (state, metrics)`
+
+
+def run(config, workdir: str) -> dict:
   """Trains, evaluates, exports; returns the results dict also written to results.json.
 
-  `stop_after=N` saves at step N and returns None, as a preemption would (for tests).
+  Re-running resumes from the newest checkpoint; a finished workdir returns its stored
+  results. SIGTERM / SIGINT save the current step and raise SystemExit.
   """
   start = time.time()
+  r = _init(config, workdir)
+  if int(r.state.step) >= r.num_steps and _finished(workdir):
+    r.ckpt.close()
+    logging.info("Already finished: %s holds the results of all %d steps", workdir, r.num_steps)
+    with open(os.path.join(workdir, "results.json")) as f:
+      return json.load(f)
+  first_step = int(r.state.step)
+  writer = metrics_lib.MetricWriter(workdir, write_files=jax.process_index() == 0)
+  if first_step == 0:
+    writer.write_text(0, "config", config.to_json_best_effort(indent=2))
+  eval_fn = _make_evaluator(r.model, config, r.data, r.mesh)
+  try:
+    state, images_per_s = _train(r, writer, eval_fn)
+    final = eval_fn(state)
+    writer.write_eval(r.num_steps, r.num_steps, final)
+  finally:
+    writer.close()
+  return _finish(r, state, final, first_step=first_step, images_per_s=images_per_s,
+                 wall_s=time.time() - start)
+
+
+def _init(config, workdir: str) -> _Run:
+  """Data, model, optimizer, the state (fresh or restored), frozen networks, the jitted step."""
   os.makedirs(workdir, exist_ok=True)
   mesh = distributed.make_mesh()
   data = pipeline_lib.make_pipeline(config, jax.process_index(), jax.process_count())
@@ -170,32 +234,37 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
   if restored is not None:
     state = restored
     logging.info("Resumed from step %d in %s", int(state.step), workdir)
-  first_step = int(state.step)
-  if first_step >= num_steps and _finished(workdir):
-    ckpt.close()
-    logging.info("Already finished: %s holds the results of all %d steps", workdir, num_steps)
-    with open(os.path.join(workdir, "results.json")) as f:
-      return json.load(f)
 
+  teacher_model, frozen = None, {}
+  if config.frozen_teacher:
+    teacher_model, teacher_variables, _ = export.load_model(config.frozen_teacher)
+    frozen = {"teacher": jax.device_put(teacher_variables, repl)}
   train_step = jax.jit(make_train_step(model, objective, tx, config, decay,
-                                       data.views_on_device),
-                       in_shardings=(repl, distributed.data_sharding(mesh)),
+                                       data.views_on_device, teacher_model, num_steps),
+                       in_shardings=(repl, distributed.data_sharding(mesh), repl),
                        out_shardings=(repl, repl), donate_argnums=0)
-  writer = metrics_lib.MetricWriter(workdir, write_files=jax.process_index() == 0)
-  if first_step == 0:
-    writer.write_text(0, "config", config.to_json_best_effort(indent=2))
+  return _Run(config=config, workdir=workdir, mesh=mesh, data=data, model=model,
+              num_steps=num_steps, schedule=schedule, use_ema=bool(decay), ckpt=ckpt,
+              state=state, frozen=frozen, train_step=train_step)
+
+
+def _train(r: _Run, writer, eval_fn):
+  """Steps from the restored step to `num_steps`: logs, periodic evals, checkpoints, preemption.
+
+  Returns (final state, images/s or None). Images/s and ETA count training steps only, from the
+  end of the first (compiling) step, not evals, checkpoint saves and the writing of metrics.
+  """
+  config, data, ckpt, state = r.config, r.data, r.ckpt, r.state
+  first_step, num_steps = int(state.step), r.num_steps
   preemption = _Preemption()
-  eval_fn = _make_evaluator(model, config, data, mesh)
 
   last_saved, t_log, step_log = ckpt.latest_step(), time.time(), first_step
-  # Images/s and ETA: training steps only, from the end of the first (compiling) step, not
-  # counting evals, checkpoint saves and the writing of metrics; summed for results.json.
   timed_steps, timed_s = 0, 0.0
   for step in range(first_step + 1, num_steps + 1):
-    batch = distributed.to_global(data.train_batch(step - 1), mesh)
-    state, metrics = train_step(state, batch)
+    batch = distributed.to_global(data.train_batch(step - 1), r.mesh)
+    state, metrics = r.train_step(state, batch, r.frozen)
     is_last = step == num_steps
-    interrupted = preemption.requested or step == stop_after
+    interrupted = preemption.requested_at(step)
     save_now = ckpt.should_save(step) or is_last or interrupted
     log_now = step % config.log_every_steps == 0 or save_now
     if step == first_step + 1:
@@ -213,7 +282,7 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
         preemption.restore()
         raise
       now = time.time()
-      metrics.update(lr=float(schedule(step - 1)))
+      metrics.update(lr=float(r.schedule(step - 1)))
       if step > step_log:
         rate = (step - step_log) / max(now - t_log, 1e-9)
         timed_steps, timed_s = timed_steps + step - step_log, timed_s + now - t_log
@@ -238,34 +307,33 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
     if interrupted and not is_last:
       ckpt.close()
       preemption.restore()
-      if preemption.requested:
-        raise SystemExit(f"{preemption.signal_name}: saved step {step} to {workdir}/checkpoints;"
-                         " re-run the same command to resume")
-      return None
+      raise SystemExit(f"{preemption.signal_name}: saved step {step} to {r.workdir}/checkpoints;"
+                       " re-run the same command to resume")
   ckpt.close()
   preemption.restore()  # Ctrl-C during the final eval and export stops as usual
+  return state, (timed_steps * data.images_per_step / timed_s) if timed_s > 0 else None
 
-  final = eval_fn(state)
-  writer.write_eval(num_steps, num_steps, final)
-  writer.close()
-  wall = time.time() - start
-  use_ema = bool(decay)
+
+def _finish(r: _Run, state, final: dict, *, first_step: int, images_per_s, wall_s: float) -> dict:
+  """results.json and the export (process 0) from the final state and its evaluation."""
+  config, data, num_steps = r.config, r.data, r.num_steps
+  rate = images_per_s
+  if rate is None:  # too few timed steps: whole-run rate
+    rate = (num_steps - first_step) * data.images_per_step / max(wall_s, 1e-9)
+  prefix = "ema_" if r.use_ema else ""
   results = dict(
       method=config.objective, dataset=config.dataset, labels=config.labels,
       num_labeled=data.num_labeled, steps=num_steps,
-      top1=final["ema_top1" if use_ema else "top1"], top5=final["ema_top5" if use_ema else "top5"],
-      wall_s=wall, images_per_s=(timed_steps * data.images_per_step / timed_s if timed_s > 0
-                                 else (num_steps - first_step) * data.images_per_step
-                                 / max(wall, 1e-9)),
-      resumed_from_step=first_step, eval=final)
+      top1=final[prefix + "top1"], top5=final[prefix + "top5"],
+      wall_s=wall_s, images_per_s=rate, resumed_from_step=first_step, eval=final)
   if jax.process_index() == 0:
     export.write_export(
-        os.path.join(workdir, "export"), model, state.eval_variables(use_ema),
+        os.path.join(r.workdir, "export"), r.model, state.eval_variables(r.use_ema),
         image_size=config.input.image_size, channels=data.image_shape[-1],
         class_names=data.class_names,
         meta=dict(method=config.objective, dataset=config.dataset, labels=config.labels,
-                  step=num_steps, weights="ema" if use_ema else "raw", top1=results["top1"]))
-    with open(os.path.join(workdir, "results.json"), "w") as f:
+                  step=num_steps, weights="ema" if r.use_ema else "raw", top1=results["top1"]))
+    with open(os.path.join(r.workdir, "results.json"), "w") as f:
       json.dump(results, f, indent=2)
   return results
 

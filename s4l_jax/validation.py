@@ -58,8 +58,8 @@ def validate(config):
   kind, value = subsets.parse_labels_spec(config.labels)
   if kind == "file" and not os.path.isfile(value):
     raise FileNotFoundError(f"labels=file:{value}: no such label list file")
-  objectives.get(config.objective)
-  for key in ("init_from", "teacher"):  # export dirs
+  objectives.check_config(config)
+  for key in ("init_from", "teacher", "frozen_teacher"):  # export dirs
     if config[key]:
       export.load_description(config[key])
   if config.pseudo_labels and not os.path.exists(config.pseudo_labels):
@@ -73,6 +73,7 @@ def validate(config):
   names = sources.class_names(config.dataset, config.data_dir or None)
   _require(len(names) >= 2, f"{config.dataset} has {_describe(names)}; classification needs "
            "at least 2 (a folder: dataset has one class per subfolder of PATH/train)")
-  if config.teacher:
-    check_export_classes(config.teacher, export.load_description(config.teacher),
-                         config.dataset, names, role="teacher")
+  for key in ("teacher", "frozen_teacher"):
+    if config[key]:
+      check_export_classes(config[key], export.load_description(config[key]), config.dataset,
+                           names, role=key.replace("_", " "))

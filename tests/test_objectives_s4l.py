@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from s4l_jax import config_lib, losses, objectives, optim, runner, train, train_state
+from s4l_jax import config_lib, losses, objective_lib, objectives, optim, runner, train
+from s4l_jax import train_state
 from s4l_jax.models import build_model
-from s4l_jax.objectives import s4l_exemplar
 from testing_utils import load_config, tiny
 
 S = 8           # image side
@@ -71,7 +71,8 @@ def np_triplet(emb, ids):
 
 
 def run_objective(name, model, variables, batch, config):
-  loss_fn = jax.jit(functools.partial(objectives.get(name).loss_fn, model=model, config=config))
+  loss_fn = jax.jit(functools.partial(objectives.get(name).loss_fn, model=model, loss_config=config.loss,
+                                      aux={}))
   loss, (stats, metrics) = loss_fn(variables["params"], variables["batch_stats"], batch, None)
   return float(loss), stats, jax.tree.map(float, metrics)
 
@@ -125,7 +126,7 @@ def test_s4l_exemplar_loss_matches_numpy(model_and_vars):
   np.testing.assert_allclose(loss, sup + 0.5 * (ex_u + ex_l) / 2, rtol=1e-4)
   # Per-core groups (2 groups of 2 images) and the released code's ids (j // 4 here).
   triplet = lambda **kw: float(jax.jit(functools.partial(
-      s4l_exemplar.triplet_loss, num_images=4, **kw))(losses.l2_normalize(emb_u)))
+      objective_lib.exemplar_triplet, num_images=4, **kw))(losses.l2_normalize(emb_u)))
   np.testing.assert_allclose(triplet(groups=2), (np_triplet(emb_u[:16], np.arange(16) // 8) +
                                                  np_triplet(emb_u[16:], np.arange(16) // 8)) / 2,
                              rtol=1e-4)
@@ -145,7 +146,8 @@ def test_linear_eval_freezes_trunk_and_bn(model_and_vars):
   rng = np.random.default_rng(2)
   batch = {"labeled": {"image": rng.uniform(-1, 1, (6, S, S, 3)).astype(np.float32),
                        "label": rng.integers(0, C, (6,)).astype(np.int32)}}
-  loss_fn = functools.partial(objectives.get("linear_eval").loss_fn, model=model, config=cfg())
+  loss_fn = functools.partial(objectives.get("linear_eval").loss_fn, model=model,
+                              loss_config=cfg().loss, aux={})
   (loss, (stats, _)), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
       variables["params"], variables["batch_stats"], batch, None)
   for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(variables["batch_stats"])):
@@ -241,6 +243,6 @@ def test_loss_decreases_on_fixed_batch(name):
   state = train_state.create(variables, tx, use_ema=False)
   seen = []
   for _ in range(10):
-    state, metrics = step(state, raw)
+    state, metrics = step(state, raw, {})
     seen.append(float(metrics["loss"]))
   assert np.all(np.isfinite(seen)) and np.mean(seen[-3:]) < np.mean(seen[:3]), seen

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from tensorboard.compat.proto import event_pb2
 
-from s4l_jax import config_lib, losses, runner, vat
+from s4l_jax import config_lib, losses, objective_lib, runner, vat
 from s4l_jax.models import build_model
 from s4l_jax.objectives import moam_step1
 from s4l_jax.objectives import vat as vat_objective
@@ -88,7 +88,8 @@ def vat_and_recomputation(on_labeled, direction, grads=True):
     return sup + 0.7 * l_vat + 0.3 * ent, (new["batch_stats"], metrics)
 
   def objective_fn(p):
-    return vat_objective.loss_fn(p, bs, batch, RNG, model=model, config=config)
+    return vat_objective.loss_fn(p, bs, batch, RNG, model=model, loss_config=config.loss,
+                                 aux={})
 
   wrap = (lambda f: jax.value_and_grad(f, has_aux=True)) if grads else (lambda f: f)
   return jax.jit(wrap(objective_fn))(params), jax.jit(wrap(expected_fn))(params)
@@ -136,7 +137,7 @@ def test_vat_perturbation_has_norm_eps(xi):
   config = vat_config()
   model, params, bs = init(config)
   x = image_batch(3, 16)
-  apply_fn = vat_objective.perturbed_apply_fn(model, params, bs)
+  apply_fn = objective_lib.perturbed_apply_fn(model, params, bs)
   r = vat.vat_perturbation(apply_fn, x, apply_fn(x), RNG, eps=config.loss.vat_eps, xi=xi,
                            num_iters=config.loss.vat_num_iters)
   norms = np.sqrt(np.sum(np.square(r), axis=(1, 2, 3)))
@@ -173,14 +174,16 @@ def test_moam_step1_bookkeeping():
                             out["classes"][:n], RNG, eps=2.0, xi=1e-6, num_iters=1),
       entmin_loss=losses.entropy(out["classes"][:n]))
 
-  loss, (_, metrics) = moam_step1.loss_fn(params, bs, batch, RNG, model=model, config=config)
+  loss, (_, metrics) = moam_step1.loss_fn(params, bs, batch, RNG, model=model,
+                                          loss_config=config.loss, aux={})
   for key, value in want.items():
     np.testing.assert_allclose(metrics[key], value, rtol=1e-6, err_msg=key)
   weights = dict(rot_loss=0.1, sup_loss=0.2, vat_loss=0.7, entmin_loss=0.05)
   np.testing.assert_allclose(loss, sum(w * want[k] for k, w in weights.items()), rtol=1e-6)
   # Without rot_weight it defaults to 1 - sup_weight - vat_weight, as in the S4L code.
   del config.loss["rot_weight"]
-  loss, _ = moam_step1.loss_fn(params, bs, batch, RNG, model=model, config=config)
+  loss, _ = moam_step1.loss_fn(params, bs, batch, RNG, model=model, loss_config=config.loss,
+                               aux={})
   weights["rot_loss"] = 0.1
   np.testing.assert_allclose(loss, sum(w * want[k] for k, w in weights.items()), rtol=1e-6)
 

@@ -37,11 +37,11 @@ def test_sharded_step_matches_single_device():
     mesh = distributed.make_mesh(devices)
     repl = distributed.replicated(mesh)
     state = jax.device_put(train_state.create(variables, tx, use_ema=True), repl)
-    jitted = jax.jit(step, in_shardings=(repl, distributed.data_sharding(mesh)),
+    jitted = jax.jit(step, in_shardings=(repl, distributed.data_sharding(mesh), repl),
                      out_shardings=(repl, repl))
     batch = distributed.to_global(raw, mesh)
     assert len(batch["labeled"]["image"].sharding.device_set) == len(devices)
-    outs.append(jax.device_get(jitted(state, batch)))
+    outs.append(jax.device_get(jitted(state, batch, {})))
   (s1, m1), (s8, m8) = outs
   np.testing.assert_allclose(m1["loss"], m8["loss"], rtol=1e-6)
   np.testing.assert_allclose(m1["grad_norm"], m8["grad_norm"], rtol=1e-5)
@@ -74,7 +74,14 @@ def test_run_writes_results_config_and_export(uninterrupted):
 def test_resume_gives_identical_weights(uninterrupted, tmp_path):
   full_dir, full = uninterrupted
   workdir = str(tmp_path / "resumed")
-  assert train.run(digits_config(steps=6), workdir, stop_after=3) is None
+  def stop_after_3(self, step):  # a SIGTERM arriving during step 3
+    if step == 3:
+      self.signal_name = "SIGTERM"
+    return self.signal_name is not None
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(train._Preemption, "requested_at", stop_after_3)
+    with pytest.raises(SystemExit, match="SIGTERM: saved step 3"):
+      train.run(digits_config(steps=6), workdir)
   resumed = runner.run(digits_config(steps=6), workdir)
   assert resumed["resumed_from_step"] == 3
   a = export.load_variables(os.path.join(full_dir, "export"))
@@ -168,7 +175,7 @@ def test_check_finite_covers_batch_norm_statistics():
   raw = {"labeled": {"image": rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8),
                      "label": rng.integers(0, 10, (16,)).astype(np.int32)}}
   state = train_state.create(variables, tx, use_ema=False)
-  new_state, metrics = jax.device_get(step(state, raw))
+  new_state, metrics = jax.device_get(step(state, raw, {}))
   import optax  # pylint: disable=g-import-not-at-top
   np.testing.assert_allclose(metrics["batch_stats_norm"], optax.tree.norm(new_state.batch_stats),
                              rtol=1e-6)
@@ -178,7 +185,7 @@ def test_check_finite_covers_batch_norm_statistics():
   leaves, treedef = jax.tree.flatten(variables["batch_stats"])
   leaves[0] = np.full_like(leaves[0], np.nan)
   poisoned = state.replace(batch_stats=jax.tree.unflatten(treedef, leaves))
-  _, metrics = jax.device_get(step(poisoned, raw))
+  _, metrics = jax.device_get(step(poisoned, raw, {}))
   for key in ("loss", "grad_norm", "param_norm"):
     assert np.isfinite(metrics[key]), key
   assert not np.isfinite(metrics["batch_stats_norm"])
@@ -193,11 +200,11 @@ def test_batch_stats_norm_is_zero_without_batch_norm():
   """A model without BatchNorm has no statistics: the metric is 0.0, not an error."""
   import types  # pylint: disable=g-import-not-at-top
 
-  def loss_fn(params, batch_stats, batch, rng, *, model, config):
-    del rng, model, config
+  def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
+    del rng, model, loss_config, aux
     loss = jnp.mean(jnp.square(params["w"] - batch["labeled"]["label"].astype(jnp.float32)))
     return loss, (batch_stats, {})
-  objective = types.SimpleNamespace(loss_fn=loss_fn)
+  objective = types.SimpleNamespace(loss_fn=loss_fn, REQUIRES=objectives.Requirements())
   config = digits_config(batch=4)
   params = {"w": jnp.ones((4,))}
   tx = optim.make_optimizer(config.optimizer, optim.make_schedule(config.lr, 0.1, 10, 100),
@@ -206,6 +213,6 @@ def test_batch_stats_norm_is_zero_without_batch_norm():
   state = train_state.create({"params": params}, tx, use_ema=False)
   raw = {"labeled": {"image": np.zeros((4, 8, 8, 3), np.uint8),
                      "label": np.arange(4, dtype=np.int32)}}
-  _, metrics = jax.device_get(step(state, raw))
+  _, metrics = jax.device_get(step(state, raw, {}))
   assert float(metrics["batch_stats_norm"]) == 0.0
   train.check_finite(metrics, 1, None)

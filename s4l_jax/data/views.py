@@ -415,3 +415,8 @@ def make_finish_fn(view: str, image_size: int) -> Callable[[jax.Array, dict], di
 def apply_view(rng, images, *, view, image_size, crop):
   """Jitted `make_view_fn(view, ...)(rng, images)`."""
   return make_view_fn(view, image_size=image_size, crop=crop)(rng, images)
+
+
+def copies(view: str) -> int:
+  """Images per source image that `view` makes."""
+  return {"train": 1, "eval": 1, "rotate4": 4, "exemplar8": 8, "simclr2": 2}[view]

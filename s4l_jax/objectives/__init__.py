@@ -1,29 +1,94 @@
-"""Training objectives: one module per method, each defining `loss_fn`.
+"""Training objectives: one module per method, each defining `REQUIRES` and `loss_fn`.
 
-Contract (every module `s4l_jax/objectives/<name>.py`):
+Contract (every module `s4l_jax/objectives/<name>.py`; `config.objective` names it):
 
-    def loss_fn(params, batch_stats, batch, rng, *, model, config)
+    REQUIRES = objectives.Requirements(streams=..., heads=..., aux=...)
+
+    def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux)
         -> (loss, (new_batch_stats, metrics))
 
+* `REQUIRES` declares what the loss reads; `check_config` (called by `validation.validate`)
+  rejects a config that does not provide it, in one line, before anything is compiled:
+  - `streams`: stream name -> copies per image its view must make (`None`: any view), e.g.
+    `{"labeled": 1, "unlabeled": 4}`; a listed "unlabeled" stream needs
+    `input.unlabeled.batch_size > 0`. Streams not listed may still be present (and are then
+    in `batch`); the loss decides whether it uses them.
+  - `heads`: model outputs the loss reads (each must be in `config.model.heads`).
+  - `aux`: what the train step must put in `aux` (see below).
 * `batch` holds the views the config asked for, already augmented, as float32 in [-1, 1]:
   `batch["labeled"] = {"image": (B, [V,] H, W, C), "label": (B,) int32, ["rotation": (B, 4)]}`
-  and, when the config has an unlabeled stream, `batch["unlabeled"] = {"image": ..., ...}`.
+  and, when the config has an unlabeled stream, `batch["unlabeled"] = {"image": ..., ...}`
+  (its "label" is the true label, for logging only: never in a loss).
+* `loss_config` is `config.loss` (read with `.get(key, default)` for optional keys).
+* `aux` holds what `REQUIRES.aux` asked for, filled by the train step:
+  - "step": int32 scalar, the number of updates applied so far;
+  - "progress": float32 scalar, step / the run's total steps, in [0, 1) (ramp-ups);
+  - "ema_params": the Polyak-averaged parameters (needs `ema_halflife_epochs > 0`);
+  - "teacher": `x (N, H, W, C) in [-1, 1] -> outputs dict`, a frozen network rebuilt from the
+    export `config.frozen_teacher` (inference-mode BN, no gradient; its variables are
+    replicated, never donated, trained or checkpointed).
 * `model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
   mutable=["batch_stats"])` returns `(outputs, {"batch_stats": new})` where `outputs` maps
   "pre_logits" and each head name (e.g. "classes", "rotations") to float32 arrays (N, dim).
 * `metrics` is a flat dict of scalar float32 arrays (means over the global batch).
 * The L2 / weight decay is applied by the optimizer, not here.
 
-A new method is one new module here plus one config file; `config.objective` names it.
+Shared helpers live in `s4l_jax/objective_lib.py`; no objective imports another.
+A new method is one new module here plus one config file (README "Adding a method").
 """
+import dataclasses
 import importlib
+from typing import Mapping
+
+from s4l_jax.data import views
+
+AUX = ("step", "progress", "ema_params", "teacher")
+
+
+@dataclasses.dataclass(frozen=True)
+class Requirements:
+  """What an objective's loss reads; see the module docstring."""
+  streams: Mapping[str, int | None] = dataclasses.field(default_factory=lambda: {"labeled": None})
+  heads: tuple[str, ...] = ("classes",)
+  aux: tuple[str, ...] = ()
+
+  def __post_init__(self):
+    unknown = set(self.aux) - set(AUX)
+    if unknown:
+      raise ValueError(f"Requirements.aux has unknown entries {sorted(unknown)}; valid: {AUX}")
 
 
 def get(name: str):
   """Returns the objective module `s4l_jax.objectives.<name>`."""
   try:
-    return importlib.import_module(f"s4l_jax.objectives.{name}")
+    module = importlib.import_module(f"s4l_jax.objectives.{name}")
   except ModuleNotFoundError as e:
     if e.name == f"s4l_jax.objectives.{name}":
       raise ValueError(f"Unknown objective {name!r}: no module s4l_jax/objectives/{name}.py") from None
     raise
+  for attr in ("REQUIRES", "loss_fn"):
+    if not hasattr(module, attr):
+      raise ValueError(f"Objective module s4l_jax/objectives/{name}.py defines no {attr}")
+  return module
+
+
+def check_config(config):
+  """Raises ValueError (one line) unless `config` provides what its objective requires."""
+  name, needs = config.objective, get(config.objective).REQUIRES
+  for stream, copies in needs.streams.items():
+    if stream == "unlabeled" and not config.input.unlabeled.batch_size:
+      raise ValueError(f"objective {name} needs an unlabeled stream: set "
+                       "input.unlabeled.batch_size > 0")
+    view = config.input[stream].view
+    if copies is not None and views.copies(view) != copies:
+      raise ValueError(f"objective {name} needs input.{stream}.view making {copies} "
+                       f"cop{'ies' if copies > 1 else 'y'} per image, got {view!r} "
+                       f"({views.copies(view)})")
+  missing = [h for h in needs.heads if h not in config.model.heads]
+  if missing:
+    raise ValueError(f"objective {name} reads model heads {missing}, missing from "
+                     f"model.heads ({sorted(config.model.heads)})")
+  if "ema_params" in needs.aux and config.ema_halflife_epochs <= 0:
+    raise ValueError(f"objective {name} needs the EMA weights: set ema_halflife_epochs > 0")
+  if "teacher" in needs.aux and not config.frozen_teacher:
+    raise ValueError(f"objective {name} needs a frozen teacher: set frozen_teacher=DIR/export")

@@ -7,17 +7,18 @@ a linear layer on pre_logits, is trained with xent on the labeled images. Pair w
 """
 import jax
 
-from s4l_jax import losses
-from s4l_jax.objectives import s4l_rotation
+from s4l_jax import losses, objectives
+from s4l_jax.objective_lib import accuracy
+
+REQUIRES = objectives.Requirements(streams={"labeled": 1}, heads=("classes",))
 
 
-def loss_fn(params, batch_stats, batch, rng, *, model, config):
-  del rng, config
+def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
+  del rng, loss_config, aux
   labeled = batch["labeled"]
   outputs = model.apply({"params": params, "batch_stats": batch_stats}, labeled["image"],
                         train=False)
   head = params["head_classes"]
   logits = jax.lax.stop_gradient(outputs["pre_logits"]) @ head["kernel"] + head["bias"]
   loss = losses.softmax_xent(logits, labeled["label"])
-  return loss, (batch_stats, {
-      "sup_loss": loss, "sup_accuracy": s4l_rotation.accuracy(logits, labeled["label"])})
+  return loss, (batch_stats, {"sup_loss": loss, "sup_accuracy": accuracy(logits, labeled["label"])})

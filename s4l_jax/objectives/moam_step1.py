@@ -5,14 +5,12 @@
 Both streams use the `rotate4` view: images (B, 4, H, W, C), "rotation" (B, 4). They are
 flattened image-major to (4B, H, W, C) and one forward pass runs on
 concat[4 B_u unlabeled; 4 B_l labeled] (train-mode BN, updates the moving averages).
-
 * L_rot = 0.5 * xent_rot(unlabeled rows) + 0.5 * xent_rot(labeled rows), head "rotations".
 * L_cls = xent of head "classes" on all 4 rotations of every labeled image.
 * L_vat (`s4l_jax.vat.vat_loss`, perturbed passes with train-mode BN whose batch_stats are
   discarded) and L_ent (mean entropy of the clean class predictions, gradient flowing) on
   the 4 B_u rotated UNLABELED images only (S4L ignores `apply_vat_to_labeled` here).
-
-`config.loss` keys (S4L `moam_step_1.sh` defaults when absent):
+`loss` keys (S4L `moam_step_1.sh` defaults when absent):
   sup_weight 0.3, vat_weight 0.3, entmin_weight 0.3,
   rot_weight (default 1 - sup_weight - vat_weight = 0.4, as in the code),
   vat_eps 32.0, vat_xi 1e-6, vat_num_iters 1,
@@ -21,31 +19,31 @@ concat[4 B_u unlabeled; 4 B_l labeled] (train-mode BN, updates the moving averag
 """
 import jax.numpy as jnp
 
-from s4l_jax import losses, vat
-from s4l_jax.objectives import vat as vat_objective
-from s4l_jax.objectives.s4l_rotation import accuracy, rotation_inputs
+from s4l_jax import losses, objectives, vat
+from s4l_jax.objective_lib import (accuracy, apply_train, perturbed_apply_fn,  # pylint: disable=g-multiple-import
+                                   rotation_inputs, vat_kwargs)
+
+REQUIRES = objectives.Requirements(streams={"labeled": 4, "unlabeled": 4},
+                                   heads=("classes", "rotations"))
 
 
-def loss_fn(params, batch_stats, batch, rng, *, model, config):
-  lc = config.loss
+def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
+  del aux
+  lc = loss_config
   sup_weight, vat_weight = lc.get("sup_weight", 0.3), lc.get("vat_weight", 0.3)
   rot_weight = lc.get("rot_weight", 1.0 - sup_weight - vat_weight)
   entmin_weight = lc.get("entmin_weight", 0.3)
-
   labeled, unlabeled = batch["labeled"], batch["unlabeled"]
   x, rotations, (num_u, _) = rotation_inputs([unlabeled, labeled])
-  outputs, new = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
-                             mutable=["batch_stats"])
+  outputs, new_stats = apply_train(model, params, batch_stats, x)
   cls_logits, rot_logits = outputs["classes"], outputs["rotations"]
-
   rot_u = losses.softmax_xent(rot_logits[:num_u], rotations[:num_u])
   rot_l = losses.softmax_xent(rot_logits[num_u:], rotations[num_u:])
   rot_loss = 0.5 * rot_u + 0.5 * rot_l
   labels = jnp.repeat(labeled["label"], labeled["image"].shape[1])
   sup_loss = losses.softmax_xent(cls_logits[num_u:], labels)
-  vat_loss = vat.vat_loss(vat_objective.perturbed_apply_fn(model, params, batch_stats),
-                          x[:num_u], cls_logits[:num_u], rng,
-                          **vat_objective.vat_kwargs(lc, 32.0))
+  vat_loss = vat.vat_loss(perturbed_apply_fn(model, params, batch_stats),
+                          x[:num_u], cls_logits[:num_u], rng, **vat_kwargs(lc, 32.0))
   entmin_loss = losses.entropy(cls_logits[:num_u])
   loss = (rot_weight * rot_loss + sup_weight * sup_loss + vat_weight * vat_loss
           + entmin_weight * entmin_loss)
@@ -53,4 +51,4 @@ def loss_fn(params, batch_stats, batch, rng, *, model, config):
       rot_loss=rot_loss, sup_loss=sup_loss, vat_loss=vat_loss, entmin_loss=entmin_loss,
       sup_accuracy=accuracy(cls_logits[num_u:], labels),
       rot_accuracy=accuracy(rot_logits, rotations))
-  return loss, (new["batch_stats"], metrics)
+  return loss, (new_stats, metrics)

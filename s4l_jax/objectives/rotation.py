@@ -6,17 +6,18 @@ is used as further unlabeled images, its labels are ignored) take the `rotate4` 
 keeps the export contract (`predict` -> class logits) and is replaced or re-trained by the
 linear evaluation / fine-tuning run.
 """
-from s4l_jax import losses
-from s4l_jax.objectives import s4l_rotation
+from s4l_jax import losses, objectives
+from s4l_jax.objective_lib import accuracy, apply_train, rotation_inputs
+
+REQUIRES = objectives.Requirements(streams={"labeled": 4, "unlabeled": 4},
+                                   heads=("classes", "rotations"))
 
 
-def loss_fn(params, batch_stats, batch, rng, *, model, config):
-  del rng, config
+def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
+  del rng, loss_config, aux
   streams = [batch[k] for k in ("unlabeled", "labeled") if k in batch]
-  images, rotations, _ = s4l_rotation.rotation_inputs(streams)
-  outputs, new = model.apply({"params": params, "batch_stats": batch_stats}, images,
-                             train=True, mutable=["batch_stats"])
+  images, rotations, _ = rotation_inputs(streams)
+  outputs, new_stats = apply_train(model, params, batch_stats, images)
   logits = outputs["rotations"]
   loss = losses.softmax_xent(logits, rotations)
-  return loss, (new["batch_stats"], {
-      "rot_loss": loss, "rot_accuracy": s4l_rotation.accuracy(logits, rotations)})
+  return loss, (new_stats, {"rot_loss": loss, "rot_accuracy": accuracy(logits, rotations)})

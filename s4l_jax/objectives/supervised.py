@@ -1,13 +1,14 @@
 """Supervised baseline (methods.md 2.5a): cross-entropy on the labeled images only."""
-from s4l_jax import losses
+from s4l_jax import losses, objectives
+from s4l_jax.objective_lib import accuracy, apply_train
+
+REQUIRES = objectives.Requirements(streams={"labeled": 1}, heads=("classes",))
 
 
-def loss_fn(params, batch_stats, batch, rng, *, model, config):
-  del rng, config
+def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
+  del rng, loss_config, aux
   labeled = batch["labeled"]
-  outputs, new = model.apply({"params": params, "batch_stats": batch_stats}, labeled["image"],
-                             train=True, mutable=["batch_stats"])
+  outputs, new_stats = apply_train(model, params, batch_stats, labeled["image"])
   logits = outputs["classes"]
   loss = losses.softmax_xent(logits, labeled["label"])
-  accuracy = (logits.argmax(-1) == labeled["label"]).mean()
-  return loss, (new["batch_stats"], {"sup_loss": loss, "sup_accuracy": accuracy})
+  return loss, (new_stats, {"sup_loss": loss, "sup_accuracy": accuracy(logits, labeled["label"])})

@@ -1,0 +1,75 @@
+"""Helpers shared by the objectives (`s4l_jax/objectives/*`): forward passes, view flattening,
+rotation inputs, the grouped exemplar triplet, VAT wiring, accuracy.
+
+Objectives import this module and `losses`, never each other.
+"""
+import jax
+import jax.numpy as jnp
+
+from s4l_jax import losses
+from s4l_jax.data import views
+
+NUM_EXEMPLAR_VIEWS = views.copies("exemplar8")
+
+
+def accuracy(logits, labels):
+  """Mean of argmax(logits) == labels: logits (N, K), labels (N,) -> scalar."""
+  return (logits.argmax(-1) == labels).mean()
+
+
+def apply_train(model, params, batch_stats, x):
+  """Train-mode forward of x (N, H, W, C): (outputs dict, updated batch_stats)."""
+  outputs, new = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
+                             mutable=["batch_stats"])
+  return outputs, new["batch_stats"]
+
+
+def flatten_views(x):
+  """(B, V, ...) -> (B * V, ...), image-major (row v + V * i is view v of image i)."""
+  return x.reshape((-1,) + x.shape[2:])
+
+
+def rotation_inputs(streams):
+  """Flattened images (sum 4B, H, W, C), rotation labels (sum 4B,) and per-stream sizes."""
+  images = jnp.concatenate([flatten_views(s["image"]) for s in streams])
+  rotations = jnp.concatenate([s["rotation"].reshape(-1) for s in streams])
+  return images, rotations, [4 * s["image"].shape[0] for s in streams]
+
+
+def exemplar_embeddings(model, params, batch_stats, streams):
+  """Train-mode forward on concat(flattened streams) -> (outputs, batch_stats, unit embeddings).
+
+  The embeddings are head "embeddings", L2-normalised: (sum 8B, D).
+  """
+  images = jnp.concatenate([flatten_views(s["image"]) for s in streams])
+  outputs, new_stats = apply_train(model, params, batch_stats, images)
+  return outputs, new_stats, losses.l2_normalize(outputs["embeddings"])
+
+
+def exemplar_triplet(emb, num_images: int, groups: int = 1, quirk: bool = False):
+  """Mean batch-hard soft-margin triplet of (num_images * 8, D) image-major embeddings.
+
+  The identity of row j is j // 8 (`quirk`: the released code's j // images_per_group);
+  `groups` = G > 1 splits the images into G contiguous groups (one per TPU core in the
+  paper) and averages the per-group losses.
+  """
+  if num_images % groups:
+    raise ValueError(f"loss.triplet_groups={groups} must divide the {num_images} images")
+  per_group = num_images // groups
+  ids = losses.exemplar_ids(per_group, NUM_EXEMPLAR_VIEWS, quirk)
+  emb = emb.reshape(groups, per_group * NUM_EXEMPLAR_VIEWS, emb.shape[-1])
+  return jax.vmap(lambda e: losses.batch_hard_triplet(e, ids))(emb).mean()
+
+
+def perturbed_apply_fn(model, params, batch_stats, head: str = "classes"):
+  """`x (N, H, W, C) -> logits (N, dim)` of `head`: train-mode BN, batch_stats discarded
+  (S4L freezes the moving averages in VAT's perturbed passes)."""
+  return lambda x: apply_train(model, params, batch_stats, x)[0][head]
+
+
+def vat_kwargs(loss_config, default_eps: float = 40.0) -> dict:
+  """Keyword arguments of `s4l_jax.vat.vat_loss` from `config.loss` (S4L defaults)."""
+  return dict(eps=loss_config.get("vat_eps", default_eps),
+              xi=loss_config.get("vat_xi", 1e-6),
+              num_iters=loss_config.get("vat_num_iters", 1),
+              kl_direction=loss_config.get("vat_kl_direction", "perturbed_clean"))
