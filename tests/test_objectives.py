@@ -1,0 +1,124 @@
+"""The objective protocol: REQUIRES checked before any work, aux filled by the train step."""
+import os
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from s4l_jax import objectives, optim, train, train_state
+from s4l_jax.models import build_model
+from testing_utils import load_config, tiny
+
+OBJECTIVES = sorted(f[:-3] for f in os.listdir(os.path.dirname(objectives.__file__))
+                    if f.endswith(".py") and f != "__init__.py")
+
+
+@pytest.mark.parametrize("name", OBJECTIVES)
+def test_every_objective_declares_its_requirements(name):
+  module = objectives.get(name)
+  assert isinstance(module.REQUIRES, objectives.Requirements)
+  assert "labeled" in module.REQUIRES.streams
+
+
+def _config(name="s4l_rotation", arg="dataset=digits"):
+  return tiny(load_config(name, arg))
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c.input.unlabeled.update(batch_size=0), "needs an unlabeled stream"),
+    (lambda c: c.input.unlabeled.update(view="train"),
+     r"needs input.unlabeled.view making 4 copies per image, got 'train' \(1\)"),
+    (lambda c: delattr(c.model.heads, "rotations"), r"reads model heads \['rotations'\]"),
+])
+def test_missing_requirements_fail_in_one_line(edit, match):
+  config = _config()
+  objectives.check_config(config)  # the config as shipped provides everything
+  edit(config)
+  with pytest.raises(ValueError, match=match) as e:
+    objectives.check_config(config)
+  assert "\n" not in str(e.value)
+
+
+def test_aux_requirements_are_checked():
+  fake = types.SimpleNamespace(REQUIRES=objectives.Requirements(aux=("ema_params", "teacher")),
+                               loss_fn=None)
+  config = _config("supervised")
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(objectives, "get", lambda name: fake)
+    with pytest.raises(ValueError, match="needs the EMA weights: set ema_halflife_epochs"):
+      objectives.check_config(config)
+    config.ema_halflife_epochs = 1.0
+    with pytest.raises(ValueError, match="needs a frozen teacher: set frozen_teacher"):
+      objectives.check_config(config)
+
+
+def test_unknown_aux_is_a_programming_error():
+  with pytest.raises(ValueError, match="unknown entries"):
+    objectives.Requirements(aux=("teachers",))
+
+
+def _norm(tree):
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
+def test_train_step_fills_aux_with_step_progress_ema_and_a_frozen_teacher():
+  """A probe objective reports what it received; the teacher is another, frozen network."""
+  config = _config("supervised", "dataset=digits,labels=10pct")
+  config.input.labeled.view = "eval"  # deterministic: the images are the raw ones in [-1, 1]
+  model, teacher_model = build_model(config.model, 10), build_model(config.model, 10)
+  init = lambda m, seed: jax.device_get(m.init(jax.random.PRNGKey(seed), jnp.zeros((1, 8, 8, 3)),
+                                                train=False))
+  variables, teacher_variables = init(model, 0), init(teacher_model, 1)
+
+  def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
+    del rng, loss_config
+    x = batch["labeled"]["image"]
+    student = model.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
+    target = aux["teacher"](x)["classes"]
+    loss = jnp.mean(jnp.square(student["classes"] - target))
+    return loss, (batch_stats, {"aux_step": aux["step"], "aux_progress": aux["progress"],
+                                "ema_norm": _norm(aux["ema_params"]),
+                                "teacher_sum": jnp.sum(target)})
+
+  probe = types.SimpleNamespace(loss_fn=loss_fn, REQUIRES=objectives.Requirements(
+      aux=("step", "progress", "ema_params", "teacher")))
+  tx = optim.make_optimizer(config.optimizer, optim.make_schedule(config.lr, 0.1, 10, 100),
+                            variables["params"])
+  step = jax.jit(train.make_train_step(model, probe, tx, config, 0.9, teacher_model=teacher_model,
+                                       num_steps=4))
+  state = train_state.create(variables, tx, use_ema=True)
+  images = np.random.default_rng(0).integers(0, 256, (8, 8, 8, 3), np.uint8)
+  raw = {"labeled": {"image": images, "label": np.zeros((8,), np.int32)}}
+  frozen = {"teacher": teacher_variables}
+  expected_teacher = teacher_model.apply(teacher_variables, images / 255.0 * 2 - 1,
+                                         train=False)["classes"]
+  for expected_step in range(3):
+    ema_before = _norm(state.ema_params)
+    state, metrics = step(state, raw, frozen)
+    assert int(metrics["aux_step"]) == expected_step
+    np.testing.assert_allclose(metrics["aux_progress"], expected_step / 4)
+    np.testing.assert_allclose(metrics["ema_norm"], ema_before, rtol=1e-6)
+    np.testing.assert_allclose(metrics["teacher_sum"], np.sum(expected_teacher), rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(frozen["teacher"]), jax.tree.leaves(teacher_variables)):
+    np.testing.assert_array_equal(a, b)  # an input of every step, never updated
+
+
+def test_no_gradient_reaches_the_teacher():
+  config = _config("supervised", "dataset=digits,labels=10pct")
+  model = build_model(config.model, 10)
+  variables = jax.device_get(model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)),
+                                        train=False))
+  probe = types.SimpleNamespace(REQUIRES=objectives.Requirements(aux=("teacher",)))
+
+  def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
+    del params, rng, loss_config, model
+    return jnp.sum(aux["teacher"](batch["labeled"]["image"])["classes"]), (batch_stats, {})
+  probe.loss_fn = loss_fn
+  loss = train.make_loss_fn(model, probe, config, teacher_model=model)
+  raw = {"labeled": {"image": np.ones((2, 8, 8, 3), np.uint8), "label": np.zeros((2,), np.int32)}}
+  grads = jax.grad(lambda frozen: loss(variables["params"], variables["batch_stats"], raw,
+                                       jax.random.PRNGKey(0), {"frozen": frozen})[0])(
+                                           {"teacher": variables})
+  assert all(not np.any(g) for g in jax.tree.leaves(grads))
