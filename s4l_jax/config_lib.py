@@ -4,6 +4,8 @@ from typing import Any
 
 import ml_collections
 
+from s4l_jax.data import datasets
+
 
 def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
   """Parses `k=v,k2=v2` (the text after `:` in `--config=file.py:ARG`) over `defaults`.
@@ -36,22 +38,9 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(out)
 
 
-# Input and model defaults per dataset family. The ImageNet entry is the paper's setting.
-DATASET_PRESETS = {
-    "imagenet2012": dict(image_size=224, crop="inception", model="resnet50v2",
-                         eval_batch_size=400),
-    "cifar10": dict(image_size=32, crop="pad_crop", model="wrn", eval_batch_size=500),
-    "folder": dict(image_size=32, crop="pad_crop", model="wrn", eval_batch_size=500),
-    "digits": dict(image_size=16, crop="pad_crop", model="wrn_tiny", eval_batch_size=360),
-}
-
-
 def dataset_family(dataset: str) -> str:
-  family = dataset.split(":", 1)[0]
-  if family not in DATASET_PRESETS:
-    raise ValueError(f"Unknown dataset {dataset!r}; valid: imagenet2012, cifar10, digits, "
-                     "folder:PATH")
-  return family
+  """The family name of `dataset` (`folder:PATH` -> `folder`); ValueError listing valid names."""
+  return datasets.get(dataset).name
 
 
 def steps_per_epoch(num_labeled: int, labeled_batch: int) -> int:
@@ -87,7 +76,7 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   Configs start from this, set the objective and its own `loss` section, and return; the
   result is locked by `main.py` so that misspelt overrides fail before any work.
   """
-  preset = DATASET_PRESETS[dataset_family(dataset)]
+  preset = datasets.get(dataset)
   c = ml_collections.ConfigDict()
   c.objective = "supervised"
   c.seed = 0
@@ -100,19 +89,19 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.pseudo_label_threshold = 0.0  # keep pseudo-labels with teacher confidence >= this (0: all)
 
   c.input = ml_collections.ConfigDict()
-  c.input.image_size = preset["image_size"]
-  c.input.crop = preset["crop"]                       # inception | pad_crop | none
+  c.input.image_size = preset.image_size
+  c.input.crop = preset.crop                       # inception | pad_crop | none
   c.input.labeled = dict(batch_size=labeled_batch, view="train")
   c.input.unlabeled = dict(batch_size=0, view="train")  # batch_size 0: no unlabeled stream
-  c.input.eval_batch_size = eval_batch or preset["eval_batch_size"]
+  c.input.eval_batch_size = eval_batch or preset.eval_batch_size
   # memory: decode once to uint8 arrays, views on the device (no TensorFlow);
   # tfdata: stream and augment with tf.data (imagenet2012 always; folders optionally).
-  c.input.pipeline = "tfdata" if dataset == "imagenet2012" else "memory"
+  c.input.pipeline = preset.pipelines[0]
 
   c.model = ml_collections.ConfigDict(dict(
       name="", filters_factor=4, depth=28, width=2, dtype="float32", bn_momentum=0.99,
       bn_epsilon=1e-3, bn_group_size=0, remat=False, heads=dict(classes=-1)))
-  c.model.update(MODEL_PRESETS[model or preset["model"]])
+  c.model.update(MODEL_PRESETS[model or preset.model])
 
   c.optimizer = dict(name="momentum", momentum=0.9, nesterov=False, weight_decay=1e-3,
                      lars_trust_coefficient=0.001)

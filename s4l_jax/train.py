@@ -19,7 +19,7 @@ from absl import logging
 
 from s4l_jax import checkpointing, config_lib, distributed, evaluate, export, logs, objectives
 from s4l_jax import metrics as metrics_lib, optim, train_state
-from s4l_jax.data import pipeline as pipeline_lib
+from s4l_jax.data import factory
 from s4l_jax.data import views
 from s4l_jax.models import build_model
 
@@ -147,7 +147,7 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
   start = time.time()
   os.makedirs(workdir, exist_ok=True)
   mesh = distributed.make_mesh()
-  data = pipeline_lib.make_pipeline(config, jax.process_index(), jax.process_count())
+  data = factory.make_pipeline(config, jax.process_index(), jax.process_count())
   spe = config_lib.steps_per_epoch(data.num_labeled, config.input.labeled.batch_size)
   num_steps = config_lib.total_steps(config, data.num_labeled)
   objective = objectives.get(config.objective)

@@ -2,7 +2,7 @@
 import os
 
 from s4l_jax import config_lib, distributed, export, objectives
-from s4l_jax.data import sources, subsets
+from s4l_jax.data import datasets, sources, subsets
 
 MIN_IMAGE_SIZE = 8  # the smallest input size tested (tests train at 8x8)
 
@@ -54,7 +54,8 @@ def check_export_classes(export_dir: str, description: dict, dataset: str, names
 def validate(config):
   """Raises ValueError / FileNotFoundError for a config that cannot train, before any work."""
   check_values(config)
-  config_lib.dataset_family(config.dataset)  # an unknown name fails here, listing the valid ones
+  # An unknown dataset or a pipeline that cannot serve it fails here, listing the valid ones.
+  datasets.check_pipeline(config.dataset, config.input.pipeline)
   kind, value = subsets.parse_labels_spec(config.labels)
   if kind == "file" and not os.path.isfile(value):
     raise FileNotFoundError(f"labels=file:{value}: no such label list file")

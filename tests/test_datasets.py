@@ -1,0 +1,51 @@
+"""The dataset registry: names, presets, pipelines; importing it imports no TensorFlow."""
+import subprocess
+import sys
+
+import pytest
+
+from s4l_jax.data import datasets, sources
+
+
+def test_families_and_folder_paths():
+  assert datasets.get("folder:/data/x").name == "folder"
+  assert datasets.folder_root("folder:/data/x") == "/data/x"
+  assert datasets.get("imagenet2012").test_split == "validation"
+  assert [n for n, f in datasets.FAMILIES.items() if f.needs_tensorflow] == ["imagenet2012",
+                                                                               "cifar10"]
+  assert [n for n, f in datasets.FAMILIES.items() if not f.in_memory] == ["imagenet2012"]
+  for name, family in datasets.FAMILIES.items():
+    assert family.name == name and family.pipelines
+    assert set(family.pipelines) <= set(datasets.PIPELINES)
+
+
+@pytest.mark.parametrize("name", ["mnist", "folder", "folder:", "digits:/x", ""])
+def test_unknown_name_lists_the_valid_ones(name):
+  with pytest.raises(ValueError, match=rf"^Unknown dataset '{name}'; valid: imagenet2012, "
+                     r"cifar10, digits, folder:PATH$"):
+    datasets.get(name)
+
+
+def test_fixed_class_counts_are_the_loaders():
+  assert sources.num_classes("digits") == len(sources.load_split("digits", "test").class_names)
+  assert datasets.get("folder:/x").num_classes is None
+
+
+@pytest.mark.parametrize("dataset, pipeline, match", [
+    ("imagenet2012", "memory", r"^imagenet2012 cannot use input.pipeline=memory: set "
+     r"input.pipeline=tfdata$"),
+    ("cifar10", "tfdata", r"set input.pipeline=memory$"),
+    ("folder:/x", "disk", r"^input.pipeline must be one of memory, tfdata, got 'disk'$"),
+])
+def test_check_pipeline(dataset, pipeline, match):
+  with pytest.raises(ValueError, match=match):
+    datasets.check_pipeline(dataset, pipeline)
+  datasets.check_pipeline("folder:/x", "tfdata")
+  datasets.check_pipeline("folder:/x", "memory")
+
+
+def test_import_does_not_import_tensorflow():
+  code = ("import sys; from s4l_jax import config_lib; from s4l_jax.data import datasets; "
+          "print(sorted(m for m in sys.modules if m.startswith('tensorflow')))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == "[]"
