@@ -149,7 +149,7 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
   mesh = distributed.make_mesh()
   data = factory.make_pipeline(config, jax.process_index(), jax.process_count())
   spe = config_lib.steps_per_epoch(data.num_labeled, config.input.labeled.batch_size)
-  num_steps = config_lib.total_steps(config, data.num_labeled)
+  num_steps = config_lib.total_steps(config, data.num_labeled, data.num_unlabeled)
   objective = objectives.get(config.objective)
   model = build_model(config.model, data.num_classes)
   logging.info("%s", logs.summary(config, num_labeled=data.num_labeled,
@@ -158,7 +158,9 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
                                   devices=jax.device_count(), workdir=workdir))
 
   variables = init_variables(model, config, data.image_shape, jax.random.PRNGKey(config.seed))
-  schedule = optim.make_schedule(config.lr, config_lib.base_learning_rate(config), spe, num_steps)
+  schedule = optim.make_schedule(
+      config.lr, config_lib.base_learning_rate(config),
+      config_lib.schedule_steps_per_epoch(config, data.num_labeled, data.num_unlabeled), num_steps)
   tx = optim.make_optimizer(config.optimizer, schedule, variables["params"], config.trainable)
   decay = ema_decay(config, spe)
   repl = distributed.replicated(mesh)

@@ -14,11 +14,11 @@ def _require(ok: bool, message: str):
 
 def check_values(config):
   """Rejects numbers that make no sense (negative steps, lr <= 0, ...), naming key and range."""
-  steps, epochs = config.total_steps, config.total_epochs
-  _require(steps >= 0, f"total_steps={steps} (the config arg steps=) must be >= 0: N > 0 "
-           "trains N steps, 0 the preset's total_epochs")
-  _require(steps > 0 or epochs > 0, f"total_epochs={epochs} must be > 0 when total_steps=0; "
-           "set total_steps (steps=N) or total_epochs")
+  config_lib.check_duration(config)
+  _require(config.lr.epochs_of in config_lib.EPOCH_STREAMS, f"lr.epochs_of="
+           f"{config.lr.epochs_of!r} must be one of {', '.join(config_lib.EPOCH_STREAMS)}")
+  _require(config.lr.epochs_of == "labeled" or config.input.unlabeled.batch_size > 0,
+           "lr.epochs_of='unlabeled' needs an unlabeled stream (input.unlabeled.batch_size > 0)")
   _require(config.lr.base > 0, f"lr.base={config.lr.base} must be > 0")
   for key in ("keep_checkpoints", "checkpoint_every_steps", "log_every_steps"):
     _require(config[key] >= 1, f"{key}={config[key]} must be >= 1")
@@ -60,7 +60,7 @@ def validate(config):
   if kind == "file" and not os.path.isfile(value):
     raise FileNotFoundError(f"labels=file:{value}: no such label list file")
   objectives.get(config.objective)
-  for key in ("init_from", "teacher"):  # export dirs
+  for key in config_lib.EXPORT_PATH_KEYS:
     if config[key]:
       export.load_description(config[key])
   if config.pseudo_labels and not os.path.exists(config.pseudo_labels):
