@@ -56,6 +56,7 @@ def validate(config):
   check_values(config)
   # An unknown dataset or a pipeline that cannot serve it fails here, listing the valid ones.
   datasets.check_pipeline(config.dataset, config.input.pipeline)
+  datasets.check_tensorflow(config.dataset, config.input.pipeline)
   kind, value = subsets.parse_labels_spec(config.labels)
   if kind == "file" and not os.path.isfile(value):
     raise FileNotFoundError(f"labels=file:{value}: no such label list file")

@@ -1,6 +1,7 @@
 """The dataset registry: names, presets, pipelines; importing it imports no TensorFlow."""
 import subprocess
 import sys
+from unittest import mock
 
 import pytest
 
@@ -11,9 +12,8 @@ def test_families_and_folder_paths():
   assert datasets.get("folder:/data/x").name == "folder"
   assert datasets.folder_root("folder:/data/x") == "/data/x"
   assert datasets.get("imagenet2012").test_split == "validation"
-  assert [n for n, f in datasets.FAMILIES.items() if f.needs_tensorflow] == ["imagenet2012",
-                                                                               "cifar10"]
-  assert [n for n, f in datasets.FAMILIES.items() if not f.in_memory] == ["imagenet2012"]
+  assert [n for n, f in datasets.FAMILIES.items() if f.pipelines[0] == "tfdata"] == [
+      "imagenet2012"]
   for name, family in datasets.FAMILIES.items():
     assert family.name == name and family.pipelines
     assert set(family.pipelines) <= set(datasets.PIPELINES)
@@ -42,6 +42,21 @@ def test_check_pipeline(dataset, pipeline, match):
     datasets.check_pipeline(dataset, pipeline)
   datasets.check_pipeline("folder:/x", "tfdata")
   datasets.check_pipeline("folder:/x", "memory")
+
+
+@pytest.mark.parametrize("dataset, pipeline, needs", [
+    ("imagenet2012", "tfdata", True), ("cifar10", "memory", True), ("digits", "memory", False),
+    ("folder:/x", "memory", False), ("folder:/x", "tfdata", True)])
+def test_missing_tensorflow_fails_in_one_line(dataset, pipeline, needs):
+  assert datasets.get(dataset).needs_tensorflow(pipeline) == needs
+  datasets.check_tensorflow(dataset, pipeline)  # installed here
+  with mock.patch("importlib.util.find_spec", return_value=None):
+    if needs:
+      with pytest.raises(ValueError, match=rf"^{dataset} with input.pipeline={pipeline} needs "
+                         r"TensorFlow and tensorflow_datasets: pip install -e '.\[tf\]'$"):
+        datasets.check_tensorflow(dataset, pipeline)
+    else:
+      datasets.check_tensorflow(dataset, pipeline)
 
 
 def test_import_does_not_import_tensorflow():

@@ -55,7 +55,7 @@ def test_runner_trains_and_evaluates(folder, tmp_path):
 def test_labeled_subset_and_batches(folder):
   data = factory.make_pipeline(_config(folder, "s4l_rotation"))
   assert data.num_labeled == 6 and data.class_names == list(CLASSES)
-  labels = data._source.labels("train")  # pylint: disable=protected-access
+  labels = data._source.scan("train")[0]  # pylint: disable=protected-access
   np.testing.assert_array_equal(np.bincount(labels[data.labeled_indices]), [2, 2, 2])
   assert data.images_per_step == 8 * 4 * 2 and not data.views_on_device
   batch = data.train_batch(0)
@@ -187,7 +187,7 @@ def test_pseudo_labels_on_the_tfdata_path(folder, tmp_path):
   config = _config(folder)
   config.pseudo_labels = str(tmp_path / "student" / "pseudo_labels.npz")
   data = factory.make_pipeline(config)
-  truth = data._source.labels("train")  # pylint: disable=protected-access
+  truth = data._source.scan("train")[0]  # pylint: disable=protected-access
   subset = factory.make_pipeline(_config(folder)).labeled_indices
   expected = pseudo.copy()
   expected[subset] = truth[subset]

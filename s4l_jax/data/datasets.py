@@ -4,6 +4,7 @@ A dataset name is a family name (`imagenet2012`, `cifar10`, `digits`) or `folder
 Importing this module imports neither TensorFlow nor the loaders.
 """
 import dataclasses
+import importlib.util
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,7 +15,8 @@ class DatasetFamily:
     name: the family name (`folder` for every `folder:PATH`).
     source: how it is read: `sklearn` (scikit-learn's digits), `folder` (an image tree
       PATH/<split>/<class>/*), `tfds` (a prepared TFDS dataset; needs TensorFlow).
-    pipelines: input pipelines that can serve it (`memory`, `tfdata`); the first is the default.
+    pipelines: input pipelines that can serve it: `memory` (decoded once into uint8 arrays) or
+      `tfdata` (streamed); the first is the default.
     num_classes: fixed number of classes, or None when read from the data (folders).
     test_split: the split reported as "test" (ImageNet's labeled `validation`).
     image_size, crop, model, eval_batch_size: the input and model preset (pixels, crop name,
@@ -30,15 +32,9 @@ class DatasetFamily:
   model: str
   eval_batch_size: int
 
-  @property
-  def in_memory(self) -> bool:
-    """Whether the default pipeline holds the dataset in memory (False: streamed)."""
-    return self.pipelines[0] == "memory"
-
-  @property
-  def needs_tensorflow(self) -> bool:
-    """Whether reading it at all imports TensorFlow (the in-memory path of folders does not)."""
-    return self.source == "tfds"
+  def needs_tensorflow(self, pipeline: str) -> bool:
+    """Whether reading it through input pipeline `pipeline` imports TensorFlow."""
+    return self.source == "tfds" or pipeline == "tfdata"
 
 
 PIPELINES = ("memory", "tfdata")
@@ -76,6 +72,14 @@ def check_pipeline(dataset: str, pipeline: str):
   if pipeline not in family.pipelines:
     raise ValueError(f"{dataset} cannot use input.pipeline={pipeline}: set input.pipeline="
                      f"{' or '.join(family.pipelines)}")
+
+
+def check_tensorflow(dataset: str, pipeline: str):
+  """ValueError if `dataset` through `pipeline` needs TensorFlow and it is not installed."""
+  if get(dataset).needs_tensorflow(pipeline) and not all(
+      importlib.util.find_spec(m) for m in ("tensorflow", "tensorflow_datasets")):
+    raise ValueError(f"{dataset} with input.pipeline={pipeline} needs TensorFlow and "
+                     "tensorflow_datasets: pip install -e '.[tf]'")
 
 
 def folder_root(dataset: str) -> str:

@@ -37,9 +37,6 @@ class _FolderSource:
     self._labels = {s: np.array([str2int(e.label) for e in ex], np.int32)
                     for s, ex in examples.items()}
 
-  def labels(self, split: str) -> np.ndarray:
-    return self._labels[split]
-
   def scan(self, split: str, filenames: bool = False) -> tuple[np.ndarray, list[str] | None]:
     """(labels (N,), [image paths (N,)]) in index order."""
     return self._labels[split], list(self._paths[split]) if filenames else None
@@ -61,9 +58,6 @@ class _TfdsSource:
   def _read(self, split):
     return self.builder.as_dataset(split=split, shuffle_files=False,
                                    decoders={"image": tfds.decode.SkipDecoding()})
-
-  def labels(self, split: str) -> np.ndarray:
-    return self.scan(split)[0]
 
   def scan(self, split: str, filenames: bool = False) -> tuple[np.ndarray, list[str] | None]:
     """(labels (N,) int32, [`file_name`s (N,)]) in index order: one pass, images undecoded."""
