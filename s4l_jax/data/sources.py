@@ -22,20 +22,12 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 _DIGITS_SPLIT_SEED = 0
 
 
-def num_classes(name: str) -> int:
-  """Number of classes of dataset `name` (reads only the folder listing for folder:PATH)."""
-  family = datasets.get(name)
-  if family.num_classes is None:
-    return len(_folder_classes(datasets.folder_root(name)))
-  return family.num_classes
-
-
 def class_names(name: str, data_dir: str | None = None) -> list[str]:
   """Class names of dataset `name` in label order, from folder names or TFDS metadata only."""
-  source = datasets.get(name).source
-  if source == "sklearn":
-    return [str(d) for d in range(10)]
-  if source == "folder":
+  family = datasets.get(name)
+  if family.source == "sklearn":
+    return [str(d) for d in range(family.num_classes)]
+  if family.source == "folder":
     return _folder_classes(datasets.folder_root(name))
   from s4l_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
   return list(tfds_sources.check_prepared(name, data_dir).info.features["label"].names)
