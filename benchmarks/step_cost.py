@@ -19,7 +19,6 @@ pass keeps (JAX's autodiff residuals: backend-independent) and
 `jax.jit(step).lower(abstract state, abstract batch).compile().memory_analysis()`.
 Writes benchmarks/results/step_cost.json and step_cost.md.
 """
-import importlib.util
 import json
 import os
 import platform
@@ -49,17 +48,12 @@ _METHODS = flags.DEFINE_list("rows", ["supervised", "vat", "vat_entmin", "rotati
                              "supervised@N: batch N); the first is the reference.")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/step_cost", "Output path prefix.")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 10
 
 
 def load_config(name: str, arg: str):
-  module = "moam" if name == "moam_step1" else name
-  spec = importlib.util.spec_from_file_location(module, os.path.join(ROOT, "configs",
-                                                                     module + ".py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  config = mod.get_config(arg)
+  """The config of method `name`; `moam_step1` is MOAM's first stage."""
+  config = config_lib.load_config("moam" if name == "moam_step1" else name, arg)
   return config.stages.step1 if name == "moam_step1" else config
 
 

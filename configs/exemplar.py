@@ -12,18 +12,7 @@ ResNet50v2 k=4, 8 views, B_u = 512, batch-hard soft-margin triplet on a 1000-d e
 normalised per example (revisit: ResNet50 v1 k=12, semi-hard margin 0.5, batch-axis
 normalisation), lr 0.1 without scaling; wd 1e-4 is a guess.
 """
-import importlib.util
-import os
-
 from s4l_jax import config_lib
-
-
-def _rotation_config_module():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rotation.py")
-  spec = importlib.util.spec_from_file_location("rotation_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def get_config(arg=None):
@@ -38,8 +27,7 @@ def get_config(arg=None):
   c.loss.exemplar_id_quirk = False
   if family == "imagenet2012":
     c.lr.base, c.lr.scale_batch_size, c.optimizer.weight_decay = 0.1, 0, 1e-4
-    _rotation_config_module().imagenet_pass_schedule(c, a.labels, passes=35, warmup=5,
-                                                     decays=(15, 25))
+    config_lib.pretext_imagenet_schedule(c)
   else:
     config_lib.small_data_preset(c, family)
     c.input.labeled.batch_size = 8
@@ -48,5 +36,5 @@ def get_config(arg=None):
   # The classes head gets no loss; it keeps the export contract (predict -> class logits).
   c.model.heads = dict(classes=-1, embeddings=c.loss.get_ref("embed_dim"))
   if a.steps:
-    c.total_steps = a.steps
+    config_lib.set_duration(c, total_steps=a.steps)
   return c

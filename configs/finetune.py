@@ -28,5 +28,5 @@ def get_config(arg=None):
   c.trainable = "all"
   config_lib.supervised_preset(c, family, a.labels)
   if a.steps:
-    c.total_steps = a.steps
+    config_lib.set_duration(c, total_steps=a.steps)
   return c

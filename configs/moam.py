@@ -16,7 +16,7 @@ baselines, and step 1 a 3x learning rate (its class loss has weight 0.3).
 Args: dataset (imagenet2012), labels (10pct), step (0 = all three; 1|2|3 = that one; an
 earlier step's export must already exist), steps (> 0: that many steps per stage).
 Re-running resumes at the stage and iteration where it stopped. Stage keys can be
-overridden: `--config.stages.step1.total_steps=100`.
+overridden: `--config.stages.step1.lr.base=0.1`.
 """
 import ml_collections
 
@@ -68,7 +68,7 @@ def get_config(arg=None):
     s1.loss.vat_eps = 32.0 * (s1.input.image_size ** 2 * 3 / 150528) ** 0.5
   if a.steps:
     for s in (s1, s2, s3):
-      s.total_steps = a.steps
+      config_lib.set_duration(s, total_steps=a.steps)
 
   c = ml_collections.ConfigDict()
   c.method = "moam"

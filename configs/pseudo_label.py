@@ -28,5 +28,5 @@ def get_config(arg=None):
   else:
     config_lib.small_data_preset(c, family)
   if a.steps:
-    c.total_steps = a.steps
+    config_lib.set_duration(c, total_steps=a.steps)
   return c

@@ -10,34 +10,11 @@ The S4L pretraining configs are not released (methods.md 2.6). ImageNet defaults
 revisit repo's rotation recipe where it applies (unverified): 35 passes over the train split,
 warm-up 5, decays at 15/25, lr 0.1 x B_u/256, here with B_u = 256 (x4 rotations) and the
 S4L trunk (ResNet50v2 k=4, so that `linear_eval` / `finetune` load it); wd 1e-4 is a guess.
-Passes are converted to S4L's labeled epochs. Then: `configs/linear_eval.py` or
-`configs/finetune.py` with `pretrained=WORKDIR/export`.
+Warm-up, decays and end count passes over the unlabeled stream (`lr.epochs_of=unlabeled`,
+`total_unlabeled_epochs`; `config_lib.pretext_imagenet_schedule`). Then:
+`configs/linear_eval.py` or `configs/finetune.py` with `pretrained=WORKDIR/export`.
 """
-import math
-
 from s4l_jax import config_lib
-from s4l_jax.data import subsets
-
-IMAGENET_TRAIN = 1_281_167
-
-
-def imagenet_pass_schedule(c, labels: str, passes: float, warmup: float, decays):
-  """Sets warm-up / decays / end given in passes over ImageNet's train split at B_u.
-
-  The end is exact (`total_steps`); warm-up and decays are converted to S4L's labeled
-  epochs with the subset size implied by `labels` (S4L's lists for 10pct / 1pct).
-  """
-  kind, value = subsets.parse_labels_spec(labels)
-  num_labeled = {"10pct": 128_000, "1pct": 13_000}.get(labels) or {
-      "all": IMAGENET_TRAIN, "pct": round((value or 0) * IMAGENET_TRAIN), "total": value,
-      "perclass": 1000 * (value or 0)}[kind]
-  steps_per_pass = IMAGENET_TRAIN / c.input.unlabeled.batch_size
-  epochs_per_pass = steps_per_pass / config_lib.steps_per_epoch(num_labeled,
-                                                                 c.input.labeled.batch_size)
-  c.lr.warmup_epochs = warmup * epochs_per_pass
-  c.lr.decay_epochs = tuple(d * epochs_per_pass for d in decays)
-  c.total_epochs = passes * epochs_per_pass
-  c.total_steps = math.ceil(passes * steps_per_pass)
 
 
 def get_config(arg=None):
@@ -52,11 +29,11 @@ def get_config(arg=None):
   c.eval_rotation_average = True
   if family == "imagenet2012":
     c.lr.base, c.lr.scale_batch_size, c.optimizer.weight_decay = 0.1, 0, 1e-4
-    imagenet_pass_schedule(c, a.labels, passes=35, warmup=5, decays=(15, 25))
+    config_lib.pretext_imagenet_schedule(c)
   else:
     config_lib.small_data_preset(c, family)
     c.input.labeled.batch_size = 8
     c.input.unlabeled.batch_size = 32 if family == "digits" else 64
   if a.steps:
-    c.total_steps = a.steps
+    config_lib.set_duration(c, total_steps=a.steps)
   return c

@@ -37,5 +37,5 @@ def get_config(arg=None):
     c.loss.embed_dim = 128
   c.model.heads = dict(classes=-1, embeddings=c.loss.get_ref("embed_dim"))
   if a.steps:
-    c.total_steps = a.steps
+    config_lib.set_duration(c, total_steps=a.steps)
   return c

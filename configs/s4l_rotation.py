@@ -32,5 +32,5 @@ def get_config(arg=None):
     batch = 16 if family == "digits" else 32  # x4 rotations per stream.
     c.input.labeled.batch_size = c.input.unlabeled.batch_size = batch
   if a.steps:
-    c.total_steps = a.steps
+    config_lib.set_duration(c, total_steps=a.steps)
   return c

@@ -1,8 +1,12 @@
-"""Config helpers: `:arg` parsing, dataset presets, duration and learning-rate arithmetic."""
+"""Config helpers: loading config files, `:arg` parsing, presets, duration and learning rates."""
+import importlib.util
 import math
+import os
 from typing import Any
 
 import ml_collections
+
+from s4l_jax.data import datasets
 
 
 def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
@@ -36,22 +40,59 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(out)
 
 
-# Input and model defaults per dataset family. The ImageNet entry is the paper's setting.
-DATASET_PRESETS = {
-    "imagenet2012": dict(image_size=224, crop="inception", model="resnet50v2",
-                         eval_batch_size=400),
-    "cifar10": dict(image_size=32, crop="pad_crop", model="wrn", eval_batch_size=500),
-    "folder": dict(image_size=32, crop="pad_crop", model="wrn", eval_batch_size=500),
-    "digits": dict(image_size=16, crop="pad_crop", model="wrn_tiny", eval_batch_size=360),
-}
+# Config keys that name an export directory (`@<stage>` in a pipeline of stages).
+EXPORT_PATH_KEYS = ("teacher", "init_from", "frozen_teacher")
+
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "configs")
+
+
+def load_config(path_or_name: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of a config file: a path, or a name in configs/ (`vat` -> vat.py)."""
+  path = path_or_name
+  if os.sep not in path and not path.endswith(".py"):
+    path = os.path.join(CONFIGS_DIR, f"{path}.py")
+  if not os.path.isfile(path):
+    names = sorted(n[:-3] for n in os.listdir(CONFIGS_DIR) if n.endswith(".py"))
+    raise ValueError(f"No config file {path_or_name!r}; configs: {', '.join(names)}")
+  spec = importlib.util.spec_from_file_location(
+      f"s4l_config_{os.path.basename(path)[:-3]}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
 
 
 def dataset_family(dataset: str) -> str:
-  family = dataset.split(":", 1)[0]
-  if family not in DATASET_PRESETS:
-    raise ValueError(f"Unknown dataset {dataset!r}; valid: imagenet2012, cifar10, digits, "
-                     "folder:PATH")
-  return family
+  """The family name of `dataset` (`folder:PATH` -> `folder`); ValueError listing valid names."""
+  return datasets.get(dataset).name
+
+
+# The run's length: exactly one of these is > 0 (`check_duration`).
+DURATION_KEYS = ("total_steps", "total_epochs", "total_unlabeled_epochs", "total_examples")
+# Units of `lr.warmup_epochs` / `lr.decay_epochs`: passes over the labeled or unlabeled stream.
+EPOCH_STREAMS = ("labeled", "unlabeled")
+
+
+def set_duration(c, **duration):
+  """Sets the run's length to the one given `DURATION_KEYS` entry, zeroing the others."""
+  (key, value), = duration.items()
+  if key not in DURATION_KEYS:
+    raise ValueError(f"Unknown duration key {key!r}; valid: {', '.join(DURATION_KEYS)}")
+  for k in DURATION_KEYS:
+    c[k] = type(c[k])(value if k == key else 0)
+
+
+def check_duration(config):
+  """ValueError unless exactly one of `DURATION_KEYS` is > 0 and none is < 0."""
+  values = {k: config[k] for k in DURATION_KEYS}
+  for key, value in values.items():
+    if value < 0:
+      arg = " (the config arg steps=)" if key == "total_steps" else ""
+      raise ValueError(f"{key}={value}{arg} must be >= 0")
+  if sum(bool(v) for v in values.values()) != 1:
+    given = ", ".join(f"{k}={v}" for k, v in values.items() if v) or "all 0"
+    raise ValueError(f"Set exactly one of {', '.join(DURATION_KEYS)} to a value > 0 (the "
+                     f"config arg steps=N sets total_steps), the others to 0; got {given}")
 
 
 def steps_per_epoch(num_labeled: int, labeled_batch: int) -> int:
@@ -59,11 +100,38 @@ def steps_per_epoch(num_labeled: int, labeled_batch: int) -> int:
   return max(1, num_labeled // labeled_batch)
 
 
-def total_steps(config, num_labeled: int) -> int:
-  if config.total_steps > 0:
+def steps_per_unlabeled_epoch(num_unlabeled: int, unlabeled_batch: int) -> float:
+  """Steps of one pass over the unlabeled stream (not rounded: a pass ends mid-batch)."""
+  if not unlabeled_batch:
+    raise ValueError("Epochs of the unlabeled stream need input.unlabeled.batch_size > 0")
+  return num_unlabeled / unlabeled_batch
+
+
+def schedule_steps_per_epoch(config, num_labeled: int, num_unlabeled: int) -> float:
+  """Steps per epoch of `lr.warmup_epochs` / `lr.decay_epochs` (stream `lr.epochs_of`)."""
+  if config.lr.epochs_of == "unlabeled":
+    return steps_per_unlabeled_epoch(num_unlabeled, config.input.unlabeled.batch_size)
+  return steps_per_epoch(num_labeled, config.input.labeled.batch_size)
+
+
+def total_steps(config, num_labeled: int, num_unlabeled: int) -> int:
+  """Training steps of the run, from the one `DURATION_KEYS` entry set (big_vision's steps()).
+
+  `total_epochs` are passes over the labeled subset (S4L's epoch), `total_unlabeled_epochs`
+  over the unlabeled stream (the whole train split), `total_examples` labeled examples;
+  partial steps round up.
+  """
+  check_duration(config)
+  if config.total_steps:
     return int(config.total_steps)
-  spe = steps_per_epoch(num_labeled, config.input.labeled.batch_size)
-  return int(math.ceil(config.total_epochs * spe))
+  if config.total_epochs:
+    steps = config.total_epochs * steps_per_epoch(num_labeled, config.input.labeled.batch_size)
+  elif config.total_unlabeled_epochs:
+    steps = config.total_unlabeled_epochs * steps_per_unlabeled_epoch(
+        num_unlabeled, config.input.unlabeled.batch_size)
+  else:
+    steps = config.total_examples / config.input.labeled.batch_size
+  return int(math.ceil(steps))
 
 
 def base_learning_rate(config) -> float:
@@ -87,7 +155,7 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   Configs start from this, set the objective and its own `loss` section, and return; the
   result is locked by `main.py` so that misspelt overrides fail before any work.
   """
-  preset = DATASET_PRESETS[dataset_family(dataset)]
+  preset = datasets.get(dataset)
   c = ml_collections.ConfigDict()
   c.objective = "supervised"
   c.seed = 0
@@ -101,26 +169,30 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.pseudo_label_threshold = 0.0  # keep pseudo-labels with teacher confidence >= this (0: all)
 
   c.input = ml_collections.ConfigDict()
-  c.input.image_size = preset["image_size"]
-  c.input.crop = preset["crop"]                       # inception | pad_crop | none
+  c.input.image_size = preset.image_size
+  c.input.crop = preset.crop                       # inception | pad_crop | none
   c.input.labeled = dict(batch_size=labeled_batch, view="train")
   c.input.unlabeled = dict(batch_size=0, view="train")  # batch_size 0: no unlabeled stream
-  c.input.eval_batch_size = eval_batch or preset["eval_batch_size"]
+  c.input.eval_batch_size = eval_batch or preset.eval_batch_size
   # memory: decode once to uint8 arrays, views on the device (no TensorFlow);
   # tfdata: stream and augment with tf.data (imagenet2012 always; folders optionally).
-  c.input.pipeline = "tfdata" if dataset == "imagenet2012" else "memory"
+  c.input.pipeline = preset.pipelines[0]
 
   c.model = ml_collections.ConfigDict(dict(
       name="", filters_factor=4, depth=28, width=2, dtype="float32", bn_momentum=0.99,
       bn_epsilon=1e-3, bn_group_size=0, remat=False, heads=dict(classes=-1)))
-  c.model.update(MODEL_PRESETS[model or preset["model"]])
+  c.model.update(MODEL_PRESETS[model or preset.model])
 
   c.optimizer = dict(name="momentum", momentum=0.9, nesterov=False, weight_decay=1e-3,
                      lars_trust_coefficient=0.001)
   c.lr = dict(base=0.1, scale_batch_size=256, schedule="step", warmup_epochs=5.0,
-              decay_epochs=(140.0, 160.0, 180.0), decay_factor=0.1)
+              decay_epochs=(140.0, 160.0, 180.0), decay_factor=0.1,
+              epochs_of="labeled")  # warm-up / decay epochs: passes over this stream
+  # The run's length: exactly one > 0 (`set_duration`, `total_steps`).
+  c.total_steps = 0
   c.total_epochs = 200.0      # epochs over the labeled subset, S4L's definition
-  c.total_steps = 0           # > 0 overrides total_epochs
+  c.total_unlabeled_epochs = 0.0  # passes over the unlabeled stream (the train split)
+  c.total_examples = 0        # labeled examples seen
   c.ema_halflife_epochs = 0.0  # Polyak averaging of the weights; 0 = off
 
   c.init_from = ""            # export dir whose weights initialise the trunk (fine-tuning)
@@ -138,7 +210,16 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
 def one_percent_schedule(c):
   """The 1%-label schedule of the supervised row: decays 700/800/900, end 1000 epochs (the
   epochs are over 13,000 labeled images). Unreleased 1% rows reuse it (unverified)."""
-  c.lr.decay_epochs, c.total_epochs = (700.0, 800.0, 900.0), 1000.0
+  c.lr.decay_epochs = (700.0, 800.0, 900.0)
+  set_duration(c, total_epochs=1000.0)
+
+
+def pretext_imagenet_schedule(c):
+  """The rotation / exemplar pretraining schedule on ImageNet (revisit's recipe, unverified):
+  35 passes over the unlabeled stream (the train split), warm-up 5, decays at 15 and 25."""
+  c.lr.epochs_of = "unlabeled"
+  c.lr.warmup_epochs, c.lr.decay_epochs = 5.0, (15.0, 25.0)
+  set_duration(c, total_unlabeled_epochs=35.0)
 
 
 def supervised_preset(c, family: str, labels: str):
@@ -167,13 +248,39 @@ def small_data_preset(c, family: str):
   c.optimizer.weight_decay = 5e-4
   if family == "digits":
     c.input.labeled.batch_size = 32
-    c.total_steps = 400
+    set_duration(c, total_steps=400)
     c.lr.base = 0.05
     c.log_every_steps = 50
     c.checkpoint_every_steps = 100
   else:
     c.input.labeled.batch_size = 64
-    c.total_steps = 4000
+    set_duration(c, total_steps=4000)
     c.lr.base = 0.1
     c.log_every_steps = 100
     c.checkpoint_every_steps = 500
+
+
+def vat_config(arg: str | None, entmin_weight: float) -> ml_collections.ConfigDict:
+  """The VAT row's config (`configs/vat.py`) with `entmin_weight` (0: VAT, 1.0: VAT+EntMin)."""
+  a = parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0)
+  family = dataset_family(a.dataset)
+  c = base_config(dataset=a.dataset, labels=a.labels, labeled_batch=256)
+  c.objective = "vat"
+  if family == "imagenet2012":
+    c.lr.base, c.lr.scale_batch_size = 0.03, 0
+    if a.labels == "1pct":  # unverified: no released 1% VAT config (methods.md 2.6).
+      one_percent_schedule(c)
+  else:
+    small_data_preset(c, family)
+  c.input.unlabeled.batch_size = c.input.labeled.batch_size
+  c.input.unlabeled.view = "train"
+  c.loss.vat_eps = 40.0 * c.input.image_size / 224
+  c.loss.vat_xi = 1e-6
+  c.loss.vat_num_iters = 1
+  c.loss.vat_kl_direction = "perturbed_clean"  # released code; "clean_perturbed": paper
+  c.loss.vat_apply_to_labeled = True
+  c.loss.vat_weight = 0.5
+  c.loss.entmin_weight = entmin_weight
+  if a.steps:
+    set_duration(c, total_steps=a.steps)
+  return c

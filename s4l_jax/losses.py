@@ -183,18 +183,3 @@ def exemplar_ids(num_images: int, num_views: int, quirk: bool = False) -> Array:
   """
   j = jnp.arange(num_images * num_views, dtype=jnp.int32)
   return j // num_images if quirk else j // num_views
-
-
-def topk_correct(logits: Array, labels: Array, k: int) -> Array:
-  """Whether `labels` is among the top-k logits (ties: lower index first).
-
-  Args:
-    logits: (N, C) logits.
-    labels: (N,) int class indices.
-    k: number of top classes considered.
-
-  Returns:
-    (N,) bool.
-  """
-  _, idx = jax.lax.top_k(logits, k)
-  return jnp.any(idx == labels[:, None], axis=-1)

@@ -12,7 +12,7 @@ import os
 import jax
 from jax.experimental import multihost_utils
 
-from s4l_jax import pseudo_label, train, validation, workdir as workdir_lib
+from s4l_jax import config_lib, pseudo_label, train, validation, workdir as workdir_lib
 
 
 def run(config, workdir: str) -> dict:
@@ -52,9 +52,9 @@ def with_pseudo_labels(config, workdir: str):
 
 
 def resolve_stage_refs(stage, workdir: str):
-  """`@step1` in `teacher` / `init_from` / `frozen_teacher` -> WORKDIR/step1/export."""
+  """`@step1` in an export-path key (`config_lib.EXPORT_PATH_KEYS`) -> WORKDIR/step1/export."""
   stage = stage.copy_and_resolve_references()
-  for key in ("teacher", "init_from", "frozen_teacher"):
+  for key in config_lib.EXPORT_PATH_KEYS:
     if stage[key].startswith("@"):
       stage[key] = os.path.join(workdir, stage[key][1:], "export")
   return stage
@@ -68,7 +68,7 @@ def run_stages(config, workdir: str) -> dict:
     raise ValueError(f"run_stages names unknown stages {sorted(unknown)}; stages: {names}")
   for name in names:  # fail fast on everything that does not depend on an earlier stage
     stage = config.stages[name].copy_and_resolve_references()
-    for key in ("teacher", "init_from", "frozen_teacher"):
+    for key in config_lib.EXPORT_PATH_KEYS:
       if stage[key].startswith("@"):
         stage[key] = ""
     try:

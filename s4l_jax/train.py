@@ -21,7 +21,7 @@ from absl import logging
 
 from s4l_jax import checkpointing, config_lib, distributed, evaluate, export, logs, objectives
 from s4l_jax import metrics as metrics_lib, optim, train_state
-from s4l_jax.data import pipeline as pipeline_lib
+from s4l_jax.data import factory
 from s4l_jax.data import views
 from s4l_jax.models import build_model
 
@@ -211,9 +211,9 @@ def _init(config, workdir: str) -> _Run:
   """Data, model, optimizer, the state (fresh or restored), frozen networks, the jitted step."""
   os.makedirs(workdir, exist_ok=True)
   mesh = distributed.make_mesh()
-  data = pipeline_lib.make_pipeline(config, jax.process_index(), jax.process_count())
+  data = factory.make_pipeline(config, jax.process_index(), jax.process_count())
   spe = config_lib.steps_per_epoch(data.num_labeled, config.input.labeled.batch_size)
-  num_steps = config_lib.total_steps(config, data.num_labeled)
+  num_steps = config_lib.total_steps(config, data.num_labeled, data.num_unlabeled)
   objective = objectives.get(config.objective)
   model = build_model(config.model, data.num_classes)
   logging.info("%s", logs.summary(config, num_labeled=data.num_labeled,
@@ -222,7 +222,9 @@ def _init(config, workdir: str) -> _Run:
                                   devices=jax.device_count(), workdir=workdir))
 
   variables = init_variables(model, config, data.image_shape, jax.random.PRNGKey(config.seed))
-  schedule = optim.make_schedule(config.lr, config_lib.base_learning_rate(config), spe, num_steps)
+  schedule = optim.make_schedule(
+      config.lr, config_lib.base_learning_rate(config),
+      config_lib.schedule_steps_per_epoch(config, data.num_labeled, data.num_unlabeled), num_steps)
   tx = optim.make_optimizer(config.optimizer, schedule, variables["params"], config.trainable)
   decay = ema_decay(config, spe)
   repl = distributed.replicated(mesh)

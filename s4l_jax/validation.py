@@ -2,7 +2,7 @@
 import os
 
 from s4l_jax import config_lib, distributed, export, objectives
-from s4l_jax.data import sources, subsets
+from s4l_jax.data import datasets, sources, subsets
 
 MIN_IMAGE_SIZE = 8  # the smallest input size tested (tests train at 8x8)
 
@@ -14,11 +14,11 @@ def _require(ok: bool, message: str):
 
 def check_values(config):
   """Rejects numbers that make no sense (negative steps, lr <= 0, ...), naming key and range."""
-  steps, epochs = config.total_steps, config.total_epochs
-  _require(steps >= 0, f"total_steps={steps} (the config arg steps=) must be >= 0: N > 0 "
-           "trains N steps, 0 the preset's total_epochs")
-  _require(steps > 0 or epochs > 0, f"total_epochs={epochs} must be > 0 when total_steps=0; "
-           "set total_steps (steps=N) or total_epochs")
+  config_lib.check_duration(config)
+  _require(config.lr.epochs_of in config_lib.EPOCH_STREAMS, f"lr.epochs_of="
+           f"{config.lr.epochs_of!r} must be one of {', '.join(config_lib.EPOCH_STREAMS)}")
+  _require(config.lr.epochs_of == "labeled" or config.input.unlabeled.batch_size > 0,
+           "lr.epochs_of='unlabeled' needs an unlabeled stream (input.unlabeled.batch_size > 0)")
   _require(config.lr.base > 0, f"lr.base={config.lr.base} must be > 0")
   for key in ("keep_checkpoints", "checkpoint_every_steps", "log_every_steps"):
     _require(config[key] >= 1, f"{key}={config[key]} must be >= 1")
@@ -54,12 +54,14 @@ def check_export_classes(export_dir: str, description: dict, dataset: str, names
 def validate(config):
   """Raises ValueError / FileNotFoundError for a config that cannot train, before any work."""
   check_values(config)
-  config_lib.dataset_family(config.dataset)  # an unknown name fails here, listing the valid ones
+  # An unknown dataset or a pipeline that cannot serve it fails here, listing the valid ones.
+  datasets.check_pipeline(config.dataset, config.input.pipeline)
+  datasets.check_tensorflow(config.dataset, config.input.pipeline)
   kind, value = subsets.parse_labels_spec(config.labels)
   if kind == "file" and not os.path.isfile(value):
     raise FileNotFoundError(f"labels=file:{value}: no such label list file")
   objectives.check_config(config)
-  for key in ("init_from", "teacher", "frozen_teacher"):  # export dirs
+  for key in config_lib.EXPORT_PATH_KEYS:
     if config[key]:
       export.load_description(config[key])
   if config.pseudo_labels and not os.path.exists(config.pseudo_labels):

@@ -1,6 +1,7 @@
 """Every config loads for each supported arg; typos fail at once, naming the key."""
+import ast
 import glob
-import importlib.util
+import math
 import os
 import subprocess
 import sys
@@ -23,23 +24,16 @@ def trainer_configs(c):
   return list(c.stages.values()) if "stages" in c else [c]
 
 
-def load(path, arg):
-  spec = importlib.util.spec_from_file_location("cfg", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
-
-
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 @pytest.mark.parametrize("dataset", DATASETS)
 @pytest.mark.parametrize("labels", LABELS)
 def test_config_loads(path, dataset, labels):
   name = os.path.basename(path)[:-3]
-  for c in trainer_configs(load(path, REQUIRED_ARGS.get(name, "") +
+  for c in trainer_configs(config_lib.load_config(path, REQUIRED_ARGS.get(name, "") +
                                 f"dataset={dataset},labels={labels}")):
     assert c.dataset == dataset and c.labels == labels
     assert c.input.labeled.batch_size > 0 and c.model.name
-    assert config_lib.total_steps(c, num_labeled=10_000) > 0
+    assert config_lib.total_steps(c, num_labeled=10_000, num_unlabeled=50_000) > 0
 
 
 def test_parse_arg_types_and_errors():
@@ -55,16 +49,81 @@ def test_parse_arg_types_and_errors():
 def test_supervised_imagenet_rows_match_paper():
   """methods.md 2.6: 10% lr 0.1 wd 1e-3 decays 140/160/180 end 200; 1% lr 0.01 wd 1e-2 ..."""
   path = os.path.join(ROOT, "configs", "supervised.py")
-  c10, c1 = load(path, "labels=10pct"), load(path, "labels=1pct")
+  c10, c1 = (config_lib.load_config(path, f"labels={labels}") for labels in ("10pct", "1pct"))
   assert (c10.lr.base, c10.optimizer.weight_decay, tuple(c10.lr.decay_epochs),
           c10.total_epochs, c10.input.labeled.batch_size) == (0.1, 1e-3, (140, 160, 180), 200,
                                                                256)
   assert (c1.lr.base, c1.optimizer.weight_decay, tuple(c1.lr.decay_epochs),
           c1.total_epochs) == (0.01, 1e-2, (700, 800, 900), 1000)
   # 128,000 labeled images at batch 256: 500 steps/epoch -> 100k steps; 1%: 13,000 -> 50k.
-  assert config_lib.total_steps(c10, 128_000) == 100_000
-  assert config_lib.total_steps(c1, 13_000) == 50_000
+  assert config_lib.total_steps(c10, 128_000, 1_281_167) == 100_000
+  assert config_lib.total_steps(c1, 13_000, 1_281_167) == 50_000
   assert c10.model.name == "resnet50v2" and c10.model.filters_factor == 4
+
+
+def test_load_config_by_name_or_path():
+  by_name = config_lib.load_config("vat_entmin", "dataset=digits")
+  by_path = config_lib.load_config(os.path.join(ROOT, "configs", "vat_entmin.py"), "dataset=digits")
+  assert by_name == by_path and by_name.loss.entmin_weight == 1.0
+  assert config_lib.load_config("vat", "dataset=digits").loss.entmin_weight == 0.0
+  with pytest.raises(ValueError, match=r"^No config file 'vta'; configs: exemplar, finetune"):
+    config_lib.load_config("vta")
+
+
+def test_configs_import_only_the_package():
+  """Configs share code through config_lib, never by loading another config file."""
+  for path in CONFIGS:
+    with open(path) as f:
+      tree = ast.parse(f.read(), path)
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert {m.split(".")[0] for m in imported} <= {"s4l_jax", "ml_collections"}, path
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    # 1,000 labeled at batch 64 (15 steps per S4L epoch, floored), 50,000 unlabeled at 128.
+    ("total_steps", 123, 123),
+    ("total_epochs", 2.5, math.ceil(2.5 * (1000 // 64))),
+    ("total_unlabeled_epochs", 1.5, math.ceil(1.5 * 50_000 / 128)),
+    ("total_examples", 1000, math.ceil(1000 / 64)),
+])
+def test_duration_units(key, value, expected):
+  c = config_lib.base_config(dataset="digits", labels="all", labeled_batch=64)
+  c.input.unlabeled.batch_size = 128
+  config_lib.set_duration(c, **{key: value})
+  assert [k for k in config_lib.DURATION_KEYS if c[k]] == [key]
+  assert config_lib.total_steps(c, num_labeled=1000, num_unlabeled=50_000) == expected
+
+
+def test_duration_needs_exactly_one_key():
+  c = config_lib.base_config(dataset="digits", labels="all", labeled_batch=64)
+  c.total_steps = 10  # total_epochs=200 is still set
+  with pytest.raises(ValueError, match=r"; got total_steps=10, total_epochs=200.0$"):
+    config_lib.total_steps(c, 1000, 1000)
+  with pytest.raises(ValueError, match=r"Unknown duration key 'epochs'; valid: total_steps, "):
+    config_lib.set_duration(c, epochs=3)
+  config_lib.set_duration(c, total_unlabeled_epochs=1.0)
+  with pytest.raises(ValueError, match=r"unlabeled stream need input.unlabeled.batch_size > 0"):
+    config_lib.total_steps(c, 1000, 1000)
+
+
+@pytest.mark.parametrize("name, unlabeled_batch", [("rotation", 256), ("exemplar", 512)])
+@pytest.mark.parametrize("labels, num_labeled", [("10pct", 128_000), ("1pct", 13_000)])
+def test_pretext_schedule_counts_passes_over_imagenet(name, unlabeled_batch, labels,
+                                                      num_labeled):
+  """35 passes over ImageNet's train split at B_u, warm-up 5, decays at 15 and 25 passes: the
+  same steps as converting passes to labeled epochs (cae8997's imagenet_pass_schedule)."""
+  c = config_lib.load_config(name, f"labels={labels}")
+  num_train = 1_281_167
+  steps_per_pass = num_train / unlabeled_batch
+  assert c.input.unlabeled.batch_size == unlabeled_batch
+  assert config_lib.total_steps(c, num_labeled, num_train) == math.ceil(35 * steps_per_pass)
+  spe = config_lib.schedule_steps_per_epoch(c, num_labeled, num_train)
+  labeled_spe = config_lib.steps_per_epoch(num_labeled, c.input.labeled.batch_size)
+  epochs_per_pass = steps_per_pass / labeled_spe  # the old conversion to labeled epochs
+  for passes, epochs in ((c.lr.warmup_epochs, 5), *zip(c.lr.decay_epochs, (15, 25))):
+    assert round(passes * spe) == round(epochs * epochs_per_pass * labeled_spe)
 
 
 @pytest.mark.parametrize("override, key", [

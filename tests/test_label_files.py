@@ -6,7 +6,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from s4l_jax.data import pipeline as pipeline_lib
+from s4l_jax.data import factory
 from s4l_jax.data import subsets
 from testing_utils import load_config, tiny, write_image_folder
 
@@ -56,7 +56,7 @@ def test_parse_labels_spec():
 def test_in_memory_pipeline(folder, tmp_path, fmt):
   text, expected = LISTS[fmt]
   path = _write(tmp_path, text, f"list.{fmt}")
-  data = pipeline_lib.make_pipeline(_config(f"folder:{folder}", path))
+  data = factory.make_pipeline(_config(f"folder:{folder}", path))
   assert data.num_labeled == len(expected)
   assert [data.train.filenames[i] for i in data.labeled_indices] == expected
   batch = data.train_batch(0)["labeled"]
@@ -67,7 +67,7 @@ def test_in_memory_pipeline(folder, tmp_path, fmt):
 def test_tfds_pipeline(folder, tmp_path, fmt):
   text, expected = LISTS[fmt]
   path = _write(tmp_path, text, f"list.{fmt}")
-  data = pipeline_lib.make_pipeline(_config(f"folder:{folder}", path, "tfdata"))
+  data = factory.make_pipeline(_config(f"folder:{folder}", path, "tfdata"))
   paths = data._source._paths["train"][data.labeled_indices]  # pylint: disable=protected-access
   assert sorted(os.path.relpath(p, folder) for p in paths) == expected  # ImageFolder order
 
@@ -83,7 +83,7 @@ def test_tfds_builder_file_names(tmp_path):
     path = _write(tmp_path, json.dumps({"values": [names[4], names[1]]}), "list.json")
     config = _config("imagenet2012", path, "tfdata")
     config.data_dir = str(tmp_path)
-    data = pipeline_lib.make_pipeline(config)
+    data = factory.make_pipeline(config)
   np.testing.assert_array_equal(data.labeled_indices, [1, 4])
 
 
@@ -111,4 +111,4 @@ def test_missing_names_are_logged(tmp_path):
 def test_dataset_without_file_names(tmp_path):
   path = _write(tmp_path, "0.jpg\n")
   with pytest.raises(ValueError, match="needs per-example file names"):
-    pipeline_lib.make_pipeline(_config("digits", path))
+    factory.make_pipeline(_config("digits", path))

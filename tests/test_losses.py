@@ -255,19 +255,6 @@ def test_exemplar_ids():
   np.testing.assert_array_equal(losses.exemplar_ids(5, 8), ids.reshape(-1))
 
 
-def test_topk_correct():
-  logits = _logits(5, n=20, c=10)
-  labels = np.random.RandomState(6).randint(0, 10, 20)
-  for k in (1, 3, 10):
-    want = [labels[i] in np.argsort(-logits[i])[:k] for i in range(20)]
-    got = losses.topk_correct(logits, labels, k)
-    assert got.shape == (20,)
-    np.testing.assert_array_equal(got, want)
-  assert np.all(losses.topk_correct(logits, labels, 10))
-  np.testing.assert_array_equal(losses.topk_correct(logits, logits.argmax(-1), 1),
-                                True)
-
-
 def test_losses_are_float32_for_bf16_inputs():
   logits = jnp.asarray(_logits(), jnp.bfloat16)
   for out in (losses.softmax_xent(logits, jnp.zeros(6, jnp.int32)),

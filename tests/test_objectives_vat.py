@@ -200,7 +200,7 @@ def test_configs_match_paper_rows(name):
   assert c.objective == "vat" and c.input.unlabeled.view == "train"
   assert c.loss.vat_kl_direction == "perturbed_clean"
   assert config_lib.base_learning_rate(c) == 0.03
-  assert config_lib.total_steps(c, 128_000) == 100_000
+  assert config_lib.total_steps(c, 128_000, 1_281_167) == 100_000
   assert c.model.name == "resnet50v2" and c.model.filters_factor == 4
   c1 = load_config(name, "labels=1pct")
   assert (tuple(c1.lr.decay_epochs), c1.total_epochs) == ((700, 800, 900), 1000)

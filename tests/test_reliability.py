@@ -387,7 +387,7 @@ def test_multi_host_eval_and_train_shards(num_examples, process_count):
 def test_multi_host_pipelines_agree_on_steps():
   config = tiny(load_config("supervised", "dataset=digits,labels=10pct"), batch=16)
   pipes = [pipeline_lib.InMemoryPipeline(config, p, 4) for p in range(4)]
-  assert len({config_lib.total_steps(config, p.num_labeled) for p in pipes}) == 1
+  assert len({config_lib.total_steps(config, p.num_labeled, p.num_unlabeled) for p in pipes}) == 1
   for step in (0, 7, 30):
     batches = [p.train_batch(step)["labeled"]["label"] for p in pipes]
     assert {len(b) for b in batches} == {4}

@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from s4l_jax import runner
-from s4l_jax.data import pipeline as pipeline_lib
+from s4l_jax.data import factory
 from s4l_jax.data import tf_views, views
 from testing_utils import load_config, tiny
 
@@ -53,9 +53,9 @@ def test_runner_trains_and_evaluates(folder, tmp_path):
 
 
 def test_labeled_subset_and_batches(folder):
-  data = pipeline_lib.make_pipeline(_config(folder, "s4l_rotation"))
+  data = factory.make_pipeline(_config(folder, "s4l_rotation"))
   assert data.num_labeled == 6 and data.class_names == list(CLASSES)
-  labels = data._source.labels("train")  # pylint: disable=protected-access
+  labels = data._source.scan("train")[0]  # pylint: disable=protected-access
   np.testing.assert_array_equal(np.bincount(labels[data.labeled_indices]), [2, 2, 2])
   assert data.images_per_step == 8 * 4 * 2 and not data.views_on_device
   batch = data.train_batch(0)
@@ -69,7 +69,7 @@ def test_eval_counts_every_image_once(folder, process_count):
   config = _config(folder)
   seen, counts = [], set()
   for p in range(process_count):
-    batches = list(pipeline_lib.make_pipeline(config, p, process_count).eval_batches(6))
+    batches = list(factory.make_pipeline(config, p, process_count).eval_batches(6))
     counts.add(len(batches))
     for b in batches:
       assert b["image"].shape == (6 // process_count, SIZE, SIZE, 3)
@@ -82,10 +82,10 @@ def test_eval_counts_every_image_once(folder, process_count):
 
 def test_train_batch_resumes_exactly(folder):
   config = _config(folder, "s4l_exemplar")
-  data = pipeline_lib.make_pipeline(config)
+  data = factory.make_pipeline(config)
   batches = [data.train_batch(s) for s in range(5)]  # crosses labeled epochs (6 examples, batch 8)
   assert batches[0]["unlabeled"]["image"].shape == (8, 8, SIZE, SIZE, 3)
-  restarted = pipeline_lib.make_pipeline(config)
+  restarted = factory.make_pipeline(config)
   for step in (3, 4):
     again = restarted.train_batch(step)
     for name in ("labeled", "unlabeled"):
@@ -161,7 +161,7 @@ def test_imagenet2012_mock_train_batch(tmp_path):
   config.data_dir = str(tmp_path)
   with tfds.testing.mock_data(num_examples=12), mock.patch.object(
       tfds.core.DatasetBuilder, "is_prepared", return_value=True):
-    data = pipeline_lib.make_pipeline(config)
+    data = factory.make_pipeline(config)
     batch = data.train_batch(2)["labeled"]
   assert data.num_labeled == 12 and data.num_classes == 1000
   assert batch["image"].shape == (4, SIZE, SIZE, 3) and batch["image"].dtype == np.uint8
@@ -180,15 +180,15 @@ def test_pseudo_labels_on_the_tfdata_path(folder, tmp_path):
   from s4l_jax import export  # pylint: disable=g-import-not-at-top
   predict, _ = export.load_predict(os.path.join(teacher, "export"))
   images = np.concatenate([b["image"][b["mask"]] for b in
-                           pipeline_lib.make_pipeline(_config(folder, labels="all"))
+                           factory.make_pipeline(_config(folder, labels="all"))
                            .eval_batches(8, split="train")])
   np.testing.assert_array_equal(pseudo, np.asarray(predict(images)).argmax(-1))
   # The student's stream carries ground truth on the labeled subset, pseudo-labels elsewhere.
   config = _config(folder)
   config.pseudo_labels = str(tmp_path / "student" / "pseudo_labels.npz")
-  data = pipeline_lib.make_pipeline(config)
-  truth = data._source.labels("train")  # pylint: disable=protected-access
-  subset = pipeline_lib.make_pipeline(_config(folder)).labeled_indices
+  data = factory.make_pipeline(config)
+  truth = data._source.scan("train")[0]  # pylint: disable=protected-access
+  subset = factory.make_pipeline(_config(folder)).labeled_indices
   expected = pseudo.copy()
   expected[subset] = truth[subset]
   np.testing.assert_array_equal(data._train_labels, expected)  # pylint: disable=protected-access

@@ -37,7 +37,15 @@ def _fake_export(path, class_names):
 
 @pytest.mark.parametrize("overrides, match", [
     ({"total_steps": -1}, r"total_steps=-1 \(the config arg steps=\) must be >= 0"),
-    ({"total_steps": 0, "total_epochs": 0.0}, r"total_epochs=0.0 must be > 0 when total_steps=0"),
+    ({"total_steps": 0}, r"^Set exactly one of total_steps, total_epochs, "
+     r"total_unlabeled_epochs, total_examples .*; got all 0$"),
+    ({"total_epochs": 2.0}, r"; got total_steps=4, total_epochs=2.0$"),
+    ({"total_examples": -5}, r"^total_examples=-5 must be >= 0$"),
+    ({"lr.epochs_of": "train"}, r"lr.epochs_of='train' must be one of labeled, unlabeled"),
+    ({"lr.epochs_of": "unlabeled"}, r"lr.epochs_of='unlabeled' needs an unlabeled stream"),
+    ({"input.pipeline": "tfdata"}, r"digits cannot use input.pipeline=tfdata: set "
+     r"input.pipeline=memory"),
+    ({"input.pipeline": "disk"}, r"input.pipeline must be one of memory, tfdata, got 'disk'"),
     ({"lr.base": -0.1}, r"lr.base=-0.1 must be > 0"),
     ({"lr.base": 0.0}, r"lr.base=0.0 must be > 0"),
     ({"keep_checkpoints": 0}, r"keep_checkpoints=0 must be >= 1"),
@@ -62,6 +70,7 @@ def test_edge_values_are_valid():
                                  "eval_every_steps": 0, "keep_checkpoints": 1,
                                  "input.unlabeled.batch_size": 0}))
   validation.validate(_digits(total_steps=0, total_epochs=0.5))
+  validation.validate(_digits(total_steps=0, total_examples=100))
 
 
 def test_steps_arg_below_zero_is_rejected():

@@ -1,18 +1,13 @@
 """Shared helpers for tests: loading configs, tiny overrides, tiny image folders."""
-import importlib.util
 import os
 
 import numpy as np
 from PIL import Image
 
+from s4l_jax import config_lib
+from s4l_jax.config_lib import load_config  # pylint: disable=unused-import (for the tests)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_config(name: str, arg: str = ""):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
 
 
 def tiny(config, steps: int = 4, batch: int = 16, image_size: int = 8):
@@ -22,7 +17,7 @@ def tiny(config, steps: int = 4, batch: int = 16, image_size: int = 8):
   config.input.labeled.batch_size = batch
   if config.input.unlabeled.batch_size:
     config.input.unlabeled.batch_size = batch
-  config.total_steps = steps
+  config_lib.set_duration(config, total_steps=steps)
   config.log_every_steps = 1
   config.checkpoint_every_steps = 2
   return config

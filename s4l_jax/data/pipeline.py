@@ -11,22 +11,6 @@ from s4l_jax.data import sources, streams, subsets
 VIEWS_PER_IMAGE = {"train": 1, "eval": 1, "rotate4": 4, "exemplar8": 8, "simclr2": 2}
 
 
-def make_pipeline(config, process_index: int = 0, process_count: int = 1):
-  """The in-memory pipeline, or the tf.data one for datasets that do not fit in memory.
-
-  Every pipeline has: `num_labeled`, `num_classes`, `class_names`, `image_shape`,
-  `images_per_step`, `views_on_device`, `train_batch(step)` and `eval_batches(batch)`.
-  """
-  if config.input.pipeline == "memory":
-    if not sources.is_in_memory(config.dataset):
-      raise ValueError(f"{config.dataset} streams through tf.data: set input.pipeline=tfdata")
-    return InMemoryPipeline(config, process_index, process_count)
-  if config.input.pipeline == "tfdata":
-    from s4l_jax.data import tfds_pipeline  # pylint: disable=g-import-not-at-top
-    return tfds_pipeline.TfdsPipeline(config, process_index, process_count)
-  raise ValueError(f"input.pipeline must be memory|tfdata, got {config.input.pipeline!r}")
-
-
 class InMemoryPipeline:
   """Labeled and unlabeled train streams and a masked eval stream over one dataset."""
 
@@ -62,6 +46,11 @@ class InMemoryPipeline:
   @property
   def num_labeled(self) -> int:
     return len(self.labeled_indices)
+
+  @property
+  def num_unlabeled(self) -> int:
+    """Images in the unlabeled stream: the whole train split (S4L)."""
+    return len(self.train.labels)
 
   @property
   def image_shape(self) -> tuple[int, int, int]:

@@ -11,64 +11,30 @@ Names accepted by `load_split`:
 `imagenet2012` is streamed through tf.data, not loaded here.
 """
 import concurrent.futures
-import dataclasses
 import os
 
 from absl import logging
 import numpy as np
 
+from s4l_jax.data import arrays, datasets
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-_TFDS_IN_MEMORY = {"cifar10": 10}
-_TFDS_STREAMED = {"imagenet2012": 1000}
 _DIGITS_SPLIT_SEED = 0
-
-
-@dataclasses.dataclass
-class ArrayDataset:
-  """A split held in memory."""
-  images: np.ndarray  # uint8 (N, H, W, C)
-  labels: np.ndarray  # int32 (N,)
-  class_names: list[str]
-  filenames: list[str] | None  # Per example, relative to the dataset root; None if unknown.
-  skipped: list[str]  # Paths of files that could not be read as images.
-
-
-def is_in_memory(name: str) -> bool:
-  """Whether `name` is loaded by `load_split` (False: streamed through tf.data)."""
-  if name == "digits" or name.startswith("folder:") or name in _TFDS_IN_MEMORY:
-    return True
-  if name in _TFDS_STREAMED:
-    return False
-  raise ValueError(f"Unknown dataset {name!r}: expected digits, folder:PATH, cifar10 or "
-                   "imagenet2012.")
-
-
-def num_classes(name: str) -> int:
-  """Number of classes of dataset `name` (reads only the folder listing for folder:PATH)."""
-  if name == "digits":
-    return 10
-  if name.startswith("folder:"):
-    return len(_folder_classes(name.removeprefix("folder:")))
-  if name in _TFDS_IN_MEMORY or name in _TFDS_STREAMED:
-    return {**_TFDS_IN_MEMORY, **_TFDS_STREAMED}[name]
-  raise ValueError(f"Unknown dataset {name!r}.")
 
 
 def class_names(name: str, data_dir: str | None = None) -> list[str]:
   """Class names of dataset `name` in label order, from folder names or TFDS metadata only."""
-  if name == "digits":
-    return [str(d) for d in range(10)]
-  if name.startswith("folder:"):
-    return _folder_classes(name.removeprefix("folder:"))
-  if name in _TFDS_IN_MEMORY or name in _TFDS_STREAMED:
-    from s4l_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
-    return list(tfds_sources.check_prepared(name, data_dir).info.features["label"].names)
-  raise ValueError(f"Unknown dataset {name!r}: expected digits, folder:PATH, cifar10 or "
-                   "imagenet2012.")
+  family = datasets.get(name)
+  if family.source == "sklearn":
+    return [str(d) for d in range(family.num_classes)]
+  if family.source == "folder":
+    return _folder_classes(datasets.folder_root(name))
+  from s4l_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
+  return list(tfds_sources.check_prepared(name, data_dir).info.features["label"].names)
 
 
 def load_split(name: str, split: str, *, image_size: int | None = None,
-               data_dir: str | None = None, strict: bool = False) -> ArrayDataset:
+               data_dir: str | None = None, strict: bool = False) -> arrays.ArrayDataset:
   """Loads split `split` of dataset `name` into memory.
 
   Args:
@@ -78,20 +44,19 @@ def load_split(name: str, split: str, *, image_size: int | None = None,
     data_dir: TFDS data directory (TFDS names only).
     strict: folders only; raise ValueError on the first unreadable file instead of skipping.
   """
-  if name == "digits":
-    return _load_digits(split, image_size or 32)
-  if name.startswith("folder:"):
-    return _load_folder(name.removeprefix("folder:"), split, image_size, strict)
-  if name in _TFDS_IN_MEMORY:
-    from s4l_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
-    ds = tfds_sources.load_in_memory(name, split, data_dir)
-    if image_size and image_size != ds.images.shape[1]:
-      ds.images = _resize(ds.images, image_size)
-    return ds
-  if name in _TFDS_STREAMED:
+  family = datasets.get(name)
+  if "memory" not in family.pipelines:
     raise ValueError(f"{name!r} is not an in-memory dataset: it streams via tf.data "
                      "(see tfds_sources.check_prepared).")
-  raise ValueError(f"Unknown dataset {name!r}: expected digits, folder:PATH or cifar10.")
+  if family.source == "sklearn":
+    return _load_digits(split, image_size or 32)
+  if family.source == "folder":
+    return _load_folder(datasets.folder_root(name), split, image_size, strict)
+  from s4l_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
+  ds = tfds_sources.load_in_memory(name, split, data_dir)
+  if image_size and image_size != ds.images.shape[1]:
+    ds.images = _resize(ds.images, image_size)
+  return ds
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -104,10 +69,11 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
   return out
 
 
-def _load_digits(split: str, image_size: int) -> ArrayDataset:
+def _load_digits(split: str, image_size: int) -> arrays.ArrayDataset:
   """sklearn digits, stratified 80/20 train/test split from a fixed seed."""
-  from sklearn import datasets, model_selection  # pylint: disable=g-import-not-at-top
-  digits = datasets.load_digits()
+  # pylint: disable-next=g-import-not-at-top
+  from sklearn import datasets as sklearn_datasets, model_selection
+  digits = sklearn_datasets.load_digits()
   indices = model_selection.train_test_split(
       np.arange(len(digits.target)), test_size=0.2, stratify=digits.target,
       random_state=_DIGITS_SPLIT_SEED)
@@ -117,9 +83,9 @@ def _load_digits(split: str, image_size: int) -> ArrayDataset:
   grey = np.round(digits.images[idx] * (255 / 16)).astype(np.uint8)[..., None]
   if image_size != grey.shape[1]:
     grey = _resize(grey, image_size)
-  return ArrayDataset(images=np.repeat(grey, 3, axis=-1),
-                      labels=digits.target[idx].astype(np.int32),
-                      class_names=class_names("digits"), filenames=None, skipped=[])
+  return arrays.ArrayDataset(images=np.repeat(grey, 3, axis=-1),
+                             labels=digits.target[idx].astype(np.int32),
+                             class_names=class_names("digits"), filenames=None, skipped=[])
 
 
 def _layout_error(path: str, what: str) -> ValueError:
@@ -160,7 +126,8 @@ def _decode_chunk(paths: list[str], image_size: int | None) -> list[tuple | None
   return [_decode(p, image_size) for p in paths]
 
 
-def _load_folder(root: str, split: str, image_size: int | None, strict: bool) -> ArrayDataset:
+def _load_folder(root: str, split: str, image_size: int | None,
+                 strict: bool) -> arrays.ArrayDataset:
   """Reads root/<split>/<class>/* with PIL in a thread pool."""
   classes = _folder_classes(root)
   split_dir = os.path.join(root, split)
@@ -208,7 +175,7 @@ def _load_folder(root: str, split: str, image_size: int | None, strict: bool) ->
   if len(shapes) > 1:
     raise ValueError(f"Images in {split_dir} have different sizes {sorted(shapes)[:3]}...; "
                      "pass image_size.")
-  return ArrayDataset(
+  return arrays.ArrayDataset(
       images=np.stack([decoded[i][0] for i in keep]),
       labels=np.asarray([labels[i] for i in keep], np.int32),
       class_names=classes,

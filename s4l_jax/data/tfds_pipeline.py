@@ -20,8 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from s4l_jax import config_lib
-from s4l_jax.data import pipeline, subsets, tf_views, tfds_sources
+from s4l_jax.data import datasets, pipeline, subsets, tf_views, tfds_sources
 
 SHUFFLE_BUFFER = 10_000
 STREAMS = ("labeled", "unlabeled")
@@ -37,9 +36,6 @@ class _FolderSource:
     self._paths = {s: np.array([e.image_path for e in ex]) for s, ex in examples.items()}
     self._labels = {s: np.array([str2int(e.label) for e in ex], np.int32)
                     for s, ex in examples.items()}
-
-  def labels(self, split: str) -> np.ndarray:
-    return self._labels[split]
 
   def scan(self, split: str, filenames: bool = False) -> tuple[np.ndarray, list[str] | None]:
     """(labels (N,), [image paths (N,)]) in index order."""
@@ -63,9 +59,6 @@ class _TfdsSource:
     return self.builder.as_dataset(split=split, shuffle_files=False,
                                    decoders={"image": tfds.decode.SkipDecoding()})
 
-  def labels(self, split: str) -> np.ndarray:
-    return self.scan(split)[0]
-
   def scan(self, split: str, filenames: bool = False) -> tuple[np.ndarray, list[str] | None]:
     """(labels (N,) int32, [`file_name`s (N,)]) in index order: one pass, images undecoded."""
     keys = ("label", "file_name") if filenames else ("label",)
@@ -87,21 +80,17 @@ class _TfdsSource:
 
 
 class TfdsPipeline:
-  """The `pipeline.make_pipeline` interface over tf.data; views finished on the device."""
+  """The `factory.make_pipeline` interface over tf.data; views finished on the device."""
 
   views_on_device = False
 
   def __init__(self, config, process_index: int = 0, process_count: int = 1):
-    family = config_lib.dataset_family(config.dataset)
-    if family == "folder":
-      self._source = _FolderSource(config.dataset.split(":", 1)[1])
-      self._eval_split = "test"
-    elif config.dataset == "imagenet2012":
-      self._source = _TfdsSource(config.dataset, config.data_dir or None)
-      self._eval_split = "validation"
+    family = datasets.get(config.dataset)
+    if family.source == "folder":
+      self._source = _FolderSource(datasets.folder_root(config.dataset))
     else:
-      raise ValueError(f"input.pipeline=tfdata supports imagenet2012 and folder:PATH, "
-                       f"got {config.dataset!r}")
+      self._source = _TfdsSource(config.dataset, config.data_dir or None)
+    self._eval_split = family.test_split
     self._config = config
     self.process_index, self.process_count = process_index, process_count
     self.class_names = list(self._source.builder.info.features["label"].names)
@@ -125,6 +114,11 @@ class TfdsPipeline:
   @property
   def num_labeled(self) -> int:
     return len(self.labeled_indices)
+
+  @property
+  def num_unlabeled(self) -> int:
+    """Images in the unlabeled stream: the whole train split (S4L)."""
+    return self._num_train
 
   def _host_range(self, n: int) -> tuple[int, int]:
     p, count = self.process_index, self.process_count

@@ -6,7 +6,7 @@ Nothing here downloads: an unprepared dataset fails at once with the steps to pr
 """
 import numpy as np
 
-from s4l_jax.data import sources
+from s4l_jax.data import arrays
 
 _PREPARE = {
     "cifar10": (
@@ -42,7 +42,7 @@ def check_prepared(name: str, data_dir: str | None = None):
       + "\nThen pass data_dir (or set TFDS_DATA_DIR) to that directory.")
 
 
-def load_in_memory(name: str, split: str, data_dir: str | None = None) -> sources.ArrayDataset:
+def load_in_memory(name: str, split: str, data_dir: str | None = None) -> arrays.ArrayDataset:
   """Loads a whole prepared split (e.g. cifar10 `train`/`test`) as uint8 arrays."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = check_prepared(name, data_dir)
@@ -54,7 +54,7 @@ def load_in_memory(name: str, split: str, data_dir: str | None = None) -> source
     labels.append(batch["label"])
     if "id" in batch:
       ids.extend(i.decode() for i in batch["id"])
-  return sources.ArrayDataset(
+  return arrays.ArrayDataset(
       images=np.concatenate(images).astype(np.uint8),
       labels=np.concatenate(labels).astype(np.int32),
       class_names=list(builder.info.features["label"].names),
