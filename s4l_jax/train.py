@@ -21,7 +21,7 @@ from s4l_jax import checkpointing, config_lib, distributed, evaluate, export, lo
 from s4l_jax import metrics as metrics_lib, optim, train_state
 from s4l_jax.data import pipeline as pipeline_lib
 from s4l_jax.data import views
-from s4l_jax.models import build_model
+from s4l_jax.models import build_model, init as model_init
 
 
 def ema_decay(config, steps_per_epoch: int) -> float:
@@ -80,28 +80,6 @@ def make_train_step(model, objective, tx, config, decay: float, views_on_device:
   return step
 
 
-def init_variables(model, config, image_shape, rng):
-  """Fresh variables, overwritten by the `init_from` export wherever path and shape match."""
-  dummy = jnp.zeros((1, *image_shape), jnp.float32)
-  variables = jax.device_get(model.init(rng, dummy, train=False))
-  if not config.init_from:
-    return variables
-  loaded = export.load_variables(config.init_from)
-  flat_loaded = dict(jax.tree_util.tree_flatten_with_path(loaded)[0])
-  taken = []
-
-  def pick(path, fresh):
-    old = flat_loaded.get(path)
-    if old is not None and old.shape == fresh.shape:
-      taken.append(path)
-      return old.astype(fresh.dtype)
-    return fresh
-  variables = jax.tree_util.tree_map_with_path(pick, variables)
-  logging.info("Initialised %d of %d arrays from %s", len(taken),
-               len(jax.tree.leaves(variables)), config.init_from)
-  return variables
-
-
 class _Preemption:
   """Turns SIGTERM and SIGINT (Ctrl-C) into a flag the loop checks: save, then exit cleanly.
 
@@ -157,7 +135,8 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
                                   images_per_step=data.images_per_step,
                                   devices=jax.device_count(), workdir=workdir))
 
-  variables = init_variables(model, config, data.image_shape, jax.random.PRNGKey(config.seed))
+  variables = model_init.init_variables(model, data.image_shape, jax.random.PRNGKey(config.seed),
+                                        init_from=config.init_from, init_take=config.init_take)
   schedule = optim.make_schedule(config.lr, config_lib.base_learning_rate(config), spe, num_steps)
   tx = optim.make_optimizer(config.optimizer, schedule, variables["params"], config.trainable)
   decay = ema_decay(config, spe)
@@ -262,7 +241,7 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
     export.write_export(
         os.path.join(workdir, "export"), model, state.eval_variables(use_ema),
         image_size=config.input.image_size, channels=data.image_shape[-1],
-        class_names=data.class_names,
+        class_names=data.class_names, model_config=config.model,
         meta=dict(method=config.objective, dataset=config.dataset, labels=config.labels,
                   step=num_steps, weights="ema" if use_ema else "raw", top1=results["top1"]))
     with open(os.path.join(workdir, "results.json"), "w") as f:
