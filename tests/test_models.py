@@ -169,6 +169,17 @@ def test_stop_gradient_and_zero_init():
   assert any(np.any(g) for g in trunk_grads[False])
 
 
+def test_head_reads_another_heads_output_declared_after_it():
+  model = build_model(dict(TINY, heads=dict(b=dict(dims=2, input="a"), a=dict(dims=(4, 3)))), 3)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 3), minval=-1, maxval=1)
+  variables = _init(model, x)
+  out = model.apply(variables, x, train=False)
+  head = variables["params"]["head_b"]
+  np.testing.assert_array_equal(out["a"], out["a_2"])
+  np.testing.assert_allclose(out["b"], np.asarray(out["a"]) @ head["kernel"] + head["bias"],
+                             rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("heads, match", [
     (dict(classes=dict(dims=-1, input="proj_1")), r"model.heads.classes.input='proj_1' is not"),
     (dict(a=dict(dims=2, input="b_1"), b=dict(dims=(2, 2), input="a")), r"cycle"),

@@ -89,7 +89,7 @@ def parse_heads(heads: Any, num_classes: int) -> dict[str, HeadSpec]:
   Fails with one line on an unknown endpoint, a cycle or a name clash.
   """
   specs = {name: parse_head(name, spec, num_classes) for name, spec in heads.items()}
-  produced = {TRUNK_ENDPOINT: None, **{n: None for n in specs}}
+  produced = {TRUNK_ENDPOINT: None, **{n: n for n in specs}}  # endpoint -> head making it
   for name, spec in specs.items():
     for endpoint in spec.endpoints(name):
       if endpoint in produced:
@@ -102,9 +102,8 @@ def parse_heads(heads: Any, num_classes: int) -> dict[str, HeadSpec]:
              if s.input == TRUNK_ENDPOINT or produced.get(s.input) in ordered]
     if not ready:
       name, spec = next(iter(pending.items()))
-      valid = [e for e in produced if e not in specs or e == TRUNK_ENDPOINT]
       raise ValueError(f"model.heads.{name}.input={spec.input!r} is not an endpoint (or the "
-                       f"heads read each other in a cycle); valid: {', '.join(valid)}")
+                       f"heads read each other in a cycle); valid: {', '.join(produced)}")
     for name in ready:
       ordered[name] = pending.pop(name)
   return ordered
