@@ -35,12 +35,15 @@ def make_predict(model, variables):
   return predict
 
 
-def write_export(export_dir: str, model, variables, *, image_size: int, channels: int,
-                 class_names, meta: dict, model_config):
+def write_export(export_dir: str, model_config, variables, *, image_size: int, channels: int,
+                 class_names, meta: dict):
   """Writes predict.jax, export.json and variables/ (replacing a previous export).
 
-  `model_config`: the `config.model` that `model` was built from (recorded, resolved).
+  `model_config`: `config.model`; export.json records it resolved (`models.model_record`)
+  and predict.jax traces the network built from that record, so the two cannot disagree.
   """
+  record = models.model_record(model_config, len(class_names))
+  model = models.build_model(record, len(class_names))
   variables = jax.device_get(variables)
   tmp = export_dir.rstrip("/") + ".tmp"
   shutil.rmtree(tmp, ignore_errors=True)
@@ -54,7 +57,7 @@ def write_export(export_dir: str, model, variables, *, image_size: int, channels
   description = dict(meta, input_size=[image_size, image_size, channels], input_dtype="uint8",
                      preprocessing=PREPROCESSING, class_names=list(class_names),
                      num_classes=len(class_names), platforms=list(PLATFORMS),
-                     model=models.model_record(model_config, len(class_names)))
+                     model=record)
   with open(os.path.join(tmp, DESCRIPTION_FILE), "w") as f:
     json.dump(description, f, indent=2)
   with ocp.StandardCheckpointer() as checkpointer:

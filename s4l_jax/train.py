@@ -239,9 +239,9 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
       resumed_from_step=first_step, eval=final)
   if jax.process_index() == 0:
     export.write_export(
-        os.path.join(workdir, "export"), model, state.eval_variables(use_ema),
+        os.path.join(workdir, "export"), config.model, state.eval_variables(use_ema),
         image_size=config.input.image_size, channels=data.image_shape[-1],
-        class_names=data.class_names, model_config=config.model,
+        class_names=data.class_names,
         meta=dict(method=config.objective, dataset=config.dataset, labels=config.labels,
                   step=num_steps, weights="ema" if use_ema else "raw", top1=results["top1"]))
     with open(os.path.join(workdir, "results.json"), "w") as f:

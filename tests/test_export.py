@@ -32,8 +32,8 @@ def exported(tmp_path_factory):
                        train=True, mutable=["batch_stats"])
   variables = jax.device_get({**variables, **new})
   export_dir = str(tmp_path_factory.mktemp("export") / "export")
-  export.write_export(export_dir, model, variables, image_size=8, channels=3,
-                      class_names=CLASSES, meta=dict(method="test"), model_config=config)
+  export.write_export(export_dir, config, variables, image_size=8, channels=3,
+                      class_names=CLASSES, meta=dict(method="test"))
   return export_dir, variables
 
 
