@@ -1,7 +1,8 @@
 """Fine-tuning a pretrained network on the labeled subset ("Rotation / Exemplar + Fine-tune").
 
 Args (`--config=configs/finetune.py:pretrained=WORKDIR/export,dataset=digits`):
-  pretrained: export dir of a `rotation` / `exemplar` run (required; loaded by path and shape)
+  pretrained: export dir of a `rotation` / `exemplar` run (required; its trunk and classes
+              head initialise the model: `init_take=all`, every subtree of the model)
   dataset:    imagenet2012 (default) | cifar10 | digits | folder:PATH
   labels:     10pct (default) | 1pct | <int> | <int>perclass | all
   steps:      0 = the preset's budget; > 0 overrides the number of training steps

@@ -1,13 +1,15 @@
 """Linear evaluation of a pretrained trunk on the labeled subset ("Rotation / Exemplar + Linear").
 
 Args (`--config=configs/linear_eval.py:pretrained=WORKDIR/export,dataset=digits`):
-  pretrained: export dir of a `rotation` / `exemplar` run (required; loaded by path and shape)
+  pretrained: export dir of a `rotation` / `exemplar` run (required; its trunk and classes
+              head initialise the model)
   dataset:    imagenet2012 (default) | cifar10 | digits | folder:PATH
   labels:     10pct (default) | 1pct | <int> | <int>perclass | all
   steps:      0 = the preset's budget; > 0 overrides the number of training steps
 
 Frozen trunk (inference-mode BN, `trainable=heads`), logistic regression by the "classes"
-head on the global-average-pooled pre_logits (revisit pools adaptively to <= 9000-d instead).
+head reading the global-average-pooled pre_logits through stop_gradient (revisit pools
+adaptively to <= 9000-d instead).
 The pretraining run's classes head, which had no loss, is its initial value. ImageNet
 defaults follow revisit's linear eval where it applies (unverified): batch 512,
 lr 0.1 x 512/256, no warm-up, decays at 30/50, end 70 epochs (of the labeled subset here).
@@ -24,6 +26,7 @@ def get_config(arg=None):
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, labeled_batch=512)
   c.objective = "linear_eval"
   c.init_from = a.pretrained
+  c.model.heads = dict(classes=dict(dims=-1, stop_gradient=True))
   c.trainable = "heads"
   if family == "imagenet2012":
     c.lr.warmup_epochs, c.lr.decay_epochs, c.total_epochs = 0.0, (30.0, 50.0), 70.0

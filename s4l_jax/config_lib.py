@@ -195,8 +195,9 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.total_examples = 0        # labeled examples seen
   c.ema_halflife_epochs = 0.0  # Polyak averaging of the weights; 0 = off
 
-  c.init_from = ""            # export dir whose weights initialise the trunk (fine-tuning)
-  c.trainable = "all"         # all | heads (linear evaluation of a frozen trunk)
+  c.init_from = ""            # export dir whose weights initialise the model (fine-tuning)
+  c.init_take = "all"         # subtrees taken from init_from: all | trunk | trunk+proj_1 | ...
+  c.trainable = "all"         # all | heads | +-list of top-level modules (trunk, head_classes)
   c.eval_rotation_average = False
   c.log_every_steps = 50
   c.eval_every_steps = 0      # 0 = evaluate at the end only

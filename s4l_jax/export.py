@@ -3,7 +3,8 @@
 * `predict.jax`: `jax.export`-serialized `predict(images uint8 (B, S, S, C)) -> logits
   float32 (B, num_classes)`, batch dimension polymorphic, weights embedded, lowered for CPU,
   CUDA and TPU. Loading it needs jax only (`load_predict`).
-* `export.json`: input size, preprocessing, class names, step and the run's metadata.
+* `export.json`: input size, preprocessing, class names, step, the run's metadata and
+  `model`, the record `models.build_model` rebuilds the network from (`load_model`).
 * `variables/`: the same weights as an Orbax checkpoint (`{"params", "batch_stats"}`), to
   initialise fine-tuning or pseudo-labelling.
 """
@@ -15,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+
+from s4l_jax import models
 
 PLATFORMS = ("cpu", "cuda", "tpu")
 DESCRIPTION_FILE = "export.json"
@@ -32,9 +35,15 @@ def make_predict(model, variables):
   return predict
 
 
-def write_export(export_dir: str, model, variables, *, image_size: int, channels: int,
+def write_export(export_dir: str, model_config, variables, *, image_size: int, channels: int,
                  class_names, meta: dict):
-  """Writes predict.jax, export.json and variables/ (replacing a previous export)."""
+  """Writes predict.jax, export.json and variables/ (replacing a previous export).
+
+  `model_config`: `config.model`; export.json records it resolved (`models.model_record`)
+  and predict.jax traces the network built from that record, so the two cannot disagree.
+  """
+  record = models.model_record(model_config, len(class_names))
+  model = models.build_model(record, len(class_names))
   variables = jax.device_get(variables)
   tmp = export_dir.rstrip("/") + ".tmp"
   shutil.rmtree(tmp, ignore_errors=True)
@@ -47,7 +56,8 @@ def write_export(export_dir: str, model, variables, *, image_size: int, channels
     f.write(exported.serialize())
   description = dict(meta, input_size=[image_size, image_size, channels], input_dtype="uint8",
                      preprocessing=PREPROCESSING, class_names=list(class_names),
-                     num_classes=len(class_names), platforms=list(PLATFORMS))
+                     num_classes=len(class_names), platforms=list(PLATFORMS),
+                     model=record)
   with open(os.path.join(tmp, DESCRIPTION_FILE), "w") as f:
     json.dump(description, f, indent=2)
   with ocp.StandardCheckpointer() as checkpointer:
@@ -80,3 +90,14 @@ def load_variables(export_dir: str) -> dict:
   path = os.path.join(os.path.abspath(export_dir), "variables")
   with ocp.StandardCheckpointer() as checkpointer:
     return jax.tree.map(np.asarray, checkpointer.restore(path))
+
+
+def load_model(export_dir: str):
+  """Returns (model, variables, description): the exported network rebuilt as a flax module."""
+  description = load_description(export_dir)
+  if "model" not in description:
+    raise ValueError(f"{export_dir} predates self-describing exports (no 'model' in "
+                     f"{DESCRIPTION_FILE}); re-export it by re-running its training command "
+                     "with a new --workdir")
+  model = models.build_model(description["model"], description["num_classes"])
+  return model, load_variables(export_dir), description

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from s4l_jax.models import subtrees
+
 
 def kernel_mask(params):
   """True for conv/dense kernels, False for biases and BatchNorm scale/bias."""
@@ -17,13 +19,10 @@ def kernel_mask(params):
 
 
 def trainable_mask(params, trainable: str):
-  """`all`: every parameter; `heads`: only the linear heads (not the trunk)."""
-  if trainable == "all":
-    return jax.tree.map(lambda _: True, params)
-  if trainable == "heads":
-    return jax.tree_util.tree_map_with_path(
-        lambda path, _: not str(getattr(path[0], "key", "")).startswith("trunk"), params)
-  raise ValueError(f"trainable must be 'all' or 'heads', got {trainable!r}")
+  """True for the parameters of the top-level modules `trainable` names (`subtrees.select`:
+  `all`, `heads`, or e.g. `head_classes`, `trunk+head_proj_1`)."""
+  names = subtrees.select(trainable, list(params), "trainable")
+  return {name: jax.tree.map(lambda _, t=name in names: t, tree) for name, tree in params.items()}
 
 
 def make_schedule(lr_config, base_lr: float, steps_per_epoch: int, total_steps: int):

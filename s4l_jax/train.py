@@ -23,7 +23,7 @@ from s4l_jax import checkpointing, config_lib, distributed, evaluate, export, lo
 from s4l_jax import metrics as metrics_lib, optim, train_state
 from s4l_jax.data import factory
 from s4l_jax.data import views
-from s4l_jax.models import build_model
+from s4l_jax.models import build_model, init as model_init
 
 
 def ema_decay(config, steps_per_epoch: int) -> float:
@@ -100,28 +100,6 @@ def make_train_step(model, objective, tx, config, decay: float, views_on_device:
     return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                          opt_state=opt_state, ema_params=ema_params), metrics
   return step
-
-
-def init_variables(model, config, image_shape, rng):
-  """Fresh variables, overwritten by the `init_from` export wherever path and shape match."""
-  dummy = jnp.zeros((1, *image_shape), jnp.float32)
-  variables = jax.device_get(model.init(rng, dummy, train=False))
-  if not config.init_from:
-    return variables
-  loaded = export.load_variables(config.init_from)
-  flat_loaded = dict(jax.tree_util.tree_flatten_with_path(loaded)[0])
-  taken = []
-
-  def pick(path, fresh):
-    old = flat_loaded.get(path)
-    if old is not None and old.shape == fresh.shape:
-      taken.append(path)
-      return old.astype(fresh.dtype)
-    return fresh
-  variables = jax.tree_util.tree_map_with_path(pick, variables)
-  logging.info("Initialised %d of %d arrays from %s", len(taken),
-               len(jax.tree.leaves(variables)), config.init_from)
-  return variables
 
 
 class _Preemption:
@@ -221,7 +199,8 @@ def _init(config, workdir: str) -> _Run:
                                   images_per_step=data.images_per_step,
                                   devices=jax.device_count(), workdir=workdir))
 
-  variables = init_variables(model, config, data.image_shape, jax.random.PRNGKey(config.seed))
+  variables = model_init.init_variables(model, data.image_shape, jax.random.PRNGKey(config.seed),
+                                        init_from=config.init_from, init_take=config.init_take)
   schedule = optim.make_schedule(
       config.lr, config_lib.base_learning_rate(config),
       config_lib.schedule_steps_per_epoch(config, data.num_labeled, data.num_unlabeled), num_steps)
@@ -330,7 +309,7 @@ def _finish(r: _Run, state, final: dict, *, first_step: int, images_per_s, wall_
       wall_s=wall_s, images_per_s=rate, resumed_from_step=first_step, eval=final)
   if jax.process_index() == 0:
     export.write_export(
-        os.path.join(r.workdir, "export"), r.model, state.eval_variables(r.use_ema),
+        os.path.join(r.workdir, "export"), config.model, state.eval_variables(r.use_ema),
         image_size=config.input.image_size, channels=data.image_shape[-1],
         class_names=data.class_names,
         meta=dict(method=config.objective, dataset=config.dataset, labels=config.labels,

@@ -1,8 +1,9 @@
 """Config checks that fail in seconds, with one line naming the problem, before any work."""
 import os
 
-from s4l_jax import config_lib, distributed, export, objectives
+from s4l_jax import config_lib, distributed, export, models, objectives
 from s4l_jax.data import datasets, sources, subsets
+from s4l_jax.models import subtrees
 
 MIN_IMAGE_SIZE = 8  # the smallest input size tested (tests train at 8x8)
 
@@ -61,6 +62,8 @@ def validate(config):
   if kind == "file" and not os.path.isfile(value):
     raise FileNotFoundError(f"labels=file:{value}: no such label list file")
   objectives.check_config(config)
+  for key in ("trainable", "init_take"):  # names of top-level parameter subtrees
+    subtrees.select(config[key], models.parameter_modules(config.model), key)
   for key in config_lib.EXPORT_PATH_KEYS:
     if config[key]:
       export.load_description(config[key])

@@ -1,13 +1,15 @@
-"""Tests for s4l_jax.models: shapes, parameter counts, BatchNorm semantics."""
+"""Tests for s4l_jax.models: shapes, parameter counts, heads and endpoints, BatchNorm."""
 import functools
+import json
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
-from s4l_jax.models import build_model
+from s4l_jax.models import TRUNKS, build_model, model_record, parameter_modules
 from s4l_jax.models.normalization import BatchNorm
 
 
@@ -81,8 +83,132 @@ def test_wrn28_2_param_count():
 
 
 def test_build_model_errors():
-  with pytest.raises(ValueError, match="resnet50v2"):
+  with pytest.raises(ValueError, match=r"^Unknown model name 'vgg'; valid: resnet50v2, wrn\.$"):
     build_model({"name": "vgg"}, 10)
+  assert sorted(TRUNKS) == ["resnet50v2", "wrn"]
+
+
+TINY = dict(name="wrn", depth=10, width=1)
+
+
+def _init(model, x):
+  return jax.device_get(model.init(jax.random.PRNGKey(0), jnp.zeros_like(x[:1]), train=False))
+
+
+def test_int_head_is_the_linear_head_spec():
+  """`classes=-1` == an explicit 1-layer spec: same parameter names, values and outputs,
+  and the outputs are pre_logits @ kernel + bias."""
+  x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 3), minval=-1, maxval=1)
+  short = build_model(dict(TINY, heads=dict(classes=-1, rotations=4)), 10)
+  explicit = build_model(dict(TINY, heads=dict(classes=dict(dims=(10,)),
+                                               rotations=dict(dims=4, input="pre_logits"))), 10)
+  v_short, v_explicit = _init(short, x), _init(explicit, x)
+  assert set(v_short["params"]) == {"trunk", "head_classes", "head_rotations"}
+  jax.tree.map(np.testing.assert_array_equal, v_short, v_explicit)
+  out = short.apply(v_short, x, train=False)
+  assert set(out) == {"pre_logits", "classes", "rotations"}
+  jax.tree.map(np.testing.assert_array_equal, out, explicit.apply(v_short, x, train=False))
+  head = v_short["params"]["head_classes"]
+  np.testing.assert_allclose(out["classes"], np.asarray(out["pre_logits"]) @ head["kernel"]
+                             + head["bias"], rtol=1e-5, atol=1e-6)
+
+
+def _np_bn(y, params, stats, train, eps=1e-3):
+  mean, var = (y.mean(0), y.var(0)) if train else (stats["mean"], stats["var"])
+  return (y - mean) / np.sqrt(var + eps) * params["scale"] + params["bias"]
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_mlp_head_with_batch_norm_matches_numpy(train):
+  """SimCLRv2-style head: proj = 2 x (Dense without bias -> BN), ReLU between; classes reads
+  proj_1 (the first layer's output); recomputed in float64 NumPy from pre_logits."""
+  heads = dict(classes=dict(dims=-1, input="proj_1"),
+               proj=dict(dims=(6, 5), batch_norm=True, use_bias=False))
+  model = build_model(dict(TINY, heads=heads), 3)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (8, 8, 8, 3), minval=-1, maxval=1)
+  variables = _init(model, x)
+  p, s = variables["params"], variables["batch_stats"]
+  assert set(p) == {"trunk", "head_proj_1", "head_proj_2", "head_classes"}
+  assert set(p["head_proj_1"]) == {"kernel", "bn"} and set(s) == {"trunk", "head_proj_1",
+                                                                  "head_proj_2"}
+  # Non-trivial running statistics, so that eval mode differs from batch statistics.
+  rng = np.random.default_rng(0)
+  s = {**s, **{k: {"bn": {"mean": rng.normal(size=d), "var": rng.uniform(0.5, 2, size=d)}}
+               for k, d in (("head_proj_1", 6), ("head_proj_2", 5))}}
+  s = jax.tree.map(lambda a: np.asarray(a, np.float32), s)
+  if train:
+    out, _ = model.apply({"params": p, "batch_stats": s}, x, train=True, mutable=["batch_stats"])
+  else:
+    out = model.apply({"params": p, "batch_stats": s}, x, train=False)
+  assert set(out) == {"pre_logits", "classes", "proj", "proj_0", "proj_1", "proj_2"}
+  pre = np.asarray(out["pre_logits"], np.float64)
+  h1 = np.maximum(_np_bn(pre @ p["head_proj_1"]["kernel"], p["head_proj_1"]["bn"],
+                         s["head_proj_1"]["bn"], train), 0)
+  h2 = _np_bn(h1 @ p["head_proj_2"]["kernel"], p["head_proj_2"]["bn"],
+              s["head_proj_2"]["bn"], train)
+  logits = h1 @ p["head_classes"]["kernel"] + p["head_classes"]["bias"]
+  for name, expected in (("proj_0", pre), ("proj_1", h1), ("proj_2", h2), ("proj", h2),
+                         ("classes", logits)):
+    np.testing.assert_allclose(out[name], expected, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_stop_gradient_and_zero_init():
+  x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 3), minval=-1, maxval=1)
+  trunk_grads = {}
+  for stop in (True, False):
+    heads = dict(classes=dict(dims=-1, stop_gradient=stop, zero_init=True))
+    model = build_model(dict(TINY, heads=heads), 3)
+    variables = _init(model, x)
+    np.testing.assert_array_equal(variables["params"]["head_classes"]["kernel"], 0.0)
+    params = {**variables["params"], "head_classes": {"kernel": jnp.ones((64, 3)),
+                                                      "bias": jnp.zeros(3)}}
+    grads = jax.grad(lambda p, model=model, v=variables: jnp.sum(jnp.sin(
+        model.apply({**v, "params": p}, x, train=False)["classes"])))(params)
+    trunk_grads[stop] = jax.tree.leaves(grads["trunk"])
+  assert all(not np.any(g) for g in trunk_grads[True])
+  assert any(np.any(g) for g in trunk_grads[False])
+
+
+def test_head_reads_another_heads_output_declared_after_it():
+  model = build_model(dict(TINY, heads=dict(b=dict(dims=2, input="a"), a=dict(dims=(4, 3)))), 3)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 3), minval=-1, maxval=1)
+  variables = _init(model, x)
+  out = model.apply(variables, x, train=False)
+  head = variables["params"]["head_b"]
+  np.testing.assert_array_equal(out["a"], out["a_2"])
+  np.testing.assert_allclose(out["b"], np.asarray(out["a"]) @ head["kernel"] + head["bias"],
+                             rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("heads, match", [
+    (dict(classes=dict(dims=-1, input="proj_1")), r"model.heads.classes.input='proj_1' is not"),
+    (dict(a=dict(dims=2, input="b_1"), b=dict(dims=(2, 2), input="a")), r"cycle"),
+    (dict(classes=dict(dim=3)), r"^model.heads.classes has keys \['dim'\]; valid: dims, input"),
+    (dict(classes="x"), r"^model.heads.classes='x' must be an int"),
+    (dict(classes=dict(dims=(4, 0))), r"^model.heads.classes.dims=\(4, 0\) must be"),
+    (dict(p=dict(dims=(2, 2)), p_1=3), r"endpoint 'p_1' of head 'p' clashes"),
+])
+def test_bad_head_specs_fail_in_one_line(heads, match):
+  with pytest.raises(ValueError, match=match):
+    build_model(dict(TINY, heads=heads), 3)
+
+
+def test_model_record_round_trips_through_json_and_config_dict():
+  heads = dict(proj=dict(dims=(6, 5), batch_norm=True, use_bias=False),
+               classes=dict(dims=-1, input="proj_1"), rotations=4)
+  cfg = ml_collections.ConfigDict(dict(TINY, dtype="float32", heads=heads, filters_factor=4))
+  record = model_record(cfg, 7)
+  assert record == json.loads(json.dumps(record))
+  assert record["name"] == "wrn" and (record["depth"], record["width"]) == (10, 1)
+  assert "filters_factor" not in record  # only the trunk's own keys
+  assert record["heads"]["classes"] == dict(dims=[7], input="proj_1", batch_norm=False,
+                                            use_bias=True, zero_init=False, stop_gradient=False)
+  assert model_record(json.loads(json.dumps(record)), 7) == record
+  rebuilt, original = build_model(json.loads(json.dumps(record)), 7), build_model(cfg, 7)
+  assert rebuilt == original
+  assert list(record["heads"]) == ["proj", "rotations", "classes"]  # inputs before readers
+  assert parameter_modules(cfg) == ["trunk", "head_proj_1", "head_proj_2", "head_rotations",
+                                    "head_classes"]
 
 
 def _bn_inputs(shape=(8, 3, 3, 5), seed=0):

@@ -139,7 +139,12 @@ def test_s4l_exemplar_loss_matches_numpy(model_and_vars):
 
 
 def test_linear_eval_freezes_trunk_and_bn(model_and_vars):
-  model, variables = model_and_vars
+  _, variables = model_and_vars
+  # configs/linear_eval.py's classes head: pre_logits through stop_gradient (same parameters).
+  lin = load_config("linear_eval", "pretrained=/some/path")
+  assert lin.model.heads.to_dict() == {"classes": {"dims": -1, "stop_gradient": True}}
+  model = build_model(dict(name="wrn", depth=10, width=1,
+                           heads=dict(HEADS, classes=lin.model.heads.classes)), C)
   # Non-trivial running statistics, so that train- and eval-mode BN differ.
   variables = dict(variables, batch_stats=jax.tree.map(lambda x: 1.5 * x,
                                                        variables["batch_stats"]))

@@ -11,7 +11,8 @@ from s4l_jax import optim
 PARAMS = {
     "trunk": {"conv": {"kernel": jnp.full((3, 3, 2, 4), 0.5)},
               "bn": {"scale": jnp.full((4,), 2.0), "bias": jnp.full((4,), 0.3)}},
-    "classes": {"kernel": jnp.full((4, 3), -1.0), "bias": jnp.full((3,), 0.7)},
+    "head_classes": {"kernel": jnp.full((4, 3), -1.0), "bias": jnp.full((3,), 0.7)},
+    "head_proj_1": {"kernel": jnp.full((4, 4), 0.2)},
 }
 
 
@@ -22,9 +23,9 @@ def opt_config(name, wd=0.1):
 
 def test_kernel_mask_selects_only_kernels():
   mask = optim.kernel_mask(PARAMS)
-  assert mask["trunk"]["conv"]["kernel"] and mask["classes"]["kernel"]
+  assert mask["trunk"]["conv"]["kernel"] and mask["head_classes"]["kernel"]
   assert not any([mask["trunk"]["bn"]["scale"], mask["trunk"]["bn"]["bias"],
-                  mask["classes"]["bias"]])
+                  mask["head_classes"]["bias"]])
 
 
 @pytest.mark.parametrize("name", ["momentum", "lars"])
@@ -34,9 +35,9 @@ def test_decay_leaves_bn_and_biases_alone(name):
   zeros = jax.tree.map(jnp.zeros_like, PARAMS)
   updates, _ = tx.update(zeros, tx.init(PARAMS), PARAMS)
   assert np.all(np.asarray(updates["trunk"]["conv"]["kernel"]) != 0)
-  assert np.all(np.asarray(updates["classes"]["kernel"]) != 0)
+  assert np.all(np.asarray(updates["head_classes"]["kernel"]) != 0)
   for leaf in (updates["trunk"]["bn"]["scale"], updates["trunk"]["bn"]["bias"],
-               updates["classes"]["bias"]):
+               updates["head_classes"]["bias"]):
     np.testing.assert_array_equal(leaf, 0.0)
 
 
@@ -65,7 +66,27 @@ def test_trainable_heads_freezes_trunk():
   grads = jax.tree.map(jnp.ones_like, PARAMS)
   updates, _ = tx.update(grads, tx.init(PARAMS), PARAMS)
   jax.tree.map(lambda u: np.testing.assert_array_equal(u, 0.0), updates["trunk"])
-  assert np.all(np.asarray(updates["classes"]["bias"]) != 0)
+  assert np.all(np.asarray(updates["head_classes"]["bias"]) != 0)
+
+
+@pytest.mark.parametrize("trainable, expected", [
+    ("all", {"trunk", "head_classes", "head_proj_1"}),
+    ("heads", {"head_classes", "head_proj_1"}),
+    ("head_classes", {"head_classes"}),
+    ("classes", {"head_classes"}),
+    ("trunk+proj_1", {"trunk", "head_proj_1"}),
+])
+def test_trainable_mask_is_exactly_the_named_modules(trainable, expected):
+  mask = optim.trainable_mask(PARAMS, trainable)
+  assert jax.tree.structure(mask) == jax.tree.structure(PARAMS)
+  for name, tree in mask.items():
+    assert set(jax.tree.leaves(tree)) == {name in expected}, name
+
+
+def test_unknown_trainable_fails_in_one_line():
+  with pytest.raises(ValueError, match=r"^trainable='trunk\+clases': unknown subtree 'clases'; "
+                     r"valid: all, heads, trunk, head_classes, head_proj_1 \(joined with \+\)$"):
+    optim.trainable_mask(PARAMS, "trunk+clases")
 
 
 def lr_config(**kw):

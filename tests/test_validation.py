@@ -65,6 +65,14 @@ def test_values_that_make_no_sense_are_rejected(overrides, match):
     validation.validate(_digits(**overrides))
 
 
+@pytest.mark.parametrize("key", ["trainable", "init_take"])
+def test_unknown_subtree_names_are_rejected(key):
+  with pytest.raises(ValueError, match=rf"^{key}='trunk\+rotations': unknown subtree "
+                     r"'rotations'; valid: all, heads, trunk, head_classes \(joined with \+\)$"):
+    validation.validate(_digits(**{key: "trunk+rotations"}))
+  validation.validate(_digits(**{key: "trunk+classes"}))
+
+
 def test_edge_values_are_valid():
   validation.validate(_digits(**{"input.image_size": 8, "pseudo_label_threshold": 1.0,
                                  "eval_every_steps": 0, "keep_checkpoints": 1,

@@ -1,51 +1,68 @@
-"""Models: pre-activation ResNet trunks with linear heads.
+"""Models: pre-activation ResNet trunks (registry `TRUNKS`) with linear or MLP heads.
 
 `build_model(cfg, num_classes)` returns a `Model` used as
 `model.init(rng, x, train=False)`,
 `model.apply(variables, x, train=True, mutable=["batch_stats"])` and
-`model.apply(variables, x, train=False)`; outputs are dicts of float32 arrays.
+`model.apply(variables, x, train=False)`; outputs are dicts of float32 arrays:
+`pre_logits`, every head and every MLP endpoint (see `heads`).
 """
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
 
+from s4l_jax.models.heads import HeadSpec, parse_heads
 from s4l_jax.models.normalization import BatchNorm
 from s4l_jax.models.resnet_v2 import Model, ResNet50V2, WideResNet
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-_TRUNKS = ("resnet50v2", "wrn")
+TRUNKS = {"resnet50v2": ResNet50V2, "wrn": WideResNet}  # model.name -> trunk module
+_NOT_CONFIG = {"parent", "name", "dtype"}  # module fields that are no config key (dtype: a string)
+
+
+def _trunk_keys(name: str) -> dict[str, Any]:
+  """The trunk's own config keys and defaults (filters_factor; depth, width) + BN, remat."""
+  return {f.name: f.default for f in dataclasses.fields(TRUNKS[name])
+          if f.name not in _NOT_CONFIG}
+
+
+def model_record(cfg: Any, num_classes: int) -> dict:
+  """`cfg` (mapping / ConfigDict) -> the JSON-able record `build_model` rebuilds from.
+
+  Keys: name ("resnet50v2" | "wrn"), that trunk's keys (filters_factor 4; depth 28,
+  width 2), bn_momentum (0.99), bn_epsilon (1e-3), bn_group_size (None or 0: whole-batch
+  BN), remat (False: rematerialise each unit in the backward pass to save activation
+  memory), dtype ("float32"), heads ({"classes": -1}, resolved: every head a
+  `HeadSpec.to_dict()` with num_classes substituted for -1).
+  """
+  name = cfg.get("name")
+  if name not in TRUNKS:
+    raise ValueError(f"Unknown model name {name!r}; valid: {', '.join(TRUNKS)}.")
+  dtype = cfg.get("dtype", "float32")
+  if dtype not in _DTYPES:
+    raise ValueError(f"Unknown dtype {dtype!r}; valid: {', '.join(_DTYPES)}.")
+  record = dict(name=name, **{k: cfg.get(k, d) for k, d in _trunk_keys(name).items()},
+                dtype=dtype)
+  record["bn_group_size"] = record["bn_group_size"] or None
+  heads = parse_heads(cfg.get("heads", {"classes": -1}), num_classes)
+  record["heads"] = {head: spec.to_dict() for head, spec in heads.items()}
+  return record
 
 
 def build_model(cfg: Any, num_classes: int) -> nn.Module:
-  """Builds a `Model` from `cfg` (mapping / ConfigDict).
-
-  Keys: name ("resnet50v2" | "wrn"), filters_factor (4), depth (28), width (2),
-  dtype ("float32"), bn_momentum (0.99), bn_epsilon (1e-3), bn_group_size
-  (None or 0: whole-batch BN), remat (False: rematerialise each unit in the backward
-  pass to save activation memory), heads ({"classes": -1}; a dim of -1 means
-  num_classes).
-  """
-  name = cfg.get("name")
-  dtype = cfg.get("dtype", "float32")
-  if dtype not in _DTYPES:
-    raise ValueError(f"Unknown dtype {dtype!r}; valid: {sorted(_DTYPES)}.")
-  common = dict(
-      dtype=_DTYPES[dtype],
-      bn_momentum=cfg.get("bn_momentum", 0.99),
-      bn_epsilon=cfg.get("bn_epsilon", 1e-3),
-      bn_group_size=cfg.get("bn_group_size", None) or None,
-      remat=cfg.get("remat", False))
-  if name == "resnet50v2":
-    trunk = ResNet50V2(filters_factor=cfg.get("filters_factor", 4), **common)
-  elif name == "wrn":
-    trunk = WideResNet(
-        depth=cfg.get("depth", 28), width=cfg.get("width", 2), **common)
-  else:
-    raise ValueError(f"Unknown model name {name!r}; valid: {list(_TRUNKS)}.")
-  heads = {k: num_classes if v == -1 else int(v)
-           for k, v in dict(cfg.get("heads", {"classes": -1})).items()}
-  return Model(trunk=trunk, heads=heads)
+  """Builds a `Model` from `cfg` (mapping / ConfigDict / `model_record`; keys there)."""
+  record = model_record(cfg, num_classes)
+  trunk = TRUNKS[record["name"]](
+      dtype=_DTYPES[record["dtype"]], **{k: record[k] for k in _trunk_keys(record["name"])})
+  return Model(trunk=trunk, heads=parse_heads(record["heads"], num_classes))
 
 
-__all__ = ["BatchNorm", "Model", "ResNet50V2", "WideResNet", "build_model"]
+def parameter_modules(cfg: Any) -> list[str]:
+  """Top-level parameter modules of the model `cfg` builds: `trunk`, then each head's."""
+  heads = parse_heads(cfg.get("heads", {"classes": -1}), num_classes=1)
+  return ["trunk"] + [m for name, spec in heads.items() for m in spec.module_names(name)]
+
+
+__all__ = ["BatchNorm", "HeadSpec", "Model", "ResNet50V2", "TRUNKS", "WideResNet",
+           "build_model", "model_record", "parameter_modules"]

@@ -1,4 +1,4 @@
-"""Pre-activation ResNet trunks (ResNet-50 v2, Wide ResNet) and the multi-head model."""
+"""Pre-activation ResNet trunks (ResNet-50 v2, Wide ResNet) and the trunk + heads model."""
 import functools
 from typing import Any, Mapping
 
@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from s4l_jax.models.heads import HeadSpec, apply_heads
 from s4l_jax.models.normalization import BatchNorm
 
 _conv_init = nn.initializers.glorot_uniform()
@@ -115,24 +116,20 @@ class WideResNet(_Trunk):
 
 
 class Model(nn.Module):
-  """Trunk plus independent linear heads on its pre_logits.
+  """Trunk plus heads (`heads.HeadSpec`) on its pre_logits or on each other's endpoints.
 
   Attributes:
-    trunk: module mapping (x, train) -> pre_logits (N, D).
-    heads: head name -> output dim (e.g. {"classes": 1000, "rotations": 4}).
+    trunk: module mapping (x, train) -> pre_logits (N, D); its BN settings apply to heads.
+    heads: head name -> HeadSpec, in evaluation order (`heads.parse_heads`).
   """
-  trunk: nn.Module
-  heads: Mapping[str, int]
+  trunk: _Trunk
+  heads: Mapping[str, HeadSpec]
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> dict[str, jax.Array]:
-    """x: (N, H, W, C) float32 in [-1, 1]; returns float32 (N, D) / (N, dim)."""
+    """x: (N, H, W, C) float32 in [-1, 1]; returns float32 pre_logits (N, D), each head
+    (N, dims[-1]) and each MLP endpoint (N, width)."""
     pre_logits = self.trunk(x, train=train).astype(jnp.float32)
-    out = {"pre_logits": pre_logits}
-    dense = functools.partial(
-        nn.Dense, kernel_init=nn.initializers.glorot_uniform(),
-        bias_init=nn.initializers.zeros, dtype=jnp.float32,
-        param_dtype=jnp.float32)
-    for name, dim in self.heads.items():
-      out[name] = dense(dim, name=f"head_{name}")(pre_logits)
-    return out
+    bn = dict(bn_momentum=self.trunk.bn_momentum, bn_epsilon=self.trunk.bn_epsilon,
+              bn_group_size=self.trunk.bn_group_size)
+    return apply_heads(self.heads, pre_logits, train, bn)

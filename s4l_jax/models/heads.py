@@ -1,0 +1,161 @@
+"""Head specs and the head layers: linear or MLP heads reading a named endpoint.
+
+A head spec in a config is either an int (a linear head on `pre_logits`; -1 = num_classes)
+or a dict with the keys of `HeadSpec` (only `dims` is required). Examples:
+
+    heads = dict(classes=-1, rotations=4)                       # linear heads
+    heads = dict(proj=dict(dims=(128, 128, 64), batch_norm=True, use_bias=False),
+                 classes=dict(dims=-1, input="proj_1"))         # SimCLRv2 fine-tuning
+    heads = dict(classes=dict(dims=-1, stop_gradient=True))     # linear evaluation
+
+Endpoints: `pre_logits` (trunk) and, for a head `h` of L >= 2 layers, `h_0` (its input) and
+`h_k` (the output of layer k, after BatchNorm and ReLU for hidden layers). Parameters: a
+1-layer head is the top-level module `head_<h>`; layer k of a deeper head is `head_<h>_<k>`.
+"""
+import dataclasses
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+from s4l_jax.models.normalization import BatchNorm
+
+TRUNK_ENDPOINT = "pre_logits"
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadSpec:
+  """One head: Dense layers of widths `dims` on the endpoint `input`.
+
+  Attributes:
+    dims: output width of each layer (-1 = num_classes until resolved).
+    input: endpoint the head reads (`pre_logits` or another head's `h_k`).
+    batch_norm: BatchNorm after every layer (hidden layers: Dense -> BN -> ReLU).
+    use_bias: Dense layers have a bias.
+    zero_init: the output layer's kernel starts at zero.
+    stop_gradient: no gradient flows into `input` (linear evaluation of a frozen trunk).
+  """
+  dims: tuple[int, ...]
+  input: str = TRUNK_ENDPOINT
+  batch_norm: bool = False
+  use_bias: bool = True
+  zero_init: bool = False
+  stop_gradient: bool = False
+
+  def to_dict(self) -> dict:
+    """JSON-able form (`dims` as a list); `parse_head` reads it back."""
+    return dict(dataclasses.asdict(self), dims=list(self.dims))
+
+  def module_names(self, name: str) -> list[str]:
+    """Top-level parameter modules of head `name`, in layer order."""
+    if len(self.dims) == 1:
+      return [f"head_{name}"]
+    return [f"head_{name}_{k}" for k in range(1, len(self.dims) + 1)]
+
+  def endpoints(self, name: str) -> list[str]:
+    """`h_0 .. h_L` for an MLP head (L >= 2), none for a linear one."""
+    return [f"{name}_{k}" for k in range(len(self.dims) + 1)] if len(self.dims) > 1 else []
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(HeadSpec))
+
+
+def parse_head(name: str, spec: Any, num_classes: int) -> HeadSpec:
+  """int or mapping (ConfigDict, JSON dict) -> HeadSpec with -1 replaced by num_classes."""
+  if isinstance(spec, int) and not isinstance(spec, bool):
+    spec = dict(dims=(spec,))
+  if not hasattr(spec, "keys"):
+    raise ValueError(f"model.heads.{name}={spec!r} must be an int (linear head width) or a "
+                     f"dict with keys {', '.join(_FIELDS)}")
+  spec = {k: spec[k] for k in spec.keys()}
+  unknown = sorted(set(spec) - set(_FIELDS))
+  if unknown or "dims" not in spec:
+    raise ValueError(f"model.heads.{name} has keys {sorted(spec)}; valid: "
+                     f"{', '.join(_FIELDS)} (dims required)")
+  dims = spec["dims"]
+  dims = (dims,) if isinstance(dims, int) else tuple(dims)
+  dims = tuple(num_classes if d == -1 else int(d) for d in dims)
+  if not dims or any(d < 1 for d in dims):
+    raise ValueError(f"model.heads.{name}.dims={spec['dims']!r} must be widths >= 1 or -1 "
+                     "(num_classes)")
+  return HeadSpec(**dict(spec, dims=dims))
+
+
+def parse_heads(heads: Any, num_classes: int) -> dict[str, HeadSpec]:
+  """`model.heads` -> {name: HeadSpec}, in evaluation order (inputs before readers).
+
+  Fails with one line on an unknown endpoint, a cycle or a name clash.
+  """
+  specs = {name: parse_head(name, spec, num_classes) for name, spec in heads.items()}
+  produced = {TRUNK_ENDPOINT: None, **{n: n for n in specs}}  # endpoint -> head making it
+  for name, spec in specs.items():
+    for endpoint in spec.endpoints(name):
+      if endpoint in produced:
+        raise ValueError(f"model.heads: endpoint {endpoint!r} of head {name!r} clashes with "
+                         "another head or endpoint name")
+      produced[endpoint] = name
+  ordered, pending = {}, dict(specs)
+  while pending:
+    ready = [n for n, s in pending.items()
+             if s.input == TRUNK_ENDPOINT or produced.get(s.input) in ordered]
+    if not ready:
+      name, spec = next(iter(pending.items()))
+      raise ValueError(f"model.heads.{name}.input={spec.input!r} is not an endpoint (or the "
+                       f"heads read each other in a cycle); valid: {', '.join(produced)}")
+    for name in ready:
+      ordered[name] = pending.pop(name)
+  return ordered
+
+
+class DenseLayer(nn.Module):
+  """Dense (params `kernel`, `bias`, as `nn.Dense`) -> [BatchNorm `bn`] -> [ReLU], float32.
+
+  (N, D) -> (N, features).
+  """
+  features: int
+  use_bias: bool = True
+  batch_norm: bool = False
+  relu: bool = False
+  zero_init: bool = False
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+  bn_group_size: int | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    init = nn.initializers.zeros if self.zero_init else nn.initializers.glorot_uniform()
+    kernel = self.param("kernel", init, (x.shape[-1], self.features), jnp.float32)
+    y = lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+    if self.use_bias:
+      bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+      y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
+    if self.batch_norm:
+      y = BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                    epsilon=self.bn_epsilon, dtype=jnp.float32,
+                    group_size=self.bn_group_size, name="bn")(y)
+    return nn.relu(y) if self.relu else y
+
+
+def apply_heads(specs: Mapping[str, HeadSpec], pre_logits: jax.Array, train: bool,
+                bn: Mapping[str, Any]) -> dict[str, jax.Array]:
+  """Runs every head (call inside a compact method); returns {endpoint or head: (N, dim)}.
+
+  `bn`: bn_momentum, bn_epsilon, bn_group_size for heads with batch_norm.
+  """
+  out = {TRUNK_ENDPOINT: pre_logits}
+  for name, spec in specs.items():
+    x = out[spec.input]
+    if spec.stop_gradient:
+      x = lax.stop_gradient(x)
+    layers = [x]
+    last = len(spec.dims) - 1
+    for k, (dim, module_name) in enumerate(zip(spec.dims, spec.module_names(name))):
+      x = DenseLayer(dim, use_bias=spec.use_bias, batch_norm=spec.batch_norm, relu=k < last,
+                     zero_init=spec.zero_init and k == last, name=module_name,
+                     **bn)(x, train)
+      layers.append(x)
+    out[name] = x
+    out.update(zip(spec.endpoints(name), layers))
+  return out
