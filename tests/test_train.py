@@ -216,3 +216,34 @@ def test_batch_stats_norm_is_zero_without_batch_norm():
   _, metrics = jax.device_get(step(state, raw, {}))
   assert float(metrics["batch_stats_norm"]) == 0.0
   train.check_finite(metrics, 1, None)
+
+
+def test_frozen_teacher_from_an_export_is_an_input_not_state(uninterrupted, tmp_path):
+  """`frozen_teacher`: rebuilt from its export, read through aux["teacher"], never checkpointed."""
+  import sys  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  teacher_dir = os.path.join(uninterrupted[0], "export")
+
+  def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):  # distillation
+    del rng, loss_config
+    x = batch["labeled"]["image"]
+    outputs, new = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
+                               mutable=["batch_stats"])
+    target = jax.nn.softmax(aux["teacher"](x)["classes"])
+    loss = -jnp.mean(jnp.sum(target * jax.nn.log_softmax(outputs["classes"]), -1))
+    return loss, (new["batch_stats"], {})
+  probe = types.ModuleType("s4l_jax.objectives.teacher_probe")
+  probe.REQUIRES, probe.loss_fn = objectives.Requirements(aux=("teacher",)), loss_fn
+  config = digits_config(steps=2)
+  config.objective, config.frozen_teacher = "teacher_probe", teacher_dir
+  before = export.load_variables(teacher_dir)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setitem(sys.modules, probe.__name__, probe)
+    assert runner.run(config, str(tmp_path))["steps"] == 2
+  with ocp.StandardCheckpointer() as checkpointer:
+    saved = checkpointer.metadata(os.path.join(tmp_path, "checkpoints", "2", "default"))
+  tree = getattr(getattr(saved, "item_metadata", saved), "tree", saved)
+  assert set(tree) == {"step", "params", "batch_stats", "opt_state", "ema_params"}
+  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(export.load_variables(teacher_dir))):
+    np.testing.assert_array_equal(a, b)
