@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from s4l_jax import config_lib
+from s4l_jax.data import views
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
@@ -65,6 +66,17 @@ def test_supervised_imagenet_rows_match_paper():
   assert config_lib.total_steps(c10, 128_000) == 100_000
   assert config_lib.total_steps(c1, 13_000) == 50_000
   assert c10.model.name == "resnet50v2" and c10.model.filters_factor == 4
+
+
+def test_supervised_1pct_imagenet_adds_hsv_noise_like_the_released_config():
+  """supervised_imagenet_1p.sh: inception crop, flip, hsvnoise; the 10% row and digits keep
+  the plain train view."""
+  path = os.path.join(ROOT, "configs", "supervised.py")
+  assert load(path, "labels=1pct").input.labeled.view == "inception_crop|flip|hsv_noise"
+  assert load(path, "labels=10pct").input.labeled.view == "train"
+  assert load(path, "labels=1pct,dataset=digits").input.labeled.view == "train"
+  spec = views.resolve("inception_crop|flip|hsv_noise", "inception")
+  assert spec.crop == "inception_crop" and spec.ops == ("flip", "hsv_noise")
 
 
 @pytest.mark.parametrize("override, key", [
