@@ -1,6 +1,7 @@
 """Tests for the view registry and its pure-JAX ops."""
 import colorsys
 import itertools
+import json
 import subprocess
 import sys
 
@@ -9,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from s4l_jax import runner
 from s4l_jax.data import views
+from testing_utils import load_config, tiny
 
 
 def _rand_images(b=2, h=16, w=16, seed=0):
@@ -225,6 +228,17 @@ def test_to_pm1_is_the_export_scaling():
   from s4l_jax import export  # pylint: disable=g-import-not-at-top
   np.testing.assert_array_equal(export.to_model_input(jnp.asarray(x)),
                                 views.to_pm1(jnp.asarray(x), max_value=255))
+
+
+def test_composed_view_trains(tmp_path):
+  """A view written in the config as a composition trains end to end on digits."""
+  config = tiny(load_config("supervised", "dataset=digits"), steps=3)
+  config.input.labeled.view = "pad_crop|flip|hsv_noise"
+  assert config.log_every_steps == 1  # train.check_finite then stops on any non-finite loss
+  results = runner.run(config, str(tmp_path))
+  assert results["steps"] == 3 and 0 <= results["top1"] <= 1
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["input"]["labeled"]["view"] == "pad_crop|flip|hsv_noise"
 
 
 def test_views_import_does_not_load_tensorflow():
