@@ -299,13 +299,18 @@ def _to_unit(images):
 
 # ---- Crop ops: float (B, H, W, C) in [0, 1] -> (B * view.crops, S, S, C) ----
 
+def _repeat(images, k):
+  """(B, ...) -> (B * k, ...), each image k times in a row."""
+  return jnp.repeat(images, k, axis=0) if k > 1 else images
+
+
 def _inception_crop(rng, images, size, view):
   """TF-style random box per crop (`view.area_range`, `view.aspect_range`), bilinear resize."""
   b, h, w, _ = images.shape
   boxes = inception_crop_boxes(rng, b * view.crops, h, w, view.area_range, view.aspect_range)
   if view.crops == 1 or view.copy_before_crop:
-    images = jnp.repeat(images, view.crops, axis=0) if view.crops > 1 else images
-    return jax.vmap(crop_and_resize, in_axes=(0, 0, None))(images, boxes, size)
+    return jax.vmap(crop_and_resize, in_axes=(0, 0, None))(_repeat(images, view.crops), boxes,
+                                                           size)
   # Several crops of one source without copying it: boxes (B, K, 4).
   crop_one = lambda im, bx: crop_and_resize(im, bx, size)
   x = jax.vmap(jax.vmap(crop_one, in_axes=(None, 0)))(
@@ -315,7 +320,7 @@ def _inception_crop(rng, images, size, view):
 
 def _pad_crop(rng, images, size, view):
   """Reflect pad by `PAD`, random size x size window per crop."""
-  images = jnp.repeat(images, view.crops, axis=0) if view.crops > 1 else images
+  images = _repeat(images, view.crops)
   keys = jax.random.split(rng, images.shape[0])
   return jax.vmap(pad_crop, in_axes=(0, 0, None))(keys, images, size)
 
@@ -323,8 +328,7 @@ def _pad_crop(rng, images, size, view):
 def _central_crop(rng, images, size, view):
   """Central square of the short side, resized (identity at size x size); deterministic."""
   del rng
-  images = jnp.repeat(images, view.crops, axis=0) if view.crops > 1 else images
-  return central_crop_resize(images, size)
+  return central_crop_resize(_repeat(images, view.crops), size)
 
 
 @dataclasses.dataclass(frozen=True)
