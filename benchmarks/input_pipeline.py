@@ -144,7 +144,7 @@ def jax_stream(view, batch, host_cropped=False):
     yield fn(key, batch)
 
 
-def write_readme(results, breakdown, cores, load):
+def write_readme(results, breakdown, cores, load, command):
   """Replaces (or appends) the '## Input pipeline' section of README.md."""
   path = HERE / "README.md"
   floor = results["tf_decode_only"]
@@ -154,7 +154,7 @@ def write_readme(results, breakdown, cores, load):
   section = "\n".join([
       "## Input pipeline",
       "",
-      f"Command (from the repo root): `{COMMAND}`. Source images/s **per CPU "
+      f"Command (from the repo root): `{command}`. Source images/s **per CPU "
       f"core** ({cores} cores, {platform.processor() or platform.machine()}), "
       f"{SIZE} px JPEGs, batch {BATCH}; ratio = vs `tf_decode_only` (fused "
       "JPEG decode+crop+bilinear resize). `tf_*_u8` = tf.data with "
@@ -216,6 +216,7 @@ def main():
   parser.add_argument("--seconds", type=float, default=8.0)
   args = parser.parse_args()
   cores = os.cpu_count()
+  command = f"{COMMAND} --num_images {args.num_images} --seconds {args.seconds:g}"
   with tempfile.TemporaryDirectory() as tmp:
     source = make_jpeg_folder(pathlib.Path(tmp), args.num_images)
     results = {"tf_decode_only": _rate(decode_only_stream(tmp), args.seconds,
@@ -240,12 +241,12 @@ def main():
             "load_average_1min_at_end": os.getloadavg()[0],
             "image_size": SIZE, "batch": BATCH, "source": source,
             "num_images": args.num_images, "jax_backend": jax.default_backend(),
-            "command": COMMAND}
+            "command": command}
   print(json.dumps(report, indent=2))
   (HERE / "results").mkdir(exist_ok=True)
   (HERE / "results" / "input_pipeline.json").write_text(
       json.dumps(report, indent=2) + "\n")
-  write_readme(results, breakdown, cores, os.getloadavg()[0])
+  write_readme(results, breakdown, cores, os.getloadavg()[0], command)
 
 
 if __name__ == "__main__":
