@@ -1,19 +1,16 @@
-r"""Input-pipeline throughput: tf.data view recipes and the in-memory JAX path.
+r"""Input-pipeline throughput: the tf.data host crops and the JAX views.
 
 Builds a 224 px JPEG folder (CIFAR-10 train images upscaled, or synthetic
 JPEGs when the archive is absent) in a temp dir, then measures source
 images/s per CPU core for:
   decode_only: fused JPEG decode+crop (inception box) + bilinear resize, the
                physical floor of every recipe;
-  train, rotate4, exemplar8: `tf_views.build_tfds_stream` recipes (float32
-               [-1, 1] views, all work on the host);
-  *_u8:        the same with `device_finish=True`: the host half of the
-               split used by `TfdsPipeline`, all uint8 (train/rotate4: the
-               224 px train crop; exemplar8: the decoded image on a 512 canvas
-               + 8 boxes; rotations, resizes, flips, HSV noise and scaling run
-               in the train step);
-  jax_finish_*: `views.make_finish_fn` (that device half) under jit on the
-               CPU backend, on a fixed uint8 crop batch;
+  *_u8:        `tf_views.make_tf_crop_fn`, what `TfdsPipeline` runs on the
+               host, all uint8 (train/rotate4: the 224 px crop; exemplar8: the
+               decoded image on a 512 canvas + 8 boxes; resizes of the canvas,
+               flips, rotations, HSV noise and scaling run in the train step);
+  jax_finish_*: `views.make_view_fn(..., host_cropped=True)` (that device
+               half) under jit on the CPU backend, on a fixed uint8 batch;
   jax_*:       `views.make_view_fn` under jit on in-memory uint8 batches.
 Prints JSON, writes benchmarks/results/input_pipeline.json and the
 "Input pipeline" section of benchmarks/README.md.
@@ -88,39 +85,42 @@ def _rate(it, seconds, images_per_batch, warmup=3):
   return n / (time.perf_counter() - start)
 
 
-def decode_only_stream(folder):
-  """Same stream as build_tfds_stream, map = decode+crop+resize only."""
+def _folder_stream(folder, fn):
+  """JPEG bytes of the folder's train split, repeated, mapped by `fn(features with seed)`."""
   ds = tfds.folder_dataset.ImageFolder(folder).as_dataset(
       split="train", decoders={"image": tfds.decode.SkipDecoding()})
-  ds = ds.repeat().enumerate()
-  fn = lambda i, ex: tf_views.decode_and_inception_crop(
-      ex["image"], tf.stack([i, i]), image_size=SIZE, decode=True)
+  ds = ds.repeat().enumerate().map(lambda i, ex: {
+      "image": ex["image"], "label": ex["label"], "seed": tf.stack([i, i])})
   ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return iter(tfds.as_numpy(ds.batch(BATCH).prefetch(tf.data.AUTOTUNE)))
+
+
+def decode_only_stream(folder):
+  """Map = decode+crop+resize only."""
+  return _folder_stream(folder, lambda ex: tf_views.decode_and_inception_crop(
+      ex["image"], ex["seed"], image_size=SIZE, decode=True))
+
+
+def host_crop_stream(folder, view):
+  """The host half of `view` as `TfdsPipeline` maps it."""
+  return _folder_stream(folder, tf_views.make_tf_crop_fn(
+      view, image_size=SIZE, crop="inception", decode=True))
 
 
 def op_breakdown(folder, reps=30):
   """Single-thread ms per source image of the main ops (eager tf.function)."""
   jpeg = tf.io.read_file(str(next(pathlib.Path(folder).glob("train/*/*.jpg"))))
   image = tf.io.decode_jpeg(jpeg, channels=3)
-  crops = tf_views._multi_crop(  # pylint: disable=protected-access
-      image, tf_views._split(tf.constant([0, 0], tf.int64), 8), SIZE,  # pylint: disable=protected-access
-      tf_views.S4L_AREA, tf_views.S4L_ASPECT)
   seed = tf.constant([1, 2], tf.int64)
-  one = crops[0]
   ops = {
       "decode_full": lambda: tf.io.decode_jpeg(jpeg, channels=3),
       "decode_crop_resize": lambda: tf_views.decode_and_inception_crop(
           jpeg, seed, image_size=SIZE, decode=True),
-      "rot90_x4_stack": lambda: tf.stack(
-          [tf.image.rot90(one, k) for k in range(4)]),
       "crop_and_resize_x8": lambda: tf_views._multi_crop(  # pylint: disable=protected-access
           image, tf_views._split(seed, 8), SIZE, tf_views.S4L_AREA,  # pylint: disable=protected-access
           tf_views.S4L_ASPECT),
-      "flip_hsv_pm1_x8_unfused": lambda: tf_views._pm1(  # pylint: disable=protected-access
-          tf_views.hsv_noise(crops, seed)),
-      "flip_hsv_pm1_x8_xla": lambda: tf_views._exemplar_post(  # pylint: disable=protected-access
-          crops, seed, seed),
+      "canvas_x8": lambda: tf_views._canvas(  # pylint: disable=protected-access
+          image, tf_views._split(seed, 8), tf_views.S4L_AREA, tf_views.S4L_ASPECT),  # pylint: disable=protected-access
   }
   out = {}
   for name, op in ops.items():
@@ -133,20 +133,10 @@ def op_breakdown(folder, reps=30):
   return out
 
 
-def jax_stream(view, images, crop):
-  """Repeated jitted view on a fixed device-resident uint8 batch."""
-  fn = jax.jit(views.make_view_fn(view, image_size=images.shape[1],
-                                  crop=crop))
-  images = jax.device_put(images)
-  rng = jax.random.key(0)
-  while True:
-    rng, key = jax.random.split(rng)
-    yield fn(key, images)
-
-
-def jax_finish_stream(view, batch):
-  """Repeated jitted `views.make_finish_fn(view)` on a fixed host batch."""
-  fn = jax.jit(views.make_finish_fn(view, SIZE))
+def jax_stream(view, batch, host_cropped=False):
+  """Repeated jitted `views.make_view_fn(view)` on a fixed device-resident uint8 batch."""
+  fn = jax.jit(views.make_view_fn(view, image_size=SIZE, crop="inception",
+                                  host_cropped=host_cropped))
   batch = jax.device_put(batch)
   rng = jax.random.key(0)
   while True:
@@ -154,25 +144,21 @@ def jax_finish_stream(view, batch):
     yield fn(key, batch)
 
 
-def write_readme(results, breakdown, cores, load):
+def write_readme(results, breakdown, cores, load, command):
   """Replaces (or appends) the '## Input pipeline' section of README.md."""
   path = HERE / "README.md"
   floor = results["tf_decode_only"]
   rows = [f"| {k} | {v:.1f} | {v / floor:.2f}x |" for k, v in
           results.items()]
   b = breakdown
-  rot_bound = b["decode_crop_resize"] / (b["decode_crop_resize"]
-                                         + b["rot90_x4_stack"])
-  ex_bound = b["decode_crop_resize"] / (
-      b["decode_full"] + b["crop_and_resize_x8"] + b["flip_hsv_pm1_x8_xla"])
   section = "\n".join([
       "## Input pipeline",
       "",
-      f"Command (from the repo root): `{COMMAND}`. Source images/s **per CPU "
+      f"Command (from the repo root): `{command}`. Source images/s **per CPU "
       f"core** ({cores} cores, {platform.processor() or platform.machine()}), "
       f"{SIZE} px JPEGs, batch {BATCH}; ratio = vs `tf_decode_only` (fused "
-      "JPEG decode+crop+bilinear resize). `tf_*` = tf.data via "
-      "`tf_views.build_tfds_stream`; `jax_*` = `views.make_view_fn` jitted "
+      "JPEG decode+crop+bilinear resize). `tf_*_u8` = tf.data with "
+      "`tf_views.make_tf_crop_fn`; `jax_*` = `views.make_view_fn` jitted "
       "on in-memory uint8 batches (CPU backend here). Goals: rotate4 >= "
       "0.9x, exemplar8 >= 0.5x of decode_only.",
       "",
@@ -180,45 +166,36 @@ def write_readme(results, breakdown, cores, load):
       "| --- | --- | --- |",
       *rows,
       "",
-      "**Host pipeline with device finish** (`*_u8` rows, what `TfdsPipeline` "
-      "runs on the host and what bounds a TPU/GPU input pipeline): rotate4 "
+      "**Host pipeline** (`*_u8` rows, what `TfdsPipeline` runs on the host "
+      "and what bounds a TPU/GPU input pipeline): rotate4 "
       f"{results['tf_rotate4_u8'] / floor:.2f}x (goal 0.9x: "
       f"{_met(results['tf_rotate4_u8'] / floor, 0.9)}), exemplar8 "
       f"{results['tf_exemplar8_u8'] / floor:.2f}x (goal 0.5x: "
-      f"{_met(results['tf_exemplar8_u8'] / floor, 0.5)}). rotate4 emits the "
-      "same uint8 train crop as train (rotations on device); exemplar8 "
-      "decodes once and emits the image on a 512 px uint8 canvas plus 8 "
-      "boxes (the 8 resizes, flips and HSV noise run on device, "
-      "`views.make_finish_fn`). "
-      "Images larger than the canvas are downscaled to fit before the "
-      "crops are taken (ImageNet: those with a side over 512 px). Rows are "
-      "single timed runs on a shared, loaded machine: `tf_train_u8` and "
-      "`tf_rotate4_u8` run the identical host graph, so their gap is the "
-      "run-to-run noise. The `jax_finish_*` rows are the device half on "
-      "this machine's CPU backend, source images/s per core, for scale "
-      "only: on an accelerator it is a few elementwise/gather ops on data "
-      "already in device memory.",
+      f"{_met(results['tf_exemplar8_u8'] / floor, 0.5)}). The host only "
+      "decodes and crops: rotate4 emits the same uint8 crop as train "
+      "(flip and rotations on device); exemplar8 decodes once and emits the "
+      "image on a 512 px uint8 canvas plus 8 boxes (the 8 resizes, flips "
+      "and HSV noise run on device, `views.make_view_fn(..., "
+      "host_cropped=True)`). Images larger than the canvas are downscaled "
+      "to fit before the crops are taken (ImageNet: those with a side over "
+      "512 px). Rows are single timed runs on a shared, loaded machine: "
+      "`tf_train_u8` and `tf_rotate4_u8` run the identical host graph, so "
+      "their gap is the run-to-run noise. The `jax_finish_*` rows are the "
+      "device half on this machine's CPU backend, source images/s per core, "
+      "for scale only: on an accelerator it is a few elementwise/gather ops "
+      "on data already in device memory. The `jax_*` rows run the "
+      "matmul-based resize on the CPU backend and are only a functional "
+      "baseline here.",
       "",
       "Single-thread ms per source image (explains the ratios; 1-min load "
-      f"average {load:.1f} on this shared machine at the end of the run):",
+      f"average {load:.1f} on this shared machine at the end of the run): "
+      "exemplar8's host work is one full decode plus the canvas "
+      f"({b['decode_full'] + b['canvas_x8']:.2f} ms) instead of 8 host "
+      f"resizes ({b['decode_full'] + b['crop_and_resize_x8']:.2f} ms).",
       "",
       "| op | ms |",
       "| --- | --- |",
       *[f"| {k} | {v:.2f} |" for k, v in breakdown.items()],
-      "",
-      "Why the all-host `tf_rotate4` / `tf_exemplar8` rows miss the goals (bounds from the op table, "
-      "ignoring batching/copies): rotate4 writes 4x the float32 pixels of "
-      "train (2.4 MB per image); `rot90_x4_stack` alone bounds it to "
-      f"{rot_bound:.2f}x of decode_only. exemplar8 produces 8 resized "
-      "224 px patches per decode: full decode + `crop_and_resize_x8` + the "
-      f"XLA-fused flip/HSV/scale bound it to {ex_bound:.2f}x, and the "
-      "per-pixel HSV noise dominates (fusing it with "
-      "`tf.function(jit_compile=True)` already gave "
-      f"{b['flip_hsv_pm1_x8_unfused'] / b['flip_hsv_pm1_x8_xla']:.1f}x). "
-      "Hence the `*_u8` split above: tf.data emits uint8 crops and "
-      "`views.make_finish_fn` does the per-patch work on the accelerator. "
-      "The `jax_*` rows run the matmul-based resize on the CPU "
-      "backend and are only a functional baseline here.",
       ""])
   text = path.read_text() if path.exists() else "# Benchmarks\n"
   pattern = re.compile(r"## Input pipeline\n.*?(?=\n## |\Z)", re.S)
@@ -239,29 +216,24 @@ def main():
   parser.add_argument("--seconds", type=float, default=8.0)
   args = parser.parse_args()
   cores = os.cpu_count()
+  command = f"{COMMAND} --num_images {args.num_images} --seconds {args.seconds:g}"
   with tempfile.TemporaryDirectory() as tmp:
     source = make_jpeg_folder(pathlib.Path(tmp), args.num_images)
     results = {"tf_decode_only": _rate(decode_only_stream(tmp), args.seconds,
                                        BATCH)}
     crops = {}
-    for finish in (False, True):
-      for view in ("train", "rotate4", "exemplar8"):
-        it = tf_views.build_tfds_stream(
-            tmp, "train", view=view, image_size=SIZE, crop="inception",
-            global_batch=BATCH, seed=0, process_index=0, process_count=1,
-            shuffle_buffer=1000, device_finish=finish)
-        name = f"tf_{view}_u8" if finish else f"tf_{view}"
-        results[name] = _rate(it, args.seconds, BATCH)
-        if finish:
-          crops[view] = {k: v for k, v in next(it).items() if k != "label"}
+    for view in ("train", "rotate4", "exemplar8"):
+      it = host_crop_stream(tmp, view)
+      results[f"tf_{view}_u8"] = _rate(it, args.seconds, BATCH)
+      crops[view] = {k: v for k, v in next(it).items() if k != "label"}
     for view in ("train", "rotate4", "exemplar8"):
       results[f"jax_finish_{view}"] = _rate(
-          jax_finish_stream(view, crops[view]), args.seconds, BATCH)
+          jax_stream(view, crops[view], host_cropped=True), args.seconds, BATCH)
     files = sorted(pathlib.Path(tmp).glob("train/*/*.jpg"))[:BATCH]
     images = np.stack([np.asarray(Image.open(f)) for f in files])
     for view in ("train", "rotate4", "exemplar8"):
       results[f"jax_{view}"] = _rate(
-          jax_stream(view, images, "inception"), args.seconds, BATCH)
+          jax_stream(view, {"image": images}), args.seconds, BATCH)
     breakdown = op_breakdown(tmp)
   results = {k: v / cores for k, v in results.items()}
   report = {"images_per_s_per_core": results,
@@ -269,12 +241,12 @@ def main():
             "load_average_1min_at_end": os.getloadavg()[0],
             "image_size": SIZE, "batch": BATCH, "source": source,
             "num_images": args.num_images, "jax_backend": jax.default_backend(),
-            "command": COMMAND}
+            "command": command}
   print(json.dumps(report, indent=2))
   (HERE / "results").mkdir(exist_ok=True)
   (HERE / "results" / "input_pipeline.json").write_text(
       json.dumps(report, indent=2) + "\n")
-  write_readme(results, breakdown, cores, os.getloadavg()[0])
+  write_readme(results, breakdown, cores, os.getloadavg()[0], command)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from s4l_jax import config_lib, objectives, optim, train, train_state
-from s4l_jax.data.pipeline import VIEWS_PER_IMAGE
+from s4l_jax.data import views
 from s4l_jax.models import build_model
 
 _DEPTH = flags.DEFINE_integer("wrn_depth", 10, "WRN depth for the timing rows.")
@@ -67,7 +67,7 @@ def method_config(name: str, dataset: str, batch: int, model: dict):
 
 
 def views_per_step(c, stream: str) -> int:
-  return c.input[stream].batch_size * VIEWS_PER_IMAGE[c.input[stream].view]
+  return c.input[stream].batch_size * views.copies(c.input[stream].view)
 
 
 def images_per_step(c) -> int:

@@ -7,7 +7,9 @@ Args (`--config=configs/supervised.py:labels=1pct,dataset=digits`):
 
 ImageNet defaults are the paper's rows (methods.md 2.6): 10%: lr 0.1, wd 1e-3, warm-up 5,
 decays at 140/160/180, end 200 epochs (100k steps at batch 256); 1%: lr 0.01, wd 1e-2,
-decays 700/800/900, end 1000 epochs (50k steps). Other datasets use `small_data_preset`.
+decays 700/800/900, end 1000 epochs (50k steps), and HSV noise on the single crops: labeled
+view "inception_crop|flip|hsv_noise", as the released S4L config supervised_imagenet_1p.sh
+(its `hsvnoise` is `views.hsv_noise`). Other datasets use `small_data_preset`.
 """
 from s4l_jax import config_lib
 
@@ -19,6 +21,8 @@ def get_config(arg=None):
                              labeled_batch=256 if family == "imagenet2012" else 64)
   c.objective = "supervised"
   config_lib.supervised_preset(c, family, a.labels)
+  if family == "imagenet2012" and a.labels == "1pct":
+    c.input.labeled.view = "inception_crop|flip|hsv_noise"
   if a.steps:
     config_lib.set_duration(c, total_steps=a.steps)
   return c

@@ -18,6 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from s4l_jax import models
+from s4l_jax.data import views
 
 PLATFORMS = ("cpu", "cuda", "tpu")
 DESCRIPTION_FILE = "export.json"
@@ -26,7 +27,7 @@ PREPROCESSING = "x = uint8 image / 255 * 2 - 1 (range [-1, 1]); input already at
 
 def to_model_input(images):
   """uint8 images -> float32 in [-1, 1], the value range every S4L model sees."""
-  return images.astype(jnp.float32) * (2.0 / 255.0) - 1.0
+  return views.to_pm1(images, max_value=255)
 
 
 def make_predict(model, variables):

@@ -38,18 +38,15 @@ def make_loss_fn(model, objective, config, views_on_device: bool = True, teacher
   metrics))`.
 
   With `views_on_device`, raw uint8 images are turned into the configured views inside the
-  step; otherwise the batch holds uint8 crops from tf.data and the step only finishes them
-  (`views.make_finish_fn`: rotations, flips, HSV noise, scaling). Then the objective's loss,
+  step; otherwise the batch holds uint8 crops from tf.data and the step applies the rest of
+  the view (`views.make_view_fn(..., host_cropped=True)`). Then the objective's loss,
   with the `aux` its `REQUIRES.aux` asks for, built from `aux_state` = {"step", "progress",
   "ema_params", "frozen"} (see `s4l_jax/objectives/__init__.py`).
   """
   size, names = config.input.image_size, ("labeled", "unlabeled")
-  if views_on_device:
-    fns = {name: views.make_view_fn(config.input[name].view, image_size=size,
-                                    crop=config.input.crop) for name in names}
-    view_fns = {name: lambda rng, raw, f=f: f(rng, raw["image"]) for name, f in fns.items()}
-  else:
-    view_fns = {name: views.make_finish_fn(config.input[name].view, size) for name in names}
+  view_fns = {name: views.make_view_fn(config.input[name].view, image_size=size,
+                                       crop=config.input.crop,
+                                       host_cropped=not views_on_device) for name in names}
   objective_loss = functools.partial(objective.loss_fn, model=model, loss_config=config.loss)
   wanted = objective.REQUIRES.aux
 

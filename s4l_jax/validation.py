@@ -2,7 +2,7 @@
 import os
 
 from s4l_jax import config_lib, distributed, export, models, objectives
-from s4l_jax.data import datasets, sources, subsets
+from s4l_jax.data import datasets, sources, subsets, views
 from s4l_jax.models import subtrees
 
 MIN_IMAGE_SIZE = 8  # the smallest input size tested (tests train at 8x8)
@@ -36,6 +36,13 @@ def check_values(config):
            "(0 = no unlabeled stream)")
   _require(0 <= config.pseudo_label_threshold <= 1, f"pseudo_label_threshold="
            f"{config.pseudo_label_threshold} must be in [0, 1] (0 keeps every pseudo-label)")
+  _require(config.input.crop in views.INPUT_CROPS, f"input.crop={config.input.crop!r} must "
+           f"be one of {', '.join(views.INPUT_CROPS)}")
+  for name in ("labeled", "unlabeled"):
+    try:  # an unknown view or op fails here, before anything is compiled
+      views.parse_view(config.input[name].view)
+    except ValueError as e:
+      raise ValueError(f"input.{name}.{e}") from None
 
 
 def _describe(names) -> str:

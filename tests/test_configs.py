@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from s4l_jax import config_lib
+from s4l_jax.data import views
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
@@ -124,6 +125,17 @@ def test_pretext_schedule_counts_passes_over_imagenet(name, unlabeled_batch, lab
   epochs_per_pass = steps_per_pass / labeled_spe  # the old conversion to labeled epochs
   for passes, epochs in ((c.lr.warmup_epochs, 5), *zip(c.lr.decay_epochs, (15, 25))):
     assert round(passes * spe) == round(epochs * epochs_per_pass * labeled_spe)
+
+
+def test_supervised_1pct_imagenet_adds_hsv_noise_like_the_released_config():
+  """supervised_imagenet_1p.sh: inception crop, flip, hsvnoise; the 10% row and digits keep
+  the plain train view."""
+  path = os.path.join(ROOT, "configs", "supervised.py")
+  assert config_lib.load_config(path, "labels=1pct").input.labeled.view == "inception_crop|flip|hsv_noise"
+  assert config_lib.load_config(path, "labels=10pct").input.labeled.view == "train"
+  assert config_lib.load_config(path, "labels=1pct,dataset=digits").input.labeled.view == "train"
+  spec = views.resolve("inception_crop|flip|hsv_noise", "inception")
+  assert spec.crop == "inception_crop" and spec.ops == ("flip", "hsv_noise")
 
 
 @pytest.mark.parametrize("override, key", [

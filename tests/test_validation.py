@@ -175,6 +175,36 @@ def test_bad_config_flag_fails_in_one_line(tmp_path, config, match):
   assert not os.path.exists(tmp_path / "w")
 
 
+@pytest.mark.parametrize("overrides, match", [
+    ({"input.labeled.view": "pad_crop|flipp"},
+     r"^input.labeled.view 'pad_crop\|flipp': unknown op 'flipp'; valid: a named view "
+     r"\(train, rotate4, exemplar8, simclr2, eval\) or crop_op\|op\|... with crop ops "
+     r"\(inception_crop, pad_crop, central_crop\) and ops \(flip, hsv_noise, "),
+    ({"input.unlabeled.view": "rotate"}, r"^input.unlabeled.view 'rotate': unknown op 'rotate'"),
+    ({"input.labeled.view": "flip|pad_crop"},
+     r"view 'flip\|pad_crop': exactly one crop op, first \(inception_crop, pad_crop, "),
+    ({"input.crop": "random"}, r"input.crop='random' must be one of inception, pad_crop, none"),
+])
+def test_bad_view_is_rejected_naming_the_op_and_the_valid_ones(overrides, match):
+  with pytest.raises(ValueError, match=match):
+    validation.validate(_digits(**overrides))
+
+
+def test_composed_view_is_valid():
+  validation.validate(_digits(**{"input.labeled.view": "inception_crop|flip|hsv_noise"}))
+
+
+def test_bad_view_op_fails_in_one_line_from_main(tmp_path):
+  proc = subprocess.run([sys.executable, "main.py", "--config=configs/supervised.py:dataset=digits",
+                         "--config.input.labeled.view=pad_crop|flipp",
+                         f"--workdir={tmp_path / 'w'}"], cwd=ROOT, env=ENV,
+                        capture_output=True, text=True, timeout=120, check=False)
+  lines = proc.stderr.strip().splitlines()
+  assert proc.returncode != 0 and len(lines) == 1, proc.stderr[-2000:]
+  assert lines[0].startswith("ERROR: input.labeled.view 'pad_crop|flipp': unknown op 'flipp'")
+  assert not os.path.exists(tmp_path / "w" / "checkpoints")
+
+
 def _save(path, width, height):
   Image.fromarray(np.full((height, width, 3), 128, np.uint8)).save(path)
 

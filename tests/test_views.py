@@ -1,6 +1,7 @@
-"""Tests for the pure-JAX view recipes."""
+"""Tests for the view registry and its pure-JAX ops."""
 import colorsys
 import itertools
+import json
 import subprocess
 import sys
 
@@ -9,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from s4l_jax import runner
 from s4l_jax.data import views
+from testing_utils import load_config, tiny
 
 
 def _rand_images(b=2, h=16, w=16, seed=0):
@@ -27,7 +30,7 @@ def test_rotate4_matches_np_rot90():
 def test_rotate4_view_labels_and_rotations():
   imgs = _rand_images(h=12, w=12)
   out = views.make_view_fn("rotate4", image_size=12, crop="none")(
-      jax.random.key(0), imgs)
+      jax.random.key(0), {"image": imgs})
   assert out["image"].shape == (2, 4, 12, 12, 3)
   np.testing.assert_array_equal(out["rotation"], [[0, 1, 2, 3]] * 2)
   assert out["rotation"].dtype == jnp.int32
@@ -74,9 +77,9 @@ def test_exemplar8_views_are_distinct_crops_of_same_image(monkeypatch):
   yy, xx = np.meshgrid(np.arange(h), np.arange(h), indexing="ij")
   src = np.stack([np.stack([yy * 4, xx * 4, np.full_like(yy, 50 + 100 * i)],
                            -1) for i in range(b)]).astype(np.uint8)
-  monkeypatch.setattr(views, "hsv_noise", lambda rng, x: x)
+  monkeypatch.setitem(views.OPS, "hsv_noise", views.Op(lambda rng, x: x))
   fn = jax.jit(views.make_view_fn("exemplar8", image_size=s, crop="inception"))
-  out = (np.asarray(fn(jax.random.key(3), jnp.asarray(src))["image"]) + 1) / 2
+  out = (np.asarray(fn(jax.random.key(3), {"image": jnp.asarray(src)})["image"]) + 1) / 2
   out *= 255
   assert out.shape == (b, 8, s, s, 3)
   for i in range(b):
@@ -130,11 +133,11 @@ def test_pad_crop_is_exact_shift_of_padded_image():
 def test_eval_view_deterministic_and_exact():
   imgs = _rand_images(h=20, w=28)
   fn = jax.jit(views.make_view_fn("eval", image_size=16, crop="inception"))
-  a = fn(jax.random.key(0), imgs)["image"]
-  np.testing.assert_array_equal(a, fn(jax.random.key(1), imgs)["image"])
+  a = fn(jax.random.key(0), {"image": imgs})["image"]
+  np.testing.assert_array_equal(a, fn(jax.random.key(1), {"image": imgs})["image"])
   assert a.shape == (2, 16, 16, 3)
   same = views.make_view_fn("eval", image_size=20, crop="none")(
-      None, imgs[:, :, 4:24])["image"]
+      None, {"image": imgs[:, :, 4:24]})["image"]
   np.testing.assert_allclose(same, np.asarray(imgs[:, :, 4:24]) / 255 * 2 - 1,
                              atol=1e-6)
 
@@ -146,8 +149,8 @@ def test_eval_view_deterministic_and_exact():
 def test_views_shapes_range_determinism(view, crop, views_per_image):
   imgs = _rand_images(h=16, w=16)
   fn = jax.jit(views.make_view_fn(view, image_size=16, crop=crop))
-  a = fn(jax.random.key(0), imgs)["image"]
-  np.testing.assert_array_equal(a, fn(jax.random.key(0), imgs)["image"])
+  a = fn(jax.random.key(0), {"image": imgs})["image"]
+  np.testing.assert_array_equal(a, fn(jax.random.key(0), {"image": imgs})["image"])
   want = (2,) + ((views_per_image,) if views_per_image else ()) + (16, 16, 3)
   assert a.shape == want and a.dtype == jnp.float32
   assert -1 <= a.min() and a.max() <= 1
@@ -160,6 +163,97 @@ def test_unknown_view_or_crop_raises():
     views.make_view_fn("rot", image_size=8, crop="none")
   with pytest.raises(ValueError, match="pad_crop"):
     views.make_view_fn("train", image_size=8, crop="random")
+  with pytest.raises(ValueError, match=r"unknown op 'flipp'; .* ops \(flip, hsv_noise"):
+    views.parse_view("pad_crop|flipp")
+  with pytest.raises(ValueError, match="exactly one crop op, first"):
+    views.parse_view("flip|hsv_noise")
+  with pytest.raises(ValueError, match="exactly one crop op, first"):
+    views.parse_view("pad_crop|flip|inception_crop")
+  for bad in ("pad_crop*0|flip", "pad_crop*two|flip", "pad_crop*|flip"):
+    with pytest.raises(ValueError, match="crop count after '\\*' must be an integer >= 1"):
+      views.parse_view(bad)
+
+
+def test_crop_count_takes_independent_crops():
+  """`pad_crop*2|flip`: two independent augmentations of each image (Mean Teacher's view)."""
+  assert views.parse_view("pad_crop*2|flip") == views.View("pad_crop", ("flip",), crops=2)
+  imgs = _rand_images(b=4, h=16, w=16)
+  out = views.make_view_fn("pad_crop*2|flip", image_size=16, crop="none")(
+      jax.random.key(1), {"image": imgs})["image"]
+  assert out.shape == (4, 2, 16, 16, 3)
+  assert not np.array_equal(out[:, 0], out[:, 1])
+
+
+def test_composition_names_its_crop_and_named_views_follow_input_crop():
+  assert views.resolve("inception_crop|flip|hsv_noise", "pad_crop") == views.View(
+      "inception_crop", ("flip", "hsv_noise"))
+  assert views.resolve("train", "none").crop == "central_crop"
+  assert views.resolve("simclr2", "inception").area_range == views.SIMCLR_AREA
+  assert views.resolve("eval", "pad_crop").crop == "central_crop"
+
+
+@pytest.mark.parametrize("view,n", [("train", 1), ("eval", 1), ("rotate4", 4), ("exemplar8", 8),
+                                    ("simclr2", 2), ("pad_crop|flip|rotate4", 4),
+                                    ("inception_crop|flip|hsv_noise", 1), ("pad_crop*2|flip", 2),
+                                    ("inception_crop*3|flip|rotate4", 12)])
+def test_copies_match_the_view_output(view, n):
+  assert views.copies(view) == n
+  out = views.make_view_fn(view, image_size=8, crop="pad_crop")(
+      jax.random.key(0), {"image": _rand_images(b=3, h=8, w=8)})
+  assert out["image"].shape == (3,) + ((n,) if n > 1 else ()) + (8, 8, 3)
+
+
+@pytest.mark.parametrize("named,composed", [
+    ("train", "pad_crop|flip"), ("rotate4", "pad_crop|flip|rotate4"),
+    ("exemplar8", "pad_crop*8|flip|hsv_noise")])
+def test_named_view_equals_its_composition(named, composed):
+  """Same ops, same keys: the registry's composition reproduces the named view exactly."""
+  imgs, rng = _rand_images(h=16, w=16), jax.random.key(4)
+  a = views.make_view_fn(named, image_size=16, crop="pad_crop")(rng, {"image": imgs})
+  b = views.make_view_fn(composed, image_size=16, crop="none")(rng, {"image": imgs})
+  assert a.keys() == b.keys()
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k])
+
+
+@pytest.mark.parametrize("view", ["train", "rotate4", "simclr2", "exemplar8"])
+def test_host_cropped_batch_gets_the_same_ops(view):
+  """tf.data's uint8 crops finished on the device == the in-memory view of those crops with
+  a no-op crop (central_crop at size): same registered ops, same keys after the crop."""
+  k = views.copies(view)
+  crops = _rand_images(b=2 * k, h=8, w=8, seed=3)
+  rng = jax.random.key(5)
+  host = crops.reshape((2, k, 8, 8, 3)) if k > 1 and view != "rotate4" else crops[:2]
+  out = views.make_view_fn(view, image_size=8, crop="inception", host_cropped=True)(
+      rng, {"image": host})
+  after_crop = "|".join(views.NAMED_VIEWS[view].ops)
+  flat = host.reshape((-1, 8, 8, 3))
+  want = views.make_view_fn(f"central_crop|{after_crop}", image_size=8, crop="none")(
+      rng, {"image": flat})
+  np.testing.assert_array_equal(out["image"].reshape(want["image"].shape), want["image"])
+  if view == "rotate4":
+    np.testing.assert_array_equal(out["rotation"], want["rotation"])
+
+
+def test_to_pm1_is_the_export_scaling():
+  x = np.arange(256, dtype=np.uint8)
+  want = x.astype(np.float32) * np.float32(2 / 255) - np.float32(1)
+  np.testing.assert_array_equal(views.to_pm1(x, max_value=255), want)  # IEEE, op by op
+  np.testing.assert_array_equal(views.to_pm1(np.float32([0, 0.5, 1])), [-1, 0, 1])
+  from s4l_jax import export  # pylint: disable=g-import-not-at-top
+  np.testing.assert_array_equal(export.to_model_input(jnp.asarray(x)),
+                                views.to_pm1(jnp.asarray(x), max_value=255))
+
+
+def test_composed_view_trains(tmp_path):
+  """A view written in the config as a composition trains end to end on digits."""
+  config = tiny(load_config("supervised", "dataset=digits"), steps=3)
+  config.input.labeled.view = "pad_crop|flip|hsv_noise"
+  assert config.log_every_steps == 1  # train.check_finite then stops on any non-finite loss
+  results = runner.run(config, str(tmp_path))
+  assert results["steps"] == 3 and 0 <= results["top1"] <= 1
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["input"]["labeled"]["view"] == "pad_crop|flip|hsv_noise"
 
 
 def test_views_import_does_not_load_tensorflow():

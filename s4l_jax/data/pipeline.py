@@ -6,9 +6,13 @@ so this path never imports TensorFlow. Which examples form the batch of step `s`
 function of (seed, s): resuming at any step replays exactly the same data.
 """
 import numpy as np
-from s4l_jax.data import sources, streams, subsets
+from s4l_jax.data import sources, streams, subsets, views
 
-VIEWS_PER_IMAGE = {"train": 1, "eval": 1, "rotate4": 4, "exemplar8": 8, "simclr2": 2}
+
+def images_per_step(config) -> int:
+  """Images the model sees per step: each stream's batch size x its view's copies."""
+  return sum(config.input[name].batch_size * views.copies(config.input[name].view)
+             for name in ("labeled", "unlabeled"))
 
 
 class InMemoryPipeline:
@@ -39,9 +43,7 @@ class InMemoryPipeline:
     self._unlabeled = streams.TrainIndexStream(
         len(self.train.labels), unlabeled_batch, config.seed + 1, process_index,
         process_count) if unlabeled_batch else None
-    self.images_per_step = labeled_batch * VIEWS_PER_IMAGE[config.input.labeled.view]
-    if self._unlabeled:
-      self.images_per_step += unlabeled_batch * VIEWS_PER_IMAGE[config.input.unlabeled.view]
+    self.images_per_step = images_per_step(config)
 
   @property
   def num_labeled(self) -> int:

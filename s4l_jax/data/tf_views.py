@@ -1,25 +1,22 @@
-"""View recipes as TF ops and a tf.data stream for TFDS / image-folder data.
+"""The host half of the views for tf.data (TFDS / image folders): decode and crop only.
 
-Twin of `views.py` for the host-side (ImageNet) path: same recipes, same
-output dict layout, float32 in [-1, 1]; or, with `device_finish=True`, only
-the host half (uint8 crops) for `views.make_finish_fn`. Randomness comes only from
-`features["seed"]` (int64 (2,)) through `tf.random.stateless_*`, so a stream
-is reproducible given its seed. Boxes come from
-`tf.image.stateless_sample_distorted_bounding_box` (the reference sampler
-that `views.inception_crop_boxes` reimplements).
+`make_tf_crop_fn` emits uint8 crops at the view's size (or, for many inception crops, the
+decoded image on a canvas plus the boxes); `views.make_view_fn(..., host_cropped=True)` applies
+the rest of the view on the device with the registered JAX ops. Randomness comes only from
+`features["seed"]` (int64 (2,)) through `tf.random.stateless_*`, so a stream is reproducible
+given its seed. Boxes come from `tf.image.stateless_sample_distorted_bounding_box` (the
+reference sampler that `views.inception_crop_boxes` reimplements).
 """
-from typing import Callable, Iterator
+from typing import Callable
 
-import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
-# The recipe constants are shared with the JAX twin (which imports no TensorFlow).
-from s4l_jax.data.views import (CROPS, MAX_ATTEMPTS, MIN_COVERED, NUM_EXEMPLAR, PAD,  # pylint: disable=g-multiple-import
-                                S4L_ASPECT, S4L_AREA, SIMCLR_ASPECT, SIMCLR_AREA, VIEWS)
+from s4l_jax.data import views
+# The crop constants are shared with the JAX views (which import no TensorFlow).
+from s4l_jax.data.views import MAX_ATTEMPTS, MIN_COVERED, PAD, S4L_ASPECT, S4L_AREA  # pylint: disable=g-multiple-import
 
 CANVAS = 512
-GREY = (0.2989, 0.5870, 0.1140)
+CANVAS_MIN_CROPS = 4  # inception crops per image from which the host emits a canvas + boxes
 
 TFViewFn = Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]]
 
@@ -32,12 +29,8 @@ def _shape(image, decode):
   return tf.image.extract_jpeg_shape(image) if decode else tf.shape(image)
 
 
-def _pm1(x):
-  return tf.clip_by_value(x * 2.0 - 1.0, -1.0, 1.0)
-
-
 def _uint8(x):
-  """[0, 1] float -> uint8, rounded (the device_finish output; error <= 0.5 / 255)."""
+  """[0, 1] float -> uint8, rounded (the host output; error <= 0.5 / 255)."""
   return tf.cast(tf.round(tf.clip_by_value(x, 0.0, 1.0) * 255.0), tf.uint8)
 
 
@@ -135,90 +128,6 @@ def _pad_crop(image, seed, image_size):
                                         seed)
 
 
-def _crop(image, seed, image_size, crop, decode):
-  if crop == "inception":
-    return decode_and_inception_crop(image, seed, image_size=image_size,
-                                     decode=decode)
-  image = _decode(image, decode)
-  if crop == "pad_crop":
-    return _pad_crop(image, seed, image_size)
-  return _central(image, image_size)
-
-
-def hsv_noise(image, seed):
-  """S4L `hsvnoise` on (..., S, S, 3) in [0, 1]; one draw per leading index."""
-  n = tf.shape(image)[:-3]
-  s = _split(seed, 4)
-  u = lambda sd, shape, lim: tf.random.stateless_uniform(
-      tf.concat([n, shape], 0), sd, -lim, lim)
-  hue = u(s[0], [1, 1, 1], 0.1)
-  gamma = tf.pow(2.0, u(s[1], [1, 1, 2], 2.0))
-  scale = tf.pow(2.0, u(s[2], [1, 1, 2], 0.5))
-  shift = u(s[3], [1, 1, 2], 0.1)
-  hsv = tf.image.rgb_to_hsv(image)
-  h = tf.math.floormod(hsv[..., :1] + hue, 1.0)
-  sv = tf.pow(hsv[..., 1:], gamma) * scale + shift
-  hsv = tf.clip_by_value(tf.concat([h, sv], -1), 0.0, 1.0)
-  return tf.image.hsv_to_rgb(hsv)
-
-
-@tf.function(jit_compile=True)
-def _exemplar_post(x, s_flip, s_hsv):
-  """Flip + HSV noise + [-1, 1] of (K, S, S, 3) patches, fused by XLA (the
-  unfused TF ops cost ~4x more; HSV noise dominates exemplar8)."""
-  flip = tf.random.stateless_uniform([tf.shape(x)[0], 1, 1, 1], s_flip) < 0.5
-  x = tf.where(flip, tf.reverse(x, [2]), x)
-  return _pm1(hsv_noise(x, s_hsv))
-
-
-def _grey(x):
-  return tf.reduce_sum(x * tf.constant(GREY), -1, keepdims=True)
-
-
-def _color_jitter(x, seed, strength=1.0):
-  """SimCLR jitter on (S, S, 3) in [0, 1]: 4 ops in random order, clipped."""
-  s = _split(seed, 5)
-  s8 = 0.8 * strength
-  uni = lambda sd, lo, hi: tf.random.stateless_uniform([], sd, lo, hi)
-  fb = uni(s[0], max(0.0, 1 - s8), 1 + s8)
-  fc = uni(s[1], 1 - s8, 1 + s8)
-  fs = uni(s[2], 1 - s8, 1 + s8)
-  dh = uni(s[3], -0.2 * strength, 0.2 * strength)
-  perm = tf.argsort(tf.random.stateless_uniform([4], s[4]))
-  for i in range(4):
-    x = tf.switch_case(perm[i], [
-        lambda: x * fb,
-        lambda: tf.image.adjust_contrast(x, fc),
-        lambda: _grey(x) + (x - _grey(x)) * fs,
-        lambda: tf.image.adjust_hue(x, dh)])
-    x = tf.clip_by_value(x, 0.0, 1.0)
-  return x
-
-
-def _blur(x, seed):
-  """SimCLR Gaussian blur: sigma ~ U(0.1, 2), kernel S // 10, zero padding."""
-  radius = x.shape[0] // 10 // 2
-  sigma = tf.random.stateless_uniform([], seed, 0.1, 2.0)
-  taps = tf.range(-radius, radius + 1, dtype=tf.float32)
-  k = tf.exp(-taps**2 / (2 * sigma**2))
-  k = tf.tile((k / tf.reduce_sum(k))[:, None, None, None], [1, 1, 3, 1])
-  y = tf.nn.depthwise_conv2d(x[None], k, [1, 1, 1, 1], "SAME")
-  y = tf.nn.depthwise_conv2d(y, tf.transpose(k, [1, 0, 2, 3]), [1, 1, 1, 1],
-                             "SAME")
-  return y[0]
-
-
-def _simclr_single(x, seed):
-  s = _split(seed, 6)
-  coin = lambda sd, p: tf.random.stateless_uniform([], sd) < p
-  x = tf.image.stateless_random_flip_left_right(x, s[0])
-  x = tf.cond(coin(s[1], 0.8), lambda: _color_jitter(x, s[2]), lambda: x)
-  x = tf.cond(coin(s[3], 0.2), lambda: tf.tile(_grey(x), [1, 1, 3]),
-              lambda: x)
-  x = tf.cond(coin(s[4], 0.5), lambda: _blur(x, s[5]), lambda: x)
-  return tf.clip_by_value(x, 0.0, 1.0)
-
-
 def _eval(image, image_size, decode):
   """Short side to image_size * 256 / 224 (area), central crop; [0, 1]."""
   image = _decode(image, decode)
@@ -231,142 +140,54 @@ def _eval(image, image_size, decode):
   return image[top:top + image_size, left:left + image_size] / 255.0
 
 
-def make_tf_view_fn(view: str, *, image_size: int, crop: str,
-                    decode: bool, device_finish: bool = False) -> TFViewFn:
-  """Returns `fn(features) -> dict` for `tf.data.Dataset.map`.
+def make_tf_crop_fn(view: str, *, image_size: int, crop: str, decode: bool) -> TFViewFn:
+  """Returns `fn(features) -> dict` for `tf.data.Dataset.map`: the host crops of a view.
 
   Args:
-    view: one of `VIEWS`; same recipes and output keys/shapes as
-      `views.make_view_fn` (without the batch axis), plus "label".
+    view: a view name or composition (`views.resolve(view, crop)`).
     image_size: output side S.
-    crop: one of `CROPS`. "inception" decodes only the crop window
-      (`decode_and_crop_jpeg`) for "train"/"rotate4"; "exemplar8" and
-      "simclr2" decode once and take all crops in one `crop_and_resize`.
+    crop: `input.crop`, the crop op of the named views.
     decode: `features["image"]` is JPEG bytes (True) or uint8 (H, W, 3).
-    device_finish: emit only the host half, uint8 crops at S, for
-      `views.make_finish_fn(view)` on the accelerator: "train"/"rotate4"/
-      "eval" -> "image" (S, S, 3) (crop, resize, flip; no rotations);
-      "simclr2" -> "image" (2, S, S, 3), the resized crops; "exemplar8" with
-      crop "inception" -> "image" (CANVAS, CANVAS, 3), the decoded image
-      zero-padded, and "boxes" int32 (8, 4), so that the 8 resizes also run
-      on the device (other crops: "image" (8, S, S, 3)). Keeps host work
-      near decode cost.
 
-  The returned fn reads `features["image"]`, `features["label"]` and
-  `features["seed"]` (int64 (2,), ignored by "eval").
+  The fn reads `features["image"]`, `features["label"]`, `features["seed"]` and returns
+  "label" and uint8 "image": (S, S, 3) for one crop per image (inception_crop decodes only
+  the crop window, `decode_and_crop_jpeg`); (K, S, S, 3) for K crops (decoded once, one
+  `crop_and_resize`); for K >= `CANVAS_MIN_CROPS` inception crops, the decoded image
+  zero-padded to (CANVAS, CANVAS, 3) plus "boxes" int32 (K, 4), resized on the device.
   """
-  if view not in VIEWS:
-    raise ValueError(f"Unknown view {view!r}; valid: {VIEWS}.")
-  if crop not in CROPS:
-    raise ValueError(f"Unknown crop {crop!r}; valid: {CROPS}.")
+  spec = views.resolve(view, crop)
 
-  def multi(image, seed, k, area_range, aspect_range):
-    seeds = _split(seed, k)
-    image = _decode(image, decode)
-    if crop == "inception":
-      return _multi_crop(image, seeds, image_size, area_range, aspect_range)
-    if crop == "pad_crop":
-      return tf.stack([_pad_crop(image, s, image_size) for s in seeds])
-    return tf.tile(_central(image, image_size)[None], [k, 1, 1, 1])
+  inception = spec.crop == "inception_crop"
+
+  def crop_decoded(image, seed):
+    if spec.crop == "pad_crop":
+      return _pad_crop(image, seed, image_size)
+    return _central(image, image_size)
 
   def fn(features):
-    image, label = features["image"], features["label"]
-    out = _uint8 if device_finish else _pm1
-    if view == "eval":
-      return {"image": out(_eval(image, image_size, decode)), "label": label}
-    s_crop, s_flip, s_aug = _split(features["seed"], 3)
-    if view in ("train", "rotate4"):
-      x = _crop(image, s_crop, image_size, crop, decode)
-      x = out(tf.image.stateless_random_flip_left_right(x, s_flip))
-      if view == "train" or device_finish:
-        return {"image": x, "label": label}
-      x = tf.stack([tf.image.rot90(x, k) for k in range(4)])
-      return {"image": x, "rotation": tf.range(4, dtype=tf.int32),
-              "label": label}
-    if view == "exemplar8":
-      if device_finish and crop == "inception":
-        canvas, boxes = _canvas(_decode(image, decode), _split(s_crop, NUM_EXEMPLAR),
-                                S4L_AREA, S4L_ASPECT)
-        return {"image": canvas, "boxes": boxes, "label": label}
-      x = multi(image, s_crop, NUM_EXEMPLAR, S4L_AREA, S4L_ASPECT)
-      if device_finish:
-        return {"image": _uint8(x), "label": label}
-      return {"image": _exemplar_post(x, s_flip, s_aug), "label": label}
-    x = multi(image, s_crop, 2, SIMCLR_AREA, SIMCLR_ASPECT)
-    if device_finish:
-      return {"image": _uint8(x), "label": label}
-    x = tf.stack([_simclr_single(x[i], s) for i, s in
-                  enumerate(_split(s_aug, 2))])
-    return {"image": _pm1(x), "label": label}
+    image, seed = features["image"], features["seed"]
+    out = {"label": features["label"]}
+    if spec.crops == 1 and inception:
+      return out | {"image": _uint8(decode_and_inception_crop(
+          image, seed, image_size=image_size, decode=decode, area_range=spec.area_range,
+          aspect_range=spec.aspect_range))}
+    image = _decode(image, decode)
+    if spec.crops == 1:
+      return out | {"image": _uint8(crop_decoded(image, seed))}
+    seeds = _split(seed, spec.crops)
+    if not inception:
+      return out | {"image": _uint8(tf.stack([crop_decoded(image, s) for s in seeds]))}
+    if spec.crops >= CANVAS_MIN_CROPS:
+      canvas, boxes = _canvas(image, seeds, spec.area_range, spec.aspect_range)
+      return out | {"image": canvas, "boxes": boxes}
+    return out | {"image": _uint8(_multi_crop(image, seeds, image_size, spec.area_range,
+                                              spec.aspect_range))}
 
   return fn
 
 
-def build_tfds_stream(builder_name_or_folder: str, split: str, *, view: str,
-                      image_size: int, crop: str, global_batch: int,
-                      seed: int, process_index: int, process_count: int,
-                      filter_filenames=None, data_dir=None,
-                      shuffle_buffer: int = 10_000, device_finish: bool = False
-                      ) -> Iterator[dict[str, np.ndarray]]:
-  """Host-local batches of `view` from a TFDS builder or an image folder.
-
-  Args:
-    builder_name_or_folder: TFDS name (e.g. "imagenet2012") or a folder laid
-      out as `<split>/<class>/<image>.jpg` (`tfds.folder_dataset.ImageFolder`).
-    split: split name, e.g. "train".
-    view, image_size, crop: see `make_tf_view_fn`.
-    global_batch: batch over all hosts; each host yields
-      global_batch // process_count.
-    seed: shuffle and augmentation seed; the stream is deterministic given it.
-    process_index, process_count: this host's shard (disjoint, covering).
-    filter_filenames: optional set of file basenames (S4L label lists) to keep.
-    data_dir: TFDS data dir for named builders.
-    shuffle_buffer: examples in the shuffle buffer.
-    device_finish: emit uint8 crops for `views.make_finish_fn` (see
-      `make_tf_view_fn`).
-
-  Returns:
-    Iterator of numpy dicts with the view's keys plus "label". Training views
-    shuffle and repeat forever with drop_remainder; "eval" is one ordered pass
-    that keeps the last partial batch.
-  """
-  if global_batch % process_count:
-    raise ValueError(f"{global_batch=} not divisible by {process_count=}.")
-  train = view != "eval"
-  decoders = {"image": tfds.decode.SkipDecoding()}
-  if tf.io.gfile.isdir(builder_name_or_folder):
-    builder = tfds.folder_dataset.ImageFolder(builder_name_or_folder)
-    # ImageFolder has a fixed file order and no sub-split API: shard by index.
-    ds = builder.as_dataset(split=split, decoders=decoders)
-    ds = ds.shard(process_count, process_index)
-    name_key = "image/filename"
-  else:
-    builder = tfds.builder(builder_name_or_folder, data_dir=data_dir)
-    ds = builder.as_dataset(
-        split=tfds.even_splits(split, process_count)[process_index],
-        shuffle_files=train, decoders=decoders,
-        read_config=tfds.ReadConfig(shuffle_seed=seed))
-    name_key = "file_name"
-  if filter_filenames is not None:
-    names = sorted(filter_filenames)
-    table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(names), tf.ones([len(names)], tf.int64)), 0)
-    ds = ds.filter(lambda ex: table.lookup(
-        tf.strings.regex_replace(ex[name_key], r".*[/\\]", "")) > 0)
-  ds = ds.map(lambda ex: {"image": ex["image"], "label": ex["label"]})
-  if train:
-    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.repeat()
-  host_seed = tf.constant([seed, process_index], tf.int64)
-  ds = ds.enumerate().map(lambda i, ex: {
-      **ex, "seed": tf.random.experimental.stateless_fold_in(host_seed, i)})
-  view_fn = make_tf_view_fn(view, image_size=image_size, crop=crop,
-                            decode=True, device_finish=device_finish)
-  ds = ds.map(view_fn, num_parallel_calls=tf.data.AUTOTUNE,
-              deterministic=True)
-  ds = ds.batch(global_batch // process_count, drop_remainder=train)
-  options = tf.data.Options()
-  options.deterministic = True
-  ds = ds.with_options(options).prefetch(tf.data.AUTOTUNE)
-  return iter(tfds.as_numpy(ds))
+def make_tf_eval_fn(*, image_size: int, decode: bool) -> TFViewFn:
+  """Returns `fn(features) -> {"image": uint8 (S, S, 3), "label"}`: the deterministic eval
+  crop (short side to S * 256 / 224, central S x S)."""
+  return lambda features: {"image": _uint8(_eval(features["image"], image_size, decode)),
+                           "label": features["label"]}

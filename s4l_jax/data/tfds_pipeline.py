@@ -1,9 +1,9 @@
 """tf.data pipeline for TFDS imagenet2012 and image folders: host crops, device finish.
 
 tf.data decodes, crops and resizes on the host and emits uint8 crops at image_size
-(`tf_views.make_tf_view_fn(..., device_finish=True)`); the jitted train step does the
-per-pixel rest (`views.make_finish_fn`: rotations, flips, HSV noise, scaling), so the host
-cost of rotate4 / exemplar8 stays close to decoding alone (benchmarks/README.md).
+(`tf_views.make_tf_crop_fn`); the jitted train step applies the rest of the view
+(`views.make_view_fn(..., host_cropped=True)`: flips, rotations, HSV noise, scaling), so the
+host cost of rotate4 / exemplar8 stays close to decoding alone (benchmarks/README.md).
 
 Examples are addressed by their index in the unshuffled split. The labeled subset is
 `subsets.select_labeled` on the train labels (and, for `labels=file:PATH`, file names), read
@@ -106,9 +106,7 @@ class TfdsPipeline:
           config, labels, self.labeled_indices, self.num_classes)
     size = config.input.image_size
     self.image_shape = (size, size, 3)
-    self.images_per_step = sum(
-        config.input[n].batch_size * pipeline.VIEWS_PER_IMAGE[config.input[n].view]
-        for n in STREAMS)
+    self.images_per_step = pipeline.images_per_step(config)
     self._iters, self._next_step = {}, None
 
   @property
@@ -153,9 +151,8 @@ class TfdsPipeline:
     host_seed = tf.constant([seed, self.process_index], tf.int64)
     ds = ds.map(lambda i, ex: {
         **ex, "seed": tf.random.experimental.stateless_fold_in(host_seed, i)})
-    view_fn = tf_views.make_tf_view_fn(spec.view, image_size=config.input.image_size,
-                                       crop=config.input.crop, decode=True,
-                                       device_finish=True)
+    view_fn = tf_views.make_tf_crop_fn(spec.view, image_size=config.input.image_size,
+                                       crop=config.input.crop, decode=True)
     ds = ds.map(view_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     return iter(tfds.as_numpy(ds))
@@ -185,8 +182,7 @@ class TfdsPipeline:
     per_host = -(-n // self.process_count)  # the largest host range
     num_batches = -(-per_host // local)
     size = self._config.input.image_size
-    view_fn = tf_views.make_tf_view_fn("eval", image_size=size, crop="none", decode=True,
-                                       device_finish=True)
+    view_fn = tf_views.make_tf_eval_fn(image_size=size, decode=True)
     batches = []
     if hi > lo:
       ds = self._source.dataset(split, np.arange(lo, hi)).map(

@@ -1,9 +1,14 @@
-"""View recipes (S4L / SimCLR augmentations) in pure JAX for in-memory data.
+"""The view registry: S4L / SimCLR augmentations as named JAX ops, run on the device.
 
-Every view maps `(rng, images)` with `images` uint8 (B, H, W, C) to a dict of
-float32 arrays in [-1, 1] (`x / 255 * 2 - 1`). All functions are jit-able,
-vectorised over the batch and deterministic given `rng`. This module must not
-import TensorFlow (see `tf_views.py` for the tf.data twin).
+A view is one crop op (`CROP_OPS`: inception_crop, pad_crop, central_crop), taking `crops`
+crops of each uint8 image (B, H, W, C), then ops on the crops in [0, 1] (`OPS`: flip,
+hsv_noise, color_jitter, grey, blur, simclr_augment, and rotate4, which makes 4 copies); the
+result is float32 in [-1, 1] (`to_pm1`). Views are declared once, in `NAMED_VIEWS` (train,
+rotate4, exemplar8, simclr2, eval; their crop op follows `input.crop`), or written in a config
+as a composition that names its crop op first, e.g. `"inception_crop|flip|hsv_noise"`. The
+tf.data path (`tf_views.py`) only decodes and crops on the host; `make_view_fn(...,
+host_cropped=True)` applies the same ops to its crops. All functions are jit-able, vectorised
+over the batch and deterministic given `rng`. This module must not import TensorFlow.
 
 Crop sampling follows TF `sample_distorted_bounding_box` (kernel
 `GenerateRandomCrop` + `SatisfiesOverlapConstraints`): aspect ratio uniform,
@@ -12,14 +17,13 @@ offsets uniform in [0, size - crop), first valid attempt wins, whole image as
 fallback. Crops are resized with half-pixel-centre bilinear interpolation
 without antialiasing (TF2 `tf.image.resize(method="bilinear")`).
 """
+import dataclasses
 import functools
+import math
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
-
-VIEWS = ("train", "rotate4", "exemplar8", "simclr2", "eval")
-CROPS = ("inception", "pad_crop", "none")
 
 S4L_AREA = (0.05, 1.0)
 S4L_ASPECT = (0.75, 1.33)
@@ -30,7 +34,7 @@ MAX_ATTEMPTS = 100
 PAD = 4
 NUM_EXEMPLAR = 8
 
-ViewFn = Callable[[jax.Array, jax.Array], dict[str, jax.Array]]
+ViewFn = Callable[[jax.Array, dict[str, jax.Array]], dict[str, jax.Array]]
 
 
 def inception_crop_boxes(rng, n, h, w, area_range=S4L_AREA,
@@ -245,25 +249,6 @@ def gaussian_blur(rng, image):
   return jnp.einsum("ih,hwc,jw->ijc", mat, image, mat, precision=hi)
 
 
-def _simclr_single(rng, x):
-  """SimCLR colour/blur chain of a cropped (S, S, 3) in [0, 1] -> [0, 1]."""
-  k_f, k_cj, k_pcj, k_g, k_bl, k_pbl = jax.random.split(rng, 6)
-  x = random_flip(k_f, x)
-  x = jnp.where(jax.random.bernoulli(k_pcj, 0.8), color_jitter(k_cj, x), x)
-  x = jnp.where(jax.random.bernoulli(k_g, 0.2), jnp.broadcast_to(
-      _grey(x), x.shape), x)
-  x = jnp.where(jax.random.bernoulli(k_pbl, 0.5), gaussian_blur(k_bl, x), x)
-  return jnp.clip(x, 0.0, 1.0)
-
-
-def _to_unit(images):
-  return images.astype(jnp.float32) / 255.0
-
-
-def _to_pm1(unit):
-  return jnp.clip(unit * 2.0 - 1.0, -1.0, 1.0)
-
-
 def central_crop_resize(images, size):
   """Deterministic eval crop: central square of the short side, resize."""
   _, h, w, _ = images.shape
@@ -274,149 +259,240 @@ def central_crop_resize(images, size):
   return jax.vmap(lambda im: crop_and_resize(im, box, size))(images)
 
 
-def _crop_batch(rng, images, size, crop, area_range=S4L_AREA,
-                aspect_range=S4L_ASPECT):
-  """Crops float (N, H, W, C) to (N, size, size, C), one random box each."""
-  n, h, w, _ = images.shape
-  if crop == "inception":
-    boxes = inception_crop_boxes(rng, n, h, w, area_range, aspect_range)
-    return jax.vmap(crop_and_resize, in_axes=(0, 0, None))(images, boxes, size)
-  if crop == "pad_crop":
-    keys = jax.random.split(rng, n)
-    return jax.vmap(pad_crop, in_axes=(0, 0, None))(keys, images, size)
-  return central_crop_resize(images, size)  # crop == "none".
+def random_color_jitter(k_jitter, k_coin, image, p=0.8):
+  """SimCLR `color_jitter` (strength 1) with probability `p`, on (S, S, 3) in [0, 1]."""
+  return jnp.where(jax.random.bernoulli(k_coin, p), color_jitter(k_jitter, image), image)
 
 
-def _flip_batch(rng, images):
-  return jax.vmap(random_flip)(jax.random.split(rng, images.shape[0]), images)
+def random_grey(k_coin, image, p=0.2):
+  """Greyscale (3 equal channels) with probability `p`, on (S, S, 3) in [0, 1]."""
+  return jnp.where(jax.random.bernoulli(k_coin, p),
+                   jnp.broadcast_to(_grey(image), image.shape), image)
 
 
-def _train(rng, images, size, crop):
-  k_crop, k_flip = jax.random.split(rng)
-  return _flip_batch(k_flip, _crop_batch(k_crop, _to_unit(images), size, crop))
+def random_blur(k_blur, k_coin, image, p=0.5):
+  """SimCLR `gaussian_blur` with probability `p`, on (S, S, C) in [0, 1]."""
+  return jnp.where(jax.random.bernoulli(k_coin, p), gaussian_blur(k_blur, image), image)
 
 
-def _exemplar8(rng, images, size, crop):
-  """8 crops of each decoded source (no copies): (B, 8, S, S, C) in [0, 1]."""
+def simclr_augment(rng, image):
+  """SimCLR's chain after the crop on (S, S, 3) in [0, 1]: flip, colour jitter p=0.8,
+  grey p=0.2, blur p=0.5, clip; the six keys of one split of `rng`."""
+  k_f, k_cj, k_pcj, k_g, k_bl, k_pbl = jax.random.split(rng, 6)
+  x = random_flip(k_f, image)
+  x = random_color_jitter(k_cj, k_pcj, x)
+  x = random_grey(k_g, x)
+  x = random_blur(k_bl, k_pbl, x)
+  return jnp.clip(x, 0.0, 1.0)
+
+
+def to_pm1(x, max_value: float = 1.0):
+  """The model's input scaling: [0, max_value] -> [-1, 1], `x * (2 / max_value) - 1`, float32
+  (uint8 images: `max_value=255`). Not clipped."""
+  return jnp.asarray(x, jnp.float32) * (2.0 / max_value) - 1.0
+
+
+def _to_unit(images):
+  """uint8 -> float32 in [0, 1]."""
+  return images.astype(jnp.float32) / 255.0
+
+
+# ---- Crop ops: float (B, H, W, C) in [0, 1] -> (B * view.crops, S, S, C) ----
+
+def _repeat(images, k):
+  """(B, ...) -> (B * k, ...), each image k times in a row."""
+  return jnp.repeat(images, k, axis=0) if k > 1 else images
+
+
+def _inception_crop(rng, images, size, view):
+  """TF-style random box per crop (`view.area_range`, `view.aspect_range`), bilinear resize."""
   b, h, w, _ = images.shape
-  k_crop, k_flip, k_hsv = jax.random.split(rng, 3)
-  src = _to_unit(images)
-  if crop == "inception":
-    boxes = inception_crop_boxes(k_crop, b * NUM_EXEMPLAR, h, w)
-    crop_one = lambda im, bx: crop_and_resize(im, bx, size)
-    x = jax.vmap(jax.vmap(crop_one, in_axes=(None, 0)))(
-        src, boxes.reshape(b, NUM_EXEMPLAR, 4))
-    x = x.reshape((b * NUM_EXEMPLAR,) + x.shape[2:])
-  else:
-    x = _crop_batch(k_crop, jnp.repeat(src, NUM_EXEMPLAR, axis=0), size, crop)
-  x = _flip_batch(k_flip, x)
-  x = jax.vmap(hsv_noise)(jax.random.split(k_hsv, x.shape[0]), x)
-  return x.reshape((b, NUM_EXEMPLAR) + x.shape[1:])
+  boxes = inception_crop_boxes(rng, b * view.crops, h, w, view.area_range, view.aspect_range)
+  if view.crops == 1 or view.copy_before_crop:
+    return jax.vmap(crop_and_resize, in_axes=(0, 0, None))(_repeat(images, view.crops), boxes,
+                                                           size)
+  # Several crops of one source without copying it: boxes (B, K, 4).
+  crop_one = lambda im, bx: crop_and_resize(im, bx, size)
+  x = jax.vmap(jax.vmap(crop_one, in_axes=(None, 0)))(
+      images, boxes.reshape(b, view.crops, 4))
+  return x.reshape((b * view.crops,) + x.shape[2:])
 
 
-def _simclr2(rng, images, size, crop):
-  b = images.shape[0]
-  k_crop, k_views = jax.random.split(rng)
-  src = jnp.repeat(_to_unit(images), 2, axis=0)
-  x = _crop_batch(k_crop, src, size, crop, SIMCLR_AREA, SIMCLR_ASPECT)
-  x = jax.vmap(_simclr_single)(jax.random.split(k_views, 2 * b), x)
-  return x.reshape((b, 2) + x.shape[1:])
+def _pad_crop(rng, images, size, view):
+  """Reflect pad by `PAD`, random size x size window per crop."""
+  images = _repeat(images, view.crops)
+  keys = jax.random.split(rng, images.shape[0])
+  return jax.vmap(pad_crop, in_axes=(0, 0, None))(keys, images, size)
 
 
-def make_view_fn(view: str, *, image_size: int, crop: str) -> ViewFn:
-  """Returns `fn(rng, images uint8 (B, H, W, C)) -> dict` of float32 in [-1, 1].
+def _central_crop(rng, images, size, view):
+  """Central square of the short side, resized (identity at size x size); deterministic."""
+  del rng
+  return central_crop_resize(_repeat(images, view.crops), size)
 
-  Views:
-    train:     crop, flip -> {"image": (B, S, S, C)}.
-    rotate4:   train view, then rot90 k=0..3 -> {"image": (B, 4, S, S, C),
-               "rotation": int32 (B, 4) = [0, 1, 2, 3]}.
-    exemplar8: 8 independent crops + flip + HSV noise of each image ->
-               {"image": (B, 8, S, S, C)}.
-    simclr2:   2 SimCLR views (crop area (0.08, 1), flip, colour jitter 1.0
-               p=0.8, grey p=0.2, blur p=0.5) -> {"image": (B, 2, S, S, C)};
-               mapped to [-1, 1] like the other views (SimCLR uses [0, 1]);
-               bilinear rather than bicubic resize; blur sigma drawn per
-               image (SimCLR: per batch).
-    eval:      deterministic central square crop + bilinear resize ->
-               {"image": (B, S, S, C)} (the tf.data twin resizes the short
-               side to S*256/224 first, as for ImageNet).
 
-  Args:
-    view: one of `VIEWS`.
-    image_size: output side S in pixels.
-    crop: one of `CROPS` ("inception": TF box sampler + bilinear resize;
-      "pad_crop": reflect pad 4 + random S crop; "none": no random crop, only
-      a central square crop + resize when the input is not S x S). Ignored
-      by "eval".
+@dataclasses.dataclass(frozen=True)
+class Crop:
+  """A crop op: `fn(rng, images (B, H, W, C), size, view) -> (B * view.crops, S, S, C)`."""
+  fn: Callable
+  random: bool = True
+
+
+CROP_OPS = {
+    "inception_crop": Crop(_inception_crop),
+    "pad_crop": Crop(_pad_crop),
+    "central_crop": Crop(_central_crop, random=False),
+}
+# `input.crop` value -> the crop op of the named views (compositions name their own).
+INPUT_CROPS = {"inception": "inception_crop", "pad_crop": "pad_crop", "none": "central_crop"}
+
+
+# ---- Ops after the crop, on crops in [0, 1] ----
+
+@dataclasses.dataclass(frozen=True)
+class Op:
+  """An op on crops in [0, 1].
+
+  `copies == 1`: random, `fn(rng, crop (S, S, C)) -> (S, S, C)`, vmapped with one key per crop.
+  `copies > 1`: deterministic, `fn(crops (N, S, S, C)) -> (N, copies, S, S, C)`; copy j gets
+  label j under the batch key `label`.
   """
-  if view not in VIEWS:
-    raise ValueError(f"Unknown view {view!r}; valid: {VIEWS}.")
-  if crop not in CROPS:
-    raise ValueError(f"Unknown crop {crop!r}; valid: {CROPS}.")
-
-  def fn(rng, images):
-    if view == "eval":
-      return {"image": _to_pm1(central_crop_resize(_to_unit(images),
-                                                   image_size))}
-    if view == "train":
-      return {"image": _to_pm1(_train(rng, images, image_size, crop))}
-    if view == "rotate4":
-      x = rotate4(_train(rng, images, image_size, crop))
-      rot = jnp.tile(jnp.arange(4, dtype=jnp.int32), (images.shape[0], 1))
-      return {"image": _to_pm1(x), "rotation": rot}
-    if view == "exemplar8":
-      return {"image": _to_pm1(_exemplar8(rng, images, image_size, crop))}
-    return {"image": _to_pm1(_simclr2(rng, images, image_size, crop))}
-
-  return fn
+  fn: Callable
+  copies: int = 1
+  label: str | None = None
 
 
-def make_finish_fn(view: str, image_size: int) -> Callable[[jax.Array, dict], dict]:
-  """Returns `fn(rng, batch) -> dict` of float32 in [-1, 1]: a view's device half.
+OPS = {
+    "flip": Op(random_flip),
+    "hsv_noise": Op(hsv_noise),
+    "color_jitter": Op(lambda rng, x: random_color_jitter(*jax.random.split(rng), x)),
+    "grey": Op(random_grey),
+    "blur": Op(lambda rng, x: random_blur(*jax.random.split(rng), x)),
+    "simclr_augment": Op(simclr_augment),
+    "rotate4": Op(rotate4, copies=4, label="rotation"),
+}
 
-  Pairs with `tf_views.make_tf_view_fn(..., device_finish=True)`, which decodes and crops
-  on the host and emits uint8; the per-pixel work that multiplies the data (rotations,
-  exemplar resizes, per-crop flips, HSV noise) runs here, inside the step. `batch["image"]`:
-    train, eval: (B, S, S, C) -> {"image": (B, S, S, C)} (scaling only).
-    rotate4:     flipped train crop (B, S, S, C) -> {"image": (B, 4, S, S, C),
-                 "rotation": int32 (B, 4) = [0, 1, 2, 3]}.
-    exemplar8:   (B, 8, S, S, C) crops, or a canvas (B, H, W, C) with `batch["boxes"]`
-                 int32 (B, 8, 4) [y, x, h, w] to resize to S here -> per-crop flip + HSV
-                 noise -> {"image": (B, 8, S, S, C)}.
-    simclr2:     (B, 2, S, S, C) crops -> per-crop flip, colour jitter, grey, blur.
+INPUT_CROP = "<input.crop>"  # a named view's crop: the op `INPUT_CROPS[config.input.crop]`
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+  """`crops` crops of each image by the crop op `crop`, then `ops` in order.
+
+  area_range, aspect_range: the `inception_crop` box ranges.
+  copy_before_crop: with `inception_crop` and crops > 1, copy each image and crop every copy
+    (simclr2) instead of taking all crops from the one source (exemplar8, less memory); the
+    same distribution, different float rounding (kept so that results do not move).
   """
-  if view not in VIEWS:
-    raise ValueError(f"Unknown view {view!r}; valid: {VIEWS}.")
-
-  def fn(rng, batch):
-    if "boxes" in batch:
-      crop = functools.partial(gather_crop_and_resize, size=image_size)
-      x = jax.vmap(jax.vmap(crop, in_axes=(None, 0)))(batch["image"], batch["boxes"]) / 255.0
-    else:
-      x = _to_unit(batch["image"])
-    if view in ("train", "eval"):
-      return {"image": _to_pm1(x)}
-    if view == "rotate4":
-      rot = jnp.tile(jnp.arange(4, dtype=jnp.int32), (x.shape[0], 1))
-      return {"image": _to_pm1(rotate4(x)), "rotation": rot}
-    flat = x.reshape((-1,) + x.shape[2:])
-    if view == "exemplar8":
-      k_flip, k_hsv = jax.random.split(rng)
-      flat = _flip_batch(k_flip, flat)
-      flat = jax.vmap(hsv_noise)(jax.random.split(k_hsv, flat.shape[0]), flat)
-    else:
-      flat = jax.vmap(_simclr_single)(jax.random.split(rng, flat.shape[0]), flat)
-    return {"image": _to_pm1(flat.reshape(x.shape))}
-
-  return fn
+  crop: str
+  ops: tuple[str, ...] = ()
+  crops: int = 1
+  area_range: tuple[float, float] = S4L_AREA
+  aspect_range: tuple[float, float] = S4L_ASPECT
+  copy_before_crop: bool = False
 
 
-@functools.partial(jax.jit, static_argnames=("view", "image_size", "crop"))
-def apply_view(rng, images, *, view, image_size, crop):
-  """Jitted `make_view_fn(view, ...)(rng, images)`."""
-  return make_view_fn(view, image_size=image_size, crop=crop)(rng, images)
+NAMED_VIEWS = {
+    "train": View(INPUT_CROP, ("flip",)),
+    "rotate4": View(INPUT_CROP, ("flip", "rotate4")),
+    "exemplar8": View(INPUT_CROP, ("flip", "hsv_noise"), crops=NUM_EXEMPLAR),
+    "simclr2": View(INPUT_CROP, ("simclr_augment",), crops=2, area_range=SIMCLR_AREA,
+                    aspect_range=SIMCLR_ASPECT, copy_before_crop=True),
+    "eval": View("central_crop"),
+}
+
+
+def parse_view(view: str) -> View:
+  """A named view (`NAMED_VIEWS`) or a composition `"crop_op[*N]|op|..."` (crop op first, S4L
+  box ranges; `*N` takes N independent crops of each image, default 1), e.g.
+  `"inception_crop|flip|hsv_noise"` or `"pad_crop*2|flip"` (two augmentations per image).
+
+  Raises ValueError naming an unknown or misplaced op and the valid names.
+  """
+  if view in NAMED_VIEWS:
+    return NAMED_VIEWS[view]
+  names = [name.strip() for name in view.split("|")]
+  first, star, count = names[0].partition("*")
+  names[0] = first.strip()
+  for name in names:
+    if name not in CROP_OPS and name not in OPS:
+      raise ValueError(
+          f"view {view!r}: unknown op {name!r}; valid: a named view ({', '.join(NAMED_VIEWS)}) "
+          f"or crop_op[*N]|op|... with crop ops ({', '.join(CROP_OPS)}) and ops "
+          f"({', '.join(OPS)})")
+  if names[0] not in CROP_OPS or any(name in CROP_OPS for name in names[1:]):
+    raise ValueError(f"view {view!r}: exactly one crop op, first ({', '.join(CROP_OPS)})")
+  crops = count.strip()
+  if star and not (crops.isdigit() and int(crops) >= 1):
+    raise ValueError(f"view {view!r}: the crop count after '*' must be an integer >= 1, "
+                     f"got {crops!r}")
+  return View(names[0], tuple(names[1:]), crops=int(crops) if star else 1)
+
+
+def resolve(view: str, crop: str) -> View:
+  """`parse_view(view)` with a named view's crop op taken from `crop` (`input.crop`, one of
+  `INPUT_CROPS`); ValueError for an unknown view, op or crop."""
+  if crop not in INPUT_CROPS:
+    raise ValueError(f"input.crop={crop!r} unknown; valid: {', '.join(INPUT_CROPS)}")
+  spec = parse_view(view)
+  if spec.crop == INPUT_CROP:
+    spec = dataclasses.replace(spec, crop=INPUT_CROPS[crop])
+  return spec
 
 
 def copies(view: str) -> int:
-  """Images per source image that `view` makes."""
-  return {"train": 1, "eval": 1, "rotate4": 4, "exemplar8": 8, "simclr2": 2}[view]
+  """Images the model sees per source image of `view` (train 1, rotate4 4, exemplar8 8)."""
+  spec = parse_view(view)
+  return spec.crops * math.prod(OPS[name].copies for name in spec.ops)
+
+
+def make_view_fn(view: str, *, image_size: int, crop: str,
+                 host_cropped: bool = False) -> ViewFn:
+  """Returns `fn(rng, batch) -> dict` of the view `resolve(view, crop)`, float32 in [-1, 1].
+
+  `batch["image"]` is uint8: source images (B, H, W, C), or with `host_cropped` the host's
+  crops at S = image_size ((B, S, S, C), or (B, K, S, S, C) for K crops per image), or a
+  canvas (B, H, W, C) with `batch["boxes"]` int32 (B, K, 4) [y, x, h, w] resized here
+  (`tf_views.make_tf_crop_fn`). Output: {"image": (B, S, S, C), or (B, K', S, S, C) with K' =
+  `copies(view)`}, plus int32 (B, K') labels of copy-making ops ("rotation" for rotate4).
+
+  Keys: `rng` is split into one key for the crop and one per random op, in order (none when
+  nothing is random: `rng` may be None); a random op splits its key into one per crop. With
+  `host_cropped`, the crop key goes unused, so the ops after the crop draw the same numbers.
+  """
+  spec = resolve(view, crop)
+  crop_op, ops = CROP_OPS[spec.crop], [OPS[name] for name in spec.ops]
+  num_random_ops = sum(op.copies == 1 for op in ops)
+  is_random = crop_op.random or num_random_ops > 0
+
+  def fn(rng, batch):
+    keys = list(jax.random.split(rng, 1 + num_random_ops)) if is_random else [None]
+    if host_cropped:
+      x = _host_crops(batch, image_size)
+      b = x.shape[0]
+      x = x.reshape((-1,) + x.shape[-3:])
+    else:
+      b = batch["image"].shape[0]
+      x = crop_op.fn(keys[0], _to_unit(batch["image"]), image_size, spec)
+    op_keys, labels = iter(keys[1:]), {}
+    for op in ops:
+      if op.copies == 1:
+        x = jax.vmap(op.fn)(jax.random.split(next(op_keys), x.shape[0]), x)
+        continue
+      n = x.shape[0]
+      x = op.fn(x).reshape((n * op.copies,) + x.shape[1:])
+      labels = {k: jnp.repeat(v, op.copies) for k, v in labels.items()}
+      labels[op.label] = jnp.tile(jnp.arange(op.copies, dtype=jnp.int32), n)
+    lead = (b, x.shape[0] // b) if x.shape[0] > b else (b,)
+    out = {"image": jnp.clip(to_pm1(x), -1.0, 1.0).reshape(lead + x.shape[1:])}
+    return out | {k: v.reshape(lead) for k, v in labels.items()}
+
+  return fn
+
+
+def _host_crops(batch, size):
+  """The host's uint8 crops as float32 in [0, 1]; a canvas + boxes resized to `size` here."""
+  if "boxes" not in batch:
+    return _to_unit(batch["image"])
+  crop = functools.partial(gather_crop_and_resize, size=size)
+  return jax.vmap(jax.vmap(crop, in_axes=(None, 0)))(batch["image"], batch["boxes"]) / 255.0
