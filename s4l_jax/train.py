@@ -2,7 +2,8 @@
 
 jit over a 1-D `data` mesh (batch sharded, state replicated and donated), views computed on
 device, the objective named by `config.objective`, Orbax checkpoints (re-running resumes),
-metrics (TensorBoard + log) with images/s and ETA, final eval, export, results.json.
+metrics (TensorBoard + log) with images/s and ETA, the evaluators of `config.evals`
+(periodically on validation, at the end on every split), export, results.json.
 """
 import functools
 import json
@@ -185,7 +186,7 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
   if first_step == 0:
     writer.write_text(0, "config", config.to_json_best_effort(indent=2))
   preemption = _Preemption()
-  eval_fn = _make_evaluator(model, config, data, mesh)
+  evaluators = _make_evaluators(model, config, data, mesh)
 
   last_saved, t_log, step_log = ckpt.latest_step(), time.time(), first_step
   # Images/s and ETA: training steps only, from the end of the first (compiling) step, not
@@ -228,7 +229,9 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
       t_log, step_log = time.time(), step  # the next interval starts after this one's writing
     if config.eval_every_steps and step % config.eval_every_steps == 0 and not is_last:
       t_pause = time.time()
-      writer.write_eval(step, num_steps, eval_fn(state))
+      for name, (split, evaluate_fn) in evaluators.items():
+        if split == "validation":  # model selection never looks at the test split
+          writer.write_eval(name, step, num_steps, evaluate_fn(state))
       t_log += time.time() - t_pause
     if save_now:
       t_pause = time.time()
@@ -245,19 +248,26 @@ def run(config, workdir: str, stop_after: int | None = None) -> dict | None:
   ckpt.close()
   preemption.restore()  # Ctrl-C during the final eval and export stops as usual
 
-  final = eval_fn(state)
-  writer.write_eval(num_steps, num_steps, final)
+  final = {name: evaluate_fn(state) for name, (_, evaluate_fn) in evaluators.items()}
+  for name, accs in final.items():
+    writer.write_eval(name, num_steps, num_steps, accs)
   writer.close()
   wall = time.time() - start
   use_ema = bool(decay)
+  # The first evaluator of each split; EMA weights when they are the ones exported.
+  first = {}
+  for name, (split, _) in evaluators.items():
+    first.setdefault(split, final[name])
+  pick = lambda split, k: first[split][("ema_" if use_ema else "") + k] if split in first else None
   results = dict(
       method=config.objective, dataset=config.dataset, labels=config.labels,
-      num_labeled=data.num_labeled, steps=num_steps,
-      top1=final["ema_top1" if use_ema else "top1"], top5=final["ema_top5" if use_ema else "top5"],
+      num_labeled=data.num_labeled, num_validation=int(data.validation_indices.size),
+      steps=num_steps, top1=pick("test", "top1"), top5=pick("test", "top5"),
+      validation_top1=pick("validation", "top1"), validation_top5=pick("validation", "top5"),
       wall_s=wall, images_per_s=(timed_steps * data.images_per_step / timed_s if timed_s > 0
                                  else (num_steps - first_step) * data.images_per_step
                                  / max(wall, 1e-9)),
-      resumed_from_step=first_step, eval=final)
+      resumed_from_step=first_step, evals=final)
   if jax.process_index() == 0:
     export.write_export(
         os.path.join(workdir, "export"), model, state.eval_variables(use_ema),
@@ -276,29 +286,42 @@ def _finished(workdir: str) -> bool:
           and os.path.exists(os.path.join(workdir, "export", export.DESCRIPTION_FILE)))
 
 
-def _make_evaluator(model, config, data, mesh):
-  """`state -> {top1, top5, [ema_top1, ...], [rot_avg_top1, ...]}` over the whole test split.
+def _make_evaluators(model, config, data, mesh) -> dict:
+  """{name: (split, `state -> {top1, top5, [ema_top1, ...], [rot_avg_top1, ...]}`)} for
+  `config.evals`, each over its whole split; those on `validation` are left out when the
+  pipeline holds no validation set (input.validation=0).
 
   Raw and EMA weights are scored in the same pass over the data.
   """
-  eval_step = jax.jit(evaluate.make_eval_step(model, config.eval_rotation_average))
+  eval_steps = {}  # rotation_average -> jitted step, shared by the evaluators
 
-  def run_eval(state):
-    prefixes = {"": False, "ema_": True} if state.ema_params else {"": False}
+  def make(split, eval_step):
+    def run_eval(state):
+      prefixes = {"": False, "ema_": True} if state.ema_params else {"": False}
 
-    def step(batch):
-      sums = {}
-      for prefix, use_ema in prefixes.items():
-        out = eval_step(state.eval_variables(use_ema), batch)
-        sums.update({prefix + k: v for k, v in out.items() if k != "count" or not prefix})
-      return sums
+      def step(batch):
+        sums = {}
+        for prefix, use_ema in prefixes.items():
+          out = eval_step(state.eval_variables(use_ema), batch)
+          sums.update({prefix + k: v for k, v in out.items() if k != "count" or not prefix})
+        return sums
 
-    batches = (distributed.to_global(b, mesh)
-               for b in data.eval_batches(config.input.eval_batch_size))
-    accs = evaluate.accumulate(step, batches)
-    accs.pop("count")
-    return accs
-  return run_eval
+      batches = (distributed.to_global(b, mesh)
+                 for b in data.eval_batches(config.input.eval_batch_size, split))
+      accs = evaluate.accumulate(step, batches)
+      accs.pop("count")
+      return accs
+    return run_eval
+
+  evaluators = {}
+  for name, spec in config.evals.items():
+    if spec.split == "validation" and not data.validation_indices.size:
+      continue
+    if spec.rotation_average not in eval_steps:
+      eval_steps[spec.rotation_average] = jax.jit(
+          evaluate.make_eval_step(model, spec.rotation_average))
+    evaluators[name] = (spec.split, make(spec.split, eval_steps[spec.rotation_average]))
+  return evaluators
 
 
 def _format_eta(seconds: float) -> str:

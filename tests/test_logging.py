@@ -114,7 +114,8 @@ def test_quiet_filter_rewrites_progress_in_place_on_a_terminal():
 def test_eval_line_lists_ema_and_rotation_averaged_accuracies():
   accs = dict(top1=0.1056, top5=0.4583, ema_top1=0.5, ema_top5=0.99, rot_avg_top1=0.25,
               rot_avg_top5=0.75)
-  assert logs.eval_line(6, 10, accs) == ("eval at step 6/10: top-1 10.56%  top-5 45.83%  "
-                                         "(ema 50.00% / 99.00%, rot-avg 25.00% / 75.00%)")
-  assert logs.eval_line(10, 10, dict(top1=1.0, top5=1.0)) == (
-      "eval at step 10/10: top-1 100.00%  top-5 100.00%")
+  assert logs.eval_line("validation", 6, 10, accs) == (
+      "eval validation at step 6/10: top-1 10.56%  top-5 45.83%  "
+      "(ema 50.00% / 99.00%, rot-avg 25.00% / 75.00%)")
+  assert logs.eval_line("test", 10, 10, dict(top1=1.0, top5=1.0)) == (
+      "eval test at step 10/10: top-1 100.00%  top-5 100.00%")
