@@ -41,9 +41,12 @@ def test_validation_images_are_never_trained_on():
   np.testing.assert_array_equal(np.bincount(data.train.labels[data.validation_indices]),
                                 np.floor(0.1 * counts + 0.5))  # 10% of each class, rounded
   seen_labeled, seen_unlabeled = set(), set()
+  images = {data.train.images[i].tobytes(): i for i in range(len(data.train.labels))}
+  assert len(images) == len(data.train.labels)  # every digits image is distinct
   for step in range(3 * 1437 // 16):  # three epochs of the unlabeled stream
-    seen_labeled |= set(data.labeled_indices[data._labeled.indices(step)])  # pylint: disable=protected-access
-    seen_unlabeled |= set(data._unlabeled_indices[data._unlabeled.indices(step)])  # pylint: disable=protected-access
+    batch = data.train_batch(step)
+    seen_labeled |= {images[x.tobytes()] for x in batch["labeled"]["image"]}
+    seen_unlabeled |= {images[x.tobytes()] for x in batch["unlabeled"]["image"]}
   assert not held_out & seen_labeled and not held_out & seen_unlabeled
   assert seen_unlabeled == set(range(1437)) - held_out  # every other image is
 

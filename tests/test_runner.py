@@ -114,8 +114,8 @@ def test_moam_config_runs_three_steps_end_to_end(tmp_path):
   results = runner.run(c, str(tmp_path))
   assert list(results["stages"]) == ["step1", "step2", "step3"]
   assert results["stages"]["step1"]["method"] == "moam_step1"
-  assert "ema_top1" in results["stages"]["step1"]["eval"]  # Polyak averaging is on
-  assert "rot_avg_top1" in results["stages"]["step1"]["eval"]
+  assert "ema_top1" in results["stages"]["step1"]["evals"]["test"]  # Polyak averaging is on
+  assert "rot_avg_top1" in results["stages"]["step1"]["evals"]["test"]
   assert os.path.exists(tmp_path / "step2" / "pseudo_labels.npz")
   assert results["top1"] == results["stages"]["step3"]["top1"]
   assert os.path.exists(tmp_path / "step3" / "export" / "predict.jax")

@@ -7,15 +7,16 @@ cost of rotate4 / exemplar8 stays close to decoding alone (benchmarks/README.md)
 
 Examples are addressed by their index in the unshuffled split. The validation set and the
 labeled subset are `subsets.split_train` on the train labels (and, for `labels=file:PATH`,
-file names), read once at construction: folders from the file list (no image reads); TFDS builders with one
-pass over the records, images left undecoded (for ImageNet this reads the train split once,
-minutes). Host p streams the index range [N p / P, N (p + 1) / P) (labeled stream: the
-subset's examples in it; unlabeled stream: the non-validation ones), shuffled per epoch with seed (seed, epoch); augmentation seeds are a
-function of the position in the host's stream. `train_batch(step)` therefore returns the
-same batch after a restart: the stream is rebuilt at `step`, whole epochs are skipped for free
-and the rest of the current epoch is skipped before decoding (records are read and shuffled,
-not decoded). The validation images' encoded bytes are read once, at the first validation
-eval (a pass over the train records for TFDS), and kept in memory.
+file names), read once at construction: folders from the file list (no image reads); TFDS
+builders with one pass over the records, images left undecoded (for ImageNet this reads the
+train split once, minutes). Host p streams the index range [N p / P, N (p + 1) / P)
+(labeled stream: the subset's examples in it; unlabeled stream: the non-validation ones),
+shuffled per epoch with seed (seed, epoch); augmentation seeds are a function of the position
+in the host's stream. `train_batch(step)` therefore returns the same batch after a restart:
+the stream is rebuilt at `step`, whole epochs are skipped for free and the rest of the
+current epoch is skipped before decoding (records are read and shuffled, not decoded). The
+validation images' encoded bytes are read once, at the first validation eval (a pass over
+the train records for TFDS), and kept in memory.
 """
 import numpy as np
 import tensorflow as tf
