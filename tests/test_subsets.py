@@ -137,3 +137,13 @@ def test_validation_too_large_for_the_labeled_subset():
   with pytest.raises(ValueError, match="input.validation='51perclass'.*has only 50"):
     subsets.split_train(_labels(), labels_spec="all", validation_spec="51perclass", seed=0,
                         num_classes=4)
+
+
+def test_pct_validation_skips_empty_classes():
+  labels = np.repeat([0, 2], 10).astype(np.int32)  # class 1 has no examples
+  split = subsets.split_train(labels, labels_spec="all", validation_spec="10pct", seed=0,
+                              num_classes=3)
+  np.testing.assert_array_equal(np.bincount(labels[split.validation], minlength=3), [1, 0, 1])
+  with pytest.raises(ValueError, match="asks for 1 examples of class 1, which has only 0"):
+    subsets.split_train(labels, labels_spec="all", validation_spec="1perclass", seed=0,
+                        num_classes=3)

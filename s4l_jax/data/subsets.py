@@ -147,7 +147,8 @@ def carve_validation(labels: np.ndarray, spec: str, num_classes: int,
 
   Drawn like `select_labeled` with the fixed seed `_VALIDATION_SEED` (never config.seed)
   from the examples not in `exclude` (the file-listed labeled images); per-class sizes of a
-  `pct` spec are fractions of those examples. Empty for `0` / `none`.
+  `pct` spec are fractions of those examples (at least 1, 0 for an empty class). Empty for
+  `0` / `none`.
   """
   labels = np.asarray(labels)
   kind, value = parse_validation_spec(spec)
@@ -156,6 +157,8 @@ def carve_validation(labels: np.ndarray, spec: str, num_classes: int,
   pool = np.setdiff1d(np.arange(labels.size),
                       np.zeros(0, np.int64) if exclude is None else exclude)
   wanted = _wanted(kind, value, labels[pool], _VALIDATION_SEED, num_classes)
+  if kind == "pct":  # a fraction of an empty class (a folder without images) is nothing
+    wanted[np.bincount(labels[pool], minlength=num_classes) == 0] = 0
   left = "left once the labeled images are removed" if exclude is not None else "in train"
   try:
     chosen = _draw(labels[pool], wanted, _VALIDATION_SEED, f"input.validation={spec!r}")
