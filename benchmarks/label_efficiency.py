@@ -17,9 +17,12 @@ an unlabeled stream), model, step budget, `eval_every_steps = steps // evals`, p
 (not rotation-averaged) evaluation, and a warm-up of `warmup_frac` of the budget (the
 presets' warm-up is in labeled epochs and would exceed a small budget).
 
-Reported per run (from results.json and the TensorBoard `top1` / `ema_top1` evals of the
-method's last stage): final top-1, best top-1, median of the last 5 evals, wall time (all
-of the method's own stages, not a reused teacher), images/s. Writes
+Model selection never looks at the test split (the S4L protocol): the periodic evals are on
+the validation images held out from train (`input.validation`, the dataset's default), and
+the test split is scored once, at the end. Reported per run (from results.json and the
+TensorBoard `validation/top1` / `validation/ema_top1` evals of the method's last stage):
+final test top-1, final validation top-1, best and median-of-the-last-5 validation top-1,
+wall time (all of the method's own stages, not a reused teacher), images/s. Writes
 benchmarks/results/<name>.json, <name>.md and <name>.png.
 """
 import json
@@ -82,7 +85,7 @@ def stage_overrides(kind: str, prefix: str, *, steps, batch, labels, model, eval
   spe = max(1, num_labeled // batch)
   o = {"seed": seed, "input.labeled.batch_size": batch,
        "eval_every_steps": 0 if kind == "rotation" else steps // evals,  # no class loss
-       "eval_rotation_average": False}
+       "evals.validation.rotation_average": False, "evals.test.rotation_average": False}
   if kind in UNLABELED:
     o["input.unlabeled.batch_size"] = batch
   if num_labeled and kind != "moam_step3":  # MOAM step 3 fine-tunes without warm-up
@@ -191,16 +194,17 @@ def run_stats(workdir: str, seed: int, extra_dirs=()) -> dict | None:
   if "stages" in res:
     name = list(res["stages"])[-1]
     last_dir, last = os.path.join(workdir, name), res["stages"][name]
-  tag = "ema_top1" if "ema_top1" in last.get("eval", {}) and last["top1"] == last["eval"][
-      "ema_top1"] else "top1"
+  ema = "ema_top1" in last["evals"]["test"] and last["top1"] == last["evals"]["test"]["ema_top1"]
+  tag = "validation/" + ("ema_top1" if ema else "top1")
   curve = sorted(dict(read_scalars(last_dir).get(tag, [])).items())
-  evals = [v for _, v in curve] or [res["top1"]]
+  evals = [v for _, v in curve] or [last["validation_top1"]]
   wall = res["wall_s"]
   for d in extra_dirs:  # prerequisites owned by this method (rotation pretraining)
     with open(os.path.join(d, "results.json")) as f:
       wall += json.load(f)["wall_s"]
-  return dict(seed=seed, workdir=workdir, steps=res["steps"], final_top1=res["top1"],
-              best_top1=max(evals), median5_top1=statistics.median(evals[-5:]),
+  return dict(seed=seed, workdir=workdir, steps=res["steps"], test_top1=res["top1"],
+              val_top1=last["validation_top1"], best_val_top1=max(evals),
+              median5_val_top1=statistics.median(evals[-5:]),
               num_evals=len(evals), wall_s=wall, images_per_s=res["images_per_s"],
               eval_metric=tag, curve=curve)
 
@@ -228,7 +232,8 @@ def summarize(results: dict) -> dict:
     if not rows:
       continue
     s = {"seeds": [r["seed"] for r in rows]}
-    for k in ("final_top1", "best_top1", "median5_top1", "wall_s", "images_per_s"):
+    for k in ("test_top1", "val_top1", "best_val_top1", "median5_val_top1", "wall_s",
+              "images_per_s"):
       s[k], s[k + "_std"] = _mean_std([r[k] for r in rows])
     summary[method] = s
   return summary
@@ -238,11 +243,13 @@ def to_markdown(summary: dict, header: str = "") -> str:
   pct = lambda s, k: (f"{100 * s[k]:.2f} ± {100 * s[k + '_std']:.2f}" if len(s["seeds"]) > 1
                       else f"{100 * s[k]:.2f}")
   lines = [header, ""] if header else []
-  lines += ["| method | seeds | final top-1 % | best top-1 % | median last 5 % | wall s | "
-            "images/s |", "| --- | --- | --- | --- | --- | --- | --- |"]
+  lines += ["| method | seeds | test top-1 % | val top-1 % | best val top-1 % | "
+            "median last 5 val % | wall s | images/s |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
   for m, s in summary.items():
-    lines.append(f"| {m} | {','.join(map(str, s['seeds']))} | {pct(s, 'final_top1')} | "
-                 f"{pct(s, 'best_top1')} | {pct(s, 'median5_top1')} | {s['wall_s']:.0f} | "
+    lines.append(f"| {m} | {','.join(map(str, s['seeds']))} | {pct(s, 'test_top1')} | "
+                 f"{pct(s, 'val_top1')} | {pct(s, 'best_val_top1')} | "
+                 f"{pct(s, 'median5_val_top1')} | {s['wall_s']:.0f} | "
                  f"{s['images_per_s']:.0f} |")
   return "\n".join(lines) + "\n"
 
@@ -253,8 +260,8 @@ def plot(results: dict, summary: dict, path: str, title: str):
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
   names = list(summary)
-  ax1.bar(range(len(names)), [100 * summary[m]["final_top1"] for m in names],
-          yerr=[100 * summary[m]["final_top1_std"] for m in names], capsize=4, color="C0")
+  ax1.bar(range(len(names)), [100 * summary[m]["test_top1"] for m in names],
+          yerr=[100 * summary[m]["test_top1_std"] for m in names], capsize=4, color="C0")
   ax1.set_xticks(range(len(names)), names, rotation=30, ha="right")
   ax1.set_ylabel("final test top-1 % (mean ± std over seeds)")
   for i, m in enumerate(names):
@@ -264,7 +271,7 @@ def plot(results: dict, summary: dict, path: str, title: str):
       ax2.plot(steps, [100 * v for v in vals], color=ax2_color, marker=".",
                label=m if j == 0 else None)
   ax2.set_xlabel("step (last stage)")
-  ax2.set_ylabel("test top-1 %")
+  ax2.set_ylabel("validation top-1 %")
   ax2.legend(fontsize=7)
   fig.suptitle(title)
   fig.tight_layout()

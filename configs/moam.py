@@ -42,7 +42,7 @@ def get_config(arg=None):
       rot_weight=0.4, sup_weight=0.3, vat_weight=0.3, entmin_weight=0.3, vat_eps=32.0,
       vat_xi=1e-6, vat_num_iters=1, vat_kl_direction="perturbed_clean"))
   s1.ema_halflife_epochs = 1.0
-  s1.eval_rotation_average = True
+  config_lib.rotation_averaged_evals(s1)
 
   s2 = stage_config("supervised", a.dataset, a.labels, 256 if imagenet else 64)
   s2.teacher = "@step1"

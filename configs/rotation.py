@@ -26,7 +26,7 @@ def get_config(arg=None):
   c.input.unlabeled = dict(batch_size=256, view="rotate4")
   # The classes head gets no loss; it keeps the export contract (predict -> class logits).
   c.model.heads = dict(classes=-1, rotations=4)
-  c.eval_rotation_average = True
+  config_lib.rotation_averaged_evals(c)
   if family == "imagenet2012":
     c.lr.base, c.lr.scale_batch_size, c.optimizer.weight_decay = 0.1, 0, 1e-4
     config_lib.pretext_imagenet_schedule(c)

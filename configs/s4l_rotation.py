@@ -22,7 +22,7 @@ def get_config(arg=None):
   c.input.unlabeled = dict(batch_size=256, view="rotate4")
   c.model.heads = dict(classes=-1, rotations=4)
   c.loss.rot_weight = 1.0
-  c.eval_rotation_average = True
+  config_lib.rotation_averaged_evals(c)
   if family == "imagenet2012":
     c.lr.base, c.lr.scale_batch_size = 0.03, 0
     if a.labels == "1pct":

@@ -174,6 +174,8 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.input.labeled = dict(batch_size=labeled_batch, view="train")
   c.input.unlabeled = dict(batch_size=0, view="train")  # batch_size 0: no unlabeled stream
   c.input.eval_batch_size = eval_batch or preset.eval_batch_size
+  # Held out from train, never trained on: <int> | <int>perclass | <float>pct | 0 (none).
+  c.input.validation = preset.validation
   # memory: decode once to uint8 arrays, views on the device (no TensorFlow);
   # tfdata: stream and augment with tf.data (imagenet2012 always; folders optionally).
   c.input.pipeline = preset.pipelines[0]
@@ -198,14 +200,25 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.init_from = ""            # export dir whose weights initialise the model (fine-tuning)
   c.init_take = "all"         # subtrees taken from init_from: all | trunk | trunk+proj_1 | ...
   c.trainable = "all"         # all | heads | +-list of top-level modules (trunk, head_classes)
-  c.eval_rotation_average = False
+  # Evaluators by name (big_vision style): the split they score (validation | test) and
+  # whether they also score the mean logits over the 4 rotations (`rot_avg_*`). Periodic
+  # evals run the validation ones; the end of training runs each once.
+  c.evals = ml_collections.ConfigDict(dict(
+      validation=dict(split="validation", rotation_average=False),
+      test=dict(split="test", rotation_average=False)))
   c.log_every_steps = 50
-  c.eval_every_steps = 0      # 0 = evaluate at the end only
+  c.eval_every_steps = 0      # 0 = evaluate at the end only; else on validation every N
   c.checkpoint_every_steps = 200
   c.keep_checkpoints = 2
   c.allow_config_change = False  # True: resume a workdir under a changed config (warns)
   c.loss = ml_collections.ConfigDict()
   return c
+
+
+def rotation_averaged_evals(c):
+  """Every evaluator also scores the mean logits over the 4 rotations (S4L-Rotation)."""
+  for evaluator in c.evals.values():
+    evaluator.rotation_average = True
 
 
 def one_percent_schedule(c):

@@ -1,10 +1,13 @@
 """Top-1 / top-5 evaluation, in the trainer and as a CLI over an export.
 
     python -m s4l_jax.evaluate --export_dir=WORKDIR/export --dataset=digits [--split=test]
-        [--rotation_average]
+        [--rotation_average] [--split=validation [--validation=10pct] [--labels=file:PATH]]
 
 prints `{"top1": ..., "top5": ..., "count": ...}` computed with the exported `predict`
-(jax only, no s4l_jax model code), which matches `WORKDIR/results.json`; with
+(jax only, no s4l_jax model code), which matches `WORKDIR/results.json` (`top1`, or
+`validation_top1` with `--split=validation`: the run's held-out train images, carved by
+`subsets.split_train` from `--validation`, default the dataset's, and `--labels`, which
+matters for `file:PATH` lists only); with
 `--rotation_average` also `rot_avg_top1` / `rot_avg_top5`, the accuracy of the mean logits
 over the 4 rotations (the S4L-Rotation evaluation).
 """
@@ -74,15 +77,30 @@ def accumulate(step_fn, batches) -> dict:
 
 
 def evaluate_export(export_dir: str, dataset: str, split: str = "test", data_dir: str = "",
-                    batch_size: int = 500, rotation_average: bool = False) -> dict:
-  """Scores the export on `dataset`'s `split`; ValueError first if their classes differ."""
-  from s4l_jax import validation  # pylint: disable=g-import-not-at-top
-  from s4l_jax.data import pipeline, sources  # pylint: disable=g-import-not-at-top
+                    batch_size: int = 500, rotation_average: bool = False,
+                    validation_spec: str = "", labels_spec: str = "all") -> dict:
+  """Scores the export on `dataset`'s `split`; ValueError first if their classes differ.
+
+  `split="validation"`: the train images that `input.validation=validation_spec` ('' = the
+  dataset's default) and `labels=labels_spec` hold out (`subsets.split_train`).
+  """
+  from s4l_jax import config_lib, validation  # pylint: disable=g-import-not-at-top
+  from s4l_jax.data import pipeline, sources, subsets  # pylint: disable=g-import-not-at-top
+  names = sources.class_names(dataset, data_dir or None)
   validation.check_export_classes(export_dir, export_lib.load_description(export_dir), dataset,
-                                  sources.class_names(dataset, data_dir or None))
+                                  names)
   predict, description = export_lib.load_predict(export_dir)
-  data = sources.load_split(dataset, split, image_size=description["input_size"][0],
-                            data_dir=data_dir or None)
+  data = sources.load_split(dataset, "train" if split == "validation" else split,
+                            image_size=description["input_size"][0], data_dir=data_dir or None)
+  indices = None
+  if split == "validation":
+    spec = validation_spec or config_lib.DATASET_PRESETS[
+        config_lib.dataset_family(dataset)]["validation"]
+    indices = subsets.split_train(data.labels, labels_spec=labels_spec, validation_spec=spec,
+                                  seed=0, num_classes=len(names),
+                                  filenames=data.filenames).validation
+    if not indices.size:
+      raise ValueError(f"--split=validation with --validation={spec!r}: no validation images")
 
   def step(batch):
     images, labels, mask = (jnp.asarray(batch[k]) for k in ("image", "label", "mask"))
@@ -92,7 +110,7 @@ def evaluate_export(export_dir: str, dataset: str, split: str = "test", data_dir
       sums.update(rotation_averaged_sums(predict, images, logits, labels, mask))
     return sums
 
-  return accumulate(step, pipeline.masked_batches(data, batch_size))
+  return accumulate(step, pipeline.masked_batches(data, batch_size, indices=indices))
 
 
 def main(argv):
@@ -101,7 +119,7 @@ def main(argv):
   f = flags.FLAGS
   try:
     results = evaluate_export(f.export_dir, f.dataset, f.split, f.data_dir, f.batch_size,
-                              f.rotation_average)
+                              f.rotation_average, f.validation, f.labels)
   except (ValueError, FileNotFoundError) as e:  # bad export, dataset or split: one line
     sys.exit(f"ERROR: {e}")
   print(json.dumps(results))
@@ -111,7 +129,12 @@ if __name__ == "__main__":
   from absl import app, flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("export_dir", None, "WORKDIR/export of a finished run.", required=True)
   flags.DEFINE_string("dataset", None, "digits | cifar10 | folder:PATH.", required=True)
-  flags.DEFINE_string("split", "test", "Split to score.")
+  flags.DEFINE_string("split", "test", "Split to score: test, validation (held out from "
+                      "train, see --validation), or any split of the dataset.")
+  flags.DEFINE_string("validation", "", "The run's input.validation ('' = the dataset's "
+                      "default), for --split=validation.")
+  flags.DEFINE_string("labels", "all", "The run's labels, for --split=validation: only a "
+                      "file:PATH list changes the validation images.")
   flags.DEFINE_string("data_dir", "", "tfds data_dir, for tfds datasets.")
   flags.DEFINE_integer("batch_size", 500, "Images per predict call.")
   flags.DEFINE_bool("rotation_average", False, "Also score the mean logits over the 4 "

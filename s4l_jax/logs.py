@@ -138,12 +138,13 @@ def summary(config, *, num_labeled: int, num_classes: int, num_steps: int, image
   return "; ".join(parts)
 
 
-def eval_line(step: int, num_steps: int, accs: dict) -> str:
-  """`eval at step 8/16: top-1 11.39%  top-5 45.00%` from the evaluator's accuracies, then
-  `(ema 12.00% / 46.10%, rot-avg ...)` (top-1 / top-5) for the EMA and rotation-averaged ones."""
+def eval_line(name: str, step: int, num_steps: int, accs: dict) -> str:
+  """`eval validation at step 8/16: top-1 11.39%  top-5 45.00%` from evaluator `name`'s
+  accuracies, then `(ema 12.00% / 46.10%, rot-avg ...)` (top-1 / top-5) for the EMA and
+  rotation-averaged ones."""
   def pct(key):
     return f"{100 * float(accs[key]):.2f}%"
-  line = f"eval at step {step}/{num_steps}: top-1 {pct('top1')}  top-5 {pct('top5')}"
+  line = f"eval {name} at step {step}/{num_steps}: top-1 {pct('top1')}  top-5 {pct('top5')}"
   more = [f"{name} {pct(prefix + 'top1')} / {pct(prefix + 'top5')}"
           for prefix, name in (("ema_", "ema"), ("rot_avg_", "rot-avg"),
                                ("ema_rot_avg_", "ema rot-avg")) if prefix + "top1" in accs]

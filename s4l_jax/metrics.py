@@ -38,11 +38,11 @@ class MetricWriter:
     self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(step),
                                            summary=summary))
 
-  def write_eval(self, step: int, num_steps: int, accs: dict):
-    """Evaluator accuracies: written as scalars and logged as one readable line."""
+  def write_eval(self, name: str, step: int, num_steps: int, accs: dict):
+    """Accuracies of evaluator `name`: scalars `<name>/<key>`, and one readable log line."""
     from s4l_jax import logs  # pylint: disable=g-import-not-at-top
-    self.write_scalars(step, accs)
-    logging.info("%s", logs.eval_line(step, num_steps, accs))
+    self.write_scalars(step, {f"{name}/{k}": v for k, v in accs.items()})
+    logging.info("%s", logs.eval_line(name, step, num_steps, accs))
 
   def write_text(self, step: int, tag: str, text: str):
     if self._writer is None:

@@ -2,7 +2,8 @@
 
 jit over a 1-D `data` mesh (batch sharded, state replicated and donated), views computed on
 device, the objective named by `config.objective`, Orbax checkpoints (re-running resumes),
-metrics (TensorBoard + log) with images/s and ETA, final eval, export, results.json.
+metrics (TensorBoard + log) with images/s and ETA, the evaluators of `config.evals`
+(periodically on validation, at the end on every split), export, results.json.
 """
 import dataclasses
 import functools
@@ -171,14 +172,15 @@ def run(config, workdir: str) -> dict:
   writer = metrics_lib.MetricWriter(workdir, write_files=jax.process_index() == 0)
   if first_step == 0:
     writer.write_text(0, "config", config.to_json_best_effort(indent=2))
-  eval_fn = _make_evaluator(r.model, config, r.data, r.mesh)
+  evaluators = _make_evaluators(r.model, config, r.data, r.mesh)
   try:
-    state, images_per_s = _train(r, writer, eval_fn)
-    final = eval_fn(state)
-    writer.write_eval(r.num_steps, r.num_steps, final)
+    state, images_per_s = _train(r, writer, evaluators)
+    final = {name: evaluate_fn(state) for name, (_, evaluate_fn) in evaluators.items()}
+    for name, accs in final.items():
+      writer.write_eval(name, r.num_steps, r.num_steps, accs)
   finally:
     writer.close()
-  return _finish(r, state, final, first_step=first_step, images_per_s=images_per_s,
+  return _finish(r, state, evaluators, final, first_step=first_step, images_per_s=images_per_s,
                  wall_s=time.time() - start)
 
 
@@ -226,8 +228,9 @@ def _init(config, workdir: str) -> _Run:
               state=state, frozen=frozen, train_step=train_step)
 
 
-def _train(r: _Run, writer, eval_fn):
-  """Steps from the restored step to `num_steps`: logs, periodic evals, checkpoints, preemption.
+def _train(r: _Run, writer, evaluators):
+  """Steps from the restored step to `num_steps`: logs, periodic (validation) evals,
+  checkpoints, preemption.
 
   Returns (final state, images/s or None). Images/s and ETA count training steps only, from the
   end of the first (compiling) step, not evals, checkpoint saves and the writing of metrics.
@@ -275,7 +278,9 @@ def _train(r: _Run, writer, eval_fn):
       t_log, step_log = time.time(), step  # the next interval starts after this one's writing
     if config.eval_every_steps and step % config.eval_every_steps == 0 and not is_last:
       t_pause = time.time()
-      writer.write_eval(step, num_steps, eval_fn(state))
+      for name, (split, evaluate_fn) in evaluators.items():
+        if split == "validation":  # model selection never looks at the test split
+          writer.write_eval(name, step, num_steps, evaluate_fn(state))
       t_log += time.time() - t_pause
     if save_now:
       t_pause = time.time()
@@ -292,18 +297,25 @@ def _train(r: _Run, writer, eval_fn):
   return state, (timed_steps * data.images_per_step / timed_s) if timed_s > 0 else None
 
 
-def _finish(r: _Run, state, final: dict, *, first_step: int, images_per_s, wall_s: float) -> dict:
-  """results.json and the export (process 0) from the final state and its evaluation."""
+def _finish(r: _Run, state, evaluators, final: dict, *, first_step: int, images_per_s,
+            wall_s: float) -> dict:
+  """results.json and the export (process 0) from the final state and its evaluations."""
   config, data, num_steps = r.config, r.data, r.num_steps
   rate = images_per_s
   if rate is None:  # too few timed steps: whole-run rate
     rate = (num_steps - first_step) * data.images_per_step / max(wall_s, 1e-9)
-  prefix = "ema_" if r.use_ema else ""
+  # The first evaluator of each split; EMA weights when they are the ones exported.
+  first = {}
+  for name, (split, _) in evaluators.items():
+    first.setdefault(split, final[name])
+  pick = lambda split, k: (first[split][("ema_" if r.use_ema else "") + k] if split in first
+                           else None)
   results = dict(
       method=config.objective, dataset=config.dataset, labels=config.labels,
-      num_labeled=data.num_labeled, steps=num_steps,
-      top1=final[prefix + "top1"], top5=final[prefix + "top5"],
-      wall_s=wall_s, images_per_s=rate, resumed_from_step=first_step, eval=final)
+      num_labeled=data.num_labeled, num_validation=int(data.validation_indices.size),
+      steps=num_steps, top1=pick("test", "top1"), top5=pick("test", "top5"),
+      validation_top1=pick("validation", "top1"), validation_top5=pick("validation", "top5"),
+      wall_s=wall_s, images_per_s=rate, resumed_from_step=first_step, evals=final)
   if jax.process_index() == 0:
     export.write_export(
         os.path.join(r.workdir, "export"), config.model, state.eval_variables(r.use_ema),
@@ -322,29 +334,42 @@ def _finished(workdir: str) -> bool:
           and os.path.exists(os.path.join(workdir, "export", export.DESCRIPTION_FILE)))
 
 
-def _make_evaluator(model, config, data, mesh):
-  """`state -> {top1, top5, [ema_top1, ...], [rot_avg_top1, ...]}` over the whole test split.
+def _make_evaluators(model, config, data, mesh) -> dict:
+  """{name: (split, `state -> {top1, top5, [ema_top1, ...], [rot_avg_top1, ...]}`)} for
+  `config.evals`, each over its whole split; those on `validation` are left out when the
+  pipeline holds no validation set (input.validation=0).
 
   Raw and EMA weights are scored in the same pass over the data.
   """
-  eval_step = jax.jit(evaluate.make_eval_step(model, config.eval_rotation_average))
+  eval_steps = {}  # rotation_average -> jitted step, shared by the evaluators
 
-  def run_eval(state):
-    prefixes = {"": False, "ema_": True} if state.ema_params else {"": False}
+  def make(split, eval_step):
+    def run_eval(state):
+      prefixes = {"": False, "ema_": True} if state.ema_params else {"": False}
 
-    def step(batch):
-      sums = {}
-      for prefix, use_ema in prefixes.items():
-        out = eval_step(state.eval_variables(use_ema), batch)
-        sums.update({prefix + k: v for k, v in out.items() if k != "count" or not prefix})
-      return sums
+      def step(batch):
+        sums = {}
+        for prefix, use_ema in prefixes.items():
+          out = eval_step(state.eval_variables(use_ema), batch)
+          sums.update({prefix + k: v for k, v in out.items() if k != "count" or not prefix})
+        return sums
 
-    batches = (distributed.to_global(b, mesh)
-               for b in data.eval_batches(config.input.eval_batch_size))
-    accs = evaluate.accumulate(step, batches)
-    accs.pop("count")
-    return accs
-  return run_eval
+      batches = (distributed.to_global(b, mesh)
+                 for b in data.eval_batches(config.input.eval_batch_size, split))
+      accs = evaluate.accumulate(step, batches)
+      accs.pop("count")
+      return accs
+    return run_eval
+
+  evaluators = {}
+  for name, spec in config.evals.items():
+    if spec.split == "validation" and not data.validation_indices.size:
+      continue
+    if spec.rotation_average not in eval_steps:
+      eval_steps[spec.rotation_average] = jax.jit(
+          evaluate.make_eval_step(model, spec.rotation_average))
+    evaluators[name] = (spec.split, make(spec.split, eval_steps[spec.rotation_average]))
+  return evaluators
 
 
 def _format_eta(seconds: float) -> str:

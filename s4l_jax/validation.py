@@ -6,6 +6,7 @@ from s4l_jax.data import datasets, sources, subsets, views
 from s4l_jax.models import subtrees
 
 MIN_IMAGE_SIZE = 8  # the smallest input size tested (tests train at 8x8)
+EVAL_SPLITS = ("validation", "test")
 
 
 def _require(ok: bool, message: str):
@@ -45,6 +46,25 @@ def check_values(config):
       raise ValueError(f"input.{name}.{e}") from None
 
 
+def check_evals(config):
+  """Rejects a bad `input.validation` spec and evaluators that cannot run.
+
+  A spec too large for the dataset fails when the pipeline carves it (subsets.split_train):
+  that needs the train labels, which this check does not read.
+  """
+  has_validation = subsets.parse_validation_spec(config.input.validation)[0] != "none"
+  for name, evaluator in config.evals.items():
+    _require(evaluator.split in EVAL_SPLITS, f"evals.{name}.split={evaluator.split!r} must be "
+             f"one of {', '.join(EVAL_SPLITS)}")
+  splits = {e.split for e in config.evals.values()}
+  _require("test" in splits, "evals has no evaluator with split='test': results.json reports "
+           "the final test accuracy; add one (e.g. evals.test=dict(split='test'))")
+  _require(not config.eval_every_steps or (has_validation and "validation" in splits),
+           f"eval_every_steps={config.eval_every_steps} evaluates on the validation split, but "
+           f"input.validation={config.input.validation!r} and evaluators on "
+           f"{sorted(splits)}: set input.validation (e.g. 10pct) or eval_every_steps=0")
+
+
 def _describe(names) -> str:
   shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
   return f"{len(names)} class{'es' if len(names) != 1 else ''} ({shown})"
@@ -62,6 +82,7 @@ def check_export_classes(export_dir: str, description: dict, dataset: str, names
 def validate(config):
   """Raises ValueError / FileNotFoundError for a config that cannot train, before any work."""
   check_values(config)
+  check_evals(config)
   # An unknown dataset or a pipeline that cannot serve it fails here, listing the valid ones.
   datasets.check_pipeline(config.dataset, config.input.pipeline)
   datasets.check_tensorflow(config.dataset, config.input.pipeline)

@@ -17,11 +17,11 @@ from absl import logging
 
 LOCK_FILE = ".lock"
 CONFIG_FILE = "config.json"
-# Keys whose change leaves the trained model and its data unchanged (dotted, flattened).
+# Keys whose change leaves the trained model and its data unchanged (dotted, flattened; a
+# top-level name covers its whole section).
 MAY_CHANGE = frozenset((
     "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
-    "input.eval_batch_size", "eval_rotation_average", "strict_data", "data_dir",
-    "allow_config_change"))
+    "input.eval_batch_size", "evals", "strict_data", "data_dir", "allow_config_change"))
 _PATH_KEYS = ("teacher", "init_from", "pseudo_labels")
 _PATH_PREFIXES = {"dataset": "folder:", "labels": "file:"}
 
@@ -86,7 +86,8 @@ def flat_config(config) -> dict:
 
 def config_differences(old: dict, new: dict) -> list[str]:
   """Sorted 'key: old -> new' for every key outside MAY_CHANGE that differs."""
-  keys = sorted((old.keys() | new.keys()) - MAY_CHANGE)
+  keys = sorted(k for k in old.keys() | new.keys()
+                if k not in MAY_CHANGE and k.split(".", 1)[0] not in MAY_CHANGE)
   missing = "(absent)"
   return [f"{k}: {old.get(k, missing)!r} -> {new.get(k, missing)!r}" for k in keys
           if old.get(k, missing) != new.get(k, missing)]

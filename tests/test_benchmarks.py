@@ -29,13 +29,19 @@ def write_events(logdir, scalars):
       f.write(struct.pack("<QI", len(data), 0) + data + struct.pack("<I", 0))
 
 
-def fake_run(workdir, top1s, wall=10.0, stages=None):
-  """A finished run directory: results.json and TensorBoard `top1` evals every 10 steps."""
+def fake_run(workdir, top1s, wall=10.0, stages=None, test_top1=None):
+  """A finished run directory: results.json (test top-1 `test_top1`, default the last
+  validation one) and TensorBoard `validation/top1` evals every 10 steps (`test/top1` at the
+  end, which selection must ignore)."""
+  test_top1 = top1s[-1] if test_top1 is None else test_top1
   eval_dir = os.path.join(workdir, stages[-1]) if stages else workdir
   os.makedirs(eval_dir, exist_ok=True)
-  write_events(eval_dir, [(10 * (i + 1), {"top1": v, "loss": 1.0}) for i, v in enumerate(top1s)])
-  res = dict(steps=10 * len(top1s), top1=top1s[-1], top5=0.9, wall_s=wall, images_per_s=100.0,
-             eval={"top1": top1s[-1]})
+  write_events(eval_dir, [(10 * (i + 1), {"validation/top1": v, "loss": 1.0})
+                          for i, v in enumerate(top1s)]
+               + [(10 * len(top1s), {"test/top1": test_top1})])
+  res = dict(steps=10 * len(top1s), top1=test_top1, top5=0.9, validation_top1=top1s[-1],
+             validation_top5=0.9, wall_s=wall, images_per_s=100.0,
+             evals={"validation": {"top1": top1s[-1]}, "test": {"top1": test_top1}})
   if stages:
     res = dict(res, stages={s: dict(res) for s in stages})
   with open(os.path.join(workdir, "results.json"), "w") as f:
@@ -67,24 +73,27 @@ def test_commands_chain_prerequisites():
 
 def test_report_from_fake_runs(tmp_path):
   runs = str(tmp_path / "runs")
-  fake_run(os.path.join(runs, "supervised_s0"), [0.1, 0.2, 0.3, 0.4, 0.5, 0.45])
-  fake_run(os.path.join(runs, "supervised_s1"), [0.1, 0.2, 0.3, 0.4, 0.5, 0.55])
+  fake_run(os.path.join(runs, "supervised_s0"), [0.1, 0.2, 0.3, 0.4, 0.5, 0.45],
+           test_top1=0.9)
+  fake_run(os.path.join(runs, "supervised_s1"), [0.1, 0.2, 0.3, 0.4, 0.5, 0.55],
+           test_top1=0.7)
   fake_run(os.path.join(runs, "rotation_s0"), [0.1], wall=5.0)
   fake_run(os.path.join(runs, "rotation_finetune_s0"), [0.2, 0.3], wall=7.0)
   fake_run(os.path.join(runs, "moam_s0"), [0.3, 0.6], stages=["step1", "step2", "step3"])
   methods = le.parse_methods(["supervised:0+1", "rotation_finetune", "moam", "vat"], ["0"])
   summary = le.write_report(methods, runs, SETTINGS, "t", str(tmp_path / "out"))
   sup = summary["supervised"]
-  assert sup["final_top1"] == pytest.approx(0.5) and sup["final_top1_std"] > 0
-  assert sup["best_top1"] == pytest.approx(0.525)
-  assert sup["median5_top1"] == pytest.approx(0.4)  # median of 0.2 .. 0.5 / 0.55 (0.4 both)
+  assert sup["test_top1"] == pytest.approx(0.8) and sup["test_top1_std"] > 0  # test, once
+  assert sup["val_top1"] == pytest.approx(0.5)  # the final validation evals 0.45, 0.55
+  assert sup["best_val_top1"] == pytest.approx(0.525)  # on validation only, never test's 0.9
+  assert sup["median5_val_top1"] == pytest.approx(0.4)  # median of 0.2 .. 0.5 / 0.55
   assert summary["rotation_finetune"]["wall_s"] == pytest.approx(12.0)
-  assert summary["moam"]["final_top1"] == pytest.approx(0.6) and "vat" not in summary
+  assert summary["moam"]["test_top1"] == pytest.approx(0.6) and "vat" not in summary
   with open(tmp_path / "out" / "t.json") as f:
     saved = json.load(f)
   assert saved["runs"]["moam"][0]["curve"] == [[10, pytest.approx(0.3)], [20, pytest.approx(0.6)]]
   table = (tmp_path / "out" / "t.md").read_text()
-  assert "| supervised | 0,1 | 50.00 ± 7.07 |" in table
+  assert "| supervised | 0,1 | 80.00 ± 14.14 | 50.00 ± 7.07 | 52.50 ± 3.54 |" in table
   assert (tmp_path / "out" / "t.png").stat().st_size > 0
 
 

@@ -37,20 +37,21 @@ def test_default_verbosity_is_a_short_readable_screen(tmp_path):
   lines = proc.stderr.strip().splitlines()
   text = proc.stderr
   # Summary (one line), the first step's compile, a progress line per interval, evals, saves.
-  assert re.search(r"\] supervised on digits; labels 10pct \(145 labeled, 10 classes\); "
+  assert re.search(r"\] supervised on digits; labels 10pct \(130 labeled, 10 classes\); "
                    r"wrn-10-1 8px; 16 steps, batch 16 labeled", text), text
   assert re.search(r"first step \(compiling\) took \d+\.\ds; progress every 4 steps", text)
   for step in (4, 8, 12, 16):
     assert re.search(rf"\] step {step}/{steps} loss \d+\.\d{{4}}  \d+\.\d img/s  ETA \d+m\d\ds$",
                      text, re.MULTILINE), text
     assert re.search(rf"Saving checkpoint at step {step}$", text, re.MULTILINE), text
-  for step in (8, 16):
-    assert re.search(rf"\] eval at step {step}/{steps}: top-1 \d+\.\d\d%  top-5 \d+\.\d\d%$", text,
-                     re.MULTILINE), text
+  for name, step in (("validation", 8), ("validation", 16), ("test", 16)):
+    assert re.search(rf"\] eval {name} at step {step}/{steps}: top-1 \d+\.\d\d%  "
+                     r"top-5 \d+\.\d\d%$", text, re.MULTILINE), text
+  assert "eval test at step 8/" not in text  # periodic evals never look at the test split
   # No third-party INFO, no config dump, no per-scalar dumps, nothing long.
   assert "CheckpointManager" not in text and "orbax" not in text.lower(), text[:3000]
   assert "Config:" not in text and not re.search(r"\] \[\d+\] ", text), text
-  assert len(lines) <= 14, text  # 1 summary + 1 compile + 4 steps + 4 saves + 2 evals
+  assert len(lines) <= 14, text  # 1 summary + 1 compile + 4 steps + 4 saves + 3 evals
   assert max(len(line) for line in lines) < 300, max(lines, key=len)
   assert "top-1" in proc.stdout
   # images/s in results.json excludes the first step's compilation: much faster than the
@@ -72,7 +73,7 @@ def test_first_progress_line_has_no_eta_and_verbosity_1_shows_everything(tmp_pat
   assert "CheckpointManager created" in text  # Orbax's INFO
   assert "Config:\n" in text and "allow_config_change" in text  # the full config dump
   assert re.search(r"\] \[3\] .*batch_stats_norm=", text)  # every scalar
-  assert re.search(r"\] \[3\] top1=", text)
+  assert re.search(r"\] \[3\] test/top1=", text)
 
 
 def _record(level, pathname, msg="hello", **extra):
@@ -114,7 +115,8 @@ def test_quiet_filter_rewrites_progress_in_place_on_a_terminal():
 def test_eval_line_lists_ema_and_rotation_averaged_accuracies():
   accs = dict(top1=0.1056, top5=0.4583, ema_top1=0.5, ema_top5=0.99, rot_avg_top1=0.25,
               rot_avg_top5=0.75)
-  assert logs.eval_line(6, 10, accs) == ("eval at step 6/10: top-1 10.56%  top-5 45.83%  "
-                                         "(ema 50.00% / 99.00%, rot-avg 25.00% / 75.00%)")
-  assert logs.eval_line(10, 10, dict(top1=1.0, top5=1.0)) == (
-      "eval at step 10/10: top-1 100.00%  top-5 100.00%")
+  assert logs.eval_line("validation", 6, 10, accs) == (
+      "eval validation at step 6/10: top-1 10.56%  top-5 45.83%  "
+      "(ema 50.00% / 99.00%, rot-avg 25.00% / 75.00%)")
+  assert logs.eval_line("test", 10, 10, dict(top1=1.0, top5=1.0)) == (
+      "eval test at step 10/10: top-1 100.00%  top-5 100.00%")

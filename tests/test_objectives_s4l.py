@@ -185,7 +185,7 @@ def test_imagenet_configs_match_paper(row):
   assert c.model.name == "resnet50v2" and c.model.filters_factor == 4
   if name == "s4l_rotation":
     assert c.loss.rot_weight == 1.0 and c.model.heads.rotations == 4
-    assert c.eval_rotation_average and c.input.unlabeled.view == "rotate4"
+    assert c.evals.test.rotation_average and c.input.unlabeled.view == "rotate4"
   else:
     assert (c.loss.triplet_weight, c.loss.embed_dim, c.model.heads.embeddings) == (1.0, 1000,
                                                                                    1000)
@@ -210,7 +210,7 @@ def rotation_export(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("rotation"))
   config = tiny(load_config("rotation", "dataset=digits"), steps=2, batch=8)
   results = runner.run(config, workdir)
-  assert np.isfinite(results["top1"]) and "rot_avg_top1" in results["eval"]
+  assert np.isfinite(results["top1"]) and "rot_avg_top1" in results["evals"]["test"]
   return os.path.join(workdir, "export")
 
 
@@ -221,7 +221,8 @@ def test_runs_on_digits(name, rotation_export, tmp_path):
                             if name in ("linear_eval", "finetune") else "")
   config = tiny(load_config(name, arg), steps=2, batch=8)
   config.checkpoint_every_steps = 100
-  config.eval_rotation_average = False  # Covered by the rotation fixture; saves a compile.
+  for evaluator in config.evals.values():  # Covered by the rotation fixture; saves a compile.
+    evaluator.rotation_average = False
   runner.run(config, str(tmp_path))
   events = [f for f in os.listdir(tmp_path) if f.startswith("events")]
   assert events and os.path.exists(tmp_path / "export" / "export.json")

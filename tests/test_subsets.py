@@ -65,3 +65,85 @@ def test_too_many(spec):
 def test_labels_out_of_range():
   with pytest.raises(ValueError, match=r"\[0, 3\)"):
     subsets.select_labeled(_labels(), "all", seed=0, num_classes=3)
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ("8", [2, 2, 2, 2]), ("3perclass", [3, 3, 3, 3]), ("10pct", [5, 6, 7, 8])])
+def test_validation_is_class_balanced_and_of_the_requested_size(spec, expected):
+  labels = _labels()
+  split = subsets.split_train(labels, labels_spec="10perclass", validation_spec=spec, seed=0,
+                              num_classes=4)
+  np.testing.assert_array_equal(np.bincount(labels[split.validation], minlength=4), expected)
+  np.testing.assert_array_equal(np.bincount(labels[split.labeled], minlength=4), [10] * 4)
+
+
+@pytest.mark.parametrize("labels_spec", ["10pct", "9", "10perclass", "all"])
+def test_validation_is_disjoint_from_training_and_fixed_across_seeds(labels_spec):
+  labels = _labels()
+  splits = [subsets.split_train(labels, labels_spec=labels_spec, validation_spec="10pct",
+                                seed=seed, num_classes=4) for seed in (0, 1, 2)]
+  everything = np.arange(labels.size)
+  for s in splits:
+    np.testing.assert_array_equal(s.validation, splits[0].validation)  # not seed-dependent
+    assert not np.intersect1d(s.validation, s.labeled).size
+    np.testing.assert_array_equal(s.unlabeled, np.setdiff1d(everything, s.validation))
+    np.testing.assert_array_equal(np.union1d(s.unlabeled, s.validation), everything)
+  if labels_spec == "all":  # every non-validation image is labeled
+    np.testing.assert_array_equal(splits[0].labeled, splits[0].unlabeled)
+  else:
+    assert not np.array_equal(splits[0].labeled, splits[1].labeled)
+
+
+@pytest.mark.parametrize("labels_spec", ["10pct", "42", "10perclass", "all"])
+@pytest.mark.parametrize("none", ["0", "none"])
+def test_no_validation_keeps_the_labeled_subset(labels_spec, none):
+  labels = _labels()
+  split = subsets.split_train(labels, labels_spec=labels_spec, validation_spec=none, seed=3,
+                              num_classes=4)
+  assert split.validation.size == 0 and split.validation.dtype == np.int64
+  np.testing.assert_array_equal(split.unlabeled, np.arange(labels.size))
+  np.testing.assert_array_equal(split.labeled,
+                                subsets.select_labeled(labels, labels_spec, 3, 4))
+
+
+def test_validation_with_a_file_list_comes_from_the_unlisted_images(tmp_path):
+  labels = np.repeat(np.arange(2), 5).astype(np.int32)
+  names = [f"train/c{c}/{i}.jpg" for i, c in enumerate(labels)]
+  (tmp_path / "list.txt").write_text("0.jpg\n1.jpg\n7.jpg\n")
+  splits = [subsets.split_train(labels, labels_spec=f"file:{tmp_path}/list.txt",
+                                validation_spec="2perclass", seed=seed, num_classes=2,
+                                filenames=names) for seed in (0, 1)]
+  np.testing.assert_array_equal(splits[0].labeled, [0, 1, 7])
+  np.testing.assert_array_equal(splits[0].validation, splits[1].validation)
+  assert not np.intersect1d(splits[0].validation, [0, 1, 7]).size
+  np.testing.assert_array_equal(np.bincount(labels[splits[0].validation]), [2, 2])
+  with pytest.raises(ValueError, match=r"input.validation='4perclass' asks for 4 examples of "
+                     r"class 0, which has only 3 .* once the labeled images are removed"):
+    subsets.split_train(labels, labels_spec=f"file:{tmp_path}/list.txt",
+                        validation_spec="4perclass", seed=0, num_classes=2, filenames=names)
+
+
+@pytest.mark.parametrize("spec", ["all", "file:x.txt", "10%", "-1", "0pct", "one"])
+def test_invalid_validation_spec(spec):
+  with pytest.raises(ValueError, match=rf"input.validation={spec!r}.*'1perclass'"):
+    subsets.parse_validation_spec(spec)
+
+
+def test_validation_too_large_for_the_labeled_subset():
+  with pytest.raises(ValueError, match="asks for 11 examples of class 0, which has only 10.*"
+                     "160 train images are held out by input.validation='40perclass'"):
+    subsets.split_train(_labels(), labels_spec="11perclass", validation_spec="40perclass",
+                        seed=0, num_classes=4)
+  with pytest.raises(ValueError, match="input.validation='51perclass'.*has only 50"):
+    subsets.split_train(_labels(), labels_spec="all", validation_spec="51perclass", seed=0,
+                        num_classes=4)
+
+
+def test_pct_validation_skips_empty_classes():
+  labels = np.repeat([0, 2], 10).astype(np.int32)  # class 1 has no examples
+  split = subsets.split_train(labels, labels_spec="all", validation_spec="10pct", seed=0,
+                              num_classes=3)
+  np.testing.assert_array_equal(np.bincount(labels[split.validation], minlength=3), [1, 0, 1])
+  with pytest.raises(ValueError, match="asks for 1 examples of class 1, which has only 0"):
+    subsets.split_train(labels, labels_spec="all", validation_spec="1perclass", seed=0,
+                        num_classes=3)

@@ -49,7 +49,10 @@ def test_runner_trains_and_evaluates(folder, tmp_path):
   results = runner.run(config, str(tmp_path))
   assert os.path.exists(tmp_path / "results.json")
   assert results["num_labeled"] == 6 and results["steps"] == 3
-  assert json.load(open(tmp_path / "results.json"))["eval"]["top1"] >= 0
+  on_disk = json.load(open(tmp_path / "results.json"))
+  assert on_disk["num_validation"] == 3  # round(10% of 12) per class
+  assert on_disk["evals"]["test"]["top1"] == on_disk["top1"]
+  assert on_disk["evals"]["validation"]["top1"] == on_disk["validation_top1"]
 
 
 def test_labeled_subset_and_batches(folder):
@@ -78,6 +81,24 @@ def test_eval_counts_every_image_once(folder, process_count):
   assert len(counts) == 1  # equal batch counts on every host
   expected = [(3 * i + c, c) for i in range(NUM_TEST) for c in range(3)]
   assert sorted(seen) == sorted(expected)
+
+
+@pytest.mark.parametrize("process_count", [1, 2])
+def test_validation_is_held_out_and_evaluated_once(folder, process_count):
+  config = _config(folder, "s4l_rotation")
+  pipes = [factory.make_pipeline(config, p, process_count) for p in range(process_count)]
+  data = pipes[0]
+  labels = data._source.labels("train")  # pylint: disable=protected-access
+  np.testing.assert_array_equal(np.bincount(labels[data.validation_indices]), [1, 1, 1])
+  assert not np.intersect1d(data.validation_indices, data.labeled_indices).size
+  np.testing.assert_array_equal(  # pylint: disable=protected-access
+      data._unlabeled_indices, np.setdiff1d(np.arange(3 * NUM_TRAIN), data.validation_indices))
+  per_host = [list(p.eval_batches(2, "validation")) for p in pipes]
+  assert len({len(b) for b in per_host}) == 1
+  got = np.concatenate([b["image"][b["mask"]] for host in per_host for b in host])
+  single = factory.make_pipeline(config) if process_count > 1 else data
+  every = np.concatenate([b["image"][b["mask"]] for b in single.eval_batches(8, "train")])
+  np.testing.assert_array_equal(got, every[data.validation_indices])  # in index order
 
 
 def test_train_batch_resumes_exactly(folder):
@@ -147,6 +168,7 @@ def test_imagenet2012_mock_train_batch(tmp_path):
   config = tiny(load_config("supervised", "dataset=imagenet2012,labels=all"), batch=4,
                 image_size=SIZE)
   config.data_dir = str(tmp_path)
+  config.input.validation = "0"  # 1 per class needs 1,000 images
   with tfds.testing.mock_data(num_examples=12), mock.patch.object(
       tfds.core.DatasetBuilder, "is_prepared", return_value=True):
     data = factory.make_pipeline(config)
@@ -162,7 +184,7 @@ def test_pseudo_labels_on_the_tfdata_path(folder, tmp_path):
   student = _config(folder)
   student.teacher = os.path.join(teacher, "export")
   results = runner.run(student, str(tmp_path / "student"))
-  assert results["num_labeled"] == 3 * NUM_TRAIN  # every train image
+  assert results["num_labeled"] == 3 * NUM_TRAIN - 3  # every train image but validation
   with np.load(tmp_path / "student" / "pseudo_labels.npz") as f:
     pseudo = f["labels"]
   from s4l_jax import export  # pylint: disable=g-import-not-at-top
@@ -180,7 +202,8 @@ def test_pseudo_labels_on_the_tfdata_path(folder, tmp_path):
   expected = pseudo.copy()
   expected[subset] = truth[subset]
   np.testing.assert_array_equal(data._train_labels, expected)  # pylint: disable=protected-access
-  # 9 batches of 8 = exactly two epochs of the 36 images: the label counts must match.
-  streamed = np.concatenate([data.train_batch(s)["labeled"]["label"] for s in range(9)])
+  # 33 batches of 8 = exactly 8 epochs of the 33 non-validation images.
+  trained = np.setdiff1d(np.arange(3 * NUM_TRAIN), data.validation_indices)
+  streamed = np.concatenate([data.train_batch(s)["labeled"]["label"] for s in range(33)])
   np.testing.assert_array_equal(np.bincount(streamed, minlength=3),
-                                2 * np.bincount(expected, minlength=3))
+                                8 * np.bincount(expected[trained], minlength=3))

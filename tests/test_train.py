@@ -65,6 +65,12 @@ def test_run_writes_results_config_and_export(uninterrupted):
     assert key in on_disk
   assert on_disk["steps"] == 6 and on_disk["top1"] == results["top1"]
   assert 0.0 <= on_disk["top1"] <= on_disk["top5"] <= 1.0
+  # top1 / top5: the final test numbers; validation_*: those of the held-out train images.
+  assert set(on_disk["evals"]) == {"validation", "test"}
+  assert on_disk["evals"]["test"] == dict(top1=on_disk["top1"], top5=on_disk["top5"])
+  assert on_disk["evals"]["validation"] == dict(top1=on_disk["validation_top1"],
+                                                top5=on_disk["validation_top5"])
+  assert on_disk["num_validation"] == 145  # 10% of each class of digits' 1,437 train images
   assert os.path.exists(os.path.join(workdir, "config.json"))
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
   description = export.load_description(os.path.join(workdir, "export"))
@@ -106,6 +112,10 @@ def test_export_reproduces_in_process_logits(uninterrupted):
   assert scored["count"] == 360
   assert scored["top1"] == pytest.approx(results["top1"], abs=1e-9)
   assert scored["top5"] == pytest.approx(results["top5"], abs=1e-9)
+  held_out = evaluate.evaluate_export(export_dir, "digits", split="validation")
+  assert held_out["count"] == results["num_validation"]
+  assert held_out["top1"] == pytest.approx(results["validation_top1"], abs=1e-9)
+  assert held_out["top5"] == pytest.approx(results["validation_top5"], abs=1e-9)
   # Rotation averaging, recomputed independently: numpy rot90 of the test images.
   from s4l_jax.data import sources  # pylint: disable=g-import-not-at-top
   test = sources.load_split("digits", "test", image_size=8)
@@ -121,8 +131,8 @@ def test_folder_dataset_smoke(tmp_path):
                 batch=8)
   config.input.eval_batch_size = 8
   results = runner.run(config, str(tmp_path / "w"))
-  assert results["num_labeled"] == 36 and results["steps"] == 3
-  assert results["eval"]["top1"] >= 0.0
+  assert results["num_labeled"] == 33 and results["steps"] == 3  # 36 less 10% validation
+  assert results["evals"]["test"]["top1"] >= 0.0
   assert np.isfinite(results["top1"])
 
 

@@ -59,6 +59,12 @@ def _fake_export(path, class_names):
     ({"input.unlabeled.batch_size": -8}, r"input.unlabeled.batch_size=-8 must be >= 0"),
     ({"pseudo_label_threshold": 1.5}, r"pseudo_label_threshold=1.5 must be in \[0, 1\]"),
     ({"pseudo_label_threshold": -0.1}, r"pseudo_label_threshold=-0.1 must be in \[0, 1\]"),
+    ({"input.validation": "all"}, r"input.validation='all' is not a validation size"),
+    ({"input.validation": "5%"}, r"input.validation='5%' is not a validation size"),
+    ({"evals.test.split": "train"}, r"evals.test.split='train' must be one of validation, test"),
+    ({"evals.test.split": "validation"}, r"evals has no evaluator with split='test'"),
+    ({"input.validation": "0", "eval_every_steps": 5},
+     r"eval_every_steps=5 evaluates on the validation split, but input.validation='0'"),
 ])
 def test_values_that_make_no_sense_are_rejected(overrides, match):
   with pytest.raises(ValueError, match=match):

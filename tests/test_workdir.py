@@ -48,7 +48,8 @@ def test_workdir_that_is_a_file_is_refused(tmp_path):
 
 @pytest.mark.parametrize("state", ["results.json", "pseudo_labels.npz", "checkpoint"])
 @pytest.mark.parametrize("key,value", [("lr.base", 0.5), ("total_steps", 40), ("seed", 1),
-                                       ("labels", "20"), ("model.width", 2)])
+                                       ("labels", "20"), ("model.width", 2),
+                                       ("input.validation", "5pct")])
 def test_changed_config_on_a_started_workdir_stops(tmp_path, state, key, value):
   workdir = _started(tmp_path, _config(), state)
   with pytest.raises(ValueError) as error:
@@ -60,7 +61,8 @@ def test_changed_config_on_a_started_workdir_stops(tmp_path, state, key, value):
 
 @pytest.mark.parametrize("key,value", [("log_every_steps", 7), ("eval_every_steps", 3),
                                        ("checkpoint_every_steps", 5), ("keep_checkpoints", 4),
-                                       ("input.eval_batch_size", 40), ("data_dir", "/x")])
+                                       ("input.eval_batch_size", 40), ("data_dir", "/x"),
+                                       ("evals.test.rotation_average", True)])
 def test_logging_and_eval_keys_may_change(tmp_path, key, value):
   workdir = _started(tmp_path, _config())
   workdir_lib.check_config(_config(**{key: value}), workdir)

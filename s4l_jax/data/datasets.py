@@ -21,6 +21,8 @@ class DatasetFamily:
     test_split: the split reported as "test" (ImageNet's labeled `validation`).
     image_size, crop, model, eval_batch_size: the input and model preset (pixels, crop name,
       `config_lib.MODEL_PRESETS` key, global eval batch).
+    validation: the default held-out set carved from train (`input.validation`;
+      `subsets.split_train`), e.g. the S4L paper's 1,000 ImageNet images (one per class).
   """
   name: str
   source: str
@@ -31,6 +33,7 @@ class DatasetFamily:
   crop: str
   model: str
   eval_batch_size: int
+  validation: str
 
   def needs_tensorflow(self, pipeline: str) -> bool:
     """Whether reading it through input pipeline `pipeline` imports TensorFlow."""
@@ -42,16 +45,16 @@ FAMILIES = {f.name: f for f in (
     # The paper's setting.
     DatasetFamily("imagenet2012", source="tfds", pipelines=("tfdata",), num_classes=1000,
                   test_split="validation", image_size=224, crop="inception",
-                  model="resnet50v2", eval_batch_size=400),
+                  model="resnet50v2", eval_batch_size=400, validation="1000"),
     DatasetFamily("cifar10", source="tfds", pipelines=("memory",), num_classes=10,
                   test_split="test", image_size=32, crop="pad_crop", model="wrn",
-                  eval_batch_size=500),
+                  eval_batch_size=500, validation="1000"),
     DatasetFamily("digits", source="sklearn", pipelines=("memory",), num_classes=10,
                   test_split="test", image_size=16, crop="pad_crop", model="wrn_tiny",
-                  eval_batch_size=360),
+                  eval_batch_size=360, validation="10pct"),
     DatasetFamily("folder", source="folder", pipelines=("memory", "tfdata"), num_classes=None,
                   test_split="test", image_size=32, crop="pad_crop", model="wrn",
-                  eval_batch_size=500),
+                  eval_batch_size=500, validation="10pct"),
 )}
 
 

@@ -16,7 +16,11 @@ def images_per_step(config) -> int:
 
 
 class InMemoryPipeline:
-  """Labeled and unlabeled train streams and a masked eval stream over one dataset."""
+  """Labeled and unlabeled train streams and masked eval streams over one dataset.
+
+  The validation set (`subsets.split_train`) is held out of both train streams; without one
+  (`input.validation=0`) the streams are those of the whole train split.
+  """
 
   views_on_device = True
 
@@ -29,19 +33,23 @@ class InMemoryPipeline:
     self.num_classes = len(self.class_names)
     self.process_index, self.process_count = process_index, process_count
 
-    self.labeled_indices = subsets.select_labeled(
-        self.train.labels, config.labels, config.seed, self.num_classes, self.train.filenames)
+    split = subsets.split_train(
+        self.train.labels, labels_spec=config.labels, validation_spec=config.input.validation,
+        seed=config.seed, num_classes=self.num_classes, filenames=self.train.filenames)
+    self.labeled_indices, self.validation_indices = split.labeled, split.validation
+    self._unlabeled_indices = split.unlabeled
     self.train_labels = self.train.labels
-    if config.pseudo_labels:  # student: every image, ground truth where labeled
+    if config.pseudo_labels:  # student: every non-validation image, ground truth where labeled
       self.train_labels, self.labeled_indices = pseudo_label_subset(
-          config, self.train.labels, self.labeled_indices, self.num_classes)
+          config, self.train.labels, self.labeled_indices, self.num_classes,
+          self.validation_indices)
     labeled_batch = config.input.labeled.batch_size
     self._labeled = streams.TrainIndexStream(
         len(self.labeled_indices), labeled_batch, config.seed, process_index, process_count)
     unlabeled_batch = config.input.unlabeled.batch_size
-    # S4L: the unlabeled stream is the whole train split, labeled images included.
+    # S4L: the unlabeled stream is the whole train split (but validation), labeled included.
     self._unlabeled = streams.TrainIndexStream(
-        len(self.train.labels), unlabeled_batch, config.seed + 1, process_index,
+        len(self._unlabeled_indices), unlabeled_batch, config.seed + 1, process_index,
         process_count) if unlabeled_batch else None
     self.images_per_step = images_per_step(config)
 
@@ -51,8 +59,8 @@ class InMemoryPipeline:
 
   @property
   def num_unlabeled(self) -> int:
-    """Images in the unlabeled stream: the whole train split (S4L)."""
-    return len(self.train.labels)
+    """Images in the unlabeled stream: the whole train split but the validation set (S4L)."""
+    return len(self._unlabeled_indices)
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
@@ -63,30 +71,43 @@ class InMemoryPipeline:
     idx = self.labeled_indices[self._labeled.indices(step)]
     batch = {"labeled": {"image": self.train.images[idx], "label": self.train_labels[idx]}}
     if self._unlabeled:
-      idx = self._unlabeled.indices(step)
+      idx = self._unlabeled_indices[self._unlabeled.indices(step)]
       batch["unlabeled"] = {"image": self.train.images[idx], "label": self.train.labels[idx]}
     return batch
 
   def eval_batches(self, global_batch: int, split: str = "test"):
-    """Yields host-local {image, label, mask}; every example counted once over all hosts."""
-    data = self.test if split == "test" else self.train
-    return masked_batches(data, global_batch, self.process_index, self.process_count)
+    """Yields host-local {image, label, mask} of `split` (validation | test); every example
+    counted once over all hosts."""
+    if split == "test":
+      return masked_batches(self.test, global_batch, self.process_index, self.process_count)
+    if split == "validation":
+      if not self.validation_indices.size:
+        raise ValueError("eval split 'validation' is empty: input.validation=0 holds none out")
+      return masked_batches(self.train, global_batch, self.process_index, self.process_count,
+                            self.validation_indices)
+    raise ValueError(f"eval split must be validation|test, got {split!r}")
 
 
-def masked_batches(data, global_batch: int, process_index: int = 0, process_count: int = 1):
-  """Yields host-local {image, label, mask} of an ArrayDataset, each example once overall."""
-  for idx, mask in streams.eval_batches(len(data.labels), global_batch, process_index,
-                                        process_count):
+def masked_batches(data, global_batch: int, process_index: int = 0, process_count: int = 1,
+                   indices: np.ndarray | None = None):
+  """Yields host-local {image, label, mask} of an ArrayDataset (of its examples `indices`,
+  default all), each example once overall."""
+  num = len(data.labels) if indices is None else len(indices)
+  for pos, mask in streams.eval_batches(num, global_batch, process_index, process_count):
+    idx = pos if indices is None else indices[pos]
     yield {"image": data.images[idx], "label": data.labels[idx], "mask": mask}
 
 
-def pseudo_label_subset(config, true_labels, labeled_indices, num_classes: int):
+def pseudo_label_subset(config, true_labels, labeled_indices, num_classes: int,
+                        validation_indices: np.ndarray):
   """(training labels (N,), indices to train on): pseudo-labels with ground truth where
-  labeled; images whose teacher confidence is below `pseudo_label_threshold` are dropped."""
+  labeled; validation images and those whose teacher confidence is below
+  `pseudo_label_threshold` are dropped. Labels stay indexed by train image."""
   labels, confidence = load_pseudo_labels(config.pseudo_labels, len(true_labels), num_classes)
   labels[labeled_indices] = true_labels[labeled_indices]
   keep = confidence >= config.pseudo_label_threshold
   keep[labeled_indices] = True
+  keep[validation_indices] = False
   return labels, np.flatnonzero(keep)
 
 

@@ -1,4 +1,4 @@
-"""Class-balanced labeled subsets of a training split.
+"""Class-balanced labeled subsets and the held-out validation set of a training split.
 
 Spec strings (`config.labels`):
   * `all`: every example.
@@ -15,7 +15,14 @@ Spec strings (`config.labels`):
 The computed draws are a pure function of (labels, spec, seed), like S4L's fixed
 `label_map_count_*` lists (methods.md 1.1) but computed rather than shipped; `file:` uses
 such a list as is.
+
+Validation specs (`config.input.validation`): `<int>` (`1000`), `<int>perclass`
+(`1perclass`), `<float>pct` (`10pct`), with the per-class sizes of the labels specs above, or
+`0` / `none` for no validation set. `split_train` carves it first, independently of the seed
+(the same images for every seed and method), then draws the labeled subset from the rest;
+with `file:PATH` labels the listed images are labeled and validation is carved from the rest.
 """
+import dataclasses
 import json
 import os
 import re
@@ -26,6 +33,9 @@ import numpy as np
 _PCT = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)pct$")
 _TOTAL = re.compile(r"^(\d+)$")
 _PERCLASS = re.compile(r"^(\d+)perclass$")
+_NO_VALIDATION = ("0", "none")
+# The validation draw's seed, in place of `config.seed`: the held-out images never change.
+_VALIDATION_SEED = 8_675_309
 
 
 def parse_labels_spec(spec: str) -> tuple[str, float | int | str | None]:
@@ -79,27 +89,117 @@ def select_labeled(labels: np.ndarray, spec: str, seed: int, num_classes: int,
                      f"[{labels.min()}, {labels.max()}].")
   if kind == "all":
     return np.arange(labels.size, dtype=np.int64)
+  return _draw(labels, _wanted(kind, value, labels, seed, num_classes), seed,
+               f"Labels spec {spec!r}")
 
+
+def _wanted(kind: str, value, labels: np.ndarray, seed: int, num_classes: int) -> np.ndarray:
+  """Examples to draw per class (num_classes,) int64 for a pct / perclass / total spec."""
   counts = np.bincount(labels, minlength=num_classes)
   if kind == "pct":
-    wanted = np.maximum(1, np.floor(value * counts + 0.5)).astype(np.int64)
-  elif kind == "perclass":
-    wanted = np.full(num_classes, value, np.int64)
-  else:
-    wanted = np.full(num_classes, value // num_classes, np.int64)
-    extra = np.random.default_rng([seed, num_classes]).choice(
-        num_classes, value % num_classes, replace=False)
-    wanted[extra] += 1
+    return np.maximum(1, np.floor(value * counts + 0.5)).astype(np.int64)
+  if kind == "perclass":
+    return np.full(num_classes, value, np.int64)
+  wanted = np.full(num_classes, value // num_classes, np.int64)
+  extra = np.random.default_rng([seed, num_classes]).choice(
+      num_classes, value % num_classes, replace=False)
+  wanted[extra] += 1
+  return wanted
 
+
+def _draw(labels: np.ndarray, wanted: np.ndarray, seed: int, what: str) -> np.ndarray:
+  """Sorted int64 indices: in class c the first wanted[c] of a `default_rng([seed, c])`
+  permutation of its members; ValueError naming `what` if a class has too few."""
+  counts = np.bincount(labels, minlength=len(wanted))
   short = np.flatnonzero(wanted > counts)
   if short.size:
     c = short[0]
-    raise ValueError(f"Labels spec {spec!r} asks for {wanted[c]} examples of class {c}, which "
+    raise ValueError(f"{what} asks for {wanted[c]} examples of class {c}, which "
                      f"has only {counts[c]} ({short.size} classes short).")
   by_class = np.split(np.argsort(labels, kind="stable"), np.cumsum(counts)[:-1])
   chosen = [np.random.default_rng([seed, c]).permutation(members)[:wanted[c]]
             for c, members in enumerate(by_class)]
   return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def parse_validation_spec(spec: str) -> tuple[str, float | int | None]:
+  """(kind, value) of a validation spec; kind in {none, pct, total, perclass}.
+
+  Raises ValueError naming `input.validation` for any other string (`all`, `file:`).
+  """
+  spec = str(spec)
+  if spec in _NO_VALIDATION:
+    return "none", None
+  try:
+    kind, value = parse_labels_spec(spec)
+  except ValueError:
+    kind = None
+  if kind not in ("pct", "total", "perclass"):
+    raise ValueError(f"input.validation={spec!r} is not a validation size: expected "
+                     "'<int>' (e.g. '1000'), '<int>perclass' (e.g. '1perclass'), "
+                     "'<float>pct' (e.g. '10pct'), or '0' / 'none' for no validation set.")
+  return kind, value
+
+
+def carve_validation(labels: np.ndarray, spec: str, num_classes: int,
+                     exclude: np.ndarray | None = None) -> np.ndarray:
+  """Sorted int64 indices into `labels` (N,) of the class-balanced validation set of `spec`.
+
+  Drawn like `select_labeled` with the fixed seed `_VALIDATION_SEED` (never config.seed)
+  from the examples not in `exclude` (the file-listed labeled images); per-class sizes of a
+  `pct` spec are fractions of those examples (at least 1, 0 for an empty class). Empty for
+  `0` / `none`.
+  """
+  labels = np.asarray(labels)
+  kind, value = parse_validation_spec(spec)
+  if kind == "none":
+    return np.zeros(0, np.int64)
+  pool = np.setdiff1d(np.arange(labels.size),
+                      np.zeros(0, np.int64) if exclude is None else exclude)
+  wanted = _wanted(kind, value, labels[pool], _VALIDATION_SEED, num_classes)
+  if kind == "pct":  # a fraction of an empty class (a folder without images) is nothing
+    wanted[np.bincount(labels[pool], minlength=num_classes) == 0] = 0
+  left = "left once the labeled images are removed" if exclude is not None else "in train"
+  try:
+    chosen = _draw(labels[pool], wanted, _VALIDATION_SEED, f"input.validation={spec!r}")
+  except ValueError as e:
+    raise ValueError(f"{e} Examples {left}: {pool.size}; use a smaller input.validation "
+                     "(or 0 for none).") from None
+  return pool[chosen]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSplit:
+  """Sorted int64 index sets into the train split; `validation` is disjoint from the others."""
+  labeled: np.ndarray     # the labeled stream's examples
+  unlabeled: np.ndarray   # the unlabeled stream's: every non-validation example (S4L)
+  validation: np.ndarray  # held out: never trained on
+
+
+def split_train(labels: np.ndarray, *, labels_spec: str, validation_spec: str, seed: int,
+                num_classes: int, filenames: list[str] | None = None) -> TrainSplit:
+  """The validation set first (`carve_validation`, independent of `seed`), then the labeled
+  subset of `labels_spec` drawn with `seed` from the remaining examples (`select_labeled` on
+  them; `all`: all of them). `file:PATH` labels are the listed images, and validation is
+  carved from the unlisted ones. With no validation set, `labeled` is exactly
+  `select_labeled` on the whole split.
+  """
+  labels = np.asarray(labels)
+  listed = None
+  if parse_labels_spec(labels_spec)[0] == "file":
+    listed = select_labeled(labels, labels_spec, seed, num_classes, filenames)
+  validation = carve_validation(labels, validation_spec, num_classes, exclude=listed)
+  rest = np.setdiff1d(np.arange(labels.size), validation)
+  labeled = listed
+  if labeled is None:
+    try:
+      labeled = rest[select_labeled(labels[rest], labels_spec, seed, num_classes)]
+    except ValueError as e:
+      if not validation.size:
+        raise
+      raise ValueError(f"{e} ({validation.size} train images are held out by "
+                       f"input.validation={validation_spec!r}.)") from None
+  return TrainSplit(labeled=labeled, unlabeled=rest, validation=validation)
 
 
 def _read_filename_list(path: str) -> set[str]:

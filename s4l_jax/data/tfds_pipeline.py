@@ -5,16 +5,18 @@ tf.data decodes, crops and resizes on the host and emits uint8 crops at image_si
 (`views.make_view_fn(..., host_cropped=True)`: flips, rotations, HSV noise, scaling), so the
 host cost of rotate4 / exemplar8 stays close to decoding alone (benchmarks/README.md).
 
-Examples are addressed by their index in the unshuffled split. The labeled subset is
-`subsets.select_labeled` on the train labels (and, for `labels=file:PATH`, file names), read
-once at construction: folders from the file list (no image reads); TFDS builders with one
-pass over the records, images left undecoded (for ImageNet this reads the train split once,
-minutes). Host p streams the index range [N p / P, N (p + 1) / P) (labeled stream: the
-subset's examples in it), shuffled per epoch with seed (seed, epoch); augmentation seeds are a
-function of the position in the host's stream. `train_batch(step)` therefore returns the
-same batch after a restart: the stream is rebuilt at `step`, whole epochs are skipped for free
-and the rest of the current epoch is skipped before decoding (records are read and shuffled,
-not decoded).
+Examples are addressed by their index in the unshuffled split. The validation set and the
+labeled subset are `subsets.split_train` on the train labels (and, for `labels=file:PATH`,
+file names), read once at construction: folders from the file list (no image reads); TFDS
+builders with one pass over the records, images left undecoded (for ImageNet this reads the
+train split once, minutes). Host p streams the index range [N p / P, N (p + 1) / P)
+(labeled stream: the subset's examples in it; unlabeled stream: the non-validation ones),
+shuffled per epoch with seed (seed, epoch); augmentation seeds are a function of the position
+in the host's stream. `train_batch(step)` therefore returns the same batch after a restart:
+the stream is rebuilt at `step`, whole epochs are skipped for free and the rest of the
+current epoch is skipped before decoding (records are read and shuffled, not decoded). The
+validation images' encoded bytes are read once, at the first validation eval (a pass over
+the train records for TFDS), and kept in memory.
 """
 import numpy as np
 import tensorflow as tf
@@ -98,12 +100,16 @@ class TfdsPipeline:
     by_file = subsets.parse_labels_spec(config.labels)[0] == "file"
     labels, filenames = self._source.scan("train", filenames=by_file)
     self._num_train = len(labels)
-    self.labeled_indices = subsets.select_labeled(labels, config.labels, config.seed,
-                                                  self.num_classes, filenames)
+    split = subsets.split_train(labels, labels_spec=config.labels,
+                                validation_spec=config.input.validation, seed=config.seed,
+                                num_classes=self.num_classes, filenames=filenames)
+    self.labeled_indices, self.validation_indices = split.labeled, split.validation
+    self._unlabeled_indices = split.unlabeled
+    self._validation_cache = None  # this host's validation examples, encoded
     self._train_labels = None  # None: the dataset's own labels
-    if config.pseudo_labels:  # student: every image, ground truth where labeled
+    if config.pseudo_labels:  # student: every non-validation image, ground truth where labeled
       self._train_labels, self.labeled_indices = pipeline.pseudo_label_subset(
-          config, labels, self.labeled_indices, self.num_classes)
+          config, labels, self.labeled_indices, self.num_classes, self.validation_indices)
     size = config.input.image_size
     self.image_shape = (size, size, 3)
     self.images_per_step = pipeline.images_per_step(config)
@@ -115,8 +121,8 @@ class TfdsPipeline:
 
   @property
   def num_unlabeled(self) -> int:
-    """Images in the unlabeled stream: the whole train split (S4L)."""
-    return self._num_train
+    """Images in the unlabeled stream: the whole train split but the validation set (S4L)."""
+    return len(self._unlabeled_indices)
 
   def _host_range(self, n: int) -> tuple[int, int]:
     p, count = self.process_index, self.process_count
@@ -132,7 +138,7 @@ class TfdsPipeline:
     """Host-local batches of stream `name` from batch `step` on (infinite)."""
     config, spec = self._config, self._config.input[name]
     seed = config.seed + STREAMS.index(name)
-    indices = self.labeled_indices if name == "labeled" else np.arange(self._num_train)
+    indices = self.labeled_indices if name == "labeled" else self._unlabeled_indices
     lo, hi = self._host_range(self._num_train)
     indices = indices[(indices >= lo) & (indices < hi)]
     if not indices.size:
@@ -171,12 +177,21 @@ class TfdsPipeline:
   def eval_batches(self, global_batch: int, split: str = "test"):
     """Yields host-local {image uint8 (b, S, S, C), label, mask}, b = global_batch // P.
 
-    Host p evaluates the index range [N p / P, N (p + 1) / P); every host yields
+    `split`: test (the dataset's held-out split), validation (the carved train images) or
+    train (every train image, in index order: for pseudo-labelling). Host p evaluates
+    positions [N p / P, N (p + 1) / P) of the split's examples; every host yields
     ceil(ceil(N / P) / b) batches (the last ones padded, mask False), so each example is
     counted exactly once over all hosts.
     """
-    split = self._eval_split if split == "test" else "train"
-    n = self._source.builder.info.splits[split].num_examples
+    if split not in ("test", "validation", "train"):
+      raise ValueError(f"eval split must be validation|test|train, got {split!r}")
+    if split == "validation" and not self.validation_indices.size:
+      raise ValueError("eval split 'validation' is empty: input.validation=0 holds none out")
+    if split == "validation":
+      n = self.validation_indices.size
+    else:
+      split = self._eval_split if split == "test" else "train"
+      n = self._source.builder.info.splits[split].num_examples
     local = self._local(global_batch)
     lo, hi = self._host_range(n)
     per_host = -(-n // self.process_count)  # the largest host range
@@ -185,8 +200,9 @@ class TfdsPipeline:
     view_fn = tf_views.make_tf_eval_fn(image_size=size, decode=True)
     batches = []
     if hi > lo:
-      ds = self._source.dataset(split, np.arange(lo, hi)).map(
-          view_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+      ds = (self._validation_dataset(lo, hi) if split == "validation"
+            else self._source.dataset(split, np.arange(lo, hi)))
+      ds = ds.map(view_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
       batches = tfds.as_numpy(ds.batch(local).prefetch(tf.data.AUTOTUNE))
     done = 0
     for done, b in enumerate(batches, 1):
@@ -197,3 +213,14 @@ class TfdsPipeline:
     for _ in range(done, num_batches):
       yield {"image": np.zeros((local, size, size, 3), np.uint8),
              "label": np.zeros(local, np.int32), "mask": np.zeros(local, bool)}
+
+  def _validation_dataset(self, lo: int, hi: int) -> tf.data.Dataset:
+    """{"image": encoded bytes, "label"} of validation positions [lo, hi), read once: the
+    images are spread over the whole train split."""
+    if self._validation_cache is None:
+      examples = list(tfds.as_numpy(
+          self._source.dataset("train", self.validation_indices[lo:hi])))
+      self._validation_cache = (np.array([e["image"] for e in examples], object),
+                                np.array([e["label"] for e in examples], np.int32))
+    images, labels = self._validation_cache
+    return tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
