@@ -30,5 +30,5 @@ def get_config(arg=None):
   c.loss.consistency_weight = 8.0
   c.loss.consistency_rampup = 0.4
   if a.steps:
-    c.total_steps = a.steps
+    config_lib.set_duration(c, total_steps=a.steps)
   return c

@@ -78,4 +78,4 @@ def test_config_provides_what_the_objective_requires_and_trains_on_digits(tmp_pa
   objectives.check_config(config)
   results = runner.run(config, str(tmp_path))
   assert results["steps"] == 3 and 0.0 <= results["top1"] <= 1.0
-  assert results["top1"] == results["eval"]["ema_top1"]  # evaluated with the teacher's weights
+  assert results["top1"] == results["evals"]["test"]["ema_top1"]  # evaluated with the teacher's weights

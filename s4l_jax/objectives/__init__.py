@@ -29,7 +29,8 @@ Contract (every module `s4l_jax/objectives/<name>.py`; `config.objective` names 
     replicated, never donated, trained or checkpointed).
 * `model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
   mutable=["batch_stats"])` returns `(outputs, {"batch_stats": new})` where `outputs` maps
-  "pre_logits" and each head name (e.g. "classes", "rotations") to float32 arrays (N, dim).
+  "pre_logits", each head name (e.g. "classes", "rotations") and, for an MLP head `h`, its
+  endpoints `h_0` (input) .. `h_L` to float32 arrays (N, dim) (`s4l_jax/models/heads.py`).
 * `metrics` is a flat dict of scalar float32 arrays (means over the global batch).
 * The L2 / weight decay is applied by the optimizer, not here.
 
