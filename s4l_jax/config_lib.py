@@ -67,7 +67,7 @@ def dataset_family(dataset: str) -> str:
   return datasets.get(dataset).name
 
 
-# The run's length: exactly one of these is > 0 (`check_duration`).
+# The run's length: `total_steps` if > 0, else exactly one of the others (`check_duration`).
 DURATION_KEYS = ("total_steps", "total_epochs", "total_unlabeled_epochs", "total_examples")
 # Units of `lr.warmup_epochs` / `lr.decay_epochs`: passes over the labeled or unlabeled stream.
 EPOCH_STREAMS = ("labeled", "unlabeled")
@@ -83,16 +83,20 @@ def set_duration(c, **duration):
 
 
 def check_duration(config):
-  """ValueError unless exactly one of `DURATION_KEYS` is > 0 and none is < 0."""
+  """ValueError unless the run's length is given: `total_steps` > 0 (which overrides the
+  others, e.g. `--config.total_steps=N` on an epoch-based preset), or else exactly one of the
+  other `DURATION_KEYS` > 0; none may be < 0."""
   values = {k: config[k] for k in DURATION_KEYS}
   for key, value in values.items():
     if value < 0:
       arg = " (the config arg steps=)" if key == "total_steps" else ""
       raise ValueError(f"{key}={value}{arg} must be >= 0")
+  if values.pop("total_steps"):
+    return
   if sum(bool(v) for v in values.values()) != 1:
     given = ", ".join(f"{k}={v}" for k, v in values.items() if v) or "all 0"
-    raise ValueError(f"Set exactly one of {', '.join(DURATION_KEYS)} to a value > 0 (the "
-                     f"config arg steps=N sets total_steps), the others to 0; got {given}")
+    raise ValueError(f"Set total_steps > 0 (the config arg steps=N) or exactly one of "
+                     f"{', '.join(values)} > 0, the others 0; got {given}")
 
 
 def steps_per_epoch(num_labeled: int, labeled_batch: int) -> int:
@@ -115,7 +119,8 @@ def schedule_steps_per_epoch(config, num_labeled: int, num_unlabeled: int) -> fl
 
 
 def total_steps(config, num_labeled: int, num_unlabeled: int) -> int:
-  """Training steps of the run, from the one `DURATION_KEYS` entry set (big_vision's steps()).
+  """Training steps of the run (big_vision's steps()): `total_steps` when > 0, else from the one
+  other `DURATION_KEYS` entry set.
 
   `total_epochs` are passes over the labeled subset (S4L's epoch), `total_unlabeled_epochs`
   over the unlabeled stream (the whole train split), `total_examples` labeled examples;
@@ -190,7 +195,7 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.lr = dict(base=0.1, scale_batch_size=256, schedule="step", warmup_epochs=5.0,
               decay_epochs=(140.0, 160.0, 180.0), decay_factor=0.1,
               epochs_of="labeled")  # warm-up / decay epochs: passes over this stream
-  # The run's length: exactly one > 0 (`set_duration`, `total_steps`).
+  # The run's length: total_steps if > 0, else exactly one other > 0 (`check_duration`).
   c.total_steps = 0
   c.total_epochs = 200.0      # epochs over the labeled subset, S4L's definition
   c.total_unlabeled_epochs = 0.0  # passes over the unlabeled stream (the train split)

@@ -84,8 +84,8 @@ def evaluate_export(export_dir: str, dataset: str, split: str = "test", data_dir
   `split="validation"`: the train images that `input.validation=validation_spec` ('' = the
   dataset's default) and `labels=labels_spec` hold out (`subsets.split_train`).
   """
-  from s4l_jax import config_lib, validation  # pylint: disable=g-import-not-at-top
-  from s4l_jax.data import pipeline, sources, subsets  # pylint: disable=g-import-not-at-top
+  from s4l_jax import validation  # pylint: disable=g-import-not-at-top
+  from s4l_jax.data import datasets, pipeline, sources, subsets  # pylint: disable=g-import-not-at-top
   names = sources.class_names(dataset, data_dir or None)
   validation.check_export_classes(export_dir, export_lib.load_description(export_dir), dataset,
                                   names)
@@ -94,8 +94,7 @@ def evaluate_export(export_dir: str, dataset: str, split: str = "test", data_dir
                             image_size=description["input_size"][0], data_dir=data_dir or None)
   indices = None
   if split == "validation":
-    spec = validation_spec or config_lib.DATASET_PRESETS[
-        config_lib.dataset_family(dataset)]["validation"]
+    spec = validation_spec or datasets.get(dataset).validation
     indices = subsets.split_train(data.labels, labels_spec=labels_spec, validation_spec=spec,
                                   seed=0, num_classes=len(names),
                                   filenames=data.filenames).validation

@@ -97,10 +97,15 @@ def test_duration_units(key, value, expected):
   assert config_lib.total_steps(c, num_labeled=1000, num_unlabeled=50_000) == expected
 
 
-def test_duration_needs_exactly_one_key():
+def test_total_steps_overrides_otherwise_exactly_one_duration_key():
   c = config_lib.base_config(dataset="digits", labels="all", labeled_batch=64)
-  c.total_steps = 10  # total_epochs=200 is still set
-  with pytest.raises(ValueError, match=r"; got total_steps=10, total_epochs=200.0$"):
+  c.total_steps = 10  # total_epochs=200 is still set: --config.total_steps=10 overrides it
+  assert config_lib.total_steps(c, 1000, 1000) == 10
+  c.total_steps, c.total_examples = 0, 640  # two epoch-like units: ambiguous
+  with pytest.raises(ValueError, match=r"; got total_epochs=200.0, total_examples=640$"):
+    config_lib.total_steps(c, 1000, 1000)
+  c.total_epochs, c.total_examples = 0.0, 0
+  with pytest.raises(ValueError, match=r"; got all 0$"):
     config_lib.total_steps(c, 1000, 1000)
   with pytest.raises(ValueError, match=r"Unknown duration key 'epochs'; valid: total_steps, "):
     config_lib.set_duration(c, epochs=3)

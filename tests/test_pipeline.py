@@ -3,6 +3,7 @@ once over all hosts, and `input.validation=0` gives the batches of the whole tra
 import numpy as np
 import pytest
 
+from s4l_jax.data import factory
 from s4l_jax.data import pipeline as pipeline_lib
 from s4l_jax.data import streams, subsets
 from testing_utils import load_config, tiny

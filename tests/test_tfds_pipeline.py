@@ -88,7 +88,7 @@ def test_validation_is_held_out_and_evaluated_once(folder, process_count):
   config = _config(folder, "s4l_rotation")
   pipes = [factory.make_pipeline(config, p, process_count) for p in range(process_count)]
   data = pipes[0]
-  labels = data._source.labels("train")  # pylint: disable=protected-access
+  labels, _ = data._source.scan("train")  # pylint: disable=protected-access
   np.testing.assert_array_equal(np.bincount(labels[data.validation_indices]), [1, 1, 1])
   assert not np.intersect1d(data.validation_indices, data.labeled_indices).size
   np.testing.assert_array_equal(  # pylint: disable=protected-access

@@ -37,9 +37,10 @@ def _fake_export(path, class_names):
 
 @pytest.mark.parametrize("overrides, match", [
     ({"total_steps": -1}, r"total_steps=-1 \(the config arg steps=\) must be >= 0"),
-    ({"total_steps": 0}, r"^Set exactly one of total_steps, total_epochs, "
-     r"total_unlabeled_epochs, total_examples .*; got all 0$"),
-    ({"total_epochs": 2.0}, r"; got total_steps=4, total_epochs=2.0$"),
+    ({"total_steps": 0}, r"^Set total_steps > 0 \(the config arg steps=N\) or exactly one of "
+     r"total_epochs, total_unlabeled_epochs, total_examples > 0, the others 0; got all 0$"),
+    ({"total_steps": 0, "total_epochs": 2.0, "total_examples": 64},
+     r"; got total_epochs=2.0, total_examples=64$"),
     ({"total_examples": -5}, r"^total_examples=-5 must be >= 0$"),
     ({"lr.epochs_of": "train"}, r"lr.epochs_of='train' must be one of labeled, unlabeled"),
     ({"lr.epochs_of": "unlabeled"}, r"lr.epochs_of='unlabeled' needs an unlabeled stream"),
@@ -184,7 +185,7 @@ def test_bad_config_flag_fails_in_one_line(tmp_path, config, match):
 @pytest.mark.parametrize("overrides, match", [
     ({"input.labeled.view": "pad_crop|flipp"},
      r"^input.labeled.view 'pad_crop\|flipp': unknown op 'flipp'; valid: a named view "
-     r"\(train, rotate4, exemplar8, simclr2, eval\) or crop_op\|op\|... with crop ops "
+     r"\(train, rotate4, exemplar8, simclr2, eval\) or crop_op\[\*N\]\|op\|... with crop ops "
      r"\(inception_crop, pad_crop, central_crop\) and ops \(flip, hsv_noise, "),
     ({"input.unlabeled.view": "rotate"}, r"^input.unlabeled.view 'rotate': unknown op 'rotate'"),
     ({"input.labeled.view": "flip|pad_crop"},
