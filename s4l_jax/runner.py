@@ -92,6 +92,7 @@ def run_stages(config, workdir: str) -> dict:
   combined = dict(
       method=config.method, dataset=last["dataset"], labels=last["labels"],
       steps=sum(r["steps"] for r in results.values()), top1=last["top1"], top5=last["top5"],
+      validation_top1=last.get("validation_top1"), validation_top5=last.get("validation_top5"),
       wall_s=sum(r["wall_s"] for r in results.values()),
       images_per_s=last["images_per_s"], stages=results)
   if jax.process_index() == 0:
