@@ -35,14 +35,15 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def start_job(workdir, log_prefix, processes: int = 2, *flags):
+def start_job(workdir, log_prefix, processes: int = 2, *flags,
+              config="supervised.py:dataset=digits", tiny=TINY):
   """Starts `processes` main.py processes (DEVICES / processes fake CPU devices each) of one
   job on `workdir`; returns [(Popen, log path)], logs at `<log_prefix>.<process_id>.log`."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1",
              TF_CPP_MIN_LOG_LEVEL="3",
              XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES // processes}")
-  command = [sys.executable, "main.py", "--config=configs/supervised.py:dataset=digits",
-             f"--workdir={workdir}", *TINY, *flags]
+  command = [sys.executable, "main.py", f"--config=configs/{config}", f"--workdir={workdir}",
+             *tiny, *flags]
   cluster = ["--jax_distributed", f"--coordinator_address=127.0.0.1:{_free_port()}",
              f"--num_processes={processes}"]
   job = []
@@ -193,12 +194,37 @@ def test_sigterm_to_one_process(runs, tmp_path):
   assert_same_variables(variables, expected_variables)
 
 
-def test_sigkill_of_one_process(tmp_path):
-  """SIGKILL of process 1: process 0 fails once the heartbeat times out instead of hanging."""
-  job = start_job(tmp_path / "w", tmp_path / "killed", 2, "--heartbeat_timeout_s=5")
-  wait_for(job, rf"step 2/{STEPS} ", process=1)
+def test_sigkill_of_one_process(runs, tmp_path):
+  """SIGKILL of process 1: process 0 fails once the heartbeat times out instead of hanging;
+  re-running both resumes from the last complete checkpoint and ends with the uninterrupted
+  weights."""
+  workdir = tmp_path / "w"
+  job = start_job(workdir, tmp_path / "killed", 2, "--heartbeat_timeout_s=5")
+  wait_for(job, rf"step 4/{STEPS} ", process=1)
   job[1][0].kill()
   start = time.time()
   (returncode, log), _ = wait_job(job, timeout=60)
   assert returncode != 0, log[-3000:]
   assert time.time() - start < 30  # 5 s of heartbeat timeout, the rest for a loaded machine
+  check_success(wait_job(start_job(workdir, tmp_path / "second")))
+  (results, variables), (expected, expected_variables) = final(workdir), final(runs[2])
+  assert 2 <= results["resumed_from_step"] < STEPS
+  assert results["top1"] == expected["top1"]
+  assert_same_variables(variables, expected_variables)
+
+
+def test_moam_stages(tmp_path):
+  """MOAM's three stages across 2 processes: each stage is trained once by each process,
+  the pseudo-labels written once, the combined results.json covers all three."""
+  stage_keys = [k.replace("--config.", "") for k in TINY if "total_steps" not in k]
+  tiny = [f"--config.stages.step{i}.{k}" for i in (1, 2, 3) for k in stage_keys] + [
+      "--config.stages.step1.input.unlabeled.batch_size=16"]
+  job = start_job(tmp_path / "w", tmp_path / "moam", 2, config="moam.py:dataset=digits,steps=2",
+                  tiny=tiny)
+  check_success(wait_job(job, timeout=2 * TIMEOUT_S))
+  with open(tmp_path / "w" / "results.json") as f:
+    assert sorted(json.load(f)["stages"]) == ["step1", "step2", "step3"]
+  for log in _logs(job):
+    trained = re.findall(r"train.py:\d+\] (\S+) on digits;", log)  # one summary per training
+    assert trained == ["moam_step1", "supervised", "supervised"], trained
+  assert (tmp_path / "w" / "step2" / "pseudo_labels.json").exists()
