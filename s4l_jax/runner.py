@@ -5,6 +5,8 @@ stage trains in `WORKDIR/<stage>`, `@<stage>` in `teacher` / `init_from` names t
 export, finished stages are skipped on re-runs, and `WORKDIR/results.json` combines them.
 The workdir is locked for the run, and a re-run's config must match the one that started it
 (s4l_jax/workdir.py).
+Every process of a job runs this: process 0 writes the plain files (then a barrier), and
+whether a stage is finished is process 0's reading, shared with all.
 """
 import json
 import os

@@ -1,6 +1,7 @@
 """One workdir, one run: an exclusive lock, and the config the workdir's run was started with.
 
-`lock(workdir)` stops a second process on the same workdir at once (the first keeps running);
+`lock(workdir)` stops a second job on the same workdir at once (the first keeps running;
+the processes of one multi-process job share the lock);
 `check_config(config, workdir)` stops a resume whose config differs from the one that wrote
 the workdir's checkpoints or results, except in keys that only affect logging, evaluation
 and checkpoint cadence (`MAY_CHANGE`), unless `allow_config_change` is set.
