@@ -18,8 +18,18 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:args].",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumes if it has "
                                "checkpoints).", required=True)
-_DISTRIBUTED = flags.DEFINE_bool("jax_distributed", False, "Call jax.distributed.initialize() "
-                                 "(multi-host TPU pods; launch/ sets it).")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "jax_distributed", False, "Call jax.distributed.initialize(): with no other flag, jax "
+    "detects the cluster (TPU pods, SLURM, Open MPI, Kubernetes; launch/ sets it); elsewhere "
+    "also pass --coordinator_address, --num_processes and --process_id.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0's "
+                                   "coordinator (with --jax_distributed).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes of the job "
+                                      "(with --jax_distributed).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0 to "
+                                   "num_processes - 1 (with --jax_distributed).")
+_HEARTBEAT = flags.DEFINE_integer("heartbeat_timeout_s", 100, "With --jax_distributed: seconds "
+                                  "without news from a process before the others fail.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -52,13 +62,39 @@ def _parse_flags(argv):
   return argv
 
 
+def distributed_args(enabled: bool, coordinator_address, num_processes, process_id) -> dict:
+  """Keyword arguments of jax.distributed.initialize: {} (auto-detection) or all three.
+
+  Raises ValueError (one line) when only some of the three are given, or any without
+  `--jax_distributed`.
+  """
+  given = dict(coordinator_address=coordinator_address, num_processes=num_processes,
+               process_id=process_id)
+  named = [f"--{k}" for k, v in given.items() if v is not None]
+  if named and not enabled:
+    raise ValueError(f"{', '.join(named)} need --jax_distributed")
+  if named and len(named) < len(given):
+    missing = [f"--{k}" for k, v in given.items() if v is None]
+    raise ValueError(f"--jax_distributed with {', '.join(named)} also needs "
+                     f"{', '.join(missing)} (give all three, or none for auto-detection)")
+  if named and not 0 <= process_id < num_processes:
+    raise ValueError(f"--process_id={process_id} is not in 0..{num_processes - 1} "
+                     f"(--num_processes={num_processes})")
+  return given if named else {}
+
+
 def main(argv):
   del argv
   from s4l_jax import logs  # pylint: disable=g-import-not-at-top
   logs.configure()  # third-party INFO (Orbax, JAX, TF) only with --verbosity=1
   import jax  # pylint: disable=g-import-not-at-top
+  try:
+    cluster = distributed_args(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
+                               _PROCESS_ID.value)
+  except ValueError as e:
+    sys.exit(f"FATAL Flags parsing error: {e}")
   if _DISTRIBUTED.value:
-    jax.distributed.initialize()
+    jax.distributed.initialize(**cluster, heartbeat_timeout_seconds=_HEARTBEAT.value)
   from s4l_jax import runner  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
   logging.debug("Config:\n%s", config)  # each run logs a one-line summary; all of it at -v 1

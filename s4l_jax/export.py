@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from s4l_jax import models
+from s4l_jax import distributed, models
 from s4l_jax.data import views
 
 PLATFORMS = ("cpu", "cuda", "tpu")
@@ -40,32 +40,39 @@ def write_export(export_dir: str, model_config, variables, *, image_size: int, c
                  class_names, meta: dict):
   """Writes predict.jax, export.json and variables/ (replacing a previous export).
 
+  Every process of a job calls it: process 0 writes the plain files into `<export_dir>.tmp`,
+  all take part in Orbax's save of variables/, then process 0 renames the whole.
   `model_config`: `config.model`; export.json records it resolved (`models.model_record`)
   and predict.jax traces the network built from that record, so the two cannot disagree.
   """
-  record = models.model_record(model_config, len(class_names))
-  model = models.build_model(record, len(class_names))
   variables = jax.device_get(variables)
   tmp = export_dir.rstrip("/") + ".tmp"
-  shutil.rmtree(tmp, ignore_errors=True)
-  os.makedirs(tmp)
-  spec = jax.ShapeDtypeStruct(
-      jax.export.symbolic_shape(f"b, {image_size}, {image_size}, {channels}"), jnp.uint8)
-  exported = jax.export.export(jax.jit(make_predict(model, variables)),
-                               platforms=PLATFORMS)(spec)
-  with open(os.path.join(tmp, "predict.jax"), "wb") as f:
-    f.write(exported.serialize())
-  description = dict(meta, input_size=[image_size, image_size, channels], input_dtype="uint8",
-                     preprocessing=PREPROCESSING, class_names=list(class_names),
-                     num_classes=len(class_names), platforms=list(PLATFORMS),
-                     model=record)
-  with open(os.path.join(tmp, DESCRIPTION_FILE), "w") as f:
-    json.dump(description, f, indent=2)
+  if distributed.is_writer():
+    record = models.model_record(model_config, len(class_names))
+    model = models.build_model(record, len(class_names))
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    spec = jax.ShapeDtypeStruct(
+        jax.export.symbolic_shape(f"b, {image_size}, {image_size}, {channels}"), jnp.uint8)
+    exported = jax.export.export(jax.jit(make_predict(model, variables)),
+                                 platforms=PLATFORMS)(spec)
+    with open(os.path.join(tmp, "predict.jax"), "wb") as f:
+      f.write(exported.serialize())
+    description = dict(meta, input_size=[image_size, image_size, channels],
+                       input_dtype="uint8", preprocessing=PREPROCESSING,
+                       class_names=list(class_names), num_classes=len(class_names),
+                       platforms=list(PLATFORMS), model=record)
+    with open(os.path.join(tmp, DESCRIPTION_FILE), "w") as f:
+      json.dump(description, f, indent=2)
+  distributed.barrier(f"export: {tmp} created")
   with ocp.StandardCheckpointer() as checkpointer:
     checkpointer.save(os.path.join(os.path.abspath(tmp), "variables"), variables)
     checkpointer.wait_until_finished()
-  shutil.rmtree(export_dir, ignore_errors=True)
-  os.replace(tmp, export_dir)
+  distributed.barrier(f"export: {tmp} written")
+  if distributed.is_writer():
+    shutil.rmtree(export_dir, ignore_errors=True)
+    os.replace(tmp, export_dir)
+  distributed.barrier(f"export: {export_dir} in place")
 
 
 def load_description(export_dir: str) -> dict:

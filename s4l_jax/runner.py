@@ -5,14 +5,13 @@ stage trains in `WORKDIR/<stage>`, `@<stage>` in `teacher` / `init_from` names t
 export, finished stages are skipped on re-runs, and `WORKDIR/results.json` combines them.
 The workdir is locked for the run, and a re-run's config must match the one that started it
 (s4l_jax/workdir.py).
+Every process of a job runs this: process 0 writes the plain files (then a barrier), and
+whether a stage is finished is process 0's reading, shared with all.
 """
 import json
 import os
 
-import jax
-from jax.experimental import multihost_utils
-
-from s4l_jax import config_lib, pseudo_label, train, validation, workdir as workdir_lib
+from s4l_jax import config_lib, distributed, pseudo_label, train, validation, workdir as workdir_lib
 
 
 def run(config, workdir: str) -> dict:
@@ -26,9 +25,10 @@ def run(config, workdir: str) -> dict:
 def run_one(config, workdir: str) -> dict:
   validation.validate(config)
   workdir_lib.check_config(config, workdir)
+  distributed.barrier(f"{workdir}: config checked")  # before process 0 replaces config.json
   if config.teacher:
     config = with_pseudo_labels(config, workdir)
-  if jax.process_index() == 0:
+  if distributed.is_writer():
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
@@ -38,13 +38,13 @@ def run_one(config, workdir: str) -> dict:
 def with_pseudo_labels(config, workdir: str):
   """Labels the train split with `config.teacher` once (WORKDIR/pseudo_labels.npz)."""
   path = os.path.join(os.path.abspath(workdir), "pseudo_labels.npz")
-  if not os.path.exists(path) and jax.process_index() == 0:
+  if not distributed.agree(os.path.exists(path)) and distributed.is_writer():
     os.makedirs(workdir, exist_ok=True)
     stats = pseudo_label.generate(config.teacher, config, path + ".tmp.npz")
     os.replace(path + ".tmp.npz", path)
     with open(os.path.join(workdir, "pseudo_labels.json"), "w") as f:
       json.dump(dict(stats, teacher=config.teacher), f, indent=2)
-  multihost_utils.sync_global_devices("pseudo_labels")
+  distributed.barrier(f"{path} written")
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.pseudo_labels = path
@@ -82,7 +82,7 @@ def run_stages(config, workdir: str) -> dict:
     if config.get("allow_config_change"):
       stage.allow_config_change = True
     done = os.path.join(stage_dir, "results.json")
-    if os.path.exists(done):
+    if distributed.agree(os.path.exists(done)):  # process 0 wrote it before a barrier
       workdir_lib.check_config(stage, stage_dir)  # a finished stage of another config is stale
       with open(done) as f:
         results[name] = json.load(f)
@@ -95,7 +95,8 @@ def run_stages(config, workdir: str) -> dict:
       validation_top1=last.get("validation_top1"), validation_top5=last.get("validation_top5"),
       wall_s=sum(r["wall_s"] for r in results.values()),
       images_per_s=last["images_per_s"], stages=results)
-  if jax.process_index() == 0:
+  if distributed.is_writer():
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump(combined, f, indent=2)
+  distributed.barrier(f"{workdir}/results.json written")
   return combined

@@ -104,18 +104,27 @@ class _Preemption:
   """Turns SIGTERM and SIGINT (Ctrl-C) into a flag the loop checks: save, then exit cleanly.
 
   After the first signal its default action is back, so a second Ctrl-C stops at once.
-  `restore()` reinstates the handlers that were there before.
+  `restore()` reinstates the handlers that were there before. With several processes, a
+  signal to any of them stops all at the same step: they agree every `sync_every` steps.
   """
   SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-  def __init__(self):
+  def __init__(self, sync_every: int = 1):
     self.signal_name = None
+    self.sync_every = max(int(sync_every), 1)
     self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
 
   def requested_at(self, step: int) -> bool:
-    """Whether to save and stop after `step` (checked once per step)."""
-    del step
-    return self.signal_name is not None
+    """Whether to save and stop after `step` (checked once per step, by every process)."""
+    if jax.process_count() == 1:
+      return self.signal_name is not None
+    if step % self.sync_every:
+      return False
+    received = int(signal.Signals[self.signal_name]) if self.signal_name else 0
+    agreed = distributed.max_over_processes(received)
+    if agreed and self.signal_name is None:
+      self.signal_name = signal.Signals(agreed).name
+    return bool(agreed)
 
   def _handle(self, signum, frame):
     del frame
@@ -163,7 +172,7 @@ def run(config, workdir: str) -> dict:
   """
   start = time.time()
   r = _init(config, workdir)
-  if int(r.state.step) >= r.num_steps and _finished(workdir):
+  if int(r.state.step) >= r.num_steps and distributed.agree(_finished(workdir)):
     r.ckpt.close()
     logging.info("Already finished: %s holds the results of all %d steps", workdir, r.num_steps)
     with open(os.path.join(workdir, "results.json")) as f:
@@ -237,7 +246,7 @@ def _train(r: _Run, writer, evaluators):
   """
   config, data, ckpt, state = r.config, r.data, r.ckpt, r.state
   first_step, num_steps = int(state.step), r.num_steps
-  preemption = _Preemption()
+  preemption = _Preemption(sync_every=config.log_every_steps)
 
   last_saved, t_log, step_log = ckpt.latest_step(), time.time(), first_step
   timed_steps, timed_s = 0, 0.0
@@ -299,7 +308,8 @@ def _train(r: _Run, writer, evaluators):
 
 def _finish(r: _Run, state, evaluators, final: dict, *, first_step: int, images_per_s,
             wall_s: float) -> dict:
-  """results.json and the export (process 0) from the final state and its evaluations."""
+  """results.json (process 0) and the export (every process) from the final state and its
+  evaluations."""
   config, data, num_steps = r.config, r.data, r.num_steps
   rate = images_per_s
   if rate is None:  # too few timed steps: whole-run rate
@@ -316,15 +326,16 @@ def _finish(r: _Run, state, evaluators, final: dict, *, first_step: int, images_
       steps=num_steps, top1=pick("test", "top1"), top5=pick("test", "top5"),
       validation_top1=pick("validation", "top1"), validation_top5=pick("validation", "top5"),
       wall_s=wall_s, images_per_s=rate, resumed_from_step=first_step, evals=final)
-  if jax.process_index() == 0:
-    export.write_export(
-        os.path.join(r.workdir, "export"), config.model, state.eval_variables(r.use_ema),
-        image_size=config.input.image_size, channels=data.image_shape[-1],
-        class_names=data.class_names,
-        meta=dict(method=config.objective, dataset=config.dataset, labels=config.labels,
-                  step=num_steps, weights="ema" if r.use_ema else "raw", top1=results["top1"]))
+  export.write_export(
+      os.path.join(r.workdir, "export"), config.model, state.eval_variables(r.use_ema),
+      image_size=config.input.image_size, channels=data.image_shape[-1],
+      class_names=data.class_names,
+      meta=dict(method=config.objective, dataset=config.dataset, labels=config.labels,
+                step=num_steps, weights="ema" if r.use_ema else "raw", top1=results["top1"]))
+  if distributed.is_writer():
     with open(os.path.join(r.workdir, "results.json"), "w") as f:
       json.dump(results, f, indent=2)
+  distributed.barrier(f"{r.workdir}/results.json written")
   return results
 
 

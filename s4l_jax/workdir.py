@@ -1,6 +1,7 @@
 """One workdir, one run: an exclusive lock, and the config the workdir's run was started with.
 
-`lock(workdir)` stops a second process on the same workdir at once (the first keeps running);
+`lock(workdir)` stops a second job on the same workdir at once (the first keeps running;
+the processes of one multi-process job share the lock);
 `check_config(config, workdir)` stops a resume whose config differs from the one that wrote
 the workdir's checkpoints or results, except in keys that only affect logging, evaluation
 and checkpoint cadence (`MAY_CHANGE`), unless `allow_config_change` is set.
@@ -12,8 +13,9 @@ import json
 import os
 import socket
 
-import jax
 from absl import logging
+
+from s4l_jax import distributed
 
 LOCK_FILE = ".lock"
 CONFIG_FILE = "config.json"
@@ -32,34 +34,50 @@ def is_remote(path: str) -> bool:
 
 @contextlib.contextmanager
 def lock(workdir: str):
-  """Holds an exclusive lock on WORKDIR/.lock (process 0; local filesystems) while running.
+  """Holds an exclusive lock on WORKDIR/.lock (local filesystems) while running.
 
-  A second process raises a one-line ValueError naming the holder's host and pid. The lock
-  goes with the process (flock), so a killed run leaves nothing stale behind.
+  Process 0 of a job takes it for the whole job, so the processes of one job share it; when
+  another job holds it, every process raises a one-line ValueError naming the holder's host
+  and pid. The lock goes with the process (flock), so a killed run leaves nothing stale.
   """
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ValueError(f"--workdir={workdir} is a file, not a directory: pass a directory path")
-  if jax.process_index() != 0 or is_remote(workdir):
+  if is_remote(workdir):
     yield
     return
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, LOCK_FILE), "a+") as f:
-    try:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      f.seek(0)
-      holder = f.read().strip() or "another process"
+  with contextlib.ExitStack() as held:
+    holder = _hold(workdir, held) if distributed.is_writer() else None
+    if distributed.agree(holder is not None):
+      holder = holder or _read_holder(workdir)
       raise ValueError(f"--workdir={workdir} is in use by {holder}: one workdir takes one run "
-                       "at a time; wait for it, stop it, or use another --workdir") from None
-    f.seek(0)
-    f.truncate()
-    started = datetime.datetime.now().isoformat(timespec="seconds")
-    f.write(f"pid {os.getpid()} on {socket.gethostname()} (since {started})")
-    f.flush()
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
+                       "at a time; wait for it, stop it, or use another --workdir")
+    yield
+
+
+def _hold(workdir: str, held: contextlib.ExitStack) -> str | None:
+  """Locks WORKDIR/.lock until `held` closes and records this process in it; or returns
+  the current holder ('pid 12 on host (since ...)') if another process has it."""
+  os.makedirs(workdir, exist_ok=True)
+  f = held.enter_context(open(os.path.join(workdir, LOCK_FILE), "a+"))
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    return _read_holder(workdir)
+  held.callback(fcntl.flock, f, fcntl.LOCK_UN)
+  f.seek(0)
+  f.truncate()
+  started = datetime.datetime.now().isoformat(timespec="seconds")
+  f.write(f"pid {os.getpid()} on {socket.gethostname()} (since {started})")
+  f.flush()
+  return None
+
+
+def _read_holder(workdir: str) -> str:
+  try:
+    with open(os.path.join(workdir, LOCK_FILE)) as f:
+      return f.read().strip() or "another process"
+  except OSError:
+    return "another process"
 
 
 def flat_config(config) -> dict:
@@ -121,7 +139,7 @@ def check_config(config, workdir: str):
         f"{workdir} was started with another config ({shown}): re-run with the config that "
         "started it, use a new --workdir, or pass --config.allow_config_change=true to "
         "continue under the new one")
-  if jax.process_index() == 0:
+  if distributed.is_writer():
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     kept = os.path.join(workdir, f"config.before_{stamp}.json")
     os.replace(path, kept)
