@@ -6,6 +6,10 @@ set -euo pipefail
 LAUNCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "${LAUNCH_DIR}/.." && pwd)"
 GCLOUD="${GCLOUD:-gcloud}"
+DRY_RUN=0
+# fd 3 is this script's stdout: dry-run lines reach it even from inside $(...) or >/dev/null.
+# gcloud does not inherit it (gcloud_tpu closes it).
+exec 3>&1
 
 die() { echo "error: $*" >&2; exit 1; }
 
@@ -39,9 +43,40 @@ load_env() {
   RUNS_DIR="${RUNS_DIR:-s4l_runs}"
 }
 
-# gcloud_tpu ARGS... : `gcloud compute tpus ARGS --zone --project`.
+# take_dry_run ARGS... : sets DRY_RUN=1 if ARGS hold --dry_run; the other ARGS go to ARGS_LEFT.
+take_dry_run() {
+  ARGS_LEFT=()
+  local a
+  for a in "$@"; do
+    if [[ "${a}" == --dry_run ]]; then DRY_RUN=1; else ARGS_LEFT+=("${a}"); fi
+  done
+}
+
+# gcloud_tpu ARGS... : `gcloud compute tpus ARGS --zone --project`; with DRY_RUN=1 only prints
+# the command line (shell-quoted, to fd 3) and succeeds with no output.
 gcloud_tpu() {
-  "${GCLOUD}" compute tpus "$@" --zone="${ZONE}" --project="${PROJECT}"
+  local cmd=("${GCLOUD}" compute tpus "$@" --zone="${ZONE}" --project="${PROJECT}")
+  if (( DRY_RUN )); then
+    printf '%s\n' "$(quote "${cmd[@]}")" >&3
+    return 0
+  fi
+  "${cmd[@]}" 3>&-
+}
+
+# Default TPU VM runtime (software version) per accelerator generation, the part of
+# ACCELERATOR before "-<size>" (v4-32 -> v4). RUNTIME_VERSION in env.sh overrides it.
+RUNTIME_VERSIONS="v2=tpu-ubuntu2204-base v3=tpu-ubuntu2204-base v4=tpu-ubuntu2204-base \
+v5litepod=v2-alpha-tpuv5-lite v5e=v2-alpha-tpuv5-lite v5p=v2-alpha-tpuv5 v6e=v2-alpha-tpuv6e"
+
+# resolve_runtime_version : sets RUNTIME_VERSION from ACCELERATOR via RUNTIME_VERSIONS unless set.
+resolve_runtime_version() {
+  [[ -z "${RUNTIME_VERSION:-}" ]] || return 0
+  local generation="${ACCELERATOR%-*}" entry known=""
+  for entry in ${RUNTIME_VERSIONS}; do
+    if [[ "${entry%%=*}" == "${generation}" ]]; then RUNTIME_VERSION="${entry#*=}"; return 0; fi
+    known+="${known:+, }${entry%%=*}"
+  done
+  die "no default runtime for ACCELERATOR='${ACCELERATOR}' (generation '${generation}'; known: ${known}); set RUNTIME_VERSION in env.sh."
 }
 
 # tpu_ssh WORKER COMMAND : runs COMMAND (a bash string) on WORKER ("all", 0, 1, ...).

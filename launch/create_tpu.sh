@@ -4,13 +4,17 @@
 #   launch/create_tpu.sh            # on-demand: gcloud compute tpus tpu-vm create
 #   launch/create_tpu.sh --queued   # queued resource (waits for capacity)
 #   launch/create_tpu.sh --spot     # queued resource on spot capacity (preemptible; run.sh resumes)
+#   launch/create_tpu.sh --dry_run  # prints the gcloud commands, runs nothing
 #
+# RUNTIME_VERSION defaults to the one for ACCELERATOR's generation (common.sh RUNTIME_VERSIONS).
 # Env: POLL_S (default 30) between state checks, WAIT_TIMEOUT_S (default 0 = wait forever).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-usage() { echo "usage: $0 [--queued] [--spot]" >&2; exit 2; }
+usage() { echo "usage: $0 [--queued] [--spot] [--dry_run]" >&2; exit 2; }
 queued=0 spot=0
+take_dry_run "$@"
+set -- ${ARGS_LEFT[@]+"${ARGS_LEFT[@]}"}
 for a in "$@"; do
   case "${a}" in
     --queued) queued=1 ;;
@@ -19,7 +23,8 @@ for a in "$@"; do
     *) echo "unknown argument: ${a}" >&2; usage ;;
   esac
 done
-load_env PROJECT ZONE TPU_NAME ACCELERATOR RUNTIME_VERSION
+load_env PROJECT ZONE TPU_NAME ACCELERATOR
+resolve_runtime_version
 
 POLL_S="${POLL_S:-30}"
 WAIT_TIMEOUT_S="${WAIT_TIMEOUT_S:-0}"
@@ -44,6 +49,7 @@ start=${SECONDS}
 while true; do
   state="$(gcloud_tpu "${describe[@]}" 2>/dev/null || true)"
   state="${state//[[:space:]]/}"
+  if (( DRY_RUN )); then exit 0; fi
   echo "$(date +%H:%M:%S) state: ${state:-unknown}"
   case "${state}" in
     "${want}") break ;;

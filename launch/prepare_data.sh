@@ -3,6 +3,7 @@
 #
 #   launch/prepare_data.sh [MANUAL_DIR]           # on this machine (e.g. a CPU VM with disk)
 #   launch/prepare_data.sh --on-tpu [MANUAL_DIR]  # on worker 0 of the slice (after setup_tpu.sh)
+#   launch/prepare_data.sh --on-tpu --dry_run ... # prints the gcloud command, runs nothing
 #
 # MANUAL_DIR holds ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar (from image-net.org; you
 # must accept its terms yourself). It may be a gs:// folder; the tars are then copied down
@@ -12,12 +13,15 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-usage() { echo "usage: $0 [--on-tpu] [MANUAL_DIR]" >&2; exit 2; }
+usage() { echo "usage: $0 [--on-tpu [--dry_run]] [MANUAL_DIR]" >&2; exit 2; }
+take_dry_run "$@"
+set -- ${ARGS_LEFT[@]+"${ARGS_LEFT[@]}"}
 on_tpu=0
 if [[ "${1:-}" == "--on-tpu" ]]; then on_tpu=1; shift; fi
 [[ $# -le 1 ]] || usage
 [[ "${1:-}" != -* ]] || usage
 manual="${1:-}"
+(( on_tpu || ! DRY_RUN )) || die "--dry_run needs --on-tpu (the local mode calls gsutil and python, not gcloud)."
 load_env TFDS_DATA_DIR
 
 if (( on_tpu )); then

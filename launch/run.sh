@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
 # Starts one training run on every worker of the TPU slice (in the background, under nohup).
 #
-#   launch/run.sh CONFIG[:ARGS] RUN_NAME [--config.key=value ...]
+#   launch/run.sh [--dry_run] CONFIG[:ARGS] RUN_NAME [--config.key=value ...]
 #   launch/run.sh configs/s4l_rotation.py:labels=10pct s4l_rot_10pct
 #
 # Workdir: $WORKDIR_ROOT/RUN_NAME (GCS, seen by all hosts). The run name is explicit, so after
 # a preemption (or stop.sh) the *same command* resumes from the latest Orbax checkpoint.
-# Per worker: log ~/$RUNS_DIR/RUN_NAME/worker<N>.log, PID file worker<N>.pid (see logs.sh, stop.sh).
+# Per worker: log ~/$RUNS_DIR/RUN_NAME/worker<N>.log, PID file worker<N>.pid (see logs.sh, stop.sh),
+# and, once main.py has ended, its exit status in worker<N>.exit (see run_until_done.sh).
 # CONFIG may be given as `s4l_rotation.py[:ARGS]`; it is then looked up in configs/.
-# FORCE=1 skips the check that no other run is alive on the workers.
+# FORCE=1 skips the check that no other run is alive on the workers. --dry_run prints the gcloud
+# command (with the remote script) and runs nothing.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
-  echo "usage: $0 CONFIG[:ARGS] RUN_NAME [--config.key=value ...]" >&2
+  echo "usage: $0 [--dry_run] CONFIG[:ARGS] RUN_NAME [--config.key=value ...]" >&2
   echo "  e.g. $0 configs/s4l_rotation.py:labels=10pct s4l_rot_10pct" >&2
   exit 2
 }
+take_dry_run "$@"
+set -- ${ARGS_LEFT[@]+"${ARGS_LEFT[@]}"}
 [[ $# -ge 2 ]] || usage
 config="$1" run_name="$2"
 shift 2
@@ -30,6 +34,8 @@ load_env PROJECT ZONE TPU_NAME TFDS_DATA_DIR WORKDIR_ROOT
 workdir="${WORKDIR_ROOT%/}/${run_name}"
 train_cmd="\"\$HOME/${REMOTE_VENV}/bin/python\" $(quote main.py "--config=${config}" "--workdir=${workdir}" --jax_distributed "$@")"
 run_dir="\$HOME/${RUNS_DIR}/${run_name}"
+# The wrapper records main.py's PID (for stop.sh) and, when it ends, its exit status.
+record_exit='"$@" & echo $! > "$0.pid"; wait $!; echo $? > "$0.exit"'
 
 remote="set -e
 cd ~/$(quote "${REMOTE_DIR}")
@@ -45,13 +51,15 @@ if [ \"${FORCE:-0}\" != 1 ]; then
   done
 fi
 mkdir -p \"${run_dir}\"
-LOG=\"${run_dir}/worker\$W.log\"
+F=\"${run_dir}/worker\$W\"
+rm -f \"\$F.pid\" \"\$F.exit\" \"\$F.stopped\"
 export TFDS_DATA_DIR=$(quote "${TFDS_DATA_DIR}")
-echo \"=== \$(date -u +%FT%TZ) worker \$W starts run ${run_name}\" >> \"\$LOG\"
-nohup ${train_cmd} >> \"\$LOG\" 2>&1 < /dev/null &
-echo \$! > \"${run_dir}/worker\$W.pid\"
-echo \"worker \$W: pid \$!, log \$LOG\""
+echo \"=== \$(date -u +%FT%TZ) worker \$W starts run ${run_name}\" >> \"\$F.log\"
+nohup bash -c $(quote "${record_exit}") \"\$F\" ${train_cmd} >> \"\$F.log\" 2>&1 < /dev/null &
+for i in \$(seq 100); do [ -s \"\$F.pid\" ] && break; sleep 0.1; done
+echo \"worker \$W: pid \$(cat \"\$F.pid\"), log \$F.log\""
 
 echo "Run ${run_name}: ${config} $* -> ${workdir}"
 tpu_ssh all "${remote}"
+(( ! DRY_RUN )) || exit 0
 echo "Started on all workers of ${TPU_NAME}. Follow: launch/logs.sh ${run_name}   Stop: launch/stop.sh ${run_name}"

@@ -2,14 +2,16 @@
 # Copies this checkout to every worker of the TPU slice and installs it into a venv.
 # Idempotent: re-run after every code change (the venv is kept, the code is replaced).
 #
-#   launch/setup_tpu.sh
+#   launch/setup_tpu.sh [--dry_run]   (--dry_run: prints the gcloud commands, runs nothing)
 #
 # What is copied: tracked files plus untracked files git does not ignore (so launch/env.sh,
 # .venv/, workdirs/ stay home). The venv lives outside the code dir (~/$REMOTE_VENV).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-[[ $# -eq 0 ]] || { echo "usage: $0   (no arguments; settings come from launch/env.sh)" >&2; exit 2; }
+take_dry_run "$@"
+set -- ${ARGS_LEFT[@]+"${ARGS_LEFT[@]}"}
+[[ $# -eq 0 ]] || { echo "usage: $0 [--dry_run]   (settings come from launch/env.sh)" >&2; exit 2; }
 load_env PROJECT ZONE TPU_NAME
 
 stage="$(mktemp -d)"

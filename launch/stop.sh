@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Stops a run on every worker via the PID files run.sh wrote.
 #
-#   launch/stop.sh RUN_NAME
+#   launch/stop.sh [--dry_run] RUN_NAME
 #
-# Sends SIGTERM first (the trainer saves a checkpoint of the current step), waits up to
-# STOP_GRACE_S (default 120) seconds, then SIGKILL. Re-run launch/run.sh with the same
-# arguments to resume.
+# Marks the run as stopped (worker<N>.stopped, so run_until_done.sh does not re-run it), sends
+# SIGTERM (the trainer saves a checkpoint of the current step), waits up to STOP_GRACE_S
+# (default 120) seconds, then SIGKILL. Re-run launch/run.sh with the same arguments to resume.
+# --dry_run prints the gcloud command and runs nothing.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-usage() { echo "usage: $0 RUN_NAME" >&2; exit 2; }
+usage() { echo "usage: $0 [--dry_run] RUN_NAME" >&2; exit 2; }
+take_dry_run "$@"
+set -- ${ARGS_LEFT[@]+"${ARGS_LEFT[@]}"}
 [[ $# -eq 1 ]] || usage
 run_name="$1"
 check_run_name "${run_name}"
@@ -23,6 +26,7 @@ found=0
 for f in \"${run_dir}\"/worker*.pid; do
   [ -e \"\$f\" ] || continue
   found=1
+  touch \"\${f%.pid}.stopped\"
   p=\$(cat \"\$f\")
   if kill -0 \"\$p\" 2>/dev/null && grep -q main.py /proc/\"\$p\"/cmdline 2>/dev/null; then
     kill -TERM \"\$p\"
@@ -36,4 +40,5 @@ for f in \"${run_dir}\"/worker*.pid; do
 done
 [ \$found = 1 ] || echo \"worker \$W: no PID file for run ${run_name}\""
 tpu_ssh all "${remote}"
+(( ! DRY_RUN )) || exit 0
 echo "Stopped ${run_name}. Resume with the same launch/run.sh command."

@@ -2,7 +2,7 @@
 # Runs several `:ARGS` variants of one config on the slice, one after another (a TPU runs one
 # program at a time), each with its own run name PREFIX_<args> and workdir.
 #
-#   launch/sweep.sh CONFIG RUN_PREFIX ARGS1 [ARGS2 ...] [-- --config.key=value ...]
+#   launch/sweep.sh [--dry_run] CONFIG RUN_PREFIX ARGS1 [ARGS2 ...] [-- --config.key=value ...]
 #   launch/sweep.sh configs/supervised.py sup labels=10pct labels=1pct
 #     -> runs sup_labels-10pct, then sup_labels-1pct
 #
@@ -10,15 +10,17 @@
 # (default 300) seconds until it ends. Keep it alive with nohup/tmux on your workstation.
 # Re-running the same sweep is safe: finished runs find their last checkpoint and just
 # re-report, an interrupted one resumes. A run that fails stops the sweep (CONTINUE_ON_ERROR=1
-# moves on instead).
+# moves on instead). --dry_run prints each run's gcloud commands (one poll each) and runs nothing.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
-  echo "usage: $0 CONFIG RUN_PREFIX ARGS1 [ARGS2 ...] [-- --config.key=value ...]" >&2
+  echo "usage: $0 [--dry_run] CONFIG RUN_PREFIX ARGS1 [ARGS2 ...] [-- --config.key=value ...]" >&2
   echo "  e.g. $0 configs/supervised.py sup labels=10pct labels=1pct" >&2
   exit 2
 }
+take_dry_run "$@"
+set -- ${ARGS_LEFT[@]+"${ARGS_LEFT[@]}"}
 [[ $# -ge 3 ]] || usage
 config="$1" prefix="$2"
 shift 2
@@ -31,6 +33,8 @@ while [[ $# -gt 0 && "$1" != "--" ]]; do variants+=("$1"); shift; done
 overrides=("$@")
 load_env PROJECT ZONE TPU_NAME TFDS_DATA_DIR WORKDIR_ROOT
 POLL_S="${POLL_S:-300}"
+dry=()
+(( ! DRY_RUN )) || dry=(--dry_run)
 
 run_name_for() {  # labels=10pct,steps=5 -> PREFIX_labels-10pct_steps-5
   local v="$1"
@@ -43,15 +47,16 @@ for v in "${variants[@]}"; do
   name="$(run_name_for "${v}")"
   echo "=== sweep: ${name} (${config}:${v})"
   if [[ -n "${v}" ]]; then cfg="${config}:${v}"; else cfg="${config}"; fi
-  "${LAUNCH_DIR}/run.sh" "${cfg}" "${name}" ${overrides[@]+"${overrides[@]}"}
+  "${LAUNCH_DIR}/run.sh" ${dry[@]+"${dry[@]}"} "${cfg}" "${name}" ${overrides[@]+"${overrides[@]}"}
   pidf="\$HOME/${RUNS_DIR}/${name}/worker*.pid"
   while true; do
-    sleep "${POLL_S}"
+    (( DRY_RUN )) || sleep "${POLL_S}"
     state="$(tpu_ssh 0 "for f in ${pidf}; do [ -e \"\$f\" ] && kill -0 \$(cat \"\$f\") 2>/dev/null && echo RUNNING; done; true" || echo RUNNING)"
     [[ "${state}" == *RUNNING* ]] || break
   done
   log_tail="$(tpu_ssh 0 "tail -n 3 \"\$HOME/${RUNS_DIR}/${name}\"/worker*.log" 2>/dev/null || true)"
   echo "${log_tail}"
+  (( ! DRY_RUN )) || continue
   if [[ "${log_tail}" != *"top-1"* && "${CONTINUE_ON_ERROR:-0}" != 1 ]]; then
     die "${name} ended without a result line; see launch/logs.sh ${name}. Stopping the sweep."
   fi

@@ -2,10 +2,14 @@
 
 The fake gcloud records its argv; for `tpu-vm ssh` it also runs the --command locally with
 HOME set to a temp dir, so the remote shell snippets (nohup, PID files, kill) really execute
-against a stand-in `python` that just sleeps. No network, no training.
+against a stand-in `python` that just sleeps. With FAKE_STATE (a file holding the node's state)
+it also plays a slice that `create` makes READY, `delete` removes, and a preemption takes away
+(ssh then fails); with FAKE_PLAN (a file of exit statuses, one per start, or `preempt`) the
+stand-in trainer ends as planned. No network, no real gcloud or TPU, no training.
 """
 import os
 import pathlib
+import shlex
 import subprocess
 import time
 
@@ -18,11 +22,17 @@ SCRIPTS = sorted(LAUNCH.glob("*.sh"))
 FAKE_GCLOUD = r"""#!/usr/bin/env bash
 # Records argv (args separated by \x1f, calls ended by \x1e), then fakes behaviour.
 ( IFS=$'\x1f'; printf '%s\x1e' "$*" ) >> "$FAKE_LOG"
-for a in "$@"; do
-  case "$a" in
-    describe) case "$*" in *queued-resources*) echo ACTIVE ;; *) echo READY ;; esac; exit 0 ;;
-  esac
-done
+node_state() { if [ -n "${FAKE_STATE:-}" ]; then cat "$FAKE_STATE"; else echo READY; fi; }
+case "$3 $4" in
+  "tpu-vm describe") s=$(node_state); [ -n "$s" ] || exit 1; echo "$s"; exit 0 ;;
+  "queued-resources describe")
+    s=$(node_state); [ -n "$s" ] || exit 1
+    if [ "$s" = READY ]; then echo ACTIVE; else echo SUSPENDED; fi; exit 0 ;;
+  *" create") [ -z "${FAKE_STATE:-}" ] || echo READY > "$FAKE_STATE"; exit 0 ;;
+  *" delete") [ -z "${FAKE_STATE:-}" ] || : > "$FAKE_STATE"; exit 0 ;;
+  "tpu-vm scp") [ -z "${FAKE_STATE:-}" ] || cp -r "$6" "$FAKE_HOME/" ;;
+  "tpu-vm ssh") [ "$(node_state)" = READY ] || exit 255 ;;
+esac
 if [ "$3" = tpu-vm ] && [ "$4" = ssh ] && [ "${FAKE_EXEC:-1}" = 1 ]; then
   for a in "$@"; do
     case "$a" in --command=*) HOME="$FAKE_HOME" S4L_WORKER_ID=0 exec bash -c "${a#--command=}" ;; esac
@@ -30,6 +40,22 @@ if [ "$3" = tpu-vm ] && [ "$4" = ssh ] && [ "${FAKE_EXEC:-1}" = 1 ]; then
 fi
 exit 0
 """
+
+STAND_IN_PYTHON = r"""#!/usr/bin/env bash
+# Stand-in trainer: exits on SIGTERM like main.py; `-c` answers setup_tpu.sh's version check.
+[ "$1" = -c ] && { echo 0.0; exit 0; }
+if [ -n "${FAKE_PLAN:-}" ] && [ -s "$FAKE_PLAN" ]; then
+  outcome=$(head -n 1 "$FAKE_PLAN"); sed -i 1d "$FAKE_PLAN"
+  if [ "$outcome" = preempt ]; then echo PREEMPTED > "$FAKE_STATE"; exit 143; fi
+  exit "$outcome"
+fi
+trap 'kill $!; exit 0' TERM
+sleep "${FAKE_SLEEP:-60}" & wait
+echo "top-1 1.00%"
+"""
+
+ENV_SH = ('PROJECT=proj\nZONE=europe-west4-a\nTPU_NAME=tpu1\nACCELERATOR=v3-32\n'
+          'BUCKET=gs://bkt\nTFDS_DATA_DIR=gs://bkt/tfds\nWORKDIR_ROOT=gs://bkt/s4l\n')
 
 
 @pytest.fixture
@@ -42,14 +68,13 @@ def env(tmp_path):
   venv_bin = home / "s4l_venv" / "bin"
   venv_bin.mkdir(parents=True)
   py = venv_bin / "python"
-  py.write_text('#!/usr/bin/env bash\n# Stand-in trainer: exits on SIGTERM like main.py.\n'
-                'trap \'kill $!; exit 0\' TERM\nsleep "${FAKE_SLEEP:-60}" & wait\necho "top-1 1.00%"\n')
+  py.write_text(STAND_IN_PYTHON)
   py.chmod(0o755)
+  pip = venv_bin / "pip"
+  pip.write_text("#!/usr/bin/env bash\n")
+  pip.chmod(0o755)
   env_sh = tmp_path / "env.sh"
-  env_sh.write_text(
-      'PROJECT=proj\nZONE=europe-west4-a\nTPU_NAME=tpu1\nACCELERATOR=v3-32\n'
-      'RUNTIME_VERSION=tpu-ubuntu2204-base\nBUCKET=gs://bkt\n'
-      'TFDS_DATA_DIR=gs://bkt/tfds\nWORKDIR_ROOT=gs://bkt/s4l\n')
+  env_sh.write_text(ENV_SH + "RUNTIME_VERSION=tpu-ubuntu2204-base\n")
   log = tmp_path / "gcloud.log"
   e = dict(os.environ, GCLOUD=str(fake), S4L_ENV=str(env_sh), FAKE_LOG=str(log),
            FAKE_HOME=str(home), POLL_S="0", STOP_GRACE_S="5")
@@ -73,7 +98,8 @@ def _calls(log):
 def test_scripts_parse_and_have_header():
   names = {p.name for p in SCRIPTS}
   for want in ("env.example.sh", "create_tpu.sh", "setup_tpu.sh", "run.sh", "sweep.sh",
-               "logs.sh", "stop.sh", "delete_tpu.sh", "prepare_data.sh", "local_cpu.sh"):
+               "logs.sh", "stop.sh", "delete_tpu.sh", "prepare_data.sh", "local_cpu.sh",
+               "run_until_done.sh"):
     assert want in names
   for p in SCRIPTS:
     subprocess.run(["bash", "-n", str(p)], check=True)
@@ -194,3 +220,117 @@ def test_sweep_runs_each_variant(env):
       os.kill(int(pidf.read_text()), 9)
     except ProcessLookupError:
       pass
+
+
+@pytest.mark.parametrize("accelerator, runtime", [
+    ("v4-32", "tpu-ubuntu2204-base"), ("v5litepod-16", "v2-alpha-tpuv5-lite"),
+    ("v5p-8", "v2-alpha-tpuv5"), ("v6e-8", "v2-alpha-tpuv6e")])
+def test_runtime_version_from_accelerator(env, accelerator, runtime):
+  env_sh = env["tmp"] / "env_no_runtime.sh"
+  env_sh.write_text(ENV_SH + f"ACCELERATOR={accelerator}\n")
+  e = dict(env["env"], S4L_ENV=str(env_sh))
+  _run([LAUNCH / "create_tpu.sh", "--spot"], e)
+  create = _calls(env["log"])[0]
+  assert f"--accelerator-type={accelerator}" in create
+  assert f"--runtime-version={runtime}" in create
+
+
+def test_unknown_accelerator_is_a_one_line_error(env):
+  env_sh = env["tmp"] / "env_unknown.sh"
+  env_sh.write_text(ENV_SH + "ACCELERATOR=v9z-8\n")
+  r = _run([LAUNCH / "create_tpu.sh"], dict(env["env"], S4L_ENV=str(env_sh)), check=False)
+  assert r.returncode != 0
+  assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+  assert "ACCELERATOR='v9z-8'" in r.stderr and "v6e" in r.stderr and "RUNTIME_VERSION" in r.stderr
+  assert _calls(env["log"]) == []
+
+
+def _printed_commands(stdout, fake):
+  """The dry run's gcloud lines, each split as bash would (they use $'...' quoting)."""
+  lines = [l for l in stdout.splitlines() if l.startswith(shlex.quote(str(fake)))]
+  split = 'for l in "$@"; do eval "set -- $l"; ( IFS=$\'\\x1f\'; printf "%s\\x1e" "$*" ); done'
+  out = subprocess.run(["bash", "-c", split, "bash", *lines], capture_output=True, text=True,
+                       check=True).stdout
+  return [c.split("\x1f")[1:] for c in out.split("\x1e")[:-1]]
+
+
+@pytest.mark.parametrize("script, args", [
+    ("create_tpu.sh", ["--spot"]), ("create_tpu.sh", []), ("delete_tpu.sh", ["--yes"]),
+    ("run.sh", ["configs/supervised.py:labels=10pct", "sup10", "--config.total_steps=3"]),
+    ("stop.sh", ["sup10"]), ("logs.sh", ["sup10", "1"])])
+def test_dry_run_prints_the_calls_in_order_and_calls_nothing(env, script, args):
+  e = dict(env["env"], FAKE_EXEC="0")
+  dry = _run([LAUNCH / script, "--dry_run", *args], e)
+  assert _calls(env["log"]) == []
+  printed = _printed_commands(dry.stdout, env["env"]["GCLOUD"])
+  _run([LAUNCH / script, *args], e)
+  assert printed == _calls(env["log"]) and printed, dry.stdout
+
+
+def test_dry_run_of_setup_and_run_until_done_calls_nothing(env):
+  e = dict(env["env"], FAKE_EXEC="0")
+  setup = _printed_commands(_run([LAUNCH / "setup_tpu.sh", "--dry_run"], e).stdout,
+                            e["GCLOUD"])
+  assert [c[2:4] for c in setup] == [["tpu-vm", "ssh"], ["tpu-vm", "scp"], ["tpu-vm", "ssh"]]
+  loop = _printed_commands(_run([LAUNCH / "run_until_done.sh", "--dry_run", "--spot",
+                                 "configs/vat.py", "vat1"], e).stdout, e["GCLOUD"])
+  assert [c[2:4] for c in loop] == [
+      ["tpu-vm", "describe"], ["tpu-vm", "ssh"], ["tpu-vm", "ssh"],  # state, run.sh, poll
+      ["queued-resources", "describe"], ["queued-resources", "delete"],  # recreation
+      ["queued-resources", "create"], ["queued-resources", "describe"],
+      ["tpu-vm", "ssh"], ["tpu-vm", "scp"], ["tpu-vm", "ssh"]]
+  assert "--spot" in loop[5]
+  assert _calls(env["log"]) == []
+
+
+def _run_until_done(env, plan, max_retries):
+  state = env["tmp"] / "state"
+  state.write_text("READY\n")
+  plan_file = env["tmp"] / "plan"
+  plan_file.write_text("".join(f"{p}\n" for p in plan))
+  e = dict(env["env"], FAKE_STATE=str(state), FAKE_PLAN=str(plan_file),
+           MAX_RETRIES=str(max_retries), REMOTE_PYTHON="bash")
+  r = _run([LAUNCH / "run_until_done.sh", "--spot", "configs/supervised.py:labels=10pct",
+            "sup10", "--config.total_steps=3"], e, check=False)
+  calls = _calls(env["log"])
+  starts = [a for c in calls for a in c if a.startswith("--command=") and "nohup" in a]
+  return r, calls, starts
+
+
+def test_run_until_done_retries_preempted_runs_until_success(env):
+  r, calls, starts = _run_until_done(env, ["1", "preempt", "0"], max_retries=5)
+  assert r.returncode == 0, r.stdout + r.stderr
+  assert len(starts) == 3 and len(set(starts)) == 1  # the same command each time
+  assert "--workdir=gs://bkt/s4l/sup10" in starts[0]
+  out = r.stdout
+  assert "ended (EXIT=1, node READY); retry 1/5" in out
+  assert "ended (LOST, node PREEMPTED); retry 2/5" in out
+  assert "node tpu1 is PREEMPTED: recreating it" in out
+  assert "finished (exit status 0 on worker 0)" in out
+  creates = [c for c in calls if c[3] == "create"]
+  assert len(creates) == 1 and "--spot" in creates[0]  # only after the preemption
+
+
+def test_run_until_done_gives_up_after_the_retry_limit(env):
+  r, _, starts = _run_until_done(env, ["1", "1", "1", "0"], max_retries=2)
+  assert r.returncode != 0
+  assert len(starts) == 3, r.stdout + r.stderr
+  assert "all 2 retries are used" in r.stderr
+
+
+def test_run_until_done_does_not_rerun_a_stopped_run(env):
+  e = dict(env["env"], POLL_S="0.2")
+  loop = subprocess.Popen(["bash", str(LAUNCH / "run_until_done.sh"), "configs/vat.py", "vat1"],
+                          env=e, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  run_dir = env["home"] / "s4l_runs" / "vat1"
+  for _ in range(100):
+    if (run_dir / "worker0.pid").exists():
+      break
+    time.sleep(0.1)
+  _run([LAUNCH / "stop.sh", "vat1"], e)
+  out, err = loop.communicate(timeout=30)
+  assert loop.returncode != 0 and "stopped with stop.sh" in err, out + err
+  assert (run_dir / "worker0.stopped").exists()
+  assert (run_dir / "worker0.exit").read_text() == "0\n"  # the stand-in's status after SIGTERM
+  assert sum("nohup" in a for c in _calls(env["log"]) for a in c) == 1
