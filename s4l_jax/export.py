@@ -82,8 +82,8 @@ def load_description(export_dir: str) -> dict:
 def load_predict(export_dir: str):
   """Returns (predict, description); `predict(uint8 images) -> logits` needs only jax."""
   description = load_description(export_dir)
-  exported = jax.export.deserialize(bytearray(storage.read_bytes(storage.join(export_dir,
-                                                                             "predict.jax"))))
+  serialized = storage.read_bytes(storage.join(export_dir, "predict.jax"))
+  exported = jax.export.deserialize(bytearray(serialized))
   return exported.call, description
 
 
