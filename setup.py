@@ -14,6 +14,8 @@ setuptools.setup(
         "flax>=0.12.8,<0.13",
         "optax>=0.2.8,<0.3",
         "orbax-checkpoint>=0.12.8,<0.13",
+        # s4l_jax/storage.py (workdir files on paths and URLs); the version is Orbax's choice.
+        "etils[epath]",
         "numpy>=2.0",
         "absl-py>=2.1",
         "ml-collections>=1.0,<2",

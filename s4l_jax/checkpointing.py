@@ -7,12 +7,13 @@ checkpoint that is complete but damaged later (a deleted or truncated file) is m
 """
 import contextlib
 import os
-import shutil
 import sys
 
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+
+from s4l_jax import storage
 
 
 class CheckpointMismatchError(ValueError):
@@ -23,12 +24,12 @@ class Checkpointer:
   """Saves every `every_steps` (and when forced), keeps the newest `keep`."""
 
   def __init__(self, directory: str, every_steps: int, keep: int):
-    self.directory = os.path.abspath(directory)
+    self.directory = storage.absolute(directory)
     self.every_steps = max(int(every_steps), 1)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, create=True, enable_async_checkpointing=True,
         cleanup_tmp_directories=True)
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
+    self._manager = ocp.CheckpointManager(storage.as_path(self.directory), options=options,
                                           item_handlers=ocp.StandardCheckpointHandler())
 
   def latest_step(self) -> int | None:
@@ -64,12 +65,12 @@ class Checkpointer:
 
   def _set_aside(self, step: int, error: Exception):
     """Moves a damaged step directory to `<directory>_damaged/<step>` (nothing is deleted)."""
-    aside = os.path.join(self.directory + "_damaged", str(step))
-    suffix = 1
-    while os.path.exists(aside):
-      aside, suffix = os.path.join(self.directory + "_damaged", f"{step}.{suffix}"), suffix + 1
-    os.makedirs(os.path.dirname(aside), exist_ok=True)
-    shutil.move(os.path.join(self.directory, str(step)), aside)
+    damaged = self.directory + "_damaged"
+    aside, suffix = storage.join(damaged, str(step)), 1
+    while storage.exists(aside):
+      aside, suffix = storage.join(damaged, f"{step}.{suffix}"), suffix + 1
+    storage.makedirs(damaged)
+    storage.rename(storage.join(self.directory, str(step)), aside)
     self._manager.reload()
     first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
     logging.warning("Checkpoint at step %d does not restore (%s: %s); moved it to %s and "

@@ -9,15 +9,13 @@
   initialise fine-tuning or pseudo-labelling.
 """
 import json
-import os
-import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from s4l_jax import distributed, models
+from s4l_jax import distributed, models, storage
 from s4l_jax.data import views
 
 PLATFORMS = ("cpu", "cuda", "tpu")
@@ -50,52 +48,49 @@ def write_export(export_dir: str, model_config, variables, *, image_size: int, c
   if distributed.is_writer():
     record = models.model_record(model_config, len(class_names))
     model = models.build_model(record, len(class_names))
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    storage.rmtree(tmp)
+    storage.makedirs(tmp)
     spec = jax.ShapeDtypeStruct(
         jax.export.symbolic_shape(f"b, {image_size}, {image_size}, {channels}"), jnp.uint8)
     exported = jax.export.export(jax.jit(make_predict(model, variables)),
                                  platforms=PLATFORMS)(spec)
-    with open(os.path.join(tmp, "predict.jax"), "wb") as f:
-      f.write(exported.serialize())
+    storage.write_bytes(storage.join(tmp, "predict.jax"), exported.serialize())
     description = dict(meta, input_size=[image_size, image_size, channels],
                        input_dtype="uint8", preprocessing=PREPROCESSING,
                        class_names=list(class_names), num_classes=len(class_names),
                        platforms=list(PLATFORMS), model=record)
-    with open(os.path.join(tmp, DESCRIPTION_FILE), "w") as f:
-      json.dump(description, f, indent=2)
+    storage.write_text(storage.join(tmp, DESCRIPTION_FILE), json.dumps(description, indent=2))
   distributed.barrier(f"export: {tmp} created")
   with ocp.StandardCheckpointer() as checkpointer:
-    checkpointer.save(os.path.join(os.path.abspath(tmp), "variables"), variables)
+    checkpointer.save(storage.as_path(tmp) / "variables", variables)
     checkpointer.wait_until_finished()
   distributed.barrier(f"export: {tmp} written")
   if distributed.is_writer():
-    shutil.rmtree(export_dir, ignore_errors=True)
-    os.replace(tmp, export_dir)
+    storage.rmtree(export_dir)
+    storage.rename(tmp, export_dir)
   distributed.barrier(f"export: {export_dir} in place")
 
 
 def load_description(export_dir: str) -> dict:
-  path = os.path.join(export_dir, DESCRIPTION_FILE)
-  if not os.path.exists(path):
+  path = storage.join(export_dir, DESCRIPTION_FILE)
+  if not storage.exists(path):
     raise FileNotFoundError(f"No export at {export_dir!r} (missing export.json); an export is "
                             "written to WORKDIR/export at the end of every run")
-  with open(path) as f:
-    return json.load(f)
+  return json.loads(storage.read_text(path))
 
 
 def load_predict(export_dir: str):
   """Returns (predict, description); `predict(uint8 images) -> logits` needs only jax."""
   description = load_description(export_dir)
-  with open(os.path.join(export_dir, "predict.jax"), "rb") as f:
-    exported = jax.export.deserialize(bytearray(f.read()))
+  serialized = storage.read_bytes(storage.join(export_dir, "predict.jax"))
+  exported = jax.export.deserialize(bytearray(serialized))
   return exported.call, description
 
 
 def load_variables(export_dir: str) -> dict:
   """The exported `{"params", "batch_stats"}` as numpy arrays."""
   load_description(export_dir)
-  path = os.path.join(os.path.abspath(export_dir), "variables")
+  path = storage.as_path(export_dir) / "variables"
   with ocp.StandardCheckpointer() as checkpointer:
     return jax.tree.map(np.asarray, checkpointer.restore(path))
 

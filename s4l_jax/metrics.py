@@ -11,6 +11,8 @@ import types
 import numpy as np
 from absl import logging
 
+from s4l_jax import storage
+
 
 class MetricWriter:
   """`write_scalars(step, {name: value})` to TensorBoard (`logdir`) and the log."""
@@ -18,7 +20,8 @@ class MetricWriter:
   def __init__(self, logdir: str, write_files: bool = True):
     self._writer = None
     if write_files:
-      if "://" not in logdir and "tensorflow" not in sys.modules:
+      logdir = storage.native(logdir)
+      if not storage.is_remote(logdir) and "tensorflow" not in sys.modules:
         # tensorboard's file layer would import TensorFlow when installed; for local paths
         # its stub suffices (`tensorboard.compat.notf` is the documented switch).
         sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("notf"))

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from s4l_jax import export
+from s4l_jax import export, storage
 from s4l_jax.data import pipeline, sources
 
 
@@ -39,7 +39,8 @@ def generate(teacher_dir: str, config, out_path: str, *, batch_size: int = 500) 
   labels = np.concatenate(labels).astype(np.int32)
   confidence = np.concatenate(confidence).astype(np.float32)
   agreement = float(np.mean(labels == np.concatenate(truth)))
-  np.savez(out_path, labels=labels, confidence=confidence)
+  with storage.open_file(out_path, "wb") as f:
+    np.savez(f, labels=labels, confidence=confidence)
   logging.info("Pseudo-labelled %d images with %s: %.2f%% agree with the true labels",
                len(labels), teacher_dir, 100 * agreement)
   return {"num_images": len(labels), "agreement_with_truth": agreement,

@@ -9,9 +9,9 @@ Every process of a job runs this: process 0 writes the plain files (then a barri
 whether a stage is finished is process 0's reading, shared with all.
 """
 import json
-import os
 
-from s4l_jax import config_lib, distributed, pseudo_label, train, validation, workdir as workdir_lib
+from s4l_jax import (config_lib, distributed, pseudo_label, storage, train, validation,
+                     workdir as workdir_lib)
 
 
 def run(config, workdir: str) -> dict:
@@ -29,21 +29,20 @@ def run_one(config, workdir: str) -> dict:
   if config.teacher:
     config = with_pseudo_labels(config, workdir)
   if distributed.is_writer():
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    storage.makedirs(workdir)
+    storage.write_text(storage.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
   return train.run(config, workdir)
 
 
 def with_pseudo_labels(config, workdir: str):
   """Labels the train split with `config.teacher` once (WORKDIR/pseudo_labels.npz)."""
-  path = os.path.join(os.path.abspath(workdir), "pseudo_labels.npz")
-  if not distributed.agree(os.path.exists(path)) and distributed.is_writer():
-    os.makedirs(workdir, exist_ok=True)
+  path = storage.join(storage.absolute(workdir), "pseudo_labels.npz")
+  if not distributed.agree(storage.exists(path)) and distributed.is_writer():
+    storage.makedirs(workdir)
     stats = pseudo_label.generate(config.teacher, config, path + ".tmp.npz")
-    os.replace(path + ".tmp.npz", path)
-    with open(os.path.join(workdir, "pseudo_labels.json"), "w") as f:
-      json.dump(dict(stats, teacher=config.teacher), f, indent=2)
+    storage.rename(path + ".tmp.npz", path)
+    storage.write_text(storage.join(workdir, "pseudo_labels.json"),
+                       json.dumps(dict(stats, teacher=config.teacher), indent=2))
   distributed.barrier(f"{path} written")
   config = config.copy_and_resolve_references()
   with config.unlocked():
@@ -56,7 +55,7 @@ def resolve_stage_refs(stage, workdir: str):
   stage = stage.copy_and_resolve_references()
   for key in config_lib.EXPORT_PATH_KEYS:
     if stage[key].startswith("@"):
-      stage[key] = os.path.join(workdir, stage[key][1:], "export")
+      stage[key] = storage.join(workdir, stage[key][1:], "export")
   return stage
 
 
@@ -77,15 +76,14 @@ def run_stages(config, workdir: str) -> dict:
       raise ValueError(f"stages.{name}: {e}") from None
   results = {}
   for name in selected:
-    stage_dir = os.path.join(workdir, name)
+    stage_dir = storage.join(workdir, name)
     stage = resolve_stage_refs(config.stages[name], workdir)
     if config.get("allow_config_change"):
       stage.allow_config_change = True
-    done = os.path.join(stage_dir, "results.json")
-    if distributed.agree(os.path.exists(done)):  # process 0 wrote it before a barrier
+    done = storage.join(stage_dir, "results.json")
+    if distributed.agree(storage.exists(done)):  # process 0 wrote it before a barrier
       workdir_lib.check_config(stage, stage_dir)  # a finished stage of another config is stale
-      with open(done) as f:
-        results[name] = json.load(f)
+      results[name] = json.loads(storage.read_text(done))
       continue
     results[name] = run_one(stage, stage_dir)
   last = results[selected[-1]]
@@ -96,7 +94,6 @@ def run_stages(config, workdir: str) -> dict:
       wall_s=sum(r["wall_s"] for r in results.values()),
       images_per_s=last["images_per_s"], stages=results)
   if distributed.is_writer():
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(combined, f, indent=2)
+    storage.write_text(storage.join(workdir, "results.json"), json.dumps(combined, indent=2))
   distributed.barrier(f"{workdir}/results.json written")
   return combined

@@ -9,7 +9,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import signal
 import time
 from typing import Any
@@ -21,7 +20,7 @@ import optax
 from absl import logging
 
 from s4l_jax import checkpointing, config_lib, distributed, evaluate, export, logs, objectives
-from s4l_jax import metrics as metrics_lib, optim, train_state
+from s4l_jax import metrics as metrics_lib, optim, storage, train_state
 from s4l_jax.data import factory
 from s4l_jax.data import views
 from s4l_jax.models import build_model, init as model_init
@@ -175,8 +174,7 @@ def run(config, workdir: str) -> dict:
   if int(r.state.step) >= r.num_steps and distributed.agree(_finished(workdir)):
     r.ckpt.close()
     logging.info("Already finished: %s holds the results of all %d steps", workdir, r.num_steps)
-    with open(os.path.join(workdir, "results.json")) as f:
-      return json.load(f)
+    return json.loads(storage.read_text(storage.join(workdir, "results.json")))
   first_step = int(r.state.step)
   writer = metrics_lib.MetricWriter(workdir, write_files=jax.process_index() == 0)
   if first_step == 0:
@@ -195,7 +193,7 @@ def run(config, workdir: str) -> dict:
 
 def _init(config, workdir: str) -> _Run:
   """Data, model, optimizer, the state (fresh or restored), frozen networks, the jitted step."""
-  os.makedirs(workdir, exist_ok=True)
+  storage.makedirs(workdir)
   mesh = distributed.make_mesh()
   data = factory.make_pipeline(config, jax.process_index(), jax.process_count())
   spe = config_lib.steps_per_epoch(data.num_labeled, config.input.labeled.batch_size)
@@ -217,7 +215,7 @@ def _init(config, workdir: str) -> _Run:
   repl = distributed.replicated(mesh)
   state = jax.device_put(train_state.create(variables, tx, use_ema=bool(decay)), repl)
 
-  ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
+  ckpt = checkpointing.Checkpointer(storage.join(workdir, "checkpoints"),
                                     config.checkpoint_every_steps, config.keep_checkpoints)
   restored = ckpt.restore_newest_intact(checkpointing.abstract_like(state, repl))
   if restored is not None:
@@ -327,22 +325,21 @@ def _finish(r: _Run, state, evaluators, final: dict, *, first_step: int, images_
       validation_top1=pick("validation", "top1"), validation_top5=pick("validation", "top5"),
       wall_s=wall_s, images_per_s=rate, resumed_from_step=first_step, evals=final)
   export.write_export(
-      os.path.join(r.workdir, "export"), config.model, state.eval_variables(r.use_ema),
+      storage.join(r.workdir, "export"), config.model, state.eval_variables(r.use_ema),
       image_size=config.input.image_size, channels=data.image_shape[-1],
       class_names=data.class_names,
       meta=dict(method=config.objective, dataset=config.dataset, labels=config.labels,
                 step=num_steps, weights="ema" if r.use_ema else "raw", top1=results["top1"]))
   if distributed.is_writer():
-    with open(os.path.join(r.workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2)
+    storage.write_text(storage.join(r.workdir, "results.json"), json.dumps(results, indent=2))
   distributed.barrier(f"{r.workdir}/results.json written")
   return results
 
 
 def _finished(workdir: str) -> bool:
   """results.json and a complete export exist (the end of `run` writes both)."""
-  return (os.path.exists(os.path.join(workdir, "results.json"))
-          and os.path.exists(os.path.join(workdir, "export", export.DESCRIPTION_FILE)))
+  return (storage.exists(storage.join(workdir, "results.json"))
+          and storage.exists(storage.join(workdir, "export", export.DESCRIPTION_FILE)))
 
 
 def _make_evaluators(model, config, data, mesh) -> dict:

@@ -1,7 +1,7 @@
 """Config checks that fail in seconds, with one line naming the problem, before any work."""
 import os
 
-from s4l_jax import config_lib, distributed, export, models, objectives
+from s4l_jax import config_lib, distributed, export, models, objectives, storage
 from s4l_jax.data import datasets, sources, subsets, views
 from s4l_jax.models import subtrees
 
@@ -95,7 +95,7 @@ def validate(config):
   for key in config_lib.EXPORT_PATH_KEYS:
     if config[key]:
       export.load_description(config[key])
-  if config.pseudo_labels and not os.path.exists(config.pseudo_labels):
+  if config.pseudo_labels and not storage.exists(config.pseudo_labels):
     raise FileNotFoundError(f"pseudo_labels file {config.pseudo_labels!r} does not exist")
   for name in ("labeled", "unlabeled"):
     if config.input[name].batch_size:

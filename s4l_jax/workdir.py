@@ -15,7 +15,7 @@ import socket
 
 from absl import logging
 
-from s4l_jax import distributed
+from s4l_jax import distributed, storage
 
 LOCK_FILE = ".lock"
 CONFIG_FILE = "config.json"
@@ -28,21 +28,17 @@ _PATH_KEYS = ("teacher", "init_from", "pseudo_labels")
 _PATH_PREFIXES = {"dataset": "folder:", "labels": "file:"}
 
 
-def is_remote(path: str) -> bool:
-  return "://" in path
-
-
 @contextlib.contextmanager
 def lock(workdir: str):
-  """Holds an exclusive lock on WORKDIR/.lock (local filesystems) while running.
+  """Holds an exclusive lock on WORKDIR/.lock while running (local paths; none for URLs).
 
   Process 0 of a job takes it for the whole job, so the processes of one job share it; when
   another job holds it, every process raises a one-line ValueError naming the holder's host
   and pid. The lock goes with the process (flock), so a killed run leaves nothing stale.
   """
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
+  if storage.exists(workdir) and not storage.isdir(workdir):
     raise ValueError(f"--workdir={workdir} is a file, not a directory: pass a directory path")
-  if is_remote(workdir):
+  if storage.is_remote(workdir):
     yield
     return
   with contextlib.ExitStack() as held:
@@ -93,13 +89,18 @@ def flat_config(config) -> dict:
   visit("", config if isinstance(config, dict) else json.loads(config.to_json_best_effort()))
   for key in _PATH_KEYS:
     if flat.get(key):
-      flat[key] = os.path.realpath(flat[key])
+      flat[key] = _real(flat[key])
   for key, prefix in _PATH_PREFIXES.items():
     if isinstance(flat.get(key), str) and flat[key].startswith(prefix):
-      flat[key] = prefix + os.path.realpath(flat[key][len(prefix):])
+      flat[key] = prefix + _real(flat[key][len(prefix):])
   if flat.get("teacher"):  # the pseudo-label file is then written from the teacher
     flat.pop("pseudo_labels", None)
   return flat
+
+
+def _real(path: str) -> str:
+  """`os.path.realpath` for local paths; URLs unchanged."""
+  return path if storage.is_remote(path) else os.path.realpath(path)
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
@@ -113,9 +114,8 @@ def config_differences(old: dict, new: dict) -> list[str]:
 
 def has_run_state(workdir: str) -> bool:
   """True once the workdir holds training progress: a checkpoint, results or pseudo-labels."""
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  steps = os.path.isdir(ckpt_dir) and any(n.isdigit() for n in os.listdir(ckpt_dir))
-  return steps or any(os.path.exists(os.path.join(workdir, name))
+  steps = any(n.isdigit() for n in storage.listdir(storage.join(workdir, "checkpoints")))
+  return steps or any(storage.exists(storage.join(workdir, name))
                       for name in ("results.json", "pseudo_labels.npz"))
 
 
@@ -125,11 +125,10 @@ def check_config(config, workdir: str):
   With `config.allow_config_change` it warns instead and keeps the old config as
   `config.before_<time>.json` beside the new one.
   """
-  path = os.path.join(workdir, CONFIG_FILE)
-  if is_remote(workdir) or not os.path.exists(path) or not has_run_state(workdir):
+  path = storage.join(workdir, CONFIG_FILE)
+  if not storage.exists(path) or not has_run_state(workdir):
     return
-  with open(path) as f:
-    old = json.load(f)
+  old = json.loads(storage.read_text(path))
   diffs = config_differences(flat_config(old), flat_config(config))
   if not diffs:
     return
@@ -141,7 +140,7 @@ def check_config(config, workdir: str):
         "continue under the new one")
   if distributed.is_writer():
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    kept = os.path.join(workdir, f"config.before_{stamp}.json")
-    os.replace(path, kept)
+    kept = storage.join(workdir, f"config.before_{stamp}.json")
+    storage.rename(path, kept)
     logging.warning("allow_config_change: continuing %s under a changed config (%s); the old "
                     "one is kept as %s", workdir, shown, kept)

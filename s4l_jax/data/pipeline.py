@@ -6,6 +6,8 @@ so this path never imports TensorFlow. Which examples form the batch of step `s`
 function of (seed, s): resuming at any step replays exactly the same data.
 """
 import numpy as np
+
+from s4l_jax import storage
 from s4l_jax.data import sources, streams, subsets, views
 
 
@@ -115,7 +117,7 @@ def load_pseudo_labels(path: str, num_examples: int,
                        num_classes: int) -> tuple[np.ndarray, np.ndarray]:
   """(labels int32 (N,), teacher confidence float32 (N,)) from `pseudo_label.generate`;
   ValueError unless there is one label in [0, num_classes) per train image."""
-  with np.load(path) as f:
+  with storage.open_file(path, "rb") as file, np.load(file) as f:
     labels = np.asarray(f["labels"], np.int32)
     confidence = np.asarray(f["confidence"], np.float32)
   if labels.shape != (num_examples,):
