@@ -159,6 +159,20 @@ def test_two_processes_equal_one(runs):
   assert not os.path.exists(os.path.join(runs[2], "export.tmp"))
 
 
+def test_two_processes_equal_one_for_s4l_rotation(tmp_path):
+  """S4L-Rotation (two streams, 4 rotations, global BN over both): as for supervised, the same
+  accuracies and the same weights up to the cross-process summation order."""
+  tiny = TINY + ("--config.input.unlabeled.batch_size=16",)
+  jobs = {n: start_job(tmp_path / f"p{n}", tmp_path / f"p{n}", n,
+                       config="s4l_rotation.py:dataset=digits", tiny=tiny) for n in (2, 1)}
+  for job in jobs.values():
+    check_success(wait_job(job))
+  (results2, variables2), (results1, variables1) = final(tmp_path / "p2"), final(tmp_path / "p1")
+  for key in ("steps", "top1", "top5", "validation_top1"):
+    assert results2[key] == results1[key], key
+  assert_same_variables(variables2, variables1, atol=1e-6)
+
+
 def test_second_job_refused(tmp_path):
   """The workdir's lock lets the processes of one job in and refuses every process of a
   second job (here the lock is held by this test, as another job's process 0 would)."""
