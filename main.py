@@ -95,7 +95,10 @@ def main(argv):
     sys.exit(f"FATAL Flags parsing error: {e}")
   if _DISTRIBUTED.value:
     jax.distributed.initialize(**cluster, heartbeat_timeout_seconds=_HEARTBEAT.value)
-  from s4l_jax import runner  # pylint: disable=g-import-not-at-top
+  from s4l_jax import runner, storage  # pylint: disable=g-import-not-at-top
+  if jax.process_count() > 1 and not storage.is_remote(_WORKDIR.value):
+    # Each process's own log, side by side in the shared workdir (stderr keeps it too).
+    logs.log_to_file(os.path.join(_WORKDIR.value, "logs", f"process_{jax.process_index()}.log"))
   config = _CONFIG.value
   logging.debug("Config:\n%s", config)  # each run logs a one-line summary; all of it at -v 1
   if "stages" in config:

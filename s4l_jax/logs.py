@@ -102,6 +102,17 @@ def configure(verbosity: int | None = None) -> None:
   handler.addFilter(_installed)
 
 
+def log_to_file(path: str) -> None:
+  """Also writes the log to the local file `path` (appended), filtered as the screen is (the
+  progress lines one per interval, never rewritten in place)."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  handler = std_logging.FileHandler(path)
+  handler.setFormatter(logging.PythonFormatter())
+  if _installed is not None:
+    handler.addFilter(QuietFilter(in_place=False))
+  std_logging.getLogger().addHandler(handler)
+
+
 def end_progress() -> None:
   """Ends an in-place progress line (before printing anything that bypasses the logger)."""
   if _installed is not None:

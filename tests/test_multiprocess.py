@@ -157,6 +157,10 @@ def test_two_processes_equal_one(runs):
     assert results2[key] == results1[key], key
   assert_same_variables(variables2, variables1, atol=1e-6)
   assert not os.path.exists(os.path.join(runs[2], "export.tmp"))
+  for i in range(2):  # each process's log in the workdir, ending with its last step's line
+    with open(os.path.join(runs[2], "logs", f"process_{i}.log")) as f:
+      assert f"step {STEPS}/{STEPS} loss" in f.read()
+  assert not os.path.exists(os.path.join(runs[1], "logs"))  # one process: stderr only
 
 
 def test_two_processes_equal_one_for_s4l_rotation(tmp_path):
