@@ -139,10 +139,29 @@ def total_steps(config, num_labeled: int, num_unlabeled: int) -> int:
   return int(math.ceil(steps))
 
 
+LR_SCALINGS = ("linear", "sqrt")
+LR_BATCHES = ("labeled", "unlabeled", "all")  # `lr.batch_of`: B in the lr scaling
+
+
+def lr_batch_size(config) -> int:
+  """B of the lr scaling: the labeled, the unlabeled or both streams' source images per step."""
+  sizes = {"labeled": config.input.labeled.batch_size,
+           "unlabeled": config.input.unlabeled.batch_size}
+  sizes["all"] = sizes["labeled"] + sizes["unlabeled"]
+  return sizes[config.lr.batch_of]
+
+
 def base_learning_rate(config) -> float:
-  """`lr * batch / scale_batch_size` (linear scaling) or `lr` when scaling is off (0)."""
+  """The peak learning rate from `lr.base` and the batch B (`lr_batch_size`).
+
+  `lr.scaling="linear"`: `base * B / scale_batch_size` (or `base` when scale_batch_size is 0);
+  `"sqrt"`: `base * sqrt(B)` (SimCLR: 0.075 * sqrt(4096) = 4.8).
+  """
+  batch = lr_batch_size(config)
+  if config.lr.scaling == "sqrt":
+    return config.lr.base * math.sqrt(batch)
   if config.lr.scale_batch_size:
-    return config.lr.base * config.input.labeled.batch_size / config.lr.scale_batch_size
+    return config.lr.base * batch / config.lr.scale_batch_size
   return config.lr.base
 
 
@@ -190,9 +209,14 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
       bn_epsilon=1e-3, bn_group_size=0, remat=False, heads=dict(classes=-1)))
   c.model.update(MODEL_PRESETS[model or preset.model])
 
+  # lars_exclude: top-level modules (e.g. "head_classes") updated by LARS without the trust
+  # ratio (plain momentum + weight decay), as SimCLR's `head_supervised`.
   c.optimizer = dict(name="momentum", momentum=0.9, nesterov=False, weight_decay=1e-3,
-                     lars_trust_coefficient=0.001)
-  c.lr = dict(base=0.1, scale_batch_size=256, schedule="step", warmup_epochs=5.0,
+                     lars_trust_coefficient=0.001, lars_exclude="")
+  # scaling: linear (base * B / scale_batch_size; 0 = off) | sqrt (base * sqrt(B)), B = the
+  # source images per step of the stream(s) `batch_of` (labeled | unlabeled | all).
+  c.lr = dict(base=0.1, scale_batch_size=256, scaling="linear", batch_of="labeled",
+              schedule="step", warmup_epochs=5.0,
               decay_epochs=(140.0, 160.0, 180.0), decay_factor=0.1,
               epochs_of="labeled")  # warm-up / decay epochs: passes over this stream
   # The run's length: total_steps if > 0, else exactly one other > 0 (`check_duration`).

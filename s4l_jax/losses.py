@@ -183,3 +183,51 @@ def exemplar_ids(num_images: int, num_views: int, quirk: bool = False) -> Array:
   """
   j = jnp.arange(num_images * num_views, dtype=jnp.int32)
   return j // num_images if quirk else j // num_views
+
+
+def nt_xent(z1: Array, z2: Array, temperature: float = 0.1, normalize: bool = True) -> Array:
+  """SimCLR's NT-Xent as coded (`simclr:objective.py`, methods.md 3.5): the SUM of the two
+  directional means.
+
+  Row i of `z1` and row i of `z2` are the two views of image i. Anchor z1_i's 2N logits are
+  [z1_i . z2_j / t for all j (positive j = i)] + [z1_i . z1_j / t for j != i (self masked)],
+  and symmetrically for z2_i; the loss is mean_i CE(a_i, i) + mean_i CE(b_i, i). Every
+  anchor's negatives are the 2N - 2 other views of the WHOLE batch: under `jit` with the batch
+  sharded over devices this (N, N) matmul is global (cross-device negatives).
+
+  Args:
+    z1, z2: (N, D) projections of view 1 and view 2.
+    temperature: t (0.1 in SimCLRv2).
+    normalize: L2-normalise z first (`hidden_norm=True`).
+
+  Returns:
+    (loss, accuracy): the scalar loss and the fraction of anchors whose positive has the
+    highest logit (SimCLR's `contrast_acc`).
+  """
+  z1, z2 = _as_float(z1), _as_float(z2)
+  if normalize:
+    z1, z2 = l2_normalize(z1), l2_normalize(z2)
+  n = z1.shape[0]
+  hi = jax.lax.Precision.HIGHEST
+  self_mask = jnp.eye(n, dtype=bool)
+  masked = lambda s: jnp.where(self_mask, -1e9, s)
+  sim = lambda a, b: jnp.matmul(a, b.T, precision=hi) / temperature
+  logits_a = jnp.concatenate([sim(z1, z2), masked(sim(z1, z1))], axis=1)  # (N, 2N)
+  logits_b = jnp.concatenate([sim(z2, z1), masked(sim(z2, z2))], axis=1)
+  positives = jnp.arange(n)
+  loss = softmax_xent(logits_a, positives) + softmax_xent(logits_b, positives)
+  accuracy = jnp.mean(jnp.concatenate([logits_a.argmax(-1), logits_b.argmax(-1)]) ==
+                      jnp.tile(positives, 2))
+  return loss, accuracy
+
+
+def soft_xent(student_logits: Array, teacher_logits: Array, temperature: float = 1.0,
+              mask: Optional[Array] = None) -> Array:
+  """Distillation loss (SimCLRv2 eq. 2): mean_x -sum_y softmax(t/T)_y log softmax(s/T)_y.
+
+  No gradient flows into `teacher_logits`. Args: (N, C) logits each, temperature T, optional
+  (N,) weights as in `softmax_xent`. Returns a scalar.
+  """
+  targets = jax.nn.softmax(jax.lax.stop_gradient(_as_float(teacher_logits)) / temperature, -1)
+  logp = jax.nn.log_softmax(_as_float(student_logits) / temperature, axis=-1)
+  return _masked_mean(-jnp.sum(targets * logp, axis=-1), mask)

@@ -2,7 +2,10 @@
 
 * `momentum`: TF `MomentumOptimizer` semantics, `v = m*v + g + wd*W; W -= lr*v`, i.e. the
   paper's coupled L2 (`wd/2 * ||W||^2` in the loss) on kernels only, lr applied after momentum.
-* `lars`: `optax.lars` with weight decay and trust ratio masked to kernels only.
+* `lars`: `optax.lars` (SimCLR's "classic" momentum, `v = m*v + lr*trust*(g + wd*W)`) with
+  weight decay on kernels only and the trust ratio on kernels outside `lars_exclude` (SimCLR
+  excludes BN parameters, biases and `head_supervised` from both; its classifier kernel gets
+  a plain L2 term instead, i.e. weight decay without the trust ratio: methods.md 3.6).
 Schedules count in steps; configs give them in epochs of the labeled subset.
 """
 import jax
@@ -49,6 +52,16 @@ def make_schedule(lr_config, base_lr: float, steps_per_epoch: int, total_steps: 
   return schedule
 
 
+def lars_trust_mask(params, exclude: str):
+  """`kernel_mask` without the top-level modules `exclude` names (`subtrees.select`; "" = none)."""
+  mask = kernel_mask(params)
+  if not exclude:
+    return mask
+  names = subtrees.select(exclude, list(params), "optimizer.lars_exclude")
+  return {name: jax.tree.map(lambda m, keep=name not in names: m and keep, tree)
+          for name, tree in mask.items()}
+
+
 def make_optimizer(opt_config, schedule, params, trainable: str = "all"):
   """Returns an optax transformation; frozen parameters get zero updates."""
   mask = kernel_mask(params)
@@ -60,7 +73,8 @@ def make_optimizer(opt_config, schedule, params, trainable: str = "all"):
   elif opt_config.name == "lars":
     tx = optax.lars(schedule, weight_decay=opt_config.weight_decay, weight_decay_mask=mask,
                     trust_coefficient=opt_config.lars_trust_coefficient,
-                    trust_ratio_mask=mask, momentum=opt_config.momentum,
+                    trust_ratio_mask=lars_trust_mask(params, opt_config.get("lars_exclude", "")),
+                    momentum=opt_config.momentum,
                     nesterov=opt_config.nesterov)
   else:
     raise ValueError(f"optimizer.name must be momentum|lars, got {opt_config.name!r}")

@@ -22,6 +22,10 @@ def check_values(config):
   _require(config.lr.epochs_of == "labeled" or config.input.unlabeled.batch_size > 0,
            "lr.epochs_of='unlabeled' needs an unlabeled stream (input.unlabeled.batch_size > 0)")
   _require(config.lr.base > 0, f"lr.base={config.lr.base} must be > 0")
+  _require(config.lr.scaling in config_lib.LR_SCALINGS, f"lr.scaling={config.lr.scaling!r} "
+           f"must be one of {', '.join(config_lib.LR_SCALINGS)}")
+  _require(config.lr.batch_of in config_lib.LR_BATCHES, f"lr.batch_of={config.lr.batch_of!r} "
+           f"must be one of {', '.join(config_lib.LR_BATCHES)}")
   for key in ("keep_checkpoints", "checkpoint_every_steps", "log_every_steps"):
     _require(config[key] >= 1, f"{key}={config[key]} must be >= 1")
   _require(config.eval_every_steps >= 0, f"eval_every_steps={config.eval_every_steps} must "
@@ -92,6 +96,9 @@ def validate(config):
   objectives.check_config(config)
   for key in ("trainable", "init_take"):  # names of top-level parameter subtrees
     subtrees.select(config[key], models.parameter_modules(config.model), key)
+  if config.optimizer.lars_exclude:
+    subtrees.select(config.optimizer.lars_exclude, models.parameter_modules(config.model),
+                    "optimizer.lars_exclude")
   for key in config_lib.EXPORT_PATH_KEYS:
     if config[key]:
       export.load_description(config[key])

@@ -1,11 +1,13 @@
 """Tests for s4l_jax.losses against independent NumPy computations."""
 import itertools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
 
-from s4l_jax import losses
+from s4l_jax import distributed, losses
 
 
 def _np_log_softmax(z):
@@ -271,3 +273,120 @@ def test_batch_hard_triplet_permutation_invariant():
     perm = np.array(perm)
     np.testing.assert_allclose(losses.batch_hard_triplet(e[perm], ids[perm]),
                                base, rtol=1e-5)
+
+
+# ---- NT-Xent (SimCLR) and distillation, against float64 loops ----
+
+
+def nt_xent_reference(z1, z2, temperature, normalize=True):
+  """SimCLR's objective.py written as loops: for every anchor, its 2N-1 logits (self left out),
+  positive = the other view of the same image; the two directional means summed."""
+  z1, z2 = np.asarray(z1, np.float64), np.asarray(z2, np.float64)
+  if normalize:
+    z1 = z1 / np.linalg.norm(z1, axis=1, keepdims=True)
+    z2 = z2 / np.linalg.norm(z2, axis=1, keepdims=True)
+  n = len(z1)
+  total = 0.0
+  for anchors, others in ((z1, z2), (z2, z1)):
+    per_anchor = []
+    for i in range(n):
+      candidates = [anchors[i] @ others[j] / temperature for j in range(n)]
+      candidates += [anchors[i] @ anchors[j] / temperature for j in range(n) if j != i]
+      candidates = np.array(candidates)
+      log_denominator = np.log(np.sum(np.exp(candidates - candidates.max()))) + candidates.max()
+      per_anchor.append(log_denominator - candidates[i])  # candidate i is the positive
+    total += np.mean(per_anchor)
+  return total
+
+
+def random_views(n=6, d=5, seed=0):
+  rng = np.random.default_rng(seed)
+  z1 = rng.normal(size=(n, d)).astype(np.float32)
+  return z1, (z1 + 0.5 * rng.normal(size=(n, d))).astype(np.float32)
+
+
+@pytest.mark.parametrize("temperature, normalize", [(0.1, True), (0.5, True), (1.0, False)])
+def test_nt_xent_matches_reference(temperature, normalize):
+  z1, z2 = random_views()
+  if not normalize:
+    z1, z2 = z1 / 3, z2 / 3  # unnormalised logits stay moderate
+  loss, _ = losses.nt_xent(jnp.asarray(z1), jnp.asarray(z2), temperature, normalize)
+  np.testing.assert_allclose(loss, nt_xent_reference(z1, z2, temperature, normalize),
+                             rtol=2e-5)
+
+
+def test_nt_xent_gradient_matches_finite_differences():
+  z1, z2 = random_views(n=4, d=3, seed=1)
+  grads = jax.grad(lambda a, b: losses.nt_xent(a, b, 0.5)[0], argnums=(0, 1))(
+      jnp.asarray(z1), jnp.asarray(z2))
+  eps = 1e-6
+  for which, grad in enumerate(grads):
+    numeric = np.zeros(z1.shape)
+    for idx in np.ndindex(*z1.shape):
+      plus = [np.asarray(z1, np.float64), np.asarray(z2, np.float64)]
+      minus = [plus[0].copy(), plus[1].copy()]
+      plus[which] = plus[which].copy()
+      plus[which][idx] += eps
+      minus[which][idx] -= eps
+      numeric[idx] = (nt_xent_reference(*plus, 0.5) - nt_xent_reference(*minus, 0.5)) / (2 * eps)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=1e-5)
+
+
+def test_nt_xent_positives_and_self_masking():
+  """Identical views far apart from the rest: loss -> 0 and accuracy 1; swapping the rows of one
+  view (wrong positives) makes it large. The self-similarity (the largest logit) is masked:
+  otherwise every anchor would pick itself and the loss could not approach 0."""
+  z = np.eye(4, dtype=np.float32)
+  loss, acc = losses.nt_xent(jnp.asarray(z), jnp.asarray(z), 0.05)
+  assert float(loss) < 1e-6 and float(acc) == 1.0
+  wrong, acc_wrong = losses.nt_xent(jnp.asarray(z), jnp.asarray(z[::-1]), 0.05)
+  assert float(wrong) > 10 and float(acc_wrong) == 0.0
+
+
+def test_nt_xent_negatives_are_global_across_devices():
+  """8 devices (batch sharded) == 1 device == the NumPy reference: every anchor sees the
+  negatives held by the other devices (the loss would differ if each device only contrasted its
+  own 2 rows)."""
+  assert jax.device_count() == 8
+  z1, z2 = random_views(n=16, d=8, seed=2)
+  reference = nt_xent_reference(z1, z2, 0.1)
+  fn = jax.jit(lambda a, b: losses.nt_xent(a, b, 0.1)[0])
+  single = fn(jax.device_put(z1, jax.devices()[0]), jax.device_put(z2, jax.devices()[0]))
+  mesh = distributed.make_mesh(jax.devices())
+  sharded_in = NamedSharding(mesh, P("data"))
+  a, b = jax.device_put(z1, sharded_in), jax.device_put(z2, sharded_in)
+  assert len(a.sharding.device_set) == 8
+  sharded = fn(a, b)
+  np.testing.assert_allclose(single, reference, rtol=2e-5)
+  np.testing.assert_allclose(sharded, reference, rtol=2e-5)
+  per_device = np.mean([nt_xent_reference(z1[i:i + 2], z2[i:i + 2], 0.1)
+                        for i in range(0, 16, 2)])
+  assert abs(per_device - reference) > 0.5  # local negatives would give a different loss
+
+
+def soft_xent_reference(student, teacher, temperature):
+  out = []
+  for s, t in zip(np.asarray(student, np.float64), np.asarray(teacher, np.float64)):
+    p = np.exp(t / temperature) / np.sum(np.exp(t / temperature))
+    log_q = s / temperature - np.log(np.sum(np.exp(s / temperature)))
+    out.append(-np.sum(p * log_q))
+  return np.mean(out)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.5, 0.5])
+def test_soft_xent_matches_reference_and_stops_teacher_gradient(temperature):
+  rng = np.random.default_rng(3)
+  student, teacher = rng.normal(size=(2, 5, 7)).astype(np.float32) * 2
+  value = losses.soft_xent(jnp.asarray(student), jnp.asarray(teacher), temperature)
+  np.testing.assert_allclose(value, soft_xent_reference(student, teacher, temperature),
+                             rtol=1e-5)
+  g_teacher = jax.grad(lambda t: losses.soft_xent(jnp.asarray(student), t, temperature))(
+      jnp.asarray(teacher))
+  np.testing.assert_array_equal(g_teacher, 0.0)
+  # d/ds = (softmax(s/T) - softmax(t/T)) / (T N), an independent closed form.
+  g_student = jax.grad(lambda s: losses.soft_xent(s, jnp.asarray(teacher), temperature))(
+      jnp.asarray(student))
+  softmax = lambda x: np.exp(x) / np.exp(x).sum(-1, keepdims=True)
+  expected = (softmax(student / temperature) - softmax(teacher / temperature)) / (
+      temperature * len(student))
+  np.testing.assert_allclose(g_student, expected, rtol=1e-4, atol=1e-7)

@@ -115,3 +115,70 @@ def test_bad_names_fail():
     optim.make_optimizer(opt_config("adam"), lambda _: 1.0, PARAMS)
   with pytest.raises(ValueError, match="lr.schedule"):
     optim.make_schedule(lr_config(schedule="linear"), 1.0, 10, 100)
+
+
+def test_lars_matches_simclr_reference_with_exclusions():
+  """LARS with `lars_exclude="head_classes"` == simclr:lars_optimizer.py written out in NumPy:
+  kernels outside the classifier get wd + trust ratio; the classifier kernel wd only; BN and
+  biases neither (methods.md 3.6), classic momentum v = m v + lr trust g, w -= v."""
+  lrs, wd, m, eta = [0.1, 0.3, 0.2], 0.1, 0.9, 0.001
+  config = opt_config("lars", wd)
+  config.lars_exclude = "head_classes"
+  tx = optim.make_optimizer(config, lambda step: jnp.asarray(lrs)[step], PARAMS)
+  rng = np.random.default_rng(0)
+  grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), PARAMS)
+
+  def excluded_from(path, what):  # the names simclr matches: batch_normalization, bias, head
+    names = [getattr(k, "key", "") for k in path]
+    if names[-1] == "bias" or names[-2] == "bn":
+      return True
+    return what == "trust" and names[0] == "head_classes"
+
+  params, state = PARAMS, tx.init(PARAMS)
+  ref = jax.tree.map(lambda p: np.asarray(p, np.float64), PARAMS)
+  velocity = jax.tree.map(np.zeros_like, ref)
+  for lr in lrs:
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+
+    def step(path, w, g, v):
+      g = np.asarray(g, np.float64)
+      if not excluded_from(path, "decay"):
+        g = g + wd * w
+      trust = 1.0
+      if not excluded_from(path, "trust"):
+        trust = eta * np.linalg.norm(w) / np.linalg.norm(g)
+      return m * v + lr * trust * g
+
+    velocity = jax.tree_util.tree_map_with_path(step, ref, grads, velocity)
+    ref = jax.tree.map(lambda w, v: w - v, ref, velocity)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), params, ref)
+  # The classifier really moved differently from a trust-ratio update (the exclusion matters).
+  plain = optim.make_optimizer(opt_config("lars", wd), lambda step: jnp.asarray(lrs)[step],
+                               PARAMS)
+  u_plain, _ = plain.update(grads, plain.init(PARAMS), PARAMS)
+  u_excl, _ = tx.update(grads, tx.init(PARAMS), PARAMS)
+  assert not np.allclose(u_plain["head_classes"]["kernel"], u_excl["head_classes"]["kernel"])
+  np.testing.assert_array_equal(u_plain["trunk"]["conv"]["kernel"],
+                                u_excl["trunk"]["conv"]["kernel"])
+
+
+def test_lars_exclude_names_an_unknown_module_in_one_line():
+  config = opt_config("lars")
+  config.lars_exclude = "head_nope"
+  with pytest.raises(ValueError, match="optimizer.lars_exclude='head_nope'"):
+    optim.make_optimizer(config, lambda _: 0.1, PARAMS)
+
+
+@pytest.mark.parametrize("scaling, batch_of, expected", [
+    ("linear", "labeled", 0.3 * 64 / 256),
+    ("linear", "all", 0.3 * (64 + 448) / 256),
+    ("sqrt", "unlabeled", 0.3 * 448 ** 0.5),
+    ("sqrt", "all", 0.3 * 512 ** 0.5),
+])
+def test_base_learning_rate_scalings(scaling, batch_of, expected):
+  from s4l_jax import config_lib  # pylint: disable=g-import-not-at-top
+  c = config_lib.base_config(dataset="digits", labels="all", labeled_batch=64)
+  c.input.unlabeled.batch_size = 448
+  c.lr.base, c.lr.scaling, c.lr.batch_of = 0.3, scaling, batch_of
+  assert config_lib.base_learning_rate(c) == pytest.approx(expected)
