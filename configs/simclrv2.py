@@ -46,7 +46,7 @@ def projection_head(width: int, keep: int = 0) -> dict:
   """SimCLRv2's projection head on an encoder of output `width`; `keep` = k > 0 keeps only its
   first k layers (fine-tuning from `proj_k`)."""
   return dict(dims=(width, width, PROJ_DIM), batch_norm=True, use_bias=False,
-              output_bn_bias=False, kernel_init="normal_0.01", keep=keep)
+              output_bn_bias=False, kernel_init="normal", keep=keep)
 
 
 def lars(c, base: float, weight_decay: float, warmup_epochs: float):

@@ -26,7 +26,7 @@ DEVICES = 2
 STEPS = 16
 ENV = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES}",
            JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3",
-           PYTHONUNBUFFERED="1")
+           PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")  # SIGABRT dumps every thread
 TINY = (f"--config.total_steps={STEPS}", "--config.checkpoint_every_steps=2",
         "--config.log_every_steps=1", "--config.eval_every_steps=0", "--config.model.depth=10",
         "--config.model.width=1", "--config.input.image_size=8",
@@ -59,7 +59,13 @@ def _run_until(workdir, pattern: str, sig: int, log_path, timeout=180, overrides
           proc.send_signal(sig)
           break
       time.sleep(0.02)
-    returncode = proc.wait(timeout=120)
+    try:
+      returncode = proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:  # a hang: faulthandler writes each thread's stack
+      proc.send_signal(signal.SIGABRT)
+      proc.wait(timeout=30)
+      with open(log_path) as f:
+        raise AssertionError(f"no exit 120 s after {sig!r}; stacks:\n{f.read()[-6000:]}")
   finally:
     if proc.poll() is None:
       proc.kill()
