@@ -103,3 +103,36 @@ def test_tf_exemplar8_emits_canvas_and_boxes():
 def test_unknown_view_raises():
   with pytest.raises(ValueError, match="exemplar8"):
     tf_views.make_tf_crop_fn("bad", image_size=8, crop="none", decode=False)
+
+
+def test_every_crop_op_has_a_host_twin():
+  assert not set(tf_views.HOST_CROPS) & set(tf_views.BOX_CROPS)
+  assert set(tf_views.HOST_CROPS) | set(tf_views.BOX_CROPS) == set(views.CROP_OPS)
+
+
+def _jax_bicubic_uint8(img, box, size):
+  crop = views.bicubic_crop_and_resize(jnp.asarray(img, jnp.float32), jnp.asarray(box), size)
+  return np.clip(np.asarray(crop), 0, 255)
+
+
+@pytest.mark.parametrize("view,crops", [("simclr_train", 1), ("simclr2", 2)])
+def test_tf_simclr_crops_are_the_jax_bicubic_of_the_box(view, crops):
+  """Host SimCLR crops: tf.image.resize(bicubic) of the sampled box = the JAX bicubic, up to
+  the host's uint8 rounding (and clipping of the cubic overshoot)."""
+  img = np.random.RandomState(3).randint(0, 256, (64, 48, 3)).astype(np.uint8)
+  seed = tf.constant([4, 9], tf.int64)
+  got = tf_views.make_tf_crop_fn(view, image_size=16, crop="inception", decode=False)(
+      _features(img, (4, 9)))["image"].numpy().reshape(crops, 16, 16, 3)
+  seeds = [seed] if crops == 1 else tf_views._split(seed, crops)
+  for s, crop in zip(seeds, got):
+    begin, size, _ = tf_views.sample_box(s, [64, 48, 3], views.SIMCLR_AREA, views.SIMCLR_ASPECT)
+    box = [begin[0], begin[1], size[0], size[1]]
+    np.testing.assert_allclose(crop, _jax_bicubic_uint8(img, box, 16), atol=0.5 + 1e-3)
+
+
+def test_tf_simclr_eval_is_the_jax_central_875_crop():
+  img = np.random.RandomState(4).randint(0, 256, (36, 50, 3)).astype(np.uint8)
+  got = tf_views.make_tf_crop_fn("simclr_eval", image_size=16, crop="inception", decode=False)(
+      _features(img))["image"].numpy()
+  want = _jax_bicubic_uint8(img, views.simclr_central_box(36, 50), 16)
+  np.testing.assert_allclose(got, want, atol=0.5 + 1e-3)

@@ -185,8 +185,9 @@ def test_bad_config_flag_fails_in_one_line(tmp_path, config, match):
 @pytest.mark.parametrize("overrides, match", [
     ({"input.labeled.view": "pad_crop|flipp"},
      r"^input.labeled.view 'pad_crop\|flipp': unknown op 'flipp'; valid: a named view "
-     r"\(train, rotate4, exemplar8, simclr2, eval\) or crop_op\[\*N\]\|op\|... with crop ops "
-     r"\(inception_crop, pad_crop, central_crop\) and ops \(flip, hsv_noise, "),
+     r"\(train, rotate4, exemplar8, simclr2, simclr_train, eval, simclr_eval\) or "
+     r"crop_op\[\*N\]\|op\|... with crop ops \(inception_crop, pad_crop, central_crop, "
+     r"simclr_crop, central_crop_875\) and ops \(flip, hsv_noise, "),
     ({"input.unlabeled.view": "rotate"}, r"^input.unlabeled.view 'rotate': unknown op 'rotate'"),
     ({"input.labeled.view": "flip|pad_crop"},
      r"view 'flip\|pad_crop': exactly one crop op, first \(inception_crop, pad_crop, "),

@@ -145,7 +145,8 @@ def test_eval_view_deterministic_and_exact():
 @pytest.mark.parametrize("view,crop,views_per_image", [
     ("train", "inception", None), ("train", "pad_crop", None),
     ("train", "none", None), ("exemplar8", "pad_crop", 8),
-    ("simclr2", "inception", 2)])
+    ("simclr2", "inception", 2), ("simclr2", "pad_crop", 2), ("simclr_train", "inception", None),
+    ("simclr_eval", "inception", None)])
 def test_views_shapes_range_determinism(view, crop, views_per_image):
   imgs = _rand_images(h=16, w=16)
   fn = jax.jit(views.make_view_fn(view, image_size=16, crop=crop))
@@ -193,7 +194,9 @@ def test_composition_names_its_crop_and_named_views_follow_input_crop():
 
 
 @pytest.mark.parametrize("view,n", [("train", 1), ("eval", 1), ("rotate4", 4), ("exemplar8", 8),
-                                    ("simclr2", 2), ("pad_crop|flip|rotate4", 4),
+                                    ("simclr2", 2), ("simclr_train", 1), ("simclr_eval", 1),
+                                    ("simclr_crop*2|simclr_augment", 2),
+                                    ("pad_crop|flip|rotate4", 4),
                                     ("inception_crop|flip|hsv_noise", 1), ("pad_crop*2|flip", 2),
                                     ("inception_crop*3|flip|rotate4", 12)])
 def test_copies_match_the_view_output(view, n):
@@ -216,7 +219,7 @@ def test_named_view_equals_its_composition(named, composed):
     np.testing.assert_array_equal(a[k], b[k])
 
 
-@pytest.mark.parametrize("view", ["train", "rotate4", "simclr2", "exemplar8"])
+@pytest.mark.parametrize("view", ["train", "rotate4", "simclr2", "exemplar8", "simclr_train"])
 def test_host_cropped_batch_gets_the_same_ops(view):
   """tf.data's uint8 crops finished on the device == the in-memory view of those crops with
   a no-op crop (central_crop at size): same registered ops, same keys after the crop."""
@@ -260,3 +263,215 @@ def test_views_import_does_not_load_tensorflow():
   code = ("import sys, s4l_jax.data.views; "
           "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
   subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---- SimCLRv2 (methods.md 3.4): NumPy references, independent of the JAX code ----
+
+def _np_keys(x, a=-0.5):
+  """Keys cubic kernel, float64."""
+  x = abs(x)
+  if x <= 1:
+    return (a + 2) * x**3 - (a + 3) * x**2 + 1
+  return a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a if x < 2 else 0.0
+
+
+def _np_cubic_weights(n_in, n_out, table=1024):
+  """(n_out, n_in) TF2 bicubic weights: half-pixel centres, offset rounded to 1/table px,
+  out-of-range taps dropped and the rest renormalised."""
+  mat = np.zeros((n_out, n_in))
+  for i in range(n_out):
+    src = (i + 0.5) * n_in / n_out - 0.5
+    base = int(np.floor(src))
+    frac = np.rint((src - base) * table) / table
+    for tap in range(base - 1, base + 3):
+      if 0 <= tap < n_in:
+        mat[i, tap] = _np_keys(tap - base - frac)
+    mat[i] /= mat[i].sum()
+  return mat
+
+
+def _np_bicubic(image, box, size):
+  """Bicubic resize of image[y:y+h, x:x+w] (H, W, C) to (size, size, C), float64."""
+  y, x, h, w = box
+  crop = np.asarray(image, np.float64)[y:y + h, x:x + w]
+  return np.einsum("ih,hwc,jw->ijc", _np_cubic_weights(h, size), crop,
+                   _np_cubic_weights(w, size))
+
+
+@pytest.mark.parametrize("box,size", [((0, 0, 37, 29), 16), ((3, 5, 20, 11), 24),
+                                      ((0, 0, 37, 29), 64), ((10, 4, 1, 1), 5),
+                                      ((2, 2, 7, 9), 7), ((30, 0, 7, 29), 224)])
+def test_bicubic_matches_numpy_keys_cubic(box, size):
+  img = np.random.RandomState(0).rand(37, 29, 3).astype(np.float32)
+  got = jax.jit(views.bicubic_crop_and_resize, static_argnums=2)(
+      jnp.asarray(img), jnp.array(box), size)
+  np.testing.assert_allclose(got, _np_bicubic(img, box, size), atol=2e-6)
+
+
+def test_bicubic_closed_forms():
+  """Identity at the crop's size; constants kept (renormalised edges); a ramp is reproduced
+  where all 4 taps are inside, at the source position rounded to 1/1024 px (TF's table)."""
+  img = jnp.asarray(np.random.RandomState(1).rand(20, 20, 3), jnp.float32)
+  np.testing.assert_allclose(views.bicubic_crop_and_resize(img, jnp.array([3, 4, 12, 12]), 12),
+                             img[3:15, 4:16], atol=1e-6)
+  np.testing.assert_allclose(views.bicubic_crop_and_resize(jnp.full((9, 9, 1), 0.3),
+                                                           jnp.array([0, 0, 9, 9]), 31),
+                             0.3, atol=1e-6)
+  n_in, n_out = 50, 37
+  ramp = jnp.broadcast_to(jnp.arange(n_in, dtype=jnp.float32)[:, None, None], (n_in, 1, 1))
+  out = np.asarray(views.bicubic_crop_and_resize(ramp, jnp.array([0, 0, n_in, 1]), n_out))
+  src = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+  inside = (np.floor(src) >= 1) & (np.floor(src) + 2 <= n_in - 1)
+  want = np.floor(src) + np.rint((src - np.floor(src)) * 1024) / 1024
+  np.testing.assert_allclose(out[inside, 0, 0], want[inside], atol=2e-5)
+  assert np.abs(out[inside, 0, 0] - src[inside]).max() <= 0.5 / 1024 + 2e-5
+
+
+def test_bicubic_matches_tf_image_resize():
+  tf = pytest.importorskip("tensorflow")
+  img = np.random.RandomState(2).rand(41, 33, 3).astype(np.float32)
+  for box, size in (((0, 0, 41, 33), 16), ((5, 3, 30, 17), 48), ((1, 2, 3, 4), 9)):
+    y, x, h, w = box
+    want = tf.image.resize(img[y:y + h, x:x + w], [size, size], method="bicubic").numpy()
+    got = views.bicubic_crop_and_resize(jnp.asarray(img), jnp.array(box), size)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_saturation_is_tf_adjust_saturation_not_a_luma_blend():
+  out = views.adjust_saturation(jnp.array([[[0.2, 0.5, 0.8]]]), 1.5)
+  np.testing.assert_allclose(out[0, 0], [0.0, 0.4, 0.8], atol=1e-6)
+
+
+def _np_hsv_op(image, fn):
+  """Applies fn(h, s, v) -> (h, s, v) per pixel through colorsys."""
+  flat = [colorsys.hsv_to_rgb(*fn(*colorsys.rgb_to_hsv(*p))) for p in image.reshape(-1, 3)]
+  return np.array(flat).reshape(image.shape)
+
+
+_NP_JITTER = (
+    lambda x, f: x * f,
+    lambda x, f: (x - x.mean(axis=(0, 1))) * f + x.mean(axis=(0, 1)),
+    lambda x, f: _np_hsv_op(x, lambda h, s, v: (h, min(max(s * f, 0.0), 1.0), v)),
+    lambda x, f: _np_hsv_op(x, lambda h, s, v: ((h + f) % 1.0, s, v)),
+)
+
+
+@pytest.mark.parametrize("index,factor", [(0, 0.2), (0, 1.7), (1, 0.3), (1, 1.8), (2, 0.2),
+                                          (2, 1.8), (3, -0.2), (3, 0.15)])
+def test_each_jitter_op_at_a_fixed_factor(index, factor):
+  img = np.random.RandomState(3).rand(6, 5, 3)
+  got = views.JITTER_OPS[index](jnp.asarray(img, jnp.float32), factor)
+  np.testing.assert_allclose(got, _NP_JITTER[index](img, factor), atol=2e-6)
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2, 3), (3, 2, 1, 0), (2, 0, 3, 1)])
+def test_color_jitter_applies_ops_in_order_clipping_each(order):
+  img = np.random.RandomState(4).rand(6, 5, 3)
+  factors = (1.7, 1.6, 1.5, 0.1)  # Brightness and contrast leave [0, 1]: the clips matter.
+  want = img
+  for i in order:
+    want = np.clip(_NP_JITTER[i](want, factors[i]), 0, 1)
+  got = views.apply_color_jitter(jnp.asarray(img, jnp.float32), jnp.array(factors),
+                                 jnp.array(order))
+  np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_color_jitter_brightness_range():
+  """On a grey image only brightness acts: out = 0.5 * U(0.2, 1.8) at strength 1."""
+  grey = jnp.full((2, 2, 3), 0.5)
+  keys = jax.random.split(jax.random.key(0), 4000)
+  out = np.asarray(jax.vmap(views.color_jitter, in_axes=(0, None))(keys, grey))
+  np.testing.assert_allclose(out, out[:, :1, :1, :1] * np.ones_like(out), atol=1e-6)
+  f = out[:, 0, 0, 0] / 0.5
+  assert 0.2 <= f.min() < 0.21 and 1.79 < f.max() <= 1.8
+  assert abs(f.mean() - 1.0) < 0.03  # sd of the mean: 0.46 / sqrt(4000) = 0.007
+
+
+@pytest.mark.parametrize("size,taps", [(224, 23), (32, 3), (96, 9), (19, 1)])
+def test_blur_kernel_size_and_normalisation(size, taps):
+  sigma = 2.0
+  delta = np.zeros((size, size, 1), np.float32)
+  c = size // 2
+  delta[c, c] = 1.0
+  out = np.asarray(views.apply_gaussian_blur(jnp.asarray(delta), sigma))[..., 0]
+  ys, xs = np.nonzero(out)
+  assert ys.max() - ys.min() + 1 == taps and xs.max() - xs.min() + 1 == taps
+  r = taps // 2
+  k = np.exp(-np.arange(-r, r + 1) ** 2 / (2 * sigma**2))
+  k /= k.sum()
+  np.testing.assert_allclose(out[c - r:c + r + 1, c - r:c + r + 1], np.outer(k, k), atol=1e-7)
+  np.testing.assert_allclose(out.sum(), 1.0, atol=1e-5)
+  # Zero padding: a constant image darkens at the corner by the kernel mass inside.
+  ones = np.asarray(views.apply_gaussian_blur(jnp.ones((size, size, 1)), sigma))
+  np.testing.assert_allclose(ones[0, 0, 0], k[r:].sum() ** 2, atol=1e-6)
+
+
+def _frequency(fn, image, n=20_000):
+  """Fraction of n keys for which fn(key, image) changes the image."""
+  out = jax.vmap(fn, in_axes=(0, None))(jax.random.split(jax.random.key(7), n), image)
+  return float(np.mean(np.any(np.asarray(out) != np.asarray(image), axis=(1, 2, 3))))
+
+
+@pytest.mark.parametrize("name,p", [("color_jitter", 0.8), ("grey", 0.2), ("blur", 0.5),
+                                    ("flip", 0.5)])
+def test_random_op_frequencies(monkeypatch, name, p):
+  """The ops of simclr_augment fire with SimCLR's probabilities (5 binomial sd)."""
+  # Any blur must show: a tiny sigma is exactly the identity in float32.
+  monkeypatch.setattr(views, "gaussian_blur", lambda rng, x: x + 1.0)
+  image = jnp.asarray(np.random.RandomState(5).rand(4, 4, 3), jnp.float32)
+  freq = _frequency(views.OPS[name].fn, image)
+  assert abs(freq - p) < 5 * np.sqrt(p * (1 - p) / 20_000), freq
+
+
+def test_simclr_central_box_is_simclrs_center_crop():
+  # rint(0.875 * short) half to even; offsets ((H - side) + 1) // 2.
+  assert views.simclr_central_box(224, 224) == (14, 14, 196, 196)
+  assert views.simclr_central_box(20, 30) == (1, 6, 18, 18)  # 17.5 -> 18
+  assert views.simclr_central_box(36, 27) == (6, 2, 24, 24)  # 23.625 -> 24
+  assert views.simclr_central_box(333, 500) == (21, 105, 291, 291)  # 291.375
+
+
+def test_simclr_eval_is_the_bicubic_central_875_crop():
+  imgs = _rand_images(h=20, w=30)
+  fn = jax.jit(views.make_view_fn("simclr_eval", image_size=12, crop="pad_crop"))
+  out = np.asarray(fn(None, {"image": imgs})["image"])
+  for b in range(2):
+    want = _np_bicubic(np.asarray(imgs[b]) / 255, (1, 6, 18, 18), 12)
+    np.testing.assert_allclose(out[b], np.clip(want * 2 - 1, -1, 1), atol=1e-5)
+
+
+def test_simclr_train_is_a_bicubic_simclr_box_and_a_flip():
+  imgs, rng = _rand_images(b=3, h=24, w=20), jax.random.key(8)
+  out = np.asarray(views.make_view_fn("simclr_train", image_size=16, crop="inception")(
+      rng, {"image": imgs})["image"])
+  k_crop, k_flip = jax.random.split(rng)
+  boxes = np.asarray(views.inception_crop_boxes(k_crop, 3, 24, 20, views.SIMCLR_AREA,
+                                                views.SIMCLR_ASPECT))
+  flips = [bool(jax.random.bernoulli(k)) for k in jax.random.split(k_flip, 3)]
+  for b in range(3):
+    want = _np_bicubic(np.asarray(imgs[b]) / 255, boxes[b], 16)
+    want = np.clip((want[:, ::-1] if flips[b] else want) * 2 - 1, -1, 1)
+    np.testing.assert_allclose(out[b], want, atol=1e-5)
+
+
+@pytest.mark.parametrize("named,composed", [("simclr2", "simclr_crop*2|simclr_augment"),
+                                            ("simclr_train", "simclr_crop|flip"),
+                                            ("simclr_eval", "central_crop_875")])
+def test_simclr_views_equal_their_compositions(named, composed):
+  """With input.crop=inception the SimCLR views are their `simclr_crop` compositions."""
+  imgs, rng = _rand_images(h=20, w=20), jax.random.key(9)
+  a = views.make_view_fn(named, image_size=16, crop="inception")(rng, {"image": imgs})
+  b = views.make_view_fn(composed, image_size=16, crop="none")(rng, {"image": imgs})
+  np.testing.assert_array_equal(a["image"], b["image"])
+  assert views.parse_view(composed).resize == "bicubic"
+
+
+def test_bicubic_canvas_crops_are_resized_bicubic():
+  """tf.data canvas + boxes of a bicubic view: resized here with the bicubic resize."""
+  canvas = _rand_images(b=2, h=40, w=40, seed=6)
+  boxes = jnp.asarray([[[0, 0, 40, 40], [3, 5, 20, 17], [10, 2, 7, 30], [1, 1, 9, 9]]] * 2)
+  fn = views.make_view_fn("simclr_crop*4", image_size=16, crop="none", host_cropped=True)
+  got = np.asarray(fn(jax.random.key(0), {"image": canvas, "boxes": boxes})["image"])
+  for b, k in itertools.product(range(2), range(4)):
+    want = _np_bicubic(np.asarray(canvas[b]) / 255, np.asarray(boxes[b, k]), 16)
+    np.testing.assert_allclose(got[b, k], np.clip(want * 2 - 1, -1, 1), atol=1e-5)

@@ -6,6 +6,12 @@ the rest of the view on the device with the registered JAX ops. Randomness comes
 `features["seed"]` (int64 (2,)) through `tf.random.stateless_*`, so a stream is reproducible
 given its seed. Boxes come from `tf.image.stateless_sample_distorted_bounding_box` (the
 reference sampler that `views.inception_crop_boxes` reimplements).
+
+Resizing follows the view's `resize` (`views.RESIZES`): the host calls `tf.image.resize` with
+that method, the reference that the JAX resizes match; bicubic crops are clipped to [0, 1]
+when rounded to uint8 here, whereas the device path keeps the kernel's overshoot until the
+next clip (SimCLR's first clip comes after the colour jitter). Canvas crops (>=
+`CANVAS_MIN_CROPS` per image) are resized on the device (`views.RESIZES[...].canvas_fn`).
 """
 from typing import Callable
 
@@ -14,6 +20,8 @@ import tensorflow as tf
 from s4l_jax.data import views
 # The crop constants are shared with the JAX views (which import no TensorFlow).
 from s4l_jax.data.views import MAX_ATTEMPTS, MIN_COVERED, PAD, S4L_ASPECT, S4L_AREA  # pylint: disable=g-multiple-import
+
+BOX_CROPS = ("inception_crop", "simclr_crop")  # crop ops that sample `sample_box` boxes
 
 CANVAS = 512
 CANVAS_MIN_CROPS = 4  # inception crops per image from which the host emits a canvas + boxes
@@ -50,8 +58,8 @@ def sample_box(seed, shape, area_range=S4L_AREA, aspect_range=S4L_ASPECT):
 
 
 def decode_and_inception_crop(image, seed, *, image_size, decode,
-                              area_range=S4L_AREA, aspect_range=S4L_ASPECT):
-  """Samples a box, decodes only that window (fused), bilinear resize.
+                              area_range=S4L_AREA, aspect_range=S4L_ASPECT, method="bilinear"):
+  """Samples a box, decodes only that window (fused), resizes (`method`, bilinear|bicubic).
 
   Returns float32 (S, S, 3) in [0, 1].
   """
@@ -62,17 +70,23 @@ def decode_and_inception_crop(image, seed, *, image_size, decode,
     crop = tf.io.decode_and_crop_jpeg(image, window, channels=3)
   else:
     crop = tf.slice(image, begin, size)
-  return tf.image.resize(crop, [image_size, image_size], "bilinear") / 255.0
+  return tf.image.resize(crop, [image_size, image_size], method) / 255.0
 
 
-def _multi_crop(image, seeds, image_size, area_range, aspect_range):
+def _multi_crop(image, seeds, image_size, area_range, aspect_range, method="bilinear"):
   """Decoded uint8 (H, W, 3) -> (K, S, S, 3) in [0, 1], K = len(seeds).
 
-  One `crop_and_resize` call. Boxes are mapped so that its align-corners grid
-  equals the half-pixel grid of `tf.image.resize` on the crop (endpoints
-  clamped inside the crop, which only matters when upsampling).
+  Bilinear: one `crop_and_resize` call. Boxes are mapped so that its align-corners
+  grid equals the half-pixel grid of `tf.image.resize` on the crop (endpoints
+  clamped inside the crop, which only matters when upsampling). Otherwise one
+  `tf.image.resize(method=method)` per crop.
   """
   shape = tf.shape(image)
+  if method != "bilinear":
+    crops = [tf.image.resize(tf.slice(image, *sample_box(seed, shape, area_range,
+                                                         aspect_range)[:2]),
+                             [image_size, image_size], method) for seed in seeds]
+    return tf.stack(crops) / 255.0
   hw = tf.cast(shape[:2], tf.float32)
   boxes = []
   for seed in seeds:
@@ -111,13 +125,23 @@ def _canvas(image, seeds, area_range, aspect_range):
   return tf.ensure_shape(canvas, [CANVAS, CANVAS, 3]), tf.stack(boxes)
 
 
-def _central(image, image_size):
-  """Central square of the short side, bilinear resize; float [0, 1]."""
+def _central(image, image_size, method="bilinear"):
+  """Central square of the short side, resized (`method`); float [0, 1]."""
   shape = tf.shape(image)
   side = tf.minimum(shape[0], shape[1])
   crop = tf.image.crop_to_bounding_box(image, (shape[0] - side) // 2,
                                        (shape[1] - side) // 2, side, side)
-  return tf.image.resize(crop, [image_size, image_size], "bilinear") / 255.0
+  return tf.image.resize(crop, [image_size, image_size], method) / 255.0
+
+
+def _central_875(image, image_size, method="bicubic"):
+  """SimCLR's eval crop (`views.simclr_central_box`), resized (`method`); float [0, 1]."""
+  shape = tf.shape(image)
+  side = tf.cast(tf.math.rint(views.SIMCLR_CENTRAL * tf.cast(
+      tf.minimum(shape[0], shape[1]), tf.float32)), tf.int32)
+  crop = tf.image.crop_to_bounding_box(image, (shape[0] - side + 1) // 2,
+                                       (shape[1] - side + 1) // 2, side, side)
+  return tf.image.resize(crop, [image_size, image_size], method) / 255.0
 
 
 def _pad_crop(image, seed, image_size):
@@ -140,6 +164,14 @@ def _eval(image, image_size, decode):
   return image[top:top + image_size, left:left + image_size] / 255.0
 
 
+# The host twins of the other crop ops: fn(uint8 (H, W, 3), seed, S, view) -> (S, S, 3) [0, 1].
+HOST_CROPS = {
+    "pad_crop": lambda image, seed, size, view: _pad_crop(image, seed, size),
+    "central_crop": lambda image, seed, size, view: _central(image, size, view.resize),
+    "central_crop_875": lambda image, seed, size, view: _central_875(image, size, view.resize),
+}
+
+
 def make_tf_crop_fn(view: str, *, image_size: int, crop: str, decode: bool) -> TFViewFn:
   """Returns `fn(features) -> dict` for `tf.data.Dataset.map`: the host crops of a view.
 
@@ -150,19 +182,14 @@ def make_tf_crop_fn(view: str, *, image_size: int, crop: str, decode: bool) -> T
     decode: `features["image"]` is JPEG bytes (True) or uint8 (H, W, 3).
 
   The fn reads `features["image"]`, `features["label"]`, `features["seed"]` and returns
-  "label" and uint8 "image": (S, S, 3) for one crop per image (inception_crop decodes only
-  the crop window, `decode_and_crop_jpeg`); (K, S, S, 3) for K crops (decoded once, one
-  `crop_and_resize`); for K >= `CANVAS_MIN_CROPS` inception crops, the decoded image
-  zero-padded to (CANVAS, CANVAS, 3) plus "boxes" int32 (K, 4), resized on the device.
+  "label" and uint8 "image": (S, S, 3) for one crop per image (a `BOX_CROPS` op decodes
+  only the crop window, `decode_and_crop_jpeg`); (K, S, S, 3) for K crops (decoded once); for
+  K >= `CANVAS_MIN_CROPS` box crops, the decoded image zero-padded to (CANVAS, CANVAS, 3) plus
+  "boxes" int32 (K, 4), resized on the device.
   """
   spec = views.resolve(view, crop)
-
-  inception = spec.crop == "inception_crop"
-
-  def crop_decoded(image, seed):
-    if spec.crop == "pad_crop":
-      return _pad_crop(image, seed, image_size)
-    return _central(image, image_size)
+  inception = spec.crop in BOX_CROPS
+  crop_decoded = lambda image, seed: HOST_CROPS[spec.crop](image, seed, image_size, spec)
 
   def fn(features):
     image, seed = features["image"], features["seed"]
@@ -170,7 +197,7 @@ def make_tf_crop_fn(view: str, *, image_size: int, crop: str, decode: bool) -> T
     if spec.crops == 1 and inception:
       return out | {"image": _uint8(decode_and_inception_crop(
           image, seed, image_size=image_size, decode=decode, area_range=spec.area_range,
-          aspect_range=spec.aspect_range))}
+          aspect_range=spec.aspect_range, method=spec.resize))}
     image = _decode(image, decode)
     if spec.crops == 1:
       return out | {"image": _uint8(crop_decoded(image, seed))}
@@ -181,7 +208,7 @@ def make_tf_crop_fn(view: str, *, image_size: int, crop: str, decode: bool) -> T
       canvas, boxes = _canvas(image, seeds, spec.area_range, spec.aspect_range)
       return out | {"image": canvas, "boxes": boxes}
     return out | {"image": _uint8(_multi_crop(image, seeds, image_size, spec.area_range,
-                                              spec.aspect_range))}
+                                              spec.aspect_range, spec.resize))}
 
   return fn
 

@@ -1,21 +1,23 @@
 """The view registry: S4L / SimCLR augmentations as named JAX ops, run on the device.
 
-A view is one crop op (`CROP_OPS`: inception_crop, pad_crop, central_crop), taking `crops`
-crops of each uint8 image (B, H, W, C), then ops on the crops in [0, 1] (`OPS`: flip,
-hsv_noise, color_jitter, grey, blur, simclr_augment, and rotate4, which makes 4 copies); the
-result is float32 in [-1, 1] (`to_pm1`). Views are declared once, in `NAMED_VIEWS` (train,
-rotate4, exemplar8, simclr2, eval; their crop op follows `input.crop`), or written in a config
-as a composition that names its crop op first, e.g. `"inception_crop|flip|hsv_noise"`. The
-tf.data path (`tf_views.py`) only decodes and crops on the host; `make_view_fn(...,
-host_cropped=True)` applies the same ops to its crops. All functions are jit-able, vectorised
-over the batch and deterministic given `rng`. This module must not import TensorFlow.
+A view is one crop op (`CROP_OPS`: inception_crop, pad_crop, central_crop, simclr_crop,
+central_crop_875), taking `crops` crops of each uint8 image (B, H, W, C), then ops on the crops
+in [0, 1] (`OPS`: flip, hsv_noise, color_jitter, grey, blur, simclr_augment, and rotate4, which
+makes 4 copies); the result is float32 in [-1, 1] (`to_pm1`). Views are declared once, in
+`NAMED_VIEWS` (train, rotate4, exemplar8, simclr2, simclr_train, eval, simclr_eval; all but the
+eval views take their crop op from `input.crop`), or written in a config as a composition that
+names its crop op first, e.g. `"inception_crop|flip|hsv_noise"`. The tf.data path
+(`tf_views.py`) only decodes and crops on the host; `make_view_fn(..., host_cropped=True)`
+applies the same ops to its crops. All functions are jit-able, vectorised over the batch and
+deterministic given `rng`. This module must not import TensorFlow.
 
 Crop sampling follows TF `sample_distorted_bounding_box` (kernel
 `GenerateRandomCrop` + `SatisfiesOverlapConstraints`): aspect ratio uniform,
 integer height uniform between the heights implied by the area bounds, integer
 offsets uniform in [0, size - crop), first valid attempt wins, whole image as
-fallback. Crops are resized with half-pixel-centre bilinear interpolation
-without antialiasing (TF2 `tf.image.resize(method="bilinear")`).
+fallback. Crops are resized without antialiasing (`RESIZES`, the view's `resize`):
+half-pixel-centre bilinear (S4L; TF2 `tf.image.resize(method="bilinear")`) or Keys bicubic
+(SimCLR; TF2 `tf.image.resize(method="bicubic")`).
 """
 import dataclasses
 import functools
@@ -31,6 +33,9 @@ SIMCLR_AREA = (0.08, 1.0)
 SIMCLR_ASPECT = (3 / 4, 4 / 3)
 MIN_COVERED = 0.1
 MAX_ATTEMPTS = 100
+SIMCLR_CENTRAL = 0.875  # SimCLR eval: side of the central crop / the short side
+KEYS_A = -0.5  # Keys cubic kernel parameter of TF2 bicubic resizing
+CUBIC_TABLE = 1024  # TF's bicubic kernel rounds tap offsets to 1 / CUBIC_TABLE pixel
 PAD = 4
 NUM_EXEMPLAR = 8
 
@@ -132,6 +137,63 @@ def gather_crop_and_resize(image, box, size):
   return mix(rows(y0)) * (1 - fy)[:, None, None] + mix(rows(y1)) * fy[:, None, None]
 
 
+def keys_cubic(x, a=KEYS_A):
+  """Keys (1981) cubic convolution kernel at distance `x` (pixels); 0 for |x| >= 2."""
+  x = jnp.abs(x)
+  near = ((a + 2) * x - (a + 3)) * x * x + 1
+  far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+  return jnp.where(x <= 1, near, jnp.where(x < 2, far, 0.0))
+
+
+def _cubic_matrix(start, length, in_size, out_size):
+  """(out_size, in_size) bicubic weights resampling [start, start+length), as TF's kernel.
+
+  Half-pixel centres, 4 taps at floor(src) - 1 .. floor(src) + 2 with the offset rounded to
+  1 / CUBIC_TABLE pixel (TF reads a table); taps outside the segment get weight 0 and the rest
+  are renormalised to sum 1 (TF2 `resize_bicubic(half_pixel_centers=True)`).
+  """
+  length = jnp.asarray(length, jnp.int32)
+  scale = length.astype(jnp.float32) / out_size
+  src = (jnp.arange(out_size, dtype=jnp.float32) + 0.5) * scale - 0.5
+  base = jnp.floor(src)
+  frac = jnp.round((src - base) * CUBIC_TABLE) / CUBIC_TABLE  # Half to even, as lrintf.
+  offsets = jnp.arange(-1, 3)
+  taps = base.astype(jnp.int32)[:, None] + offsets  # (out, 4), relative to `start`
+  weights = keys_cubic(frac[:, None] - offsets) * ((taps >= 0) & (taps < length))
+  weights /= weights.sum(axis=1, keepdims=True)
+  cols = jnp.asarray(start, jnp.int32) + taps
+  return jnp.sum(jnp.where(cols[..., None] == jnp.arange(in_size), weights[..., None], 0.0),
+                 axis=1)
+
+
+def bicubic_crop_and_resize(image, box, size):
+  """Bicubic crop of `box` [y, x, h, w] from (H, W, C) to float32 (size, size, C).
+
+  TF2 `tf.image.resize(crop, (size, size), method="bicubic")` (Keys a=-0.5, no antialias),
+  as SimCLR's TF2 code; its TF1 code calls the legacy `tf.image.resize_bicubic` (a=-0.75,
+  no half-pixel centres), which differs slightly. Not clipped (the kernel overshoots).
+  """
+  h, w = image.shape[:2]
+  wy = _cubic_matrix(box[0], box[2], h, size)
+  wx = _cubic_matrix(box[1], box[3], w, size)
+  hi = jax.lax.Precision.HIGHEST
+  return jnp.einsum("ih,hwc,jw->ijc", wy, image.astype(jnp.float32), wx, precision=hi)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resize:
+  """A crop-and-resize `fn(image (H, W, C), box [y, x, h, w], size) -> (S, S, C)` float32, and
+  `canvas_fn`, the same for the tf.data canvas (`_host_crops`: large uint8 images)."""
+  fn: Callable
+  canvas_fn: Callable
+
+
+RESIZES = {
+    "bilinear": Resize(crop_and_resize, gather_crop_and_resize),
+    "bicubic": Resize(bicubic_crop_and_resize, bicubic_crop_and_resize),
+}
+
+
 def pad_crop(rng, image, size, pad=PAD):
   """Reflect-pads float (H, W, C) by `pad` and takes a random size x size crop."""
   padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
@@ -207,38 +269,67 @@ def _grey(image):
   return image @ jnp.array([0.2989, 0.5870, 0.1140])[:, None]
 
 
+def adjust_brightness(image, factor):
+  """SimCLRv2 brightness (multiplicative): `image * factor`."""
+  return image * factor
+
+
+def adjust_contrast(image, factor):
+  """`tf.image.adjust_contrast` on (H, W, C): scale around the per-channel mean over H, W."""
+  mean = image.mean(axis=(0, 1))
+  return (image - mean) * factor + mean
+
+
+def adjust_saturation(image, factor):
+  """`tf.image.adjust_saturation` on RGB (..., 3) in [0, 1]: S <- clip(S * factor, 0, 1) in
+  HSV."""
+  hsv = rgb_to_hsv(image)
+  return hsv_to_rgb(hsv.at[..., 1].set(jnp.clip(hsv[..., 1] * factor, 0.0, 1.0)))
+
+
+def adjust_hue(image, delta):
+  """`tf.image.adjust_hue` on RGB (..., 3) in [0, 1]: H <- (H + delta) mod 1 (turns)."""
+  hsv = rgb_to_hsv(image)
+  return hsv_to_rgb(hsv.at[..., 0].set(jnp.mod(hsv[..., 0] + delta, 1.0)))
+
+
+JITTER_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
+
+
+def apply_color_jitter(image, factors, order):
+  """SimCLR colour jitter with given draws on (H, W, 3) in [0, 1].
+
+  Args:
+    image: float RGB in [0, 1].
+    factors: (4,) brightness factor, contrast factor, saturation factor, hue delta.
+    order: int (4,), a permutation of `JITTER_OPS` indices, applied first to last.
+
+  Returns:
+    RGB in [0, 1], clipped after each op.
+  """
+  ops = [lambda x, op=op, i=i: op(x, factors[i]) for i, op in enumerate(JITTER_OPS)]
+  step = lambda j, x: jnp.clip(jax.lax.switch(order[j], ops, x), 0.0, 1.0)
+  return jax.lax.fori_loop(0, len(ops), step, image)
+
+
 def color_jitter(rng, image, strength=1.0):
-  """SimCLR colour jitter on RGB [0, 1]: 4 ops in random order, clip each."""
+  """SimCLR colour jitter on (H, W, 3) in [0, 1]: brightness U(max(0, 1-0.8s), 1+0.8s),
+  contrast and saturation U(1-0.8s, 1+0.8s), hue delta U(-0.2s, 0.2s), in random order."""
   k_perm, k_b, k_c, k_s, k_h = jax.random.split(rng, 5)
   s8 = 0.8 * strength
-  fb = jax.random.uniform(k_b, (), minval=max(0.0, 1 - s8), maxval=1 + s8)
-  fc = jax.random.uniform(k_c, (), minval=1 - s8, maxval=1 + s8)
-  fs = jax.random.uniform(k_s, (), minval=1 - s8, maxval=1 + s8)
-  dh = jax.random.uniform(k_h, (), minval=-0.2 * strength,
-                          maxval=0.2 * strength)
-
-  def hue(x):
-    hsv = rgb_to_hsv(x)
-    return hsv_to_rgb(hsv.at[..., 0].set(jnp.mod(hsv[..., 0] + dh, 1.0)))
-
-  ops = (lambda x: x * fb,
-         lambda x: (x - x.mean(axis=(0, 1))) * fc + x.mean(axis=(0, 1)),
-         lambda x: _grey(x) + (x - _grey(x)) * fs,
-         hue)
-  perm = jax.random.permutation(k_perm, 4)
-  step = lambda j, x: jnp.clip(jax.lax.switch(perm[j], ops, x), 0.0, 1.0)
-  return jax.lax.fori_loop(0, 4, step, image)
+  factors = jnp.stack([
+      jax.random.uniform(k_b, (), minval=max(0.0, 1 - s8), maxval=1 + s8),
+      jax.random.uniform(k_c, (), minval=1 - s8, maxval=1 + s8),
+      jax.random.uniform(k_s, (), minval=1 - s8, maxval=1 + s8),
+      jax.random.uniform(k_h, (), minval=-0.2 * strength, maxval=0.2 * strength)])
+  return apply_color_jitter(image, factors, jax.random.permutation(k_perm, len(JITTER_OPS)))
 
 
-def gaussian_blur(rng, image):
-  """SimCLR blur of (S, S, C) in [0, 1]: sigma ~ U(0.1, 2), kernel S // 10.
-
-  Separable, zero ('SAME') padding, as in SimCLR. Sigma is drawn per image
-  (SimCLR draws one per batch and view).
-  """
+def apply_gaussian_blur(image, sigma):
+  """SimCLR blur of (S, S, C) with a given `sigma` (px): kernel size S // 10 rounded up to odd
+  (radius S // 20: 23 taps at S = 224), normalised, separable, zero ('SAME') padding."""
   size = image.shape[0]
   radius = size // 10 // 2
-  sigma = jax.random.uniform(rng, (), minval=0.1, maxval=2.0)
   taps = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
   kernel = jnp.exp(-taps**2 / (2 * sigma**2))
   kernel /= kernel.sum()
@@ -249,14 +340,32 @@ def gaussian_blur(rng, image):
   return jnp.einsum("ih,hwc,jw->ijc", mat, image, mat, precision=hi)
 
 
-def central_crop_resize(images, size):
-  """Deterministic eval crop: central square of the short side, resize."""
+def gaussian_blur(rng, image):
+  """`apply_gaussian_blur` of (S, S, C) in [0, 1] with sigma ~ U(0.1, 2), drawn per image
+  (SimCLR draws one per batch and view)."""
+  return apply_gaussian_blur(image, jax.random.uniform(rng, (), minval=0.1, maxval=2.0))
+
+
+def central_crop_resize(images, size, resize=crop_and_resize):
+  """Deterministic eval crop of (B, H, W, C): central square of the short side (offsets
+  rounded down), `resize`d to size x size; identity when H = W = size."""
   _, h, w, _ = images.shape
   if h == w == size:
     return images
   side = min(h, w)
   box = jnp.array([(h - side) // 2, (w - side) // 2, side, side])
-  return jax.vmap(lambda im: crop_and_resize(im, box, size))(images)
+  return jax.vmap(lambda im: resize(im, box, size))(images)
+
+
+def simclr_central_box(h, w, fraction=SIMCLR_CENTRAL):
+  """SimCLR's `center_crop` box (`data_util._compute_crop_shape` at aspect 1): a square of
+  side rint(fraction * min(h, w)) at offsets ((h - side) + 1) // 2, likewise for w.
+
+  Returns:
+    Python ints (y, x, side, side).
+  """
+  side = round(fraction * min(h, w))  # Python rounds half to even, as tf.rint.
+  return ((h - side) + 1) // 2, ((w - side) + 1) // 2, side, side
 
 
 def random_color_jitter(k_jitter, k_coin, image, p=0.8):
@@ -305,14 +414,14 @@ def _repeat(images, k):
 
 
 def _inception_crop(rng, images, size, view):
-  """TF-style random box per crop (`view.area_range`, `view.aspect_range`), bilinear resize."""
+  """TF-style random box per crop (`view.area_range`, `view.aspect_range`), `view.resize`."""
   b, h, w, _ = images.shape
   boxes = inception_crop_boxes(rng, b * view.crops, h, w, view.area_range, view.aspect_range)
-  if view.crops == 1 or view.copy_before_crop:
-    return jax.vmap(crop_and_resize, in_axes=(0, 0, None))(_repeat(images, view.crops), boxes,
-                                                           size)
+  resize = RESIZES[view.resize].fn
+  if view.crops == 1:
+    return jax.vmap(resize, in_axes=(0, 0, None))(images, boxes, size)
   # Several crops of one source without copying it: boxes (B, K, 4).
-  crop_one = lambda im, bx: crop_and_resize(im, bx, size)
+  crop_one = lambda im, bx: resize(im, bx, size)
   x = jax.vmap(jax.vmap(crop_one, in_axes=(None, 0)))(
       images, boxes.reshape(b, view.crops, 4))
   return x.reshape((b * view.crops,) + x.shape[2:])
@@ -326,22 +435,41 @@ def _pad_crop(rng, images, size, view):
 
 
 def _central_crop(rng, images, size, view):
-  """Central square of the short side, resized (identity at size x size); deterministic."""
+  """Central square of the short side, `view.resize`d (identity at size x size)."""
   del rng
-  return central_crop_resize(_repeat(images, view.crops), size)
+  return central_crop_resize(_repeat(images, view.crops), size, RESIZES[view.resize].fn)
+
+
+def _central_crop_875(rng, images, size, view):
+  """SimCLR's eval crop: `simclr_central_box` (87.5 % of the short side), `view.resize`d."""
+  del rng
+  box = jnp.array(simclr_central_box(*images.shape[1:3]))
+  resize = RESIZES[view.resize].fn
+  return jax.vmap(lambda im: resize(im, box, size))(_repeat(images, view.crops))
+
+
+BICUBIC = {"resize": "bicubic"}
+SIMCLR_CROP = {"area_range": SIMCLR_AREA, "aspect_range": SIMCLR_ASPECT, **BICUBIC}
 
 
 @dataclasses.dataclass(frozen=True)
 class Crop:
-  """A crop op: `fn(rng, images (B, H, W, C), size, view) -> (B * view.crops, S, S, C)`."""
+  """A crop op: `fn(rng, images (B, H, W, C), size, view) -> (B * view.crops, S, S, C)`.
+
+  random: whether `fn` uses `rng` (None is passed otherwise).
+  view_fields: the `View` fields of a composition that starts with this op.
+  """
   fn: Callable
   random: bool = True
+  view_fields: dict = dataclasses.field(default_factory=dict)
 
 
 CROP_OPS = {
     "inception_crop": Crop(_inception_crop),
     "pad_crop": Crop(_pad_crop),
     "central_crop": Crop(_central_crop, random=False),
+    "simclr_crop": Crop(_inception_crop, view_fields=SIMCLR_CROP),
+    "central_crop_875": Crop(_central_crop_875, random=False, view_fields=BICUBIC),
 }
 # `input.crop` value -> the crop op of the named views (compositions name their own).
 INPUT_CROPS = {"inception": "inception_crop", "pad_crop": "pad_crop", "none": "central_crop"}
@@ -379,33 +507,34 @@ INPUT_CROP = "<input.crop>"  # a named view's crop: the op `INPUT_CROPS[config.i
 class View:
   """`crops` crops of each image by the crop op `crop`, then `ops` in order.
 
-  area_range, aspect_range: the `inception_crop` box ranges.
-  copy_before_crop: with `inception_crop` and crops > 1, copy each image and crop every copy
-    (simclr2) instead of taking all crops from the one source (exemplar8, less memory); the
-    same distribution, different float rounding (kept so that results do not move).
+  area_range, aspect_range: the box ranges of `inception_crop` / `simclr_crop`.
+  resize: how crop ops resize (`RESIZES`); pad_crop does not resize.
   """
   crop: str
   ops: tuple[str, ...] = ()
   crops: int = 1
   area_range: tuple[float, float] = S4L_AREA
   aspect_range: tuple[float, float] = S4L_ASPECT
-  copy_before_crop: bool = False
+  resize: str = "bilinear"
 
 
 NAMED_VIEWS = {
     "train": View(INPUT_CROP, ("flip",)),
     "rotate4": View(INPUT_CROP, ("flip", "rotate4")),
     "exemplar8": View(INPUT_CROP, ("flip", "hsv_noise"), crops=NUM_EXEMPLAR),
-    "simclr2": View(INPUT_CROP, ("simclr_augment",), crops=2, area_range=SIMCLR_AREA,
-                    aspect_range=SIMCLR_ASPECT, copy_before_crop=True),
+    # SimCLRv2 pretraining (2 views), fine-tuning / distillation (crop + flip), eval.
+    "simclr2": View(INPUT_CROP, ("simclr_augment",), crops=2, **SIMCLR_CROP),
+    "simclr_train": View(INPUT_CROP, ("flip",), **SIMCLR_CROP),
     "eval": View("central_crop"),
+    "simclr_eval": View("central_crop_875", **BICUBIC),
 }
 
 
 def parse_view(view: str) -> View:
-  """A named view (`NAMED_VIEWS`) or a composition `"crop_op[*N]|op|..."` (crop op first, S4L
-  box ranges; `*N` takes N independent crops of each image, default 1), e.g.
-  `"inception_crop|flip|hsv_noise"` or `"pad_crop*2|flip"` (two augmentations per image).
+  """A named view (`NAMED_VIEWS`) or a composition `"crop_op[*N]|op|..."` (crop op first, with
+  its `view_fields`, else S4L box ranges and bilinear resizing; `*N` takes N independent crops
+  of each image, default 1), e.g. `"inception_crop|flip|hsv_noise"`, `"pad_crop*2|flip"` (two
+  augmentations per image) or `"simclr_crop*2|simclr_augment"` (= simclr2 with inception).
 
   Raises ValueError naming an unknown or misplaced op and the valid names.
   """
@@ -426,7 +555,8 @@ def parse_view(view: str) -> View:
   if star and not (crops.isdigit() and int(crops) >= 1):
     raise ValueError(f"view {view!r}: the crop count after '*' must be an integer >= 1, "
                      f"got {crops!r}")
-  return View(names[0], tuple(names[1:]), crops=int(crops) if star else 1)
+  return View(names[0], tuple(names[1:]), crops=int(crops) if star else 1,
+              **CROP_OPS[names[0]].view_fields)
 
 
 def resolve(view: str, crop: str) -> View:
@@ -441,7 +571,8 @@ def resolve(view: str, crop: str) -> View:
 
 
 def copies(view: str) -> int:
-  """Images the model sees per source image of `view` (train 1, rotate4 4, exemplar8 8)."""
+  """Images the model sees per source image of `view` (train 1, rotate4 4, exemplar8 8,
+  simclr2 2)."""
   spec = parse_view(view)
   return spec.crops * math.prod(OPS[name].copies for name in spec.ops)
 
@@ -468,7 +599,7 @@ def make_view_fn(view: str, *, image_size: int, crop: str,
   def fn(rng, batch):
     keys = list(jax.random.split(rng, 1 + num_random_ops)) if is_random else [None]
     if host_cropped:
-      x = _host_crops(batch, image_size)
+      x = _host_crops(batch, image_size, RESIZES[spec.resize].canvas_fn)
       b = x.shape[0]
       x = x.reshape((-1,) + x.shape[-3:])
     else:
@@ -490,9 +621,9 @@ def make_view_fn(view: str, *, image_size: int, crop: str,
   return fn
 
 
-def _host_crops(batch, size):
-  """The host's uint8 crops as float32 in [0, 1]; a canvas + boxes resized to `size` here."""
+def _host_crops(batch, size, resize):
+  """The host's uint8 crops as float32 in [0, 1]; a canvas + boxes `resize`d to `size` here."""
   if "boxes" not in batch:
     return _to_unit(batch["image"])
-  crop = functools.partial(gather_crop_and_resize, size=size)
+  crop = functools.partial(resize, size=size)
   return jax.vmap(jax.vmap(crop, in_axes=(None, 0)))(batch["image"], batch["boxes"]) / 255.0
