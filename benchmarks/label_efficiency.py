@@ -13,7 +13,8 @@ with overlapping method lists can run in parallel. Chained pipelines:
   rotation_finetune: rotation pretraining (RUNS/rotation_s<seed>), then finetune.py from it;
   moam:              configs/moam.py, all three stages in RUNS/moam_s<seed>/step1..3.
 Every stage gets the same labeled batch (and unlabeled batch = labeled where the method has
-an unlabeled stream), model, step budget, `eval_every_steps = steps // evals`, plain
+an unlabeled stream; FixMatch: 7 x labeled, its paper's mu, and an EMA decay with a half-life
+of `ema_frac` of the budget), model, step budget, `eval_every_steps = steps // evals`, plain
 (not rotation-averaged) evaluation, and a warm-up of `warmup_frac` of the budget (the
 presets' warm-up is in labeled epochs and would exceed a small budget).
 
@@ -41,7 +42,7 @@ _METHODS = flags.DEFINE_list(
     "methods", ["supervised", "s4l_rotation"],
     "Methods in run order; `method:0+1` gives that method its own seeds. Known: "
     "supervised, pseudo_label, vat, vat_entmin, rotation_finetune, s4l_rotation, "
-    "s4l_exemplar, moam.")
+    "s4l_exemplar, moam, fixmatch.")
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Default seeds.")
 _STEPS = flags.DEFINE_integer("steps", 300, "Training steps of every run (every MOAM stage).")
 _BATCH = flags.DEFINE_integer("batch", 32, "Labeled batch (and unlabeled batch) of every run.")
@@ -60,11 +61,14 @@ _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only collect finished ru
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Methods whose config has an unlabeled stream (its batch is set to --batch too).
-UNLABELED = {"vat", "vat_entmin", "rotation", "s4l_rotation", "s4l_exemplar", "moam_step1"}
+UNLABELED = {"vat", "vat_entmin", "rotation", "s4l_rotation", "s4l_exemplar", "moam_step1",
+             "fixmatch"}
+# Unlabeled images per labeled image where a method's paper fixes it (FixMatch's mu).
+UNLABELED_RATIO = {"fixmatch": 7}
 # Stages trained on every train image (ground truth + pseudo-labels).
 STUDENTS = {"pseudo_label", "moam_step2"}
 KNOWN = ("supervised", "pseudo_label", "vat", "vat_entmin", "rotation_finetune",
-         "s4l_rotation", "s4l_exemplar", "moam")
+         "s4l_rotation", "s4l_exemplar", "moam", "fixmatch")
 
 
 def parse_methods(methods, seeds):
@@ -87,11 +91,13 @@ def stage_overrides(kind: str, prefix: str, *, steps, batch, labels, model, eval
        "eval_every_steps": 0 if kind == "rotation" else steps // evals,  # no class loss
        "evals.validation.rotation_average": False, "evals.test.rotation_average": False}
   if kind in UNLABELED:
-    o["input.unlabeled.batch_size"] = batch
+    o["input.unlabeled.batch_size"] = batch * UNLABELED_RATIO.get(kind, 1)
   if num_labeled and kind != "moam_step3":  # MOAM step 3 fine-tunes without warm-up
     o["lr.warmup_epochs"] = warmup_frac * steps / spe
   if num_labeled and kind == "moam_step1":
     o["ema_halflife_epochs"] = ema_frac * steps / spe
+  if kind == "fixmatch":  # the same half-life as a per-step decay (0.999 suits 2^20 steps)
+    o["ema_decay"] = 0.5 ** (1 / max(ema_frac * steps, 1))
   for item in filter(None, model.split(",")):
     k, _, v = item.partition("=")
     o[f"model.{k}"] = v

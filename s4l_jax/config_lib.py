@@ -225,6 +225,7 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.total_unlabeled_epochs = 0.0  # passes over the unlabeled stream (the train split)
   c.total_examples = 0        # labeled examples seen
   c.ema_halflife_epochs = 0.0  # Polyak averaging of the weights; 0 = off
+  c.ema_decay = 0.0           # or its per-step decay (e.g. 0.999); 0 = use ema_halflife_epochs
 
   c.init_from = ""            # export dir whose weights initialise the model (fine-tuning)
   c.init_take = "all"         # subtrees taken from init_from: all | trunk | trunk+proj_1 | ...

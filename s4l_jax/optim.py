@@ -28,8 +28,14 @@ def trainable_mask(params, trainable: str):
   return {name: jax.tree.map(lambda _, t=name in names: t, tree) for name, tree in params.items()}
 
 
+SCHEDULES = ("step", "cosine", "fixmatch_cosine", "constant")
+FIXMATCH_COSINE_FRACTION = 7 / 16  # FixMatch: lr cos(7 pi k / 16 K), ends at 0.2 lr
+
+
 def make_schedule(lr_config, base_lr: float, steps_per_epoch: int, total_steps: int):
-  """Linear warm-up from 0, then `step` (x decay_factor at each decay epoch) or `cosine` to 0."""
+  """Linear warm-up from 0, then `step` (x decay_factor at each decay epoch), `cosine` to 0,
+  `fixmatch_cosine` (`base_lr cos(7 pi k / 16 K)`, k and K counted after the warm-up) or
+  `constant`."""
   warmup = int(round(lr_config.warmup_epochs * steps_per_epoch))
   warmup = min(warmup, max(total_steps - 1, 0))
   if lr_config.schedule == "step":
@@ -40,10 +46,15 @@ def make_schedule(lr_config, base_lr: float, steps_per_epoch: int, total_steps: 
   elif lr_config.schedule == "cosine":
     cosine = optax.cosine_decay_schedule(base_lr, max(total_steps - warmup, 1))
     after = lambda step: cosine(step - warmup)
+  elif lr_config.schedule == "fixmatch_cosine":
+    span = max(total_steps - warmup, 1)
+    after = lambda step: base_lr * jnp.cos(FIXMATCH_COSINE_FRACTION * jnp.pi * (step - warmup)
+                                           / span)
   elif lr_config.schedule == "constant":
     after = lambda step: base_lr
   else:
-    raise ValueError(f"lr.schedule must be step|cosine|constant, got {lr_config.schedule!r}")
+    raise ValueError(f"lr.schedule must be one of {', '.join(SCHEDULES)}, got "
+                     f"{lr_config.schedule!r}")
 
   def schedule(step):
     step = jnp.asarray(step, jnp.float32)

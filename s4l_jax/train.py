@@ -27,7 +27,10 @@ from s4l_jax.models import build_model, init as model_init
 
 
 def ema_decay(config, steps_per_epoch: int) -> float:
-  """Polyak decay with a half-life of `ema_halflife_epochs` (MOAM: 0.5**(1/steps_per_epoch))."""
+  """Per-step Polyak decay: `ema_decay` when > 0 (FixMatch: 0.999), else a half-life of
+  `ema_halflife_epochs` (MOAM: 0.5**(1/steps_per_epoch)); 0 = off."""
+  if config.ema_decay > 0:
+    return float(config.ema_decay)
   if config.ema_halflife_epochs <= 0:
     return 0.0
   return 0.5 ** (1.0 / (config.ema_halflife_epochs * steps_per_epoch))

@@ -39,6 +39,11 @@ def check_values(config):
   _require(config.input.unlabeled.batch_size >= 0,
            f"input.unlabeled.batch_size={config.input.unlabeled.batch_size} must be >= 0 "
            "(0 = no unlabeled stream)")
+  _require(0 <= config.ema_decay < 1, f"ema_decay={config.ema_decay} must be in [0, 1) "
+           "(0 = use ema_halflife_epochs)")
+  _require(not (config.ema_decay and config.ema_halflife_epochs > 0),
+           f"set ema_decay={config.ema_decay} or ema_halflife_epochs="
+           f"{config.ema_halflife_epochs}, not both (the other 0)")
   _require(0 <= config.pseudo_label_threshold <= 1, f"pseudo_label_threshold="
            f"{config.pseudo_label_threshold} must be in [0, 1] (0 keeps every pseudo-label)")
   _require(config.input.crop in views.INPUT_CROPS, f"input.crop={config.input.crop!r} must "

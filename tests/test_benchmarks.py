@@ -52,7 +52,7 @@ def test_parse_methods():
   assert le.parse_methods(["supervised:0+1", "vat"], ["3"]) == [("supervised", [0, 1]),
                                                                ("vat", [3])]
   with pytest.raises(ValueError, match="Unknown method"):
-    le.parse_methods(["fixmatch"], ["0"])
+    le.parse_methods(["flexmatch"], ["0"])
 
 
 def test_commands_chain_prerequisites():
@@ -69,6 +69,9 @@ def test_commands_chain_prerequisites():
   assert moam_dir == "/r/moam_s0" and "--config.stages.step3.model.width=2" in moam
   assert "--config.stages.step1.ema_halflife_epochs=0.0048" in moam
   assert not any(a.startswith("--config.stages.step3.lr.warmup") for a in moam)
+  (_, fixmatch), = le.commands("fixmatch", 0, "/r", SETTINGS)
+  assert "--config.input.unlabeled.batch_size=112" in fixmatch  # mu = 7
+  assert "--config.ema_decay=0.561231" in fixmatch  # half-life 0.02 * 60 = 1.2 steps
 
 
 def test_report_from_fake_runs(tmp_path):

@@ -110,6 +110,22 @@ def test_cosine_schedule():
   assert float(s(110)) == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("warmup_epochs", [0.0, 1.0])
+def test_fixmatch_cosine_is_cos_7_pi_k_over_16_k(warmup_epochs):
+  """lr = base cos(7 pi k / 16 K) with k, K counted after a linear warm-up of w steps."""
+  spe, total, base = 10, 200, 0.03
+  s = optim.make_schedule(lr_config(schedule="fixmatch_cosine", warmup_epochs=warmup_epochs),
+                          base_lr=base, steps_per_epoch=spe, total_steps=total)
+  w = int(warmup_epochs * spe)
+  steps = np.arange(w, total + 1)
+  np.testing.assert_allclose([float(s(k)) for k in steps],
+                             base * np.cos(7 * np.pi * (steps - w) / (16 * (total - w))),
+                             rtol=1e-5)
+  assert float(s(total)) == pytest.approx(base * np.cos(7 * np.pi / 16), rel=1e-5)  # 0.195 base
+  if w:
+    assert float(s(w // 2)) == pytest.approx(base / 2)
+
+
 def test_bad_names_fail():
   with pytest.raises(ValueError, match="optimizer.name"):
     optim.make_optimizer(opt_config("adam"), lambda _: 1.0, PARAMS)

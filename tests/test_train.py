@@ -257,3 +257,11 @@ def test_frozen_teacher_from_an_export_is_an_input_not_state(uninterrupted, tmp_
   assert set(tree) == {"step", "params", "batch_stats", "opt_state", "ema_params"}
   for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(export.load_variables(teacher_dir))):
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("halflife, decay, want", [(0.0, 0.0, 0.0), (2.0, 0.0, 0.5 ** (1 / 20)),
+                                                  (0.0, 0.999, 0.999)])
+def test_ema_decay_per_step_or_from_the_half_life(halflife, decay, want):
+  config = load_config("supervised", "dataset=digits")
+  config.ema_halflife_epochs, config.ema_decay = halflife, decay
+  assert train.ema_decay(config, steps_per_epoch=10) == pytest.approx(want, rel=1e-12)

@@ -475,3 +475,85 @@ def test_bicubic_canvas_crops_are_resized_bicubic():
   for b, k in itertools.product(range(2), range(4)):
     want = _np_bicubic(np.asarray(canvas[b]) / 255, np.asarray(boxes[b, k]), 16)
     np.testing.assert_allclose(got[b, k], np.clip(want * 2 - 1, -1, 1), atol=1e-5)
+
+
+def _mark(rng, x):
+  """A random op whose output shows its key: the whole crop set to one uniform draw."""
+  return jnp.full_like(x, jax.random.uniform(rng))
+
+
+def test_op_at_k_touches_only_crop_k_with_one_key_per_image(monkeypatch):
+  monkeypatch.setitem(views.OPS, "mark", views.Op(_mark))
+  imgs = _rand_images(b=3, h=8, w=8)
+  rng = jax.random.key(4)
+  out = np.asarray(views.make_view_fn("central_crop*3|mark@1", image_size=8, crop="none")(
+      rng, {"image": imgs})["image"])
+  assert out.shape == (3, 3, 8, 8, 3)
+  plain = np.asarray(views.to_pm1(imgs, max_value=255))
+  op_key = jax.random.split(rng, 2)[1]  # no key for the deterministic crop op's draws
+  for i in range(3):
+    np.testing.assert_array_equal(out[i, 0], plain[i])
+    np.testing.assert_array_equal(out[i, 2], plain[i])
+    want = 2 * float(jax.random.uniform(jax.random.split(op_key, 3)[i])) - 1
+    np.testing.assert_allclose(out[i, 1], want, rtol=1e-6)
+
+
+def test_op_at_k_after_a_copy_op_covers_all_copies_of_crop_k(monkeypatch):
+  monkeypatch.setitem(views.OPS, "mark", views.Op(_mark))
+  out = np.asarray(views.make_view_fn("central_crop*2|rotate4|mark@1", image_size=8,
+                                      crop="none")(jax.random.key(0),
+                                                   {"image": _rand_images(h=8, w=8)})["image"])
+  assert out.shape == (2, 8, 8, 8, 3)
+  for k in range(4):
+    np.testing.assert_array_equal(out[:, k], np.rot90(out[:, 0], k, axes=(1, 2)))
+  marked = out[:, 4:].reshape(2, 4, -1)
+  assert np.all(marked == marked[..., :1]) and len(np.unique(marked[..., 0])) == 8
+
+
+@pytest.mark.parametrize("bad, match", [("central_crop*2|flip@2", "0 <= k < 2"),
+                                        ("central_crop|flip@1", "0 <= k < 1"),
+                                        ("central_crop*2|rotate4@0", "random op"),
+                                        ("central_crop*2|flip@x", "0 <= k"),
+                                        ("central_crop*2|flop@1", "unknown op 'flop'")])
+def test_bad_op_at_k_is_rejected(bad, match):
+  with pytest.raises(ValueError, match=match):
+    views.parse_view(bad)
+
+
+def test_op_at_k_is_normalised_and_counts_copies():
+  spec = views.parse_view("pad_crop*2| flip |randaugment @ 1|cutout@1")
+  assert spec == views.View("pad_crop", ("flip", "randaugment@1", "cutout@1"), crops=2)
+  assert views.copies("pad_crop*2|flip|randaugment@1|cutout@1") == 2
+
+
+@pytest.mark.parametrize("size", [8, 16, 32])
+def test_shift_takes_a_window_of_the_reflect_padded_crop(size):
+  pad = {8: 1, 16: 2, 32: 4}[size]  # 12.5 %, at least 1 px
+  imgs = _rand_images(b=64, h=size, w=size, seed=1)
+  out = np.asarray(jax.jit(views.make_view_fn("central_crop|shift", image_size=size,
+                                              crop="none"))(jax.random.key(2),
+                                                            {"image": imgs})["image"])
+  offsets = set()
+  for img, got in zip(np.asarray(imgs), np.rint((out + 1) * 127.5)):
+    padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    hits = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+            if np.array_equal(padded[dy:dy + size, dx:dx + size], got)]
+    assert hits
+    offsets.update(hits)
+  assert {0, 2 * pad} <= {dy for dy, _ in offsets}  # the whole range of shifts is used
+
+
+def test_fixmatch_views_weak_copy_is_untouched_and_strong_is_deterministic_per_key(monkeypatch):
+  view = "central_crop*2|flip|shift|randaugment@1|cutout@1"
+  imgs = _rand_images(b=4, h=16, w=16)
+  fn = jax.jit(views.make_view_fn(view, image_size=16, crop="none"))
+  a, b = (np.asarray(fn(jax.random.key(7), {"image": imgs})["image"]) for _ in range(2))
+  np.testing.assert_array_equal(a, b)
+  other = np.asarray(fn(jax.random.key(8), {"image": imgs})["image"])
+  assert not np.array_equal(a[:, 1], other[:, 1])
+  for name in ("randaugment", "cutout"):
+    monkeypatch.setitem(views.OPS, name, views.Op(lambda rng, x: x))
+  plain = np.asarray(views.make_view_fn(view, image_size=16, crop="none")(
+      jax.random.key(7), {"image": imgs})["image"])
+  np.testing.assert_array_equal(a[:, 0], plain[:, 0])  # weak: flip + shift only
+  assert not np.array_equal(a[:, 1], plain[:, 1])

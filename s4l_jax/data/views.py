@@ -11,6 +11,12 @@ names its crop op first, e.g. `"inception_crop|flip|hsv_noise"`. The tf.data pat
 applies the same ops to its crops. All functions are jit-able, vectorised over the batch and
 deterministic given `rng`. This module must not import TensorFlow.
 
+In a composition, `op@k` applies a random op to crop k only of each image's `*N` crops, e.g.
+FixMatch's weak (copy 0) and strong (copy 1) views `"central_crop*2|flip|shift|randaugment@1|
+cutout@1"` (`randaugment`, `cutout`: `randaugment.py`). `shift` reflect-pads by 12.5 % of the
+side (`randaugment.shift_pad`) and takes a random window; `pad_crop` pads by `PAD` = 4 px at
+every size (12.5 % at 32 px, 25 % at digits' 16), kept so that results do not move.
+
 Crop sampling follows TF `sample_distorted_bounding_box` (kernel
 `GenerateRandomCrop` + `SatisfiesOverlapConstraints`): aspect ratio uniform,
 integer height uniform between the heights implied by the area bounds, integer
@@ -26,6 +32,8 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+
+from s4l_jax.data import randaugment
 
 S4L_AREA = (0.05, 1.0)
 S4L_ASPECT = (0.75, 1.33)
@@ -498,7 +506,11 @@ OPS = {
     "blur": Op(lambda rng, x: random_blur(*jax.random.split(rng), x)),
     "simclr_augment": Op(simclr_augment),
     "rotate4": Op(rotate4, copies=4, label="rotation"),
+    "shift": Op(lambda rng, x: pad_crop(rng, x, x.shape[0], randaugment.shift_pad(x.shape[0]))),
+    "randaugment": Op(randaugment.randaugment),
+    "cutout": Op(randaugment.cutout),
 }
+ONLY = "@"  # `op@k`: the op on crop k of each image only
 
 INPUT_CROP = "<input.crop>"  # a named view's crop: the op `INPUT_CROPS[config.input.crop]`
 
@@ -530,11 +542,18 @@ NAMED_VIEWS = {
 }
 
 
+def _only(op: str) -> tuple[str, int | None]:
+  """`"name@k"` -> ("name", k); `"name"` -> ("name", None) (k unchecked: `parse_view`)."""
+  name, at, k = op.partition(ONLY)
+  return name.strip(), (int(k) if at and k.strip().isdigit() else -1 if at else None)
+
+
 def parse_view(view: str) -> View:
-  """A named view (`NAMED_VIEWS`) or a composition `"crop_op[*N]|op|..."` (crop op first, with
-  its `view_fields`, else S4L box ranges and bilinear resizing; `*N` takes N independent crops
-  of each image, default 1), e.g. `"inception_crop|flip|hsv_noise"`, `"pad_crop*2|flip"` (two
-  augmentations per image) or `"simclr_crop*2|simclr_augment"` (= simclr2 with inception).
+  """A named view (`NAMED_VIEWS`) or a composition `"crop_op[*N]|op[@k]|..."` (crop op first,
+  with its `view_fields`, else S4L box ranges and bilinear resizing; `*N` takes N independent
+  crops of each image, default 1; `op@k`, for a random op, applies it to crop k < N only), e.g.
+  `"inception_crop|flip|hsv_noise"`, `"pad_crop*2|flip"` (two augmentations per image),
+  `"pad_crop*2|flip|cutout@1"` or `"simclr_crop*2|simclr_augment"` (= simclr2 with inception).
 
   Raises ValueError naming an unknown or misplaced op and the valid names.
   """
@@ -543,20 +562,26 @@ def parse_view(view: str) -> View:
   names = [name.strip() for name in view.split("|")]
   first, star, count = names[0].partition("*")
   names[0] = first.strip()
-  for name in names:
+  ops = [_only(name) for name in names[1:]]
+  for name in [names[0]] + [name for name, _ in ops]:
     if name not in CROP_OPS and name not in OPS:
       raise ValueError(
           f"view {view!r}: unknown op {name!r}; valid: a named view ({', '.join(NAMED_VIEWS)}) "
-          f"or crop_op[*N]|op|... with crop ops ({', '.join(CROP_OPS)}) and ops "
+          f"or crop_op[*N]|op[@k]|... with crop ops ({', '.join(CROP_OPS)}) and ops "
           f"({', '.join(OPS)})")
-  if names[0] not in CROP_OPS or any(name in CROP_OPS for name in names[1:]):
+  if names[0] not in CROP_OPS or any(name in CROP_OPS for name, _ in ops):
     raise ValueError(f"view {view!r}: exactly one crop op, first ({', '.join(CROP_OPS)})")
   crops = count.strip()
   if star and not (crops.isdigit() and int(crops) >= 1):
     raise ValueError(f"view {view!r}: the crop count after '*' must be an integer >= 1, "
                      f"got {crops!r}")
-  return View(names[0], tuple(names[1:]), crops=int(crops) if star else 1,
-              **CROP_OPS[names[0]].view_fields)
+  crops = int(crops) if star else 1
+  for op, (name, k) in zip(names[1:], ops):
+    if k is not None and not (OPS[name].copies == 1 and 0 <= k < crops):
+      raise ValueError(f"view {view!r}: {op!r} needs a random op and 0 <= k < {crops}, "
+                       "the crop count after '*'")
+  return View(names[0], tuple(name if k is None else f"{name}{ONLY}{k}" for name, k in ops),
+              crops=crops, **CROP_OPS[names[0]].view_fields)
 
 
 def resolve(view: str, crop: str) -> View:
@@ -574,7 +599,7 @@ def copies(view: str) -> int:
   """Images the model sees per source image of `view` (train 1, rotate4 4, exemplar8 8,
   simclr2 2)."""
   spec = parse_view(view)
-  return spec.crops * math.prod(OPS[name].copies for name in spec.ops)
+  return spec.crops * math.prod(OPS[_only(name)[0]].copies for name in spec.ops)
 
 
 def make_view_fn(view: str, *, image_size: int, crop: str,
@@ -592,8 +617,8 @@ def make_view_fn(view: str, *, image_size: int, crop: str,
   `host_cropped`, the crop key goes unused, so the ops after the crop draw the same numbers.
   """
   spec = resolve(view, crop)
-  crop_op, ops = CROP_OPS[spec.crop], [OPS[name] for name in spec.ops]
-  num_random_ops = sum(op.copies == 1 for op in ops)
+  crop_op, ops = CROP_OPS[spec.crop], [(OPS[_only(n)[0]], _only(n)[1]) for n in spec.ops]
+  num_random_ops = sum(op.copies == 1 for op, _ in ops)
   is_random = crop_op.random or num_random_ops > 0
 
   def fn(rng, batch):
@@ -606,7 +631,13 @@ def make_view_fn(view: str, *, image_size: int, crop: str,
       b = batch["image"].shape[0]
       x = crop_op.fn(keys[0], _to_unit(batch["image"]), image_size, spec)
     op_keys, labels = iter(keys[1:]), {}
-    for op in ops:
+    for op, only in ops:
+      if only is not None:  # a random op on crop `only` of each image (and all its copies)
+        y = x.reshape((b, spec.crops, -1) + x.shape[1:])
+        sel = y[:, only].reshape((-1,) + x.shape[1:])
+        sel = jax.vmap(op.fn)(jax.random.split(next(op_keys), sel.shape[0]), sel)
+        x = y.at[:, only].set(sel.reshape(y[:, only].shape)).reshape(x.shape)
+        continue
       if op.copies == 1:
         x = jax.vmap(op.fn)(jax.random.split(next(op_keys), x.shape[0]), x)
         continue

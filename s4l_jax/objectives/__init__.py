@@ -23,7 +23,8 @@ Contract (every module `s4l_jax/objectives/<name>.py`; `config.objective` names 
 * `aux` holds what `REQUIRES.aux` asked for, filled by the train step:
   - "step": int32 scalar, the number of updates applied so far;
   - "progress": float32 scalar, step / the run's total steps, in [0, 1) (ramp-ups);
-  - "ema_params": the Polyak-averaged parameters (needs `ema_halflife_epochs > 0`);
+  - "ema_params": the Polyak-averaged parameters (needs `ema_halflife_epochs` or `ema_decay`
+    > 0);
   - "teacher": `x (N, H, W, C) in [-1, 1] -> outputs dict`, a frozen network rebuilt from the
     export `config.frozen_teacher` (inference-mode BN, no gradient; its variables are
     replicated, never donated, trained or checkpointed).
@@ -89,7 +90,8 @@ def check_config(config):
   if missing:
     raise ValueError(f"objective {name} reads model heads {missing}, missing from "
                      f"model.heads ({sorted(config.model.heads)})")
-  if "ema_params" in needs.aux and config.ema_halflife_epochs <= 0:
-    raise ValueError(f"objective {name} needs the EMA weights: set ema_halflife_epochs > 0")
+  if "ema_params" in needs.aux and config.ema_halflife_epochs <= 0 and config.ema_decay <= 0:
+    raise ValueError(f"objective {name} needs the EMA weights: set ema_halflife_epochs > 0 "
+                     "or ema_decay > 0")
   if "teacher" in needs.aux and not config.frozen_teacher:
     raise ValueError(f"objective {name} needs a frozen teacher: set frozen_teacher=DIR/export")
