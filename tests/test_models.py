@@ -83,9 +83,10 @@ def test_wrn28_2_param_count():
 
 
 def test_build_model_errors():
-  with pytest.raises(ValueError, match=r"^Unknown model name 'vgg'; valid: resnet50v2, wrn\.$"):
+  with pytest.raises(ValueError,
+                     match=r"^Unknown model name 'vgg'; valid: resnet50v2, resnet_v1, wrn\.$"):
     build_model({"name": "vgg"}, 10)
-  assert sorted(TRUNKS) == ["resnet50v2", "wrn"]
+  assert sorted(TRUNKS) == ["resnet50v2", "resnet_v1", "wrn"]
 
 
 TINY = dict(name="wrn", depth=10, width=1)
