@@ -165,10 +165,18 @@ def base_learning_rate(config) -> float:
   return config.lr.base
 
 
+_SIMCLR_BN = dict(bn_momentum=0.9, bn_epsilon=1e-5)  # simclr:resnet.py (methods.md 3.2)
 MODEL_PRESETS = {
     "resnet50v2": dict(name="resnet50v2", filters_factor=4),
     "wrn": dict(name="wrn", depth=28, width=2),
     "wrn_tiny": dict(name="wrn", depth=10, width=1),
+    # SimCLRv2 encoders (released: sk_ratio 0 or 0.0625); r26_1x: bottleneck ResNet-26 for CPU.
+    "r50_1x": dict(name="resnet_v1", depth=50, width_multiplier=1, sk_ratio=0.0, **_SIMCLR_BN),
+    "r50_2x_sk": dict(name="resnet_v1", depth=50, width_multiplier=2, sk_ratio=0.0625,
+                      **_SIMCLR_BN),
+    "r152_3x_sk": dict(name="resnet_v1", depth=152, width_multiplier=3, sk_ratio=0.0625,
+                       **_SIMCLR_BN),
+    "r26_1x": dict(name="resnet_v1", depth=26, width_multiplier=1, sk_ratio=0.0, **_SIMCLR_BN),
 }
 
 
@@ -205,8 +213,9 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.input.pipeline = preset.pipelines[0]
 
   c.model = ml_collections.ConfigDict(dict(
-      name="", filters_factor=4, depth=28, width=2, dtype="float32", bn_momentum=0.99,
-      bn_epsilon=1e-3, bn_group_size=0, remat=False, heads=dict(classes=-1)))
+      name="", filters_factor=4, depth=28, width=2, width_multiplier=1, sk_ratio=0.0,
+      dtype="float32", bn_momentum=0.99, bn_epsilon=1e-3, bn_group_size=0, remat=False,
+      heads=dict(classes=-1)))
   c.model.update(MODEL_PRESETS[model or preset.model])
 
   # lars_exclude: top-level modules (e.g. "head_classes") updated by LARS without the trust

@@ -83,9 +83,10 @@ def test_wrn28_2_param_count():
 
 
 def test_build_model_errors():
-  with pytest.raises(ValueError, match=r"^Unknown model name 'vgg'; valid: resnet50v2, wrn\.$"):
+  with pytest.raises(ValueError,
+                     match=r"^Unknown model name 'vgg'; valid: resnet50v2, resnet_v1, wrn\.$"):
     build_model({"name": "vgg"}, 10)
-  assert sorted(TRUNKS) == ["resnet50v2", "wrn"]
+  assert sorted(TRUNKS) == ["resnet50v2", "resnet_v1", "wrn"]
 
 
 TINY = dict(name="wrn", depth=10, width=1)
@@ -152,6 +153,34 @@ def test_mlp_head_with_batch_norm_matches_numpy(train):
     np.testing.assert_allclose(out[name], expected, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+def test_simclr_projection_head_options():
+  """kernel_init="normal": N(0, 0.01^2) kernels (default: Glorot-uniform, within its bound);
+  output_bn_bias=False: the last BN has only a scale (hidden ones keep their bias), so in
+  train mode the head's output has zero batch mean and variance scale^2 var / (var + eps)."""
+  x = jax.random.uniform(jax.random.PRNGKey(1), (16, 8, 8, 3), minval=-1, maxval=1)
+  proj = dict(dims=(512, 128), batch_norm=True, use_bias=False)
+  model = build_model(dict(TINY, heads=dict(
+      proj=dict(proj, kernel_init="normal", output_bn_bias=False), glorot=proj)), 3)
+  variables = _init(model, x)
+  p = variables["params"]
+  assert set(p["head_proj_1"]["bn"]) == {"scale", "bias"}
+  assert set(p["head_proj_2"]["bn"]) == {"scale"}
+  assert set(p["head_glorot_2"]["bn"]) == {"scale", "bias"}
+  for layer in ("head_proj_1", "head_proj_2"):
+    kernel = np.asarray(p[layer]["kernel"], np.float64)
+    assert abs(kernel.mean()) < 1e-3 and abs(kernel.std() - 0.01) < 5e-4, layer
+  for layer, (fan_in, fan_out) in (("head_glorot_1", (64, 512)), ("head_glorot_2", (512, 128))):
+    kernel, bound = np.asarray(p[layer]["kernel"]), np.sqrt(6 / (fan_in + fan_out))
+    assert np.abs(kernel).max() <= bound and abs(kernel.std() - bound / np.sqrt(3)) < 0.03 * bound
+  scale = np.linspace(0.5, 2.0, 128, dtype=np.float32)
+  p = {**p, "head_proj_2": {**p["head_proj_2"], "bn": {"scale": scale}}}
+  out, _ = model.apply({**variables, "params": p}, x, train=True, mutable=["batch_stats"])
+  z = np.asarray(out["proj"], np.float64)
+  y = np.asarray(out["proj_1"], np.float64) @ np.asarray(p["head_proj_2"]["kernel"], np.float64)
+  np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-5)
+  np.testing.assert_allclose(z.var(0), scale**2 * y.var(0) / (y.var(0) + 1e-3), rtol=1e-3)
+
+
 def test_stop_gradient_and_zero_init():
   x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 3), minval=-1, maxval=1)
   trunk_grads = {}
@@ -187,6 +216,8 @@ def test_head_reads_another_heads_output_declared_after_it():
     (dict(classes="x"), r"^model.heads.classes='x' must be an int"),
     (dict(classes=dict(dims=(4, 0))), r"^model.heads.classes.dims=\(4, 0\) must be"),
     (dict(p=dict(dims=(2, 2)), p_1=3), r"endpoint 'p_1' of head 'p' clashes"),
+    (dict(p=dict(dims=2, kernel_init="he")), r"^model.heads.p.kernel_init='he'; valid: glorot"),
+    (dict(p=dict(dims=2, output_bn_bias=False)), r"^model.heads.p.output_bn_bias=False needs"),
 ])
 def test_bad_head_specs_fail_in_one_line(heads, match):
   with pytest.raises(ValueError, match=match):
@@ -202,7 +233,8 @@ def test_model_record_round_trips_through_json_and_config_dict():
   assert record["name"] == "wrn" and (record["depth"], record["width"]) == (10, 1)
   assert "filters_factor" not in record  # only the trunk's own keys
   assert record["heads"]["classes"] == dict(dims=[7], input="proj_1", batch_norm=False,
-                                            use_bias=True, zero_init=False, stop_gradient=False)
+                                            use_bias=True, zero_init=False, stop_gradient=False,
+                                            kernel_init="glorot", output_bn_bias=True)
   assert model_record(json.loads(json.dumps(record)), 7) == record
   rebuilt, original = build_model(json.loads(json.dumps(record)), 7), build_model(cfg, 7)
   assert rebuilt == original
@@ -222,12 +254,15 @@ def _bn_inputs(shape=(8, 3, 3, 5), seed=0):
   return jnp.asarray(x), {"params": params, "batch_stats": stats}
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_batchnorm_matches_flax(dtype):
+@pytest.mark.parametrize("dtype, use_bias", [(jnp.float32, True), (jnp.bfloat16, True),
+                                             (jnp.float32, False)])
+def test_batchnorm_matches_flax(dtype, use_bias):
   x, variables = _bn_inputs()
   x = x.astype(dtype)
-  ours = BatchNorm(momentum=0.9, epsilon=1e-3, dtype=dtype)
-  ref = nn.BatchNorm(momentum=0.9, epsilon=1e-3, dtype=dtype)
+  if not use_bias:
+    variables["params"].pop("bias")
+  ours = BatchNorm(momentum=0.9, epsilon=1e-3, dtype=dtype, use_bias=use_bias)
+  ref = nn.BatchNorm(momentum=0.9, epsilon=1e-3, dtype=dtype, use_bias=use_bias)
   for train in (True, False):
     y, new = ours.apply(variables, x, use_running_average=not train,
                         mutable=["batch_stats"])

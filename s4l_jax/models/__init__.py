@@ -1,4 +1,4 @@
-"""Models: pre-activation ResNet trunks (registry `TRUNKS`) with linear or MLP heads.
+"""Models: ResNet trunks (registry `TRUNKS`) with linear or MLP heads.
 
 `build_model(cfg, num_classes)` returns a `Model` used as
 `model.init(rng, x, train=False)`,
@@ -14,15 +14,18 @@ import jax.numpy as jnp
 
 from s4l_jax.models.heads import HeadSpec, parse_heads
 from s4l_jax.models.normalization import BatchNorm
+from s4l_jax.models.resnet_v1 import ResNetV1
 from s4l_jax.models.resnet_v2 import Model, ResNet50V2, WideResNet
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-TRUNKS = {"resnet50v2": ResNet50V2, "wrn": WideResNet}  # model.name -> trunk module
+TRUNKS = {"resnet50v2": ResNet50V2, "resnet_v1": ResNetV1,
+          "wrn": WideResNet}  # model.name -> trunk module
 _NOT_CONFIG = {"parent", "name", "dtype"}  # module fields that are no config key (dtype: a string)
 
 
 def _trunk_keys(name: str) -> dict[str, Any]:
-  """The trunk's own config keys and defaults (filters_factor; depth, width) + BN, remat."""
+  """The trunk's own config keys and defaults (filters_factor; depth, width_multiplier,
+  sk_ratio; depth, width) + BN, remat."""
   return {f.name: f.default for f in dataclasses.fields(TRUNKS[name])
           if f.name not in _NOT_CONFIG}
 
@@ -30,8 +33,9 @@ def _trunk_keys(name: str) -> dict[str, Any]:
 def model_record(cfg: Any, num_classes: int) -> dict:
   """`cfg` (mapping / ConfigDict) -> the JSON-able record `build_model` rebuilds from.
 
-  Keys: name ("resnet50v2" | "wrn"), that trunk's keys (filters_factor 4; depth 28,
-  width 2), bn_momentum (0.99), bn_epsilon (1e-3), bn_group_size (None or 0: whole-batch
+  Keys: name ("resnet50v2" | "resnet_v1" | "wrn"), that trunk's keys (filters_factor 4;
+  depth 50, width_multiplier 1, sk_ratio 0.0; depth 28, width 2), bn_momentum (0.99; resnet_v1
+  0.9), bn_epsilon (1e-3; resnet_v1 1e-5), bn_group_size (None or 0: whole-batch
   BN), remat (False: rematerialise each unit in the backward pass to save activation
   memory), dtype ("float32"), heads ({"classes": -1}, resolved: every head a
   `HeadSpec.to_dict()` with num_classes substituted for -1).
@@ -64,5 +68,5 @@ def parameter_modules(cfg: Any) -> list[str]:
   return ["trunk"] + [m for name, spec in heads.items() for m in spec.module_names(name)]
 
 
-__all__ = ["BatchNorm", "HeadSpec", "Model", "ResNet50V2", "TRUNKS", "WideResNet",
+__all__ = ["BatchNorm", "HeadSpec", "Model", "ResNet50V2", "ResNetV1", "TRUNKS", "WideResNet",
            "build_model", "model_record", "parameter_modules"]

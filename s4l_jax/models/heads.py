@@ -4,7 +4,8 @@ A head spec in a config is either an int (a linear head on `pre_logits`; -1 = nu
 or a dict with the keys of `HeadSpec` (only `dims` is required). Examples:
 
     heads = dict(classes=-1, rotations=4)                       # linear heads
-    heads = dict(proj=dict(dims=(128, 128, 64), batch_norm=True, use_bias=False),
+    heads = dict(proj=dict(dims=(2048, 2048, 128), batch_norm=True, use_bias=False,
+                           kernel_init="normal", output_bn_bias=False),
                  classes=dict(dims=-1, input="proj_1"))         # SimCLRv2 fine-tuning
     heads = dict(classes=dict(dims=-1, stop_gradient=True))     # linear evaluation
 
@@ -23,6 +24,9 @@ import jax.numpy as jnp
 from s4l_jax.models.normalization import BatchNorm
 
 TRUNK_ENDPOINT = "pre_logits"
+# HeadSpec.kernel_init -> Dense kernel initialiser ("normal": SimCLR's N(0, 0.01^2)).
+KERNEL_INITS = {"glorot": nn.initializers.glorot_uniform(),
+                "normal": nn.initializers.normal(stddev=0.01)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +40,9 @@ class HeadSpec:
     use_bias: Dense layers have a bias.
     zero_init: the output layer's kernel starts at zero.
     stop_gradient: no gradient flows into `input` (linear evaluation of a frozen trunk).
+    kernel_init: Dense kernel initialiser, a `KERNEL_INITS` key (biases start at zero).
+    output_bn_bias: the output layer's BatchNorm has a bias (False: scale only, as the last
+      layer of SimCLRv2's projection head; needs batch_norm).
   """
   dims: tuple[int, ...]
   input: str = TRUNK_ENDPOINT
@@ -43,6 +50,8 @@ class HeadSpec:
   use_bias: bool = True
   zero_init: bool = False
   stop_gradient: bool = False
+  kernel_init: str = "glorot"
+  output_bn_bias: bool = True
 
   def to_dict(self) -> dict:
     """JSON-able form (`dims` as a list); `parse_head` reads it back."""
@@ -80,6 +89,11 @@ def parse_head(name: str, spec: Any, num_classes: int) -> HeadSpec:
   if not dims or any(d < 1 for d in dims):
     raise ValueError(f"model.heads.{name}.dims={spec['dims']!r} must be widths >= 1 or -1 "
                      "(num_classes)")
+  if spec.get("kernel_init", "glorot") not in KERNEL_INITS:
+    raise ValueError(f"model.heads.{name}.kernel_init={spec['kernel_init']!r}; valid: "
+                     f"{', '.join(KERNEL_INITS)}")
+  if not spec.get("output_bn_bias", True) and not spec.get("batch_norm", False):
+    raise ValueError(f"model.heads.{name}.output_bn_bias=False needs batch_norm=True")
   return HeadSpec(**dict(spec, dims=dims))
 
 
@@ -112,20 +126,23 @@ def parse_heads(heads: Any, num_classes: int) -> dict[str, HeadSpec]:
 class DenseLayer(nn.Module):
   """Dense (params `kernel`, `bias`, as `nn.Dense`) -> [BatchNorm `bn`] -> [ReLU], float32.
 
-  (N, D) -> (N, features).
+  (N, D) -> (N, features). `kernel_init`: a `KERNEL_INITS` key; `bn_bias`: the BatchNorm
+  has a bias.
   """
   features: int
   use_bias: bool = True
   batch_norm: bool = False
   relu: bool = False
   zero_init: bool = False
+  kernel_init: str = "glorot"
+  bn_bias: bool = True
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
   bn_group_size: int | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    init = nn.initializers.zeros if self.zero_init else nn.initializers.glorot_uniform()
+    init = nn.initializers.zeros if self.zero_init else KERNEL_INITS[self.kernel_init]
     kernel = self.param("kernel", init, (x.shape[-1], self.features), jnp.float32)
     y = lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
     if self.use_bias:
@@ -133,7 +150,7 @@ class DenseLayer(nn.Module):
       y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
     if self.batch_norm:
       y = BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                    epsilon=self.bn_epsilon, dtype=jnp.float32,
+                    epsilon=self.bn_epsilon, dtype=jnp.float32, use_bias=self.bn_bias,
                     group_size=self.bn_group_size, name="bn")(y)
     return nn.relu(y) if self.relu else y
 
@@ -153,7 +170,8 @@ def apply_heads(specs: Mapping[str, HeadSpec], pre_logits: jax.Array, train: boo
     last = len(spec.dims) - 1
     for k, (dim, module_name) in enumerate(zip(spec.dims, spec.module_names(name))):
       x = DenseLayer(dim, use_bias=spec.use_bias, batch_norm=spec.batch_norm, relu=k < last,
-                     zero_init=spec.zero_init and k == last, name=module_name,
+                     zero_init=spec.zero_init and k == last, kernel_init=spec.kernel_init,
+                     bn_bias=spec.output_bn_bias or k < last, name=module_name,
                      **bn)(x, train)
       layers.append(x)
     out[name] = x

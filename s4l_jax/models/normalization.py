@@ -25,6 +25,7 @@ class BatchNorm(nn.Module):
     epsilon: added to the variance.
     dtype: output dtype (default: inferred from input and params).
     param_dtype: dtype of `scale` and `bias`.
+    use_bias: if False, no `bias` parameter (no shift after scaling).
     group_size: images per ghost-BN group, or None for the whole batch.
     scale_init: initialiser of `scale`.
     bias_init: initialiser of `bias`.
@@ -34,6 +35,7 @@ class BatchNorm(nn.Module):
   epsilon: float = 1e-3
   dtype: Any = None
   param_dtype: Any = jnp.float32
+  use_bias: bool = True
   group_size: int | None = None
   scale_init: nn.initializers.Initializer = nn.initializers.ones
   bias_init: nn.initializers.Initializer = nn.initializers.zeros
@@ -49,7 +51,7 @@ class BatchNorm(nn.Module):
     ra_var = self.variable(
         "batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), (c,))
     scale = self.param("scale", self.scale_init, (c,), self.param_dtype)
-    bias = self.param("bias", self.bias_init, (c,), self.param_dtype)
+    bias = self.param("bias", self.bias_init, (c,), self.param_dtype) if self.use_bias else None
 
     dtype = nn.dtypes.canonicalize_dtype(x, scale, bias, dtype=self.dtype)
     if use_running_average:
@@ -76,12 +78,13 @@ class BatchNorm(nn.Module):
 
 
 def _affine(y, mean, var, scale, bias, epsilon, dtype):
-  """(y - mean) * rsqrt(var + eps) * scale + bias in flax.linen's operation order."""
+  """(y - mean) * rsqrt(var + eps) * scale [+ bias] in flax.linen's operation order."""
   out = y - mean
   mul = lax.rsqrt(var + epsilon)
   mul *= scale
   out *= mul
-  out += bias
+  if bias is not None:
+    out += bias
   return jnp.asarray(out, dtype)
 
 

@@ -1,47 +1,15 @@
 """Pre-activation ResNet trunks (ResNet-50 v2, Wide ResNet) and the trunk + heads model."""
-import functools
-from typing import Any, Mapping
+from typing import Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from s4l_jax.models.heads import HeadSpec, apply_heads
-from s4l_jax.models.normalization import BatchNorm
-
-_conv_init = nn.initializers.glorot_uniform()
+from s4l_jax.models.trunk import Trunk
 
 
-class _Trunk(nn.Module):
-  """Shared fields and layer factories of the pre-activation trunks."""
-  dtype: Any = jnp.float32
-  bn_momentum: float = 0.99
-  bn_epsilon: float = 1e-3
-  bn_group_size: int | None = None
-  remat: bool = False  # recompute each unit's activations in the backward pass (memory)
-
-  def unit_fn(self):
-    """`self._unit`, rematerialised when `remat` (same parameters, same gradients)."""
-    if self.remat:
-      return functools.partial(nn.remat(type(self)._unit, static_argnums=(2, 3, 4, 5)), self)
-    return self._unit
-
-  def conv(self, features, kernel, stride=1, name=None):
-    """Conv without bias, TF-style fixed padding (kernel - 1) // 2 per side."""
-    p = (kernel - 1) // 2
-    return nn.Conv(features, (kernel, kernel), (stride, stride),
-                   padding=((p, p), (p, p)), use_bias=False,
-                   kernel_init=_conv_init, dtype=self.dtype,
-                   param_dtype=jnp.float32, name=name)
-
-  def bn_relu(self, x, train, name):
-    x = BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                  epsilon=self.bn_epsilon, dtype=self.dtype,
-                  group_size=self.bn_group_size, name=name)(x)
-    return nn.relu(x)
-
-
-class ResNet50V2(_Trunk):
+class ResNet50V2(Trunk):
   """ResNet-50 v2 trunk with width factor k: (N, H, W, 3) -> pre_logits (N, 512k).
 
   Root: 7x7/2 conv (16k channels, pad 3) and 3x3/2 max-pool (zero pad 1, VALID);
@@ -80,7 +48,7 @@ class ResNet50V2(_Trunk):
     return h + shortcut
 
 
-class WideResNet(_Trunk):
+class WideResNet(Trunk):
   """Pre-activation WRN-depth-width for 32x32 inputs: -> pre_logits (N, 64w).
 
   Root 3x3 conv (16 channels); 3 groups of (depth - 4) // 6 basic units with
@@ -122,7 +90,7 @@ class Model(nn.Module):
     trunk: module mapping (x, train) -> pre_logits (N, D); its BN settings apply to heads.
     heads: head name -> HeadSpec, in evaluation order (`heads.parse_heads`).
   """
-  trunk: _Trunk
+  trunk: Trunk
   heads: Mapping[str, HeadSpec]
 
   @nn.compact

@@ -1,0 +1,48 @@
+"""`Trunk`: fields and layer factories shared by the ResNet trunks (v1 and v2)."""
+import functools
+from typing import Any, ClassVar
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from s4l_jax.models.normalization import BatchNorm
+
+
+class Trunk(nn.Module):
+  """Compute dtype, BN settings and remat; subclasses define `__call__` and `_unit`.
+
+  `_unit(self, x, filters, stride, train, name)` is one residual unit (the last four
+  arguments static, for `remat`). `conv_init` is the convolution kernel initialiser.
+  """
+  dtype: Any = jnp.float32
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+  bn_group_size: int | None = None
+  remat: bool = False  # recompute each unit's activations in the backward pass (memory)
+
+  conv_init: ClassVar[nn.initializers.Initializer] = staticmethod(
+      nn.initializers.glorot_uniform())
+
+  def unit_fn(self):
+    """`self._unit`, rematerialised when `remat` (same parameters, same gradients)."""
+    if self.remat:
+      return functools.partial(nn.remat(type(self)._unit, static_argnums=(2, 3, 4, 5)), self)
+    return self._unit
+
+  def conv(self, features, kernel, stride=1, name=None):
+    """Conv without bias, TF-style fixed padding (kernel - 1) // 2 per side (odd kernels:
+    the same as TF's SAME at stride 1 and `fixed_padding` + VALID when strided)."""
+    p = (kernel - 1) // 2
+    return nn.Conv(features, (kernel, kernel), (stride, stride),
+                   padding=((p, p), (p, p)), use_bias=False,
+                   kernel_init=self.conv_init, dtype=self.dtype,
+                   param_dtype=jnp.float32, name=name)
+
+  def bn(self, x, train, name, scale_init=nn.initializers.ones):
+    """BatchNorm with the trunk's settings (`scale_init` zeros: a residual branch's last)."""
+    return BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                     epsilon=self.bn_epsilon, dtype=self.dtype,
+                     group_size=self.bn_group_size, scale_init=scale_init, name=name)(x)
+
+  def bn_relu(self, x, train, name):
+    return nn.relu(self.bn(x, train, name))
