@@ -181,6 +181,38 @@ def test_simclr_projection_head_options():
   np.testing.assert_allclose(z.var(0), scale**2 * y.var(0) / (y.var(0) + 1e-3), rtol=1e-3)
 
 
+def test_kept_layers_and_input_width_dims():
+  """dims 0 = the layer's input width; `keep=1` builds the first layer only, under the same
+  names, and its output is the full head's `proj_1` (SimCLRv2 fine-tuning from proj_1); a
+  zero-initialised classifier on it predicts uniformly."""
+  x = jax.random.uniform(jax.random.PRNGKey(1), (8, 8, 8, 3), minval=-1, maxval=1)
+  proj = dict(dims=(0, 0, 16), batch_norm=True, use_bias=False)
+  full = build_model(dict(TINY, heads=dict(proj=proj)), 3)
+  variables = _init(full, x)
+  p = variables["params"]
+  assert p["head_proj_1"]["kernel"].shape == (64, 64) and p["head_proj_3"]["kernel"].shape == (
+      64, 16)  # TINY's pre_logits are 64 wide
+  kept = build_model(dict(TINY, heads=dict(
+      proj=dict(proj, keep=1), classes=dict(dims=-1, input="proj_1", zero_init=True))), 3)
+  kept_vars = _init(kept, x)
+  assert set(kept_vars["params"]) == {"trunk", "head_proj_1", "head_classes"}
+  assert parameter_modules(dict(heads=dict(proj=dict(proj, keep=1)))) == ["trunk", "head_proj_1"]
+  both = {"params": {**kept_vars["params"], "trunk": p["trunk"], "head_proj_1": p["head_proj_1"]},
+          "batch_stats": {**kept_vars["batch_stats"],
+                          "trunk": variables["batch_stats"]["trunk"],
+                          "head_proj_1": variables["batch_stats"]["head_proj_1"]}}
+  for train in (True, False):
+    out_full = full.apply(variables, x, train=train, mutable=["batch_stats"] if train else False)
+    out_kept = kept.apply(both, x, train=train, mutable=["batch_stats"] if train else False)
+    if train:
+      out_full, out_kept = out_full[0], out_kept[0]
+    np.testing.assert_array_equal(out_kept["proj"], out_full["proj_1"])
+    np.testing.assert_array_equal(out_kept["proj_1"], out_full["proj_1"])
+    assert "proj_2" not in out_kept
+    assert np.all(np.asarray(out_kept["proj"]) >= 0)  # a hidden layer: after the ReLU
+    np.testing.assert_array_equal(out_kept["classes"], 0.0)
+
+
 def test_stop_gradient_and_zero_init():
   x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 3), minval=-1, maxval=1)
   trunk_grads = {}
@@ -214,7 +246,9 @@ def test_head_reads_another_heads_output_declared_after_it():
     (dict(a=dict(dims=2, input="b_1"), b=dict(dims=(2, 2), input="a")), r"cycle"),
     (dict(classes=dict(dim=3)), r"^model.heads.classes has keys \['dim'\]; valid: dims, input"),
     (dict(classes="x"), r"^model.heads.classes='x' must be an int"),
-    (dict(classes=dict(dims=(4, 0))), r"^model.heads.classes.dims=\(4, 0\) must be"),
+    (dict(classes=dict(dims=(4, -2))), r"^model.heads.classes.dims=\(4, -2\) must be"),
+    (dict(p=dict(dims=(4, 3), keep=2)), r"^model.heads.p.keep=2 must be 0 \(all layers\) or 1..1"),
+    (dict(p=dict(dims=4, keep=1)), r"^model.heads.p.keep=1 must be"),
     (dict(p=dict(dims=(2, 2)), p_1=3), r"endpoint 'p_1' of head 'p' clashes"),
     (dict(p=dict(dims=2, kernel_init="he")), r"^model.heads.p.kernel_init='he'; valid: glorot"),
     (dict(p=dict(dims=2, output_bn_bias=False)), r"^model.heads.p.output_bn_bias=False needs"),
@@ -234,7 +268,7 @@ def test_model_record_round_trips_through_json_and_config_dict():
   assert "filters_factor" not in record  # only the trunk's own keys
   assert record["heads"]["classes"] == dict(dims=[7], input="proj_1", batch_norm=False,
                                             use_bias=True, zero_init=False, stop_gradient=False,
-                                            kernel_init="glorot", output_bn_bias=True)
+                                            kernel_init="glorot", output_bn_bias=True, keep=0)
   assert model_record(json.loads(json.dumps(record)), 7) == record
   rebuilt, original = build_model(json.loads(json.dumps(record)), 7), build_model(cfg, 7)
   assert rebuilt == original

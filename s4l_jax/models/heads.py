@@ -34,7 +34,8 @@ class HeadSpec:
   """One head: Dense layers of widths `dims` on the endpoint `input`.
 
   Attributes:
-    dims: output width of each layer (-1 = num_classes until resolved).
+    dims: output width of each layer (-1 = num_classes until resolved; 0 = the width of the
+      layer's input, as SimCLR's projection head: hidden width = encoder width).
     input: endpoint the head reads (`pre_logits` or another head's `h_k`).
     batch_norm: BatchNorm after every layer (hidden layers: Dense -> BN -> ReLU).
     use_bias: Dense layers have a bias.
@@ -43,6 +44,9 @@ class HeadSpec:
     kernel_init: Dense kernel initialiser, a `KERNEL_INITS` key (biases start at zero).
     output_bn_bias: the output layer's BatchNorm has a bias (False: scale only, as the last
       layer of SimCLRv2's projection head; needs batch_norm).
+    keep: 0 = every layer; k >= 1 builds only the first k layers of this (>= 2-layer) head,
+      with their names and endpoints `h_0 .. h_k` (the head's output is `h_k`): fine-tuning
+      from the k-th projection layer (SimCLRv2's `ft_proj_selector`).
   """
   dims: tuple[int, ...]
   input: str = TRUNK_ENDPOINT
@@ -52,6 +56,12 @@ class HeadSpec:
   stop_gradient: bool = False
   kernel_init: str = "glorot"
   output_bn_bias: bool = True
+  keep: int = 0
+
+  @property
+  def num_built(self) -> int:
+    """Layers this head builds (`keep`, or all)."""
+    return self.keep or len(self.dims)
 
   def to_dict(self) -> dict:
     """JSON-able form (`dims` as a list); `parse_head` reads it back."""
@@ -61,11 +71,11 @@ class HeadSpec:
     """Top-level parameter modules of head `name`, in layer order."""
     if len(self.dims) == 1:
       return [f"head_{name}"]
-    return [f"head_{name}_{k}" for k in range(1, len(self.dims) + 1)]
+    return [f"head_{name}_{k}" for k in range(1, self.num_built + 1)]
 
   def endpoints(self, name: str) -> list[str]:
-    """`h_0 .. h_L` for an MLP head (L >= 2), none for a linear one."""
-    return [f"{name}_{k}" for k in range(len(self.dims) + 1)] if len(self.dims) > 1 else []
+    """`h_0 .. h_L` for an MLP head (L >= 2 layers; L = keep if set), none for a linear one."""
+    return [f"{name}_{k}" for k in range(self.num_built + 1)] if len(self.dims) > 1 else []
 
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(HeadSpec))
@@ -86,9 +96,13 @@ def parse_head(name: str, spec: Any, num_classes: int) -> HeadSpec:
   dims = spec["dims"]
   dims = (dims,) if isinstance(dims, int) else tuple(dims)
   dims = tuple(num_classes if d == -1 else int(d) for d in dims)
-  if not dims or any(d < 1 for d in dims):
-    raise ValueError(f"model.heads.{name}.dims={spec['dims']!r} must be widths >= 1 or -1 "
-                     "(num_classes)")
+  if not dims or any(d < 0 for d in dims):
+    raise ValueError(f"model.heads.{name}.dims={spec['dims']!r} must be widths >= 1, -1 "
+                     "(num_classes) or 0 (the layer's input width)")
+  keep = spec.get("keep", 0)
+  if keep and not 1 <= keep < len(dims):
+    raise ValueError(f"model.heads.{name}.keep={keep} must be 0 (all layers) or 1..{len(dims) - 1}"
+                     f" (fewer than the {len(dims)} layers of dims)")
   if spec.get("kernel_init", "glorot") not in KERNEL_INITS:
     raise ValueError(f"model.heads.{name}.kernel_init={spec['kernel_init']!r}; valid: "
                      f"{', '.join(KERNEL_INITS)}")
@@ -169,7 +183,7 @@ def apply_heads(specs: Mapping[str, HeadSpec], pre_logits: jax.Array, train: boo
     layers = [x]
     last = len(spec.dims) - 1
     for k, (dim, module_name) in enumerate(zip(spec.dims, spec.module_names(name))):
-      x = DenseLayer(dim, use_bias=spec.use_bias, batch_norm=spec.batch_norm, relu=k < last,
+      x = DenseLayer(dim or x.shape[-1], use_bias=spec.use_bias, batch_norm=spec.batch_norm, relu=k < last,
                      zero_init=spec.zero_init and k == last, kernel_init=spec.kernel_init,
                      bn_bias=spec.output_bn_bias or k < last, name=module_name,
                      **bn)(x, train)
