@@ -42,10 +42,10 @@ STUDENTS = ("same", "r50_1x")
 PROJ_DIM = 128
 
 
-def projection_head(width: int, keep: int = 0) -> dict:
-  """SimCLRv2's projection head on an encoder of output `width`; `keep` = k > 0 keeps only its
-  first k layers (fine-tuning from `proj_k`)."""
-  return dict(dims=(width, width, PROJ_DIM), batch_norm=True, use_bias=False,
+def projection_head(keep: int = 0) -> dict:
+  """SimCLRv2's projection head (hidden widths 0 = the encoder's width); `keep` = k > 0 keeps
+  only its first k layers (fine-tuning from `proj_k`)."""
+  return dict(dims=(0, 0, PROJ_DIM), batch_norm=True, use_bias=False,
               output_bn_bias=False, kernel_init="normal", keep=keep)
 
 
@@ -76,11 +76,10 @@ def get_config(arg=None):
       config_lib.small_data_preset(c, family)
     stages[name] = c
   pretrain, finetune, distill = (stages[n] for n in STAGES)
-  width = pretrain_width(pretrain.model)
 
   pretrain.objective = "simclr"
   pretrain.input.labeled.view = pretrain.input.unlabeled.view = "simclr2"
-  pretrain.model.heads = dict(proj=projection_head(width),
+  pretrain.model.heads = dict(proj=projection_head(),
                               classes=dict(dims=-1, stop_gradient=True))
   pretrain.loss.temperature = 0.1
   pretrain.loss.linear_eval_weight = 1.0
@@ -89,7 +88,7 @@ def get_config(arg=None):
   finetune.objective = "supervised"
   finetune.input.labeled.view = "simclr_train"
   finetune.init_from, finetune.init_take = "@pretrain", "trunk+proj_1"
-  finetune.model.heads = dict(proj=projection_head(width, keep=1),
+  finetune.model.heads = dict(proj=projection_head(keep=1),
                               classes=dict(dims=-1, input="proj_1", zero_init=True))
 
   distill.objective = "distill"
@@ -115,7 +114,8 @@ def get_config(arg=None):
     lars(distill, 0.1, 1e-4, warmup_epochs=20.0)
     distill.lr.epochs_of = "unlabeled"
     config_lib.set_duration(distill, total_unlabeled_epochs=400.0)
-  else:
+  else:  # SimCLR's crop (area 0.08-1, bicubic) for the contrastive views on every dataset
+    pretrain.input.labeled.view = pretrain.input.unlabeled.view = "simclr_crop*2|simclr_augment"
     labeled = pretrain.input.labeled.batch_size
     pretrain.input.unlabeled.batch_size = 2 * labeled
     distill.input.unlabeled.batch_size = 2 * labeled
@@ -132,9 +132,3 @@ def get_config(arg=None):
   c.allow_config_change = False  # True: resume the stages under a changed config (warns)
   return c
 
-
-def pretrain_width(model_config) -> int:
-  """The encoder's output width: 2048 * width_multiplier (ResNet v1) or 64 * width (WRN)."""
-  if model_config.name == "wrn":
-    return 64 * model_config.width
-  return 2048 * model_config.width_multiplier
