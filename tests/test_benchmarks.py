@@ -69,6 +69,11 @@ def test_commands_chain_prerequisites():
   assert moam_dir == "/r/moam_s0" and "--config.stages.step3.model.width=2" in moam
   assert "--config.stages.step1.ema_halflife_epochs=0.0048" in moam
   assert not any(a.startswith("--config.stages.step3.lr.warmup") for a in moam)
+  (ns_dir, ns), = le.commands("noisy_student", 0, "/r", SETTINGS)
+  assert ns_dir == "/r/noisy_student_s0" and "iterations=2" in ns[2]
+  assert "--config.stages.student2.lr.warmup_epochs=0.00096" in ns  # students: all images
+  assert "--config.stages.student2.model.width=2" in ns
+  assert "--config.stages.teacher.input.labeled.batch_size=16" in ns
 
 
 def test_report_from_fake_runs(tmp_path):
