@@ -103,7 +103,7 @@ def main(argv):
   logging.debug("Config:\n%s", config)  # each run logs a one-line summary; all of it at -v 1
   if "stages" in config:
     logging.info("%s: stages %s in %s", config.get("method", "pipeline"),
-                 ", ".join(config.stages.keys()) if config.run_stages == "all"
+                 ", ".join(runner.stage_order(config.stages)) if config.run_stages == "all"
                  else config.run_stages, _WORKDIR.value)
   try:
     results = runner.run(config, _WORKDIR.value)

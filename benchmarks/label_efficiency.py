@@ -11,7 +11,9 @@ training (WORKDIR/.running) is skipped with the rest of its pipeline, so that in
 with overlapping method lists can run in parallel. Chained pipelines:
   pseudo_label:      the same seed's supervised run is its teacher (trained first if missing);
   rotation_finetune: rotation pretraining (RUNS/rotation_s<seed>), then finetune.py from it;
-  moam:              configs/moam.py, all three stages in RUNS/moam_s<seed>/step1..3.
+  moam:              configs/moam.py, all three stages in RUNS/moam_s<seed>/step1..3;
+  noisy_student:     configs/noisy_student.py with NOISY_STUDENT_ITERATIONS students, in
+                     RUNS/noisy_student_s<seed>/teacher, student1, ...
 Every stage gets the same labeled batch (and unlabeled batch = labeled where the method has
 an unlabeled stream; FixMatch: 7 x labeled, its paper's mu, and an EMA decay with a half-life
 of `ema_frac` of the budget), model, step budget, `eval_every_steps = steps // evals`, plain
@@ -42,7 +44,7 @@ _METHODS = flags.DEFINE_list(
     "methods", ["supervised", "s4l_rotation"],
     "Methods in run order; `method:0+1` gives that method its own seeds. Known: "
     "supervised, pseudo_label, vat, vat_entmin, rotation_finetune, s4l_rotation, "
-    "s4l_exemplar, moam, fixmatch.")
+    "s4l_exemplar, moam, fixmatch, noisy_student.")
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Default seeds.")
 _STEPS = flags.DEFINE_integer("steps", 300, "Training steps of every run (every MOAM stage).")
 _BATCH = flags.DEFINE_integer("batch", 32, "Labeled batch (and unlabeled batch) of every run.")
@@ -66,9 +68,10 @@ UNLABELED = {"vat", "vat_entmin", "rotation", "s4l_rotation", "s4l_exemplar", "m
 # Unlabeled images per labeled image where a method's paper fixes it (FixMatch's mu).
 UNLABELED_RATIO = {"fixmatch": 7}
 # Stages trained on every train image (ground truth + pseudo-labels).
-STUDENTS = {"pseudo_label", "moam_step2"}
+STUDENTS = {"pseudo_label", "moam_step2", "noisy_student_student"}
 KNOWN = ("supervised", "pseudo_label", "vat", "vat_entmin", "rotation_finetune",
-         "s4l_rotation", "s4l_exemplar", "moam", "fixmatch")
+         "s4l_rotation", "s4l_exemplar", "moam", "fixmatch", "noisy_student")
+NOISY_STUDENT_ITERATIONS = 2  # students after the teacher (the issue's `iterations=2`)
 
 
 def parse_methods(methods, seeds):
@@ -128,6 +131,12 @@ def commands(method: str, seed: int, runs: str, a: dict):
     workdir, argv = cmd(wd(method), f"moam.py:{base}", "moam_step1", "stages.step1.")
     for stage in ("step2", "step3"):
       argv += stage_overrides(f"moam_{stage}", f"stages.{stage}.", **kw)
+    return [(workdir, argv)]
+  if method == "noisy_student":
+    workdir, argv = cmd(wd(method), f"noisy_student.py:{base},"
+                        f"iterations={NOISY_STUDENT_ITERATIONS}", "supervised", "stages.teacher.")
+    for i in range(1, NOISY_STUDENT_ITERATIONS + 1):
+      argv += stage_overrides("noisy_student_student", f"stages.student{i}.", **kw)
     return [(workdir, argv)]
   return [cmd(wd(method), f"{method}.py:{base}", method)]
 

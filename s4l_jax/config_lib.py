@@ -199,6 +199,11 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.frozen_teacher = ""       # export dir of a frozen network objectives read as aux["teacher"]
   c.pseudo_labels = ""        # .npz of labels for every train image (written from `teacher`)
   c.pseudo_label_threshold = 0.0  # keep pseudo-labels with teacher confidence >= this (0: all)
+  c.pseudo_label_type = "hard"  # hard: the teacher's argmax | soft: its probabilities
+  c.pseudo_label_temperature = 1.0  # soft targets: softmax(teacher logits / T)
+  # Class balancing (Noisy Student): K > 0 pseudo-labelled images per class, the top-K by
+  # confidence, or all of them duplicated up to K; 0: off. Ground truth is never balanced.
+  c.pseudo_label_per_class = 0
 
   c.input = ml_collections.ConfigDict()
   c.input.image_size = preset.image_size
@@ -215,7 +220,9 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.model = ml_collections.ConfigDict(dict(
       name="", filters_factor=4, depth=28, width=2, width_multiplier=1, sk_ratio=0.0,
       dtype="float32", bn_momentum=0.99, bn_epsilon=1e-3, bn_group_size=0, remat=False,
-      heads=dict(classes=-1)))
+      heads=dict(classes=-1),
+      dropout=0.0,             # rate on pre_logits in training (Noisy Student: 0.5); 0 = off
+      stochastic_depth=1.0))   # last unit's survival prob, linear in depth (0.8); 1 = off
   c.model.update(MODEL_PRESETS[model or preset.model])
 
   # lars_exclude: top-level modules (e.g. "head_classes") updated by LARS without the trust

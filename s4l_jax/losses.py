@@ -229,5 +229,15 @@ def soft_xent(student_logits: Array, teacher_logits: Array, temperature: float =
   (N,) weights as in `softmax_xent`. Returns a scalar.
   """
   targets = jax.nn.softmax(jax.lax.stop_gradient(_as_float(teacher_logits)) / temperature, -1)
-  logp = jax.nn.log_softmax(_as_float(student_logits) / temperature, axis=-1)
+  return soft_target_xent(_as_float(student_logits) / temperature, targets, mask)
+
+
+def soft_target_xent(logits: Array, targets: Array, mask: Optional[Array] = None) -> Array:
+  """Cross-entropy with probability targets: mean_x -sum_y targets_y log softmax(logits)_y.
+
+  Args: logits (N, C), targets (N, C) probabilities (rows sum to 1; no gradient taken),
+  optional (N,) weights as in `softmax_xent`. Returns a scalar.
+  """
+  logp = jax.nn.log_softmax(_as_float(logits), axis=-1)
+  targets = jax.lax.stop_gradient(_as_float(targets))
   return _masked_mean(-jnp.sum(targets * logp, axis=-1), mask)

@@ -17,10 +17,15 @@ def accuracy(logits, labels):
   return (logits.argmax(-1) == labels).mean()
 
 
-def apply_train(model, params, batch_stats, x):
-  """Train-mode forward of x (N, H, W, C): (outputs dict, updated batch_stats)."""
+def apply_train(model, params, batch_stats, x, rng=None):
+  """Train-mode forward of x (N, H, W, C): (outputs dict, updated batch_stats).
+
+  `rng` drives the model's noise (model.dropout, model.stochastic_depth); objectives that
+  pass it declare `Requirements(model_noise=True)`.
+  """
+  rngs = {} if rng is None else {"rngs": {"dropout": rng}}
   outputs, new = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
-                             mutable=["batch_stats"])
+                             mutable=["batch_stats"], **rngs)
   return outputs, new["batch_stats"]
 
 

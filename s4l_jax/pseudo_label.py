@@ -1,8 +1,11 @@
-"""Pseudo-labels from a teacher export (methods.md 2.5e; MOAM step 2).
+"""Pseudo-labels from a teacher export (methods.md 2.5e; MOAM step 2; Noisy Student).
 
 Every train image gets `argmax` of the teacher's logits on its central, unrotated view (the
 in-memory image itself, or the tf.data eval view: short side resized, central crop), with
-the softmax confidence kept for optional thresholding. Labels are stored by example index.
+the softmax confidence kept for optional thresholding and class balancing
+(`data.pipeline.pseudo_label_subset`). `pseudo_label_type="soft"` also stores the teacher's
+probabilities softmax(logits / `pseudo_label_temperature`) (float16, N x num_classes), the
+targets of the soft cross-entropy. Labels are stored by example index.
 """
 import jax
 import jax.numpy as jnp
@@ -11,6 +14,8 @@ from absl import logging
 
 from s4l_jax import export, storage
 from s4l_jax.data import pipeline, sources
+
+TYPES = ("hard", "soft")  # `pseudo_label_type`: the teacher's argmax | its probabilities
 
 
 def train_batches(config, image_size: int, batch_size: int):
@@ -27,20 +32,29 @@ def train_batches(config, image_size: int, batch_size: int):
 
 
 def generate(teacher_dir: str, config, out_path: str, *, batch_size: int = 500) -> dict:
-  """Labels `config.dataset`'s train split; writes `out_path` (.npz: labels, confidence)."""
+  """Labels `config.dataset`'s train split; writes `out_path` (.npz: labels, confidence and,
+  for soft pseudo-labels, probs)."""
   predict, description = export.load_predict(teacher_dir)
-  labels, confidence, truth = [], [], []
+  soft = config.pseudo_label_type == "soft"
+  labels, confidence, truth, soft_probs = [], [], [], []
   for batch in train_batches(config, description["input_size"][0], batch_size):
-    probs = np.asarray(jax.nn.softmax(predict(jnp.asarray(batch["image"])), axis=-1))
+    logits = predict(jnp.asarray(batch["image"]))
+    probs = np.asarray(jax.nn.softmax(logits, axis=-1))
     mask = batch["mask"]
     labels.append(probs.argmax(-1)[mask])
     confidence.append(probs.max(-1)[mask])
     truth.append(batch["label"][mask])
+    if soft:
+      tempered = jax.nn.softmax(logits / config.pseudo_label_temperature, axis=-1)
+      soft_probs.append(np.asarray(tempered, np.float16)[mask])
   labels = np.concatenate(labels).astype(np.int32)
   confidence = np.concatenate(confidence).astype(np.float32)
   agreement = float(np.mean(labels == np.concatenate(truth)))
+  arrays = dict(labels=labels, confidence=confidence)
+  if soft:
+    arrays["probs"] = np.concatenate(soft_probs)
   with storage.open_file(out_path, "wb") as f:
-    np.savez(f, labels=labels, confidence=confidence)
+    np.savez(f, **arrays)
   logging.info("Pseudo-labelled %d images with %s: %.2f%% agree with the true labels",
                len(labels), teacher_dir, 100 * agreement)
   return {"num_images": len(labels), "agreement_with_truth": agreement,

@@ -1,8 +1,9 @@
 """Entry point behind main.py: validates, records the config, then trains.
 
-A config is either one training run, or a pipeline of runs in `config.stages` (MOAM): each
-stage trains in `WORKDIR/<stage>`, `@<stage>` in `teacher` / `init_from` names that stage's
-export, finished stages are skipped on re-runs, and `WORKDIR/results.json` combines them.
+A config is either one training run, or a pipeline of runs in `config.stages` (MOAM, Noisy
+Student): each stage trains in `WORKDIR/<stage>`, `@<stage>` in `teacher` / `init_from` names
+that stage's export (stages run after the ones they name: `stage_order`), finished stages are
+skipped on re-runs, and `WORKDIR/results.json` combines them.
 The workdir is locked for the run, and a re-run's config must match the one that started it
 (s4l_jax/workdir.py).
 Every process of a job runs this: process 0 writes the plain files (then a barrier), and
@@ -59,12 +60,36 @@ def resolve_stage_refs(stage, workdir: str):
   return stage
 
 
+def stage_order(stages) -> list[str]:
+  """Stage names, each after the stages its `@` references name, else in key order (a
+  ConfigDict's keys are sorted: student10 < student2 < teacher); ValueError on a reference
+  to no stage or a cycle."""
+  names = list(stages.keys())
+  needs = {}
+  for name in names:
+    refs = {stages[name][k][1:] for k in config_lib.EXPORT_PATH_KEYS
+            if stages[name][k].startswith("@")}
+    unknown = sorted(refs - set(names))
+    if unknown:
+      raise ValueError(f"stages.{name} references @{unknown[0]}, no stage; stages: {names}")
+    needs[name] = refs
+  order = []
+  while len(order) < len(names):
+    ready = [n for n in names if n not in order and needs[n] <= set(order)]
+    if not ready:
+      raise ValueError(f"stages reference each other in a cycle: "
+                       f"{sorted(set(names) - set(order))}")
+    order.append(ready[0])
+  return order
+
+
 def run_stages(config, workdir: str) -> dict:
-  names = list(config.stages.keys())
+  names = stage_order(config.stages)
   selected = names if config.run_stages == "all" else config.run_stages.split("+")
   unknown = set(selected) - set(names)
   if unknown:
     raise ValueError(f"run_stages names unknown stages {sorted(unknown)}; stages: {names}")
+  selected = [name for name in names if name in selected]
   for name in names:  # fail fast on everything that does not depend on an earlier stage
     stage = config.stages[name].copy_and_resolve_references()
     for key in config_lib.EXPORT_PATH_KEYS:

@@ -1,7 +1,7 @@
 """Config checks that fail in seconds, with one line naming the problem, before any work."""
 import os
 
-from s4l_jax import config_lib, distributed, export, models, objectives, storage
+from s4l_jax import config_lib, distributed, export, models, objectives, pseudo_label, storage
 from s4l_jax.data import datasets, sources, subsets, views
 from s4l_jax.models import subtrees
 
@@ -46,6 +46,16 @@ def check_values(config):
            f"{config.ema_halflife_epochs}, not both (the other 0)")
   _require(0 <= config.pseudo_label_threshold <= 1, f"pseudo_label_threshold="
            f"{config.pseudo_label_threshold} must be in [0, 1] (0 keeps every pseudo-label)")
+  _require(config.pseudo_label_type in pseudo_label.TYPES, f"pseudo_label_type="
+           f"{config.pseudo_label_type!r} must be one of {', '.join(pseudo_label.TYPES)}")
+  _require(config.pseudo_label_temperature > 0, f"pseudo_label_temperature="
+           f"{config.pseudo_label_temperature} must be > 0")
+  _require(config.pseudo_label_per_class >= 0, f"pseudo_label_per_class="
+           f"{config.pseudo_label_per_class} must be >= 0 (0 = no class balancing)")
+  _require(0 <= config.model.dropout < 1, f"model.dropout={config.model.dropout} must be in "
+           "[0, 1) (0 = off)")
+  _require(0 < config.model.stochastic_depth <= 1, f"model.stochastic_depth="
+           f"{config.model.stochastic_depth} must be in (0, 1] (1 = off)")
   _require(config.input.crop in views.INPUT_CROPS, f"input.crop={config.input.crop!r} must "
            f"be one of {', '.join(views.INPUT_CROPS)}")
   for name in ("labeled", "unlabeled"):

@@ -390,3 +390,24 @@ def test_soft_xent_matches_reference_and_stops_teacher_gradient(temperature):
   expected = (softmax(student / temperature) - softmax(teacher / temperature)) / (
       temperature * len(student))
   np.testing.assert_allclose(g_student, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_soft_target_xent_matches_numpy_with_weights_and_one_hot_targets():
+  rng = np.random.default_rng(4)
+  logits = rng.normal(size=(6, 5)).astype(np.float32) * 3
+  targets = rng.dirichlet(np.ones(5), size=6).astype(np.float32)
+  weights = np.array([1, 0, 2, 1, 0.5, 0], np.float32)
+  log_q = logits - np.log(np.exp(logits.astype(np.float64)).sum(-1, keepdims=True))
+  per_example = -(targets * log_q).sum(-1)
+  np.testing.assert_allclose(losses.soft_target_xent(jnp.asarray(logits), jnp.asarray(targets)),
+                             per_example.mean(), rtol=1e-5)
+  np.testing.assert_allclose(
+      losses.soft_target_xent(jnp.asarray(logits), jnp.asarray(targets), jnp.asarray(weights)),
+      (per_example * weights).sum() / weights.sum(), rtol=1e-5)
+  # One-hot targets are the integer labels' cross-entropy; targets get no gradient.
+  labels = np.array([0, 4, 2, 2, 1, 3])
+  np.testing.assert_allclose(
+      losses.soft_target_xent(jnp.asarray(logits), jnp.eye(5)[labels]),
+      losses.softmax_xent(jnp.asarray(logits), jnp.asarray(labels)), rtol=1e-6)
+  g = jax.grad(lambda t: losses.soft_target_xent(jnp.asarray(logits), t))(jnp.asarray(targets))
+  np.testing.assert_array_equal(g, 0.0)

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from s4l_jax.models import TRUNKS, build_model, model_record, parameter_modules
+from s4l_jax.models import TRUNKS, build_model, model_record, noise, parameter_modules
 from s4l_jax.models.normalization import BatchNorm
 
 
@@ -444,3 +444,55 @@ def test_remat_keeps_parameters_gradients_and_stats():
   assert jax.tree.structure(v0) == jax.tree.structure(v1)
   for a, b in zip(jax.tree.leaves((v0, g0, s0)), jax.tree.leaves((v1, g1, s1))):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_survival_probabilities_decay_linearly_to_the_final_one():
+  """p_l = 1 - l / L (1 - p_L) (Huang et al. 2016), l = 1..L."""
+  np.testing.assert_allclose(noise.survival_probabilities(4, 0.8), [0.95, 0.9, 0.85, 0.8])
+  np.testing.assert_allclose(noise.survival_probabilities(16, 0.5)[7], 1 - 8 / 16 * 0.5)
+  assert noise.survival_probabilities(3, 1.0) == (1.0, 1.0, 1.0)
+
+
+def test_drop_path_drops_whole_examples_and_rescales_the_kept_ones():
+  x = jnp.asarray(np.random.default_rng(0).uniform(1, 2, (20000, 2, 2, 3)), jnp.float32)
+  y = np.asarray(noise.drop_path(jax.random.PRNGKey(0), x, 0.8))
+  dropped = np.all(y == 0, axis=(1, 2, 3))
+  assert abs(dropped.mean() - 0.2) < 0.015  # binomial std 0.003
+  np.testing.assert_allclose(y[~dropped], np.asarray(x)[~dropped] / 0.8, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name, cfg, units", [
+    ("wrn", dict(depth=16, width=1), 6),
+    ("resnet50v2", dict(filters_factor=1), 16),
+])
+def test_each_residual_unit_gets_its_survival_probability(monkeypatch, name, cfg, units):
+  seen = []
+  drop_path = noise.drop_path
+  monkeypatch.setattr(noise, "drop_path", lambda rng, r, p: seen.append(p) or drop_path(rng, r, p))
+  model = build_model(dict(name=name, stochastic_depth=0.6, **cfg), 10)
+  x = jnp.zeros((2, 32, 32, 3))
+  variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0), x)
+  assert not seen  # inference: no unit is dropped
+  jax.eval_shape(lambda v: model.apply(v, x, train=True, mutable=["batch_stats"],
+                                       rngs={"dropout": jax.random.PRNGKey(1)}), variables)
+  np.testing.assert_allclose(seen, noise.survival_probabilities(units, 0.6))
+  assert seen[-1] == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize("cfg", [dict(dropout=0.5), dict(stochastic_depth=0.5),
+                                 dict(dropout=0.3, stochastic_depth=0.7, remat=True)])
+def test_noise_is_on_in_training_and_off_at_eval(cfg):
+  model = build_model(dict(name="wrn", depth=10, width=1, **cfg), 5)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (6, 8, 8, 3), minval=-1, maxval=1)
+  variables = model.init(jax.random.PRNGKey(0), x, train=False)
+  train = lambda seed: model.apply(variables, x, train=True, mutable=["batch_stats"],
+                                   rngs={"dropout": jax.random.PRNGKey(seed)})[0]["classes"]
+  np.testing.assert_array_equal(train(0), train(0))
+  assert not np.allclose(train(0), train(1))
+  evaluate = lambda: model.apply(variables, x, train=False)["classes"]
+  np.testing.assert_array_equal(evaluate(), evaluate())
+  clean = build_model(dict(name="wrn", depth=10, width=1), 5)
+  np.testing.assert_array_equal(evaluate(), clean.apply(variables, x, train=False)["classes"])
+  record = model_record(dict(name="wrn", depth=10, width=1, **cfg), 5)
+  assert (record["dropout"], record["stochastic_depth"]) == (
+      cfg.get("dropout", 0.0), cfg.get("stochastic_depth", 1.0))

@@ -41,6 +41,19 @@ def test_missing_requirements_fail_in_one_line(edit, match):
   assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("noise", [{"dropout": 0.1}, {"stochastic_depth": 0.9}])
+def test_model_noise_needs_an_objective_that_passes_the_rng(noise):
+  config = _config()  # s4l_rotation: apply_train without an rng
+  config.model.update(noise)
+  with pytest.raises(ValueError, match=r"^objective s4l_rotation gives the model no rng for its "
+                     r"noise: set model.dropout=0 and model.stochastic_depth=1, or use "
+                     r"supervised$"):
+    objectives.check_config(config)
+  supervised = _config("supervised")
+  supervised.model.update(noise)
+  objectives.check_config(supervised)
+
+
 def test_aux_requirements_are_checked():
   fake = types.SimpleNamespace(REQUIRES=objectives.Requirements(aux=("ema_params", "teacher")),
                                loss_fn=None)

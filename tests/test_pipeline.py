@@ -67,3 +67,72 @@ def test_validation_eval_counts_each_image_once_over_hosts(process_count):
   np.testing.assert_array_equal(labels[order], train.labels[expected][want])
   with pytest.raises(ValueError, match="validation|test, got 'train'"):
     pipes[0].eval_batches(40, "train")
+
+
+def test_balance_classes_keeps_the_top_k_and_duplicates_up_to_k():
+  """Hand-built: K = 3; class 0 has 5 images (its 3 most confident kept), class 1 two (both,
+  then the more confident again), class 2 one (three times), class 3 none (nothing)."""
+  labels = np.array([0, 1, 0, 2, 0, 1, 0, 0])
+  confidence = np.array([0.9, 0.4, 0.3, 0.5, 0.8, 0.6, 0.95, 0.1])
+  positions = pipeline_lib.balance_classes(labels, confidence, 3)
+  np.testing.assert_array_equal(positions, [0, 1, 3, 3, 3, 4, 5, 5, 6])
+  np.testing.assert_array_equal(np.bincount(labels[positions], minlength=4), [3, 3, 3, 0])
+  assert pipeline_lib.balance_classes(labels[:0], confidence[:0], 3).size == 0
+
+
+def _pseudo_label_file(path, n, num_classes, seed=0):
+  rng = np.random.default_rng(seed)
+  logits = rng.normal(size=(n, num_classes)) * 3
+  probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+  np.savez(path, labels=probs.argmax(-1).astype(np.int32),
+           confidence=probs.max(-1).astype(np.float32), probs=probs.astype(np.float16))
+  return probs
+
+
+def test_student_stream_balances_pseudo_labels_and_carries_soft_targets(tmp_path):
+  config = tiny(load_config("supervised", "dataset=digits,labels=10pct"), batch=16)
+  data = pipeline_lib.InMemoryPipeline(config)
+  n = len(data.train.labels)
+  probs = _pseudo_label_file(tmp_path / "pl.npz", n, 10)
+  config.pseudo_labels = str(tmp_path / "pl.npz")
+  config.pseudo_label_type, config.pseudo_label_threshold = "soft", 0.5
+  config.pseudo_label_per_class = 40
+  student = pipeline_lib.InMemoryPipeline(config)
+  labeled, validation = data.labeled_indices, data.validation_indices
+  # Ground truth once each; pseudo-labels: the confident non-validation, non-labeled images,
+  # 40 per class after balancing (counted independently of balance_classes).
+  counts = np.bincount(student.labeled_indices, minlength=n)
+  np.testing.assert_array_equal(counts[labeled], 1)
+  assert not counts[validation].any()
+  candidate = probs.max(-1) >= 0.5
+  candidate[labeled] = candidate[validation] = False
+  pseudo = np.setdiff1d(np.arange(n), labeled)
+  assert not counts[pseudo][~candidate[pseudo]].any()
+  argmax = probs.argmax(-1)
+  for c in range(10):
+    members = np.flatnonzero(candidate & (argmax == c))
+    assert counts[members].sum() == (40 if members.size else 0)
+    if members.size < 40:  # duplicated: every member at least 40 // size times
+      assert counts[members].min() >= 40 // members.size
+    else:
+      assert np.count_nonzero(counts[members]) == 40
+  # Soft targets: the teacher's probabilities (rows sum to 1), one-hot ground truth.
+  targets = student.train_targets
+  np.testing.assert_allclose(targets.sum(-1), 1.0, rtol=1e-6)
+  unlabeled = np.setdiff1d(np.arange(n), labeled)
+  np.testing.assert_allclose(targets[unlabeled], probs[unlabeled], atol=1e-3)
+  np.testing.assert_array_equal(targets[labeled], np.eye(10)[data.train.labels[labeled]])
+  batch = student.train_batch(3)["labeled"]
+  idx = student.labeled_indices[student._labeled.indices(3)]  # pylint: disable=protected-access
+  np.testing.assert_array_equal(batch["soft_label"], targets[idx])
+  np.testing.assert_array_equal(batch["label"], student.train_labels[idx])
+
+
+def test_soft_targets_need_a_file_with_probabilities(tmp_path):
+  config = tiny(load_config("supervised", "dataset=digits,labels=10pct"), batch=16)
+  n = len(pipeline_lib.InMemoryPipeline(config).train.labels)
+  np.savez(tmp_path / "pl.npz", labels=np.zeros(n, np.int32), confidence=np.ones(n, np.float32))
+  config.pseudo_labels, config.pseudo_label_type = str(tmp_path / "pl.npz"), "soft"
+  with pytest.raises(ValueError, match="hold no probabilities: they were made with "
+                     "pseudo_label_type='hard'"):
+    pipeline_lib.InMemoryPipeline(config)

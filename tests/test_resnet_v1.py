@@ -190,7 +190,7 @@ class _OneUnit(ResNetV1):
 
   @nn.compact
   def __call__(self, x, train):
-    return self._unit(x, self.filters, self.stride, train, "u")
+    return self._unit(x, self.filters, self.stride, train, "u", 1.0)
 
 
 def _random_params(params, seed=0):

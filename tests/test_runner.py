@@ -1,7 +1,10 @@
 """Multi-stage pipelines (MOAM chaining) and teacher pseudo-labelling."""
 import json
 import os
+import subprocess
+import sys
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -9,7 +12,7 @@ import pytest
 
 from s4l_jax import export, runner
 from s4l_jax.data import pipeline as pipeline_lib
-from testing_utils import load_config, tiny
+from testing_utils import ROOT, load_config, tiny
 
 
 def supervised(steps=2, **kw):
@@ -120,3 +123,96 @@ def test_moam_config_runs_three_steps_end_to_end(tmp_path):
   assert os.path.exists(tmp_path / "step2" / "pseudo_labels.npz")
   assert results["top1"] == results["stages"]["step3"]["top1"]
   assert os.path.exists(tmp_path / "step3" / "export" / "predict.jax")
+
+
+def test_stage_order_follows_references_not_key_order():
+  """A ConfigDict sorts its keys (student10 < student2 < teacher); stages run after the ones
+  their `@` references name."""
+  stages = {"teacher": supervised()}
+  for i in range(1, 12):
+    stages[f"student{i}"] = supervised(teacher="@" + list(stages)[-1])
+  stages["zfinetune"] = supervised(init_from="@student11")
+  config = ml_collections.ConfigDict(stages)
+  assert list(config.keys())[:3] == ["student1", "student10", "student11"]
+  assert runner.stage_order(config) == ["teacher"] + [f"student{i}" for i in range(1, 12)] + [
+      "zfinetune"]
+  assert runner.stage_order(three_stage_config().stages) == ["a", "b", "c"]
+  config.student3.teacher = "@student30"
+  with pytest.raises(ValueError, match=r"^stages.student3 references @student30, no stage"):
+    runner.stage_order(config)
+  config.student3.teacher, config.teacher.init_from = "@student2", "@student4"
+  with pytest.raises(ValueError, match=r"^stages reference each other in a cycle: \['student1'"):
+    runner.stage_order(config)
+
+
+NOISY_STUDENT = ["--config=configs/noisy_student.py:dataset=digits,iterations=2,steps=3",
+                 "--config.stages.student1.pseudo_label_temperature=2"]
+
+
+def _digits_preset():
+  """The digits images at the preset's 16 px, as the noisy_student stages see them."""
+  return pipeline_lib.InMemoryPipeline(load_config("supervised", "dataset=digits"))
+
+
+@pytest.fixture(scope="module")
+def noisy_student(tmp_path_factory):
+  """`python main.py --config=configs/noisy_student.py:dataset=digits,iterations=2,steps=3`."""
+  workdir = str(tmp_path_factory.mktemp("noisy_student"))
+  proc = subprocess.run([sys.executable, "main.py", f"--workdir={workdir}", *NOISY_STUDENT],
+                        cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir, proc.stdout
+
+
+def test_noisy_student_config_runs_teacher_and_students_end_to_end(noisy_student):
+  workdir, stdout = noisy_student
+  with open(os.path.join(workdir, "results.json")) as f:
+    results = json.load(f)
+  assert list(results["stages"]) == ["teacher", "student1", "student2"]
+  assert results["method"] == "noisy_student" and results["steps"] == 9
+  assert results["top1"] == results["stages"]["student2"]["top1"]
+  assert f"top-1 {100 * results['top1']:.2f}%" in stdout
+  for stage, teacher in (("student1", "teacher"), ("student2", "student1")):
+    with open(os.path.join(workdir, stage, "config.json")) as f:
+      config = json.load(f)
+    assert config["teacher"] == os.path.join(workdir, teacher, "export")
+    assert (config["model"]["dropout"], config["model"]["stochastic_depth"]) == (0.2, 0.9)
+    assert config["pseudo_label_type"] == "soft"
+
+
+@pytest.mark.parametrize("stage, teacher, temperature", [("student1", "teacher", 2.0),
+                                                         ("student2", "student1", 1.0)])
+def test_noisy_student_soft_labels_are_the_teachers_tempered_softmax(noisy_student, stage,
+                                                                     teacher, temperature):
+  workdir, _ = noisy_student
+  with np.load(os.path.join(workdir, stage, "pseudo_labels.npz")) as f:
+    probs, labels, confidence = f["probs"].astype(np.float64), f["labels"], f["confidence"]
+  images = _digits_preset().train.images
+  predict, _ = export.load_predict(os.path.join(workdir, teacher, "export"))
+  logits = np.asarray(predict(jnp.asarray(images)), np.float64)
+  softmax = lambda z: np.exp(z - z.max(-1, keepdims=True)) / np.exp(
+      z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)
+  np.testing.assert_allclose(probs.sum(-1), 1.0, atol=5e-3)  # stored as float16
+  np.testing.assert_allclose(probs, softmax(logits / temperature), atol=1e-3)
+  np.testing.assert_array_equal(labels, logits.argmax(-1))
+  np.testing.assert_allclose(confidence, softmax(logits).max(-1), rtol=1e-5)
+
+
+def test_noisy_student_export_is_the_noiseless_eval(noisy_student):
+  """The student trains with dropout and stochastic depth; its export and its in-process
+  evaluation are noiseless and agree; training passes with different rngs differ."""
+  workdir, _ = noisy_student
+  export_dir = os.path.join(workdir, "student2", "export")
+  model, variables, description = export.load_model(export_dir)
+  assert (description["model"]["dropout"], description["model"]["stochastic_depth"]) == (0.2, 0.9)
+  images = _digits_preset().test.images[:32]
+  x = export.to_model_input(jnp.asarray(images))
+  evaluate = lambda: np.asarray(model.apply(variables, x, train=False)["classes"])
+  np.testing.assert_array_equal(evaluate(), evaluate())
+  predict, _ = export.load_predict(export_dir)
+  np.testing.assert_allclose(np.asarray(predict(jnp.asarray(images))), evaluate(),
+                             rtol=1e-5, atol=1e-5)
+  train = lambda seed: np.asarray(model.apply(
+      variables, x, train=True, mutable=["batch_stats"],
+      rngs={"dropout": jax.random.PRNGKey(seed)})[0]["classes"])
+  assert not np.allclose(train(0), train(1))

@@ -207,3 +207,29 @@ def test_pseudo_labels_on_the_tfdata_path(folder, tmp_path):
   streamed = np.concatenate([data.train_batch(s)["labeled"]["label"] for s in range(33)])
   np.testing.assert_array_equal(np.bincount(streamed, minlength=3),
                                 8 * np.bincount(expected[trained], minlength=3))
+
+
+def test_balanced_soft_pseudo_labels_on_the_tfdata_path(folder, tmp_path):
+  """Class balancing repeats images in the tf.data stream; soft targets travel with them."""
+  config = _config(folder)
+  data = factory.make_pipeline(config)
+  n = 3 * NUM_TRAIN
+  candidates = np.setdiff1d(np.arange(n), np.union1d(data.labeled_indices,
+                                                     data.validation_indices))
+  labels = np.zeros(n, np.int32)  # 27 candidates: 2 of class 2, 4 of class 1, 21 of class 0
+  labels[candidates[:2]], labels[candidates[2:6]] = 2, 1
+  confidence = np.random.default_rng(0).uniform(0.5, 1, n).astype(np.float32)
+  probs = np.eye(3, dtype=np.float32)[labels] * 0.5 + 0.5 / 3
+  np.savez(tmp_path / "pl.npz", labels=labels, confidence=confidence, probs=probs)
+  config.pseudo_labels, config.pseudo_label_type = str(tmp_path / "pl.npz"), "soft"
+  config.pseudo_label_per_class = 5
+  student = factory.make_pipeline(config)
+  assert student.num_labeled == 6 + 3 * 5  # ground truth once, 5 pseudo-labels per class
+  # 21 batches of 8 = exactly 8 epochs of the 21 (repeated) examples.
+  batches = [student.train_batch(s)["labeled"] for s in range(21)]
+  expected = student._train_targets[student.labeled_indices]  # pylint: disable=protected-access
+  streamed = np.concatenate([b["soft_label"] for b in batches])
+  np.testing.assert_allclose(streamed.sum(0), 8 * expected.sum(0), rtol=1e-5)
+  label_counts = np.bincount(np.concatenate([b["label"] for b in batches]), minlength=3)
+  truth = data._source.scan("train")[0][data.labeled_indices]  # pylint: disable=protected-access
+  np.testing.assert_array_equal(label_counts, 8 * (np.bincount(truth, minlength=3) + 5))

@@ -64,6 +64,12 @@ def _fake_export(path, class_names):
      r"set ema_decay=0.999 or ema_halflife_epochs=1.0, not both \(the other 0\)"),
     ({"pseudo_label_threshold": 1.5}, r"pseudo_label_threshold=1.5 must be in \[0, 1\]"),
     ({"pseudo_label_threshold": -0.1}, r"pseudo_label_threshold=-0.1 must be in \[0, 1\]"),
+    ({"pseudo_label_type": "argmax"}, r"^pseudo_label_type='argmax' must be one of hard, soft$"),
+    ({"pseudo_label_temperature": 0.0}, r"^pseudo_label_temperature=0.0 must be > 0$"),
+    ({"pseudo_label_per_class": -1}, r"^pseudo_label_per_class=-1 must be >= 0 \(0 = no"),
+    ({"model.dropout": 1.0}, r"^model.dropout=1.0 must be in \[0, 1\) \(0 = off\)$"),
+    ({"model.stochastic_depth": 0.0}, r"^model.stochastic_depth=0.0 must be in \(0, 1\]"),
+    ({"model.stochastic_depth": 1.2}, r"^model.stochastic_depth=1.2 must be in \(0, 1\]"),
     ({"input.validation": "all"}, r"input.validation='all' is not a validation size"),
     ({"input.validation": "5%"}, r"input.validation='5%' is not a validation size"),
     ({"evals.test.split": "train"}, r"evals.test.split='train' must be one of validation, test"),
@@ -85,6 +91,9 @@ def test_unknown_subtree_names_are_rejected(key):
 
 
 def test_edge_values_are_valid():
+  validation.validate(_digits(**{"model.dropout": 0.0, "model.stochastic_depth": 1.0}))
+  validation.validate(_digits(**{"model.dropout": 0.99, "model.stochastic_depth": 0.01,
+                                 "pseudo_label_type": "soft", "pseudo_label_per_class": 1}))
   validation.validate(_digits(**{"input.image_size": 8, "pseudo_label_threshold": 1.0,
                                  "eval_every_steps": 0, "keep_checkpoints": 1,
                                  "input.unlabeled.batch_size": 0}))

@@ -5,6 +5,8 @@ exemplar crops) are computed on the device inside the jitted step by `views.make
 so this path never imports TensorFlow. Which examples form the batch of step `s` is a pure
 function of (seed, s): resuming at any step replays exactly the same data.
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from s4l_jax import storage
@@ -40,9 +42,9 @@ class InMemoryPipeline:
         seed=config.seed, num_classes=self.num_classes, filenames=self.train.filenames)
     self.labeled_indices, self.validation_indices = split.labeled, split.validation
     self._unlabeled_indices = split.unlabeled
-    self.train_labels = self.train.labels
+    self.train_labels, self.train_targets = self.train.labels, None
     if config.pseudo_labels:  # student: every non-validation image, ground truth where labeled
-      self.train_labels, self.labeled_indices = pseudo_label_subset(
+      self.train_labels, self.labeled_indices, self.train_targets = pseudo_label_subset(
           config, self.train.labels, self.labeled_indices, self.num_classes,
           self.validation_indices)
     labeled_batch = config.input.labeled.batch_size
@@ -69,9 +71,12 @@ class InMemoryPipeline:
     return self.train.images.shape[1:]
 
   def train_batch(self, step: int) -> dict:
-    """Host-local raw batch of `step`: {"labeled": {image, label}, ["unlabeled": {...}]}."""
+    """Host-local raw batch of `step`: {"labeled": {image, label, [soft_label (B, K)]},
+    ["unlabeled": {...}]}; soft_label with soft pseudo-labels."""
     idx = self.labeled_indices[self._labeled.indices(step)]
     batch = {"labeled": {"image": self.train.images[idx], "label": self.train_labels[idx]}}
+    if self.train_targets is not None:
+      batch["labeled"]["soft_label"] = self.train_targets[idx]
     if self._unlabeled:
       idx = self._unlabeled_indices[self._unlabeled.indices(step)]
       batch["unlabeled"] = {"image": self.train.images[idx], "label": self.train.labels[idx]}
@@ -100,17 +105,51 @@ def masked_batches(data, global_batch: int, process_index: int = 0, process_coun
     yield {"image": data.images[idx], "label": data.labels[idx], "mask": mask}
 
 
+class PseudoLabelSet(NamedTuple):
+  """A student's training set: `labels` int32 (N,) and, for soft pseudo-labels, `targets`
+  float32 (N, K) (one-hot where labeled), both indexed by train image; `indices` the sorted
+  train images to train on, repeated where class balancing duplicates them."""
+  labels: np.ndarray
+  indices: np.ndarray
+  targets: np.ndarray | None
+
+
 def pseudo_label_subset(config, true_labels, labeled_indices, num_classes: int,
-                        validation_indices: np.ndarray):
-  """(training labels (N,), indices to train on): pseudo-labels with ground truth where
-  labeled; validation images and those whose teacher confidence is below
-  `pseudo_label_threshold` are dropped. Labels stay indexed by train image."""
+                        validation_indices: np.ndarray) -> PseudoLabelSet:
+  """Pseudo-labels with ground truth where labeled. Validation images and pseudo-labels whose
+  teacher confidence is below `pseudo_label_threshold` are dropped; the rest are class-balanced
+  to `pseudo_label_per_class` per class (`balance_classes`) when it is > 0."""
   labels, confidence = load_pseudo_labels(config.pseudo_labels, len(true_labels), num_classes)
   labels[labeled_indices] = true_labels[labeled_indices]
-  keep = confidence >= config.pseudo_label_threshold
-  keep[labeled_indices] = True
-  keep[validation_indices] = False
-  return labels, np.flatnonzero(keep)
+  pseudo = confidence >= config.pseudo_label_threshold
+  pseudo[labeled_indices] = False
+  pseudo[validation_indices] = False
+  pseudo = np.flatnonzero(pseudo)
+  if config.pseudo_label_per_class:
+    pseudo = pseudo[balance_classes(labels[pseudo], confidence[pseudo],
+                                    config.pseudo_label_per_class)]
+  labeled = np.zeros(len(true_labels), bool)
+  labeled[labeled_indices] = True
+  labeled[validation_indices] = False
+  indices = np.sort(np.concatenate([np.flatnonzero(labeled), pseudo]))
+  targets = None
+  if config.pseudo_label_type == "soft":
+    targets = load_soft_targets(config.pseudo_labels, len(true_labels), num_classes)
+    targets[labeled_indices] = np.eye(num_classes, dtype=np.float32)[true_labels[labeled_indices]]
+  return PseudoLabelSet(labels, indices, targets)
+
+
+def balance_classes(labels: np.ndarray, confidence: np.ndarray, per_class: int) -> np.ndarray:
+  """Noisy Student's class balancing: sorted positions into `labels` (M,), `per_class` = K of
+  each class present: its K most confident if it has more, else all of them repeated
+  K // n times plus the K % n most confident once more."""
+  out = [np.zeros(0, np.int64)]
+  for c in np.unique(labels):
+    members = np.flatnonzero(labels == c)
+    members = members[np.argsort(-confidence[members], kind="stable")]
+    repeats, rest = divmod(per_class, len(members))
+    out.append(np.concatenate([np.tile(members, repeats), members[:rest]]))
+  return np.sort(np.concatenate(out))
 
 
 def load_pseudo_labels(path: str, num_examples: int,
@@ -129,3 +168,17 @@ def load_pseudo_labels(path: str, num_examples: int,
                      f"[0, {num_classes}) (e.g. {int(labels[bad][0])}), the dataset's "
                      "classes; make them with a teacher trained on this dataset")
   return labels, confidence
+
+
+def load_soft_targets(path: str, num_examples: int, num_classes: int) -> np.ndarray:
+  """The teacher's probabilities float32 (N, num_classes), rows renormalised to sum to 1
+  (stored as float16); ValueError if `path` holds hard pseudo-labels only."""
+  with storage.open_file(path, "rb") as file, np.load(file) as f:
+    if "probs" not in f:
+      raise ValueError(f"Pseudo-labels {path!r} hold no probabilities: they were made with "
+                       "pseudo_label_type='hard'; delete the file to relabel")
+    probs = np.asarray(f["probs"], np.float32)
+  if probs.shape != (num_examples, num_classes):
+    raise ValueError(f"Pseudo-label probabilities {path!r} have shape {probs.shape}, expected "
+                     f"({num_examples}, {num_classes})")
+  return probs / probs.sum(-1, keepdims=True)

@@ -182,10 +182,10 @@ def make_tf_crop_fn(view: str, *, image_size: int, crop: str, decode: bool) -> T
     decode: `features["image"]` is JPEG bytes (True) or uint8 (H, W, 3).
 
   The fn reads `features["image"]`, `features["label"]`, `features["seed"]` and returns
-  "label" and uint8 "image": (S, S, 3) for one crop per image (a `BOX_CROPS` op decodes
-  only the crop window, `decode_and_crop_jpeg`); (K, S, S, 3) for K crops (decoded once); for
-  K >= `CANVAS_MIN_CROPS` box crops, the decoded image zero-padded to (CANVAS, CANVAS, 3) plus
-  "boxes" int32 (K, 4), resized on the device.
+  "label" (and "soft_label", passed through when present) and uint8 "image": (S, S, 3) for
+  one crop per image (a `BOX_CROPS` op decodes only the crop window, `decode_and_crop_jpeg`);
+  (K, S, S, 3) for K crops (decoded once); for K >= `CANVAS_MIN_CROPS` box crops, the decoded
+  image zero-padded to (CANVAS, CANVAS, 3) plus "boxes" int32 (K, 4), resized on the device.
   """
   spec = views.resolve(view, crop)
   inception = spec.crop in BOX_CROPS
@@ -193,7 +193,7 @@ def make_tf_crop_fn(view: str, *, image_size: int, crop: str, decode: bool) -> T
 
   def fn(features):
     image, seed = features["image"], features["seed"]
-    out = {"label": features["label"]}
+    out = {k: features[k] for k in ("label", "soft_label") if k in features}
     if spec.crops == 1 and inception:
       return out | {"image": _uint8(decode_and_inception_crop(
           image, seed, image_size=image_size, decode=decode, area_range=spec.area_range,

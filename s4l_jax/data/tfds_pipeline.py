@@ -107,9 +107,11 @@ class TfdsPipeline:
     self._unlabeled_indices = split.unlabeled
     self._validation_cache = None  # this host's validation examples, encoded
     self._train_labels = None  # None: the dataset's own labels
+    self._train_targets = None  # soft pseudo-labels (N, K)
     if config.pseudo_labels:  # student: every non-validation image, ground truth where labeled
-      self._train_labels, self.labeled_indices = pipeline.pseudo_label_subset(
-          config, labels, self.labeled_indices, self.num_classes, self.validation_indices)
+      self._train_labels, self.labeled_indices, self._train_targets = (
+          pipeline.pseudo_label_subset(config, labels, self.labeled_indices, self.num_classes,
+                                       self.validation_indices))
     size = config.input.image_size
     self.image_shape = (size, size, 3)
     self.images_per_step = pipeline.images_per_step(config)
@@ -146,10 +148,17 @@ class TfdsPipeline:
                        f"examples ({self.num_labeled}) than hosts?")
     n, batch = indices.size, self._local(spec.batch_size)
     first_epoch, skip = divmod(step * batch, n)
-    base = self._source.dataset("train", indices)
+    unique, counts = np.unique(indices, return_counts=True)  # class balancing repeats some
+    base = self._source.dataset("train", unique)
     if self._train_labels is not None:  # pseudo-labels, by example index
       base = tf.data.Dataset.zip((base, tf.data.Dataset.from_tensor_slices(
-          self._train_labels[indices]))).map(lambda ex, label: {**ex, "label": label})
+          self._train_labels[unique]))).map(lambda ex, label: {**ex, "label": label})
+    if self._train_targets is not None:
+      base = tf.data.Dataset.zip((base, tf.data.Dataset.from_tensor_slices(
+          self._train_targets[unique]))).map(lambda ex, t: {**ex, "soft_label": t})
+    if unique.size < n:
+      base = tf.data.Dataset.zip((base, tf.data.Dataset.from_tensor_slices(counts))).flat_map(
+          lambda ex, c: tf.data.Dataset.from_tensors(ex).repeat(c))
     buffer = min(n, SHUFFLE_BUFFER)
     ds = tf.data.Dataset.counter(first_epoch).flat_map(
         lambda e: base.shuffle(buffer, seed=seed * 1_000_003 + e))

@@ -25,7 +25,7 @@ _NOT_CONFIG = {"parent", "name", "dtype"}  # module fields that are no config ke
 
 def _trunk_keys(name: str) -> dict[str, Any]:
   """The trunk's own config keys and defaults (filters_factor; depth, width_multiplier,
-  sk_ratio; depth, width) + BN, remat."""
+  sk_ratio; depth, width) + BN, remat, stochastic_depth."""
   return {f.name: f.default for f in dataclasses.fields(TRUNKS[name])
           if f.name not in _NOT_CONFIG}
 
@@ -37,8 +37,10 @@ def model_record(cfg: Any, num_classes: int) -> dict:
   depth 50, width_multiplier 1, sk_ratio 0.0; depth 28, width 2), bn_momentum (0.99; resnet_v1
   0.9), bn_epsilon (1e-3; resnet_v1 1e-5), bn_group_size (None or 0: whole-batch
   BN), remat (False: rematerialise each unit in the backward pass to save activation
-  memory), dtype ("float32"), heads ({"classes": -1}, resolved: every head a
-  `HeadSpec.to_dict()` with num_classes substituted for -1).
+  memory), stochastic_depth (1.0 = off: the last residual unit's survival probability in
+  training, `noise`), dropout (0.0 = off: the rate on pre_logits in training), dtype
+  ("float32"), heads ({"classes": -1}, resolved: every head a `HeadSpec.to_dict()` with
+  num_classes substituted for -1).
   """
   name = cfg.get("name")
   if name not in TRUNKS:
@@ -47,7 +49,7 @@ def model_record(cfg: Any, num_classes: int) -> dict:
   if dtype not in _DTYPES:
     raise ValueError(f"Unknown dtype {dtype!r}; valid: {', '.join(_DTYPES)}.")
   record = dict(name=name, **{k: cfg.get(k, d) for k, d in _trunk_keys(name).items()},
-                dtype=dtype)
+                dropout=cfg.get("dropout", 0.0), dtype=dtype)
   record["bn_group_size"] = record["bn_group_size"] or None
   heads = parse_heads(cfg.get("heads", {"classes": -1}), num_classes)
   record["heads"] = {head: spec.to_dict() for head, spec in heads.items()}
@@ -59,7 +61,8 @@ def build_model(cfg: Any, num_classes: int) -> nn.Module:
   record = model_record(cfg, num_classes)
   trunk = TRUNKS[record["name"]](
       dtype=_DTYPES[record["dtype"]], **{k: record[k] for k in _trunk_keys(record["name"])})
-  return Model(trunk=trunk, heads=parse_heads(record["heads"], num_classes))
+  return Model(trunk=trunk, heads=parse_heads(record["heads"], num_classes),
+               dropout=record["dropout"])
 
 
 def parameter_modules(cfg: Any) -> list[str]:

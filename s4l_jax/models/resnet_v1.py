@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from s4l_jax.models import noise
 from s4l_jax.models.trunk import Trunk
 
 # depth -> bottleneck units per block group: 50..200 as simclr:resnet.py; 26 = (2, 2, 2, 2)
@@ -55,14 +56,16 @@ class ResNetV1(Trunk):
       x = self.bn_relu(self.conv(64 * w, 7, 2, name="root_conv")(x), train, "root_bn")
     x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
     unit = self.unit_fn()
+    survival = iter(noise.survival_probabilities(sum(BLOCKS[self.depth]), self.stochastic_depth))
     for b, units in enumerate(BLOCKS[self.depth]):
       for u in range(units):
         stride = 2 if b > 0 and u == 0 else 1
-        x = unit(x, 64 * w * 2**b, stride, train, f"block{b + 1}_unit{u + 1}")
+        x = unit(x, 64 * w * 2**b, stride, train, f"block{b + 1}_unit{u + 1}", next(survival))
     return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
-  def _unit(self, x, filters, stride, train, name):
-    """Bottleneck unit (simclr `bottleneck_block`): (N, H, W, C) -> (N, H/s, W/s, 4 filters)."""
+  def _unit(self, x, filters, stride, train, name, survival):
+    """Bottleneck unit (simclr `bottleneck_block`): (N, H, W, C) -> (N, H/s, W/s, 4 filters);
+    `survival`: stochastic depth's keep probability of the residual branch."""
     out = 4 * filters
     shortcut = x
     if stride > 1 or x.shape[-1] != out:
@@ -78,7 +81,7 @@ class ResNetV1(Trunk):
       h = self._sk_mix(h, filters, train, name)
     h = self.conv(out, 1, name=f"{name}_conv3")(h)
     h = self.bn(h, train, f"{name}_bn3", scale_init=nn.initializers.zeros)
-    return nn.relu(h + shortcut)
+    return nn.relu(noise.residual_sum(self, h, shortcut, survival, train))
 
   def _sk_mix(self, u, filters, train, name):
     """Selective-kernel mixing (simclr `sk_conv2d`) of u (N, H, W, 2 filters) = the streams

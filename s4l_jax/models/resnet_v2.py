@@ -5,6 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from s4l_jax.models import noise
 from s4l_jax.models.heads import HeadSpec, apply_heads
 from s4l_jax.models.trunk import Trunk
 
@@ -25,16 +26,17 @@ class ResNet50V2(Trunk):
     x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     x = nn.max_pool(x, (3, 3), (2, 2), padding="VALID")
     unit = self.unit_fn()
+    survival = iter(noise.survival_probabilities(16, self.stochastic_depth))
     for b, units in enumerate((3, 4, 6, 3)):
       out = 64 * k * 2**b
       for u in range(units):
         stride = 2 if b > 0 and u == 0 else 1
-        x = unit(x, out, stride, train, f"block{b + 1}_unit{u + 1}")
+        x = unit(x, out, stride, train, f"block{b + 1}_unit{u + 1}", next(survival))
     x = self.bn_relu(x, train, "final_bn")
     return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
-  def _unit(self, x, out, stride, train, name):
-    """Pre-activation bottleneck unit (bottleneck_v2)."""
+  def _unit(self, x, out, stride, train, name, survival):
+    """Pre-activation bottleneck unit (bottleneck_v2); `survival`: stochastic depth's p."""
     mid = out // 4
     a = self.bn_relu(x, train, f"{name}_bn0")
     shortcut = x
@@ -45,7 +47,7 @@ class ResNet50V2(Trunk):
     h = self.conv(mid, 3, stride, name=f"{name}_conv2")(h)
     h = self.bn_relu(h, train, f"{name}_bn2")
     h = self.conv(out, 1, name=f"{name}_conv3")(h)
-    return h + shortcut
+    return noise.residual_sum(self, h, shortcut, survival, train)
 
 
 class WideResNet(Trunk):
@@ -64,15 +66,17 @@ class WideResNet(Trunk):
     units = (self.depth - 4) // 6
     x = self.conv(16, 3, name="root_conv")(x.astype(self.dtype))
     unit = self.unit_fn()
+    survival = iter(noise.survival_probabilities(3 * units, self.stochastic_depth))
     for b, stride in enumerate((1, 2, 2)):
       out = 16 * self.width * 2**b
       for u in range(units):
-        x = unit(x, out, stride if u == 0 else 1, train, f"block{b + 1}_unit{u + 1}")
+        x = unit(x, out, stride if u == 0 else 1, train, f"block{b + 1}_unit{u + 1}",
+                 next(survival))
     x = self.bn_relu(x, train, "final_bn")
     return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
-  def _unit(self, x, out, stride, train, name):
-    """Pre-activation basic unit (two 3x3 convs)."""
+  def _unit(self, x, out, stride, train, name, survival):
+    """Pre-activation basic unit (two 3x3 convs); `survival`: stochastic depth's p."""
     a = self.bn_relu(x, train, f"{name}_bn0")
     shortcut = x
     if stride > 1 or x.shape[-1] != out:
@@ -80,7 +84,7 @@ class WideResNet(Trunk):
     h = self.conv(out, 3, stride, name=f"{name}_conv1")(a)
     h = self.bn_relu(h, train, f"{name}_bn1")
     h = self.conv(out, 3, name=f"{name}_conv2")(h)
-    return h + shortcut
+    return noise.residual_sum(self, h, shortcut, survival, train)
 
 
 class Model(nn.Module):
@@ -89,15 +93,19 @@ class Model(nn.Module):
   Attributes:
     trunk: module mapping (x, train) -> pre_logits (N, D); its BN settings apply to heads.
     heads: head name -> HeadSpec, in evaluation order (`heads.parse_heads`).
+    dropout: dropout rate on pre_logits, which every head reads, in training only (0: off).
   """
   trunk: Trunk
   heads: Mapping[str, HeadSpec]
+  dropout: float = 0.0
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> dict[str, jax.Array]:
     """x: (N, H, W, C) float32 in [-1, 1]; returns float32 pre_logits (N, D), each head
     (N, dims[-1]) and each MLP endpoint (N, width)."""
     pre_logits = self.trunk(x, train=train).astype(jnp.float32)
+    if train and self.dropout:
+      pre_logits = nn.Dropout(self.dropout, deterministic=False)(pre_logits)
     bn = dict(bn_momentum=self.trunk.bn_momentum, bn_epsilon=self.trunk.bn_epsilon,
               bn_group_size=self.trunk.bn_group_size)
     return apply_heads(self.heads, pre_logits, train, bn)

@@ -9,16 +9,19 @@ from s4l_jax.models.normalization import BatchNorm
 
 
 class Trunk(nn.Module):
-  """Compute dtype, BN settings and remat; subclasses define `__call__` and `_unit`.
+  """Compute dtype, BN settings, remat and stochastic depth; subclasses define `__call__` and
+  `_unit`.
 
-  `_unit(self, x, filters, stride, train, name)` is one residual unit (the last four
-  arguments static, for `remat`). `conv_init` is the convolution kernel initialiser.
+  `_unit(self, x, filters, stride, train, name, survival)` is one residual unit (the last five
+  arguments static, for `remat`; `survival`: its stochastic-depth keep probability, applied by
+  `noise.residual_sum`). `conv_init` is the convolution kernel initialiser.
   """
   dtype: Any = jnp.float32
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
   bn_group_size: int | None = None
   remat: bool = False  # recompute each unit's activations in the backward pass (memory)
+  stochastic_depth: float = 1.0  # survival prob of the last unit, linear in depth (1: off)
 
   conv_init: ClassVar[nn.initializers.Initializer] = staticmethod(
       nn.initializers.glorot_uniform())
@@ -26,7 +29,7 @@ class Trunk(nn.Module):
   def unit_fn(self):
     """`self._unit`, rematerialised when `remat` (same parameters, same gradients)."""
     if self.remat:
-      return functools.partial(nn.remat(type(self)._unit, static_argnums=(2, 3, 4, 5)), self)
+      return functools.partial(nn.remat(type(self)._unit, static_argnums=(2, 3, 4, 5, 6)), self)
     return self._unit
 
   def conv(self, features, kernel, stride=1, name=None):

@@ -15,6 +15,9 @@ Contract (every module `s4l_jax/objectives/<name>.py`; `config.objective` names 
     in `batch`); the loss decides whether it uses them.
   - `heads`: model outputs the loss reads (each must be in `config.model.heads`).
   - `aux`: what the train step must put in `aux` (see below).
+  - `model_noise`: the loss passes `rng` to its train-mode forward
+    (`objective_lib.apply_train(..., rng)`), so the model may have dropout / stochastic
+    depth (`model.dropout > 0`, `model.stochastic_depth < 1`); others reject them.
 * `batch` holds the views the config asked for, already augmented, as float32 in [-1, 1]:
   `batch["labeled"] = {"image": (B, [V,] H, W, C), "label": (B,) int32, ["rotation": (B, 4)]}`
   and, when the config has an unlabeled stream, `batch["unlabeled"] = {"image": ..., ...}`
@@ -53,6 +56,7 @@ class Requirements:
   streams: Mapping[str, int | None] = dataclasses.field(default_factory=lambda: {"labeled": None})
   heads: tuple[str, ...] = ("classes",)
   aux: tuple[str, ...] = ()
+  model_noise: bool = False
 
   def __post_init__(self):
     unknown = set(self.aux) - set(AUX)
@@ -90,6 +94,10 @@ def check_config(config):
   if missing:
     raise ValueError(f"objective {name} reads model heads {missing}, missing from "
                      f"model.heads ({sorted(config.model.heads)})")
+  noisy = config.model.get("dropout", 0.0) > 0 or config.model.get("stochastic_depth", 1.0) < 1
+  if noisy and not needs.model_noise:
+    raise ValueError(f"objective {name} gives the model no rng for its noise: set "
+                     "model.dropout=0 and model.stochastic_depth=1, or use supervised")
   if "ema_params" in needs.aux and config.ema_halflife_epochs <= 0 and config.ema_decay <= 0:
     raise ValueError(f"objective {name} needs the EMA weights: set ema_halflife_epochs > 0 "
                      "or ema_decay > 0")
