@@ -64,13 +64,15 @@ _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only collect finished ru
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Methods whose config has an unlabeled stream (its batch is set to --batch too).
 UNLABELED = {"vat", "vat_entmin", "rotation", "s4l_rotation", "s4l_exemplar", "moam_step1",
-             "fixmatch"}
+             "fixmatch", "simclrv2_pretrain", "simclrv2_distill"}
 # Unlabeled images per labeled image where a method's paper fixes it (FixMatch's mu).
 UNLABELED_RATIO = {"fixmatch": 7}
+# Stages that start from a trained network: no warm-up.
+FINETUNES = {"moam_step3", "simclrv2_finetune"}
 # Stages trained on every train image (ground truth + pseudo-labels).
 STUDENTS = {"pseudo_label", "moam_step2", "noisy_student_student"}
 KNOWN = ("supervised", "pseudo_label", "vat", "vat_entmin", "rotation_finetune",
-         "s4l_rotation", "s4l_exemplar", "moam", "fixmatch", "noisy_student")
+         "s4l_rotation", "s4l_exemplar", "moam", "fixmatch", "noisy_student", "simclrv2")
 NOISY_STUDENT_ITERATIONS = 2  # students after the teacher (the issue's `iterations=2`)
 
 
@@ -95,7 +97,7 @@ def stage_overrides(kind: str, prefix: str, *, steps, batch, labels, model, eval
        "evals.validation.rotation_average": False, "evals.test.rotation_average": False}
   if kind in UNLABELED:
     o["input.unlabeled.batch_size"] = batch * UNLABELED_RATIO.get(kind, 1)
-  if num_labeled and kind != "moam_step3":  # MOAM step 3 fine-tunes without warm-up
+  if num_labeled and kind not in FINETUNES:
     o["lr.warmup_epochs"] = warmup_frac * steps / spe
   if num_labeled and kind == "moam_step1":
     o["ema_halflife_epochs"] = ema_frac * steps / spe
@@ -131,6 +133,12 @@ def commands(method: str, seed: int, runs: str, a: dict):
     workdir, argv = cmd(wd(method), f"moam.py:{base}", "moam_step1", "stages.step1.")
     for stage in ("step2", "step3"):
       argv += stage_overrides(f"moam_{stage}", f"stages.{stage}.", **kw)
+    return [(workdir, argv)]
+  if method == "simclrv2":
+    workdir, argv = cmd(wd(method), f"simclrv2.py:{base}", "simclrv2_pretrain",
+                        "stages.pretrain.")
+    for stage in ("finetune", "distill"):
+      argv += stage_overrides(f"simclrv2_{stage}", f"stages.{stage}.", **kw)
     return [(workdir, argv)]
   if method == "noisy_student":
     workdir, argv = cmd(wd(method), f"noisy_student.py:{base},"

@@ -114,8 +114,7 @@ def get_config(arg=None):
     lars(distill, 0.1, 1e-4, warmup_epochs=20.0)
     distill.lr.epochs_of = "unlabeled"
     config_lib.set_duration(distill, total_unlabeled_epochs=400.0)
-  else:  # SimCLR's crop (area 0.08-1, bicubic) for the contrastive views on every dataset
-    pretrain.input.labeled.view = pretrain.input.unlabeled.view = "simclr_crop*2|simclr_augment"
+  else:
     labeled = pretrain.input.labeled.batch_size
     pretrain.input.unlabeled.batch_size = 2 * labeled
     distill.input.unlabeled.batch_size = 2 * labeled

@@ -24,6 +24,10 @@ def run(config, workdir: str) -> dict:
 
 
 def run_one(config, workdir: str) -> dict:
+  for key in config_lib.EXPORT_PATH_KEYS:
+    if config[key].startswith("@"):
+      raise ValueError(f"{key}={config[key]!r}: '@<stage>' names a stage's export only inside "
+                       "a pipeline config (config.stages); give an export directory")
   validation.validate(config)
   workdir_lib.check_config(config, workdir)
   distributed.barrier(f"{workdir}: config checked")  # before process 0 replaces config.json
@@ -92,10 +96,7 @@ def run_stages(config, workdir: str) -> dict:
   selected = [name for name in names if name in selected]
   for name in names:  # fail fast on everything that does not depend on an earlier stage
     stage = config.stages[name].copy_and_resolve_references()
-    for key in config_lib.EXPORT_PATH_KEYS:
-      if stage[key].startswith("@"):
-        stage[key] = ""
-    try:
+    try:  # `@stage` exports are checked when their stage has run
       validation.validate(stage)
     except ValueError as e:
       raise ValueError(f"stages.{name}: {e}") from None

@@ -114,9 +114,10 @@ def validate(config):
   if config.optimizer.lars_exclude:
     subtrees.select(config.optimizer.lars_exclude, models.parameter_modules(config.model),
                     "optimizer.lars_exclude")
-  for key in config_lib.EXPORT_PATH_KEYS:
-    if config[key]:
-      export.load_description(config[key])
+  # An export path `@stage` (a pipeline's earlier stage) is checked once that stage has run.
+  exports = [k for k in config_lib.EXPORT_PATH_KEYS if config[k] and config[k][0] != "@"]
+  for key in exports:
+    export.load_description(config[key])
   if config.pseudo_labels and not storage.exists(config.pseudo_labels):
     raise FileNotFoundError(f"pseudo_labels file {config.pseudo_labels!r} does not exist")
   for name in ("labeled", "unlabeled"):
@@ -129,6 +130,6 @@ def validate(config):
   _require(len(names) >= 2, f"{config.dataset} has {_describe(names)}; classification needs "
            "at least 2 (a folder: dataset has one class per subfolder of PATH/train)")
   for key in ("teacher", "frozen_teacher"):
-    if config[key]:
+    if key in exports:
       check_export_classes(config[key], export.load_description(config[key]), config.dataset,
                            names, role=key.replace("_", " "))

@@ -77,6 +77,13 @@ def test_commands_chain_prerequisites():
   assert "--config.stages.student2.lr.warmup_epochs=0.00096" in ns  # students: all images
   assert "--config.stages.student2.model.width=2" in ns
   assert "--config.stages.teacher.input.labeled.batch_size=16" in ns
+  (sc_dir, sc), = le.commands("simclrv2", 0, "/r", SETTINGS)
+  assert sc_dir == "/r/simclrv2_s0" and sc[2] == "--config=configs/simclrv2.py:" \
+      "dataset=folder:/data/c10,labels=4000,steps=60"
+  for stage, unlabeled in (("pretrain", True), ("finetune", False), ("distill", True)):
+    assert f"--config.stages.{stage}.model.width=2" in sc
+    assert (f"--config.stages.{stage}.input.unlabeled.batch_size=16" in sc) == unlabeled
+  assert not any(a.startswith("--config.stages.finetune.lr.warmup") for a in sc)
 
 
 def test_report_from_fake_runs(tmp_path):

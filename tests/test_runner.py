@@ -1,4 +1,4 @@
-"""Multi-stage pipelines (MOAM chaining) and teacher pseudo-labelling."""
+"""Multi-stage pipelines (MOAM, SimCLRv2, Noisy Student chaining) and teacher pseudo-labelling."""
 import json
 import os
 import subprocess
@@ -90,6 +90,8 @@ def test_unknown_stage_and_missing_teacher_fail_fast(tmp_path):
     runner.run(c, str(tmp_path))
   with pytest.raises(FileNotFoundError, match="export"):
     runner.run(supervised(teacher=str(tmp_path / "nope")), str(tmp_path / "w"))
+  with pytest.raises(ValueError, match=r"^init_from='@a': '@<stage>' names a stage's export"):
+    runner.run(supervised(init_from="@a"), str(tmp_path / "w"))
 
 
 def test_pseudo_label_threshold_keeps_confident_and_labeled(tmp_path):
@@ -216,3 +218,36 @@ def test_noisy_student_export_is_the_noiseless_eval(noisy_student):
       variables, x, train=True, mutable=["batch_stats"],
       rngs={"dropout": jax.random.PRNGKey(seed)})[0]["classes"])
   assert not np.allclose(train(0), train(1))
+
+
+def test_simclrv2_config_runs_three_stages_and_resumes_mid_pipeline(tmp_path):
+  """configs/simclrv2.py: pretrain (NT-Xent) -> fine-tune from proj_1 -> distill, resumed after
+  the first stage; the fine-tuning starts from the pretrained encoder and first projection
+  layer with a zero classifier, and the student learns from the fine-tuned export."""
+  def config(arg):
+    c = load_config("simclrv2", f"dataset=digits,steps=2{arg}")
+    for stage in c.stages.values():
+      tiny(stage, steps=2)
+    return c
+  first = runner.run(config(",step=1"), str(tmp_path))
+  assert list(first["stages"]) == ["pretrain"] and not os.path.exists(tmp_path / "finetune")
+  results = runner.run(config(""), str(tmp_path))
+  assert list(results["stages"]) == ["pretrain", "finetune", "distill"]
+  assert results["stages"]["pretrain"]["wall_s"] == first["stages"]["pretrain"]["wall_s"]
+  assert results["method"] == "simclrv2" and results["top1"] == results["stages"]["distill"]["top1"]
+  with open(tmp_path / "distill" / "config.json") as f:
+    assert json.load(f)["frozen_teacher"] == str(tmp_path / "finetune" / "export")
+
+  from s4l_jax.models import build_model, init as model_init  # pylint: disable=g-import-not-at-top
+  finetune = config("").stages.finetune
+  model = build_model(finetune.model, 10)
+  start = model_init.init_variables(model, (8, 8, 3), jax.random.PRNGKey(0),
+                                    init_from=str(tmp_path / "pretrain" / "export"),
+                                    init_take=finetune.init_take)["params"]
+  pretrained = export.load_variables(str(tmp_path / "pretrain" / "export"))["params"]
+  assert set(start) == {"trunk", "head_proj_1", "head_classes"}
+  for name in ("trunk", "head_proj_1"):
+    jax.tree.map(np.testing.assert_array_equal, start[name], pretrained[name])
+  jax.tree.map(lambda w: np.testing.assert_array_equal(w, 0.0), start["head_classes"])
+  described = export.load_description(str(tmp_path / "finetune" / "export"))
+  assert described["model"]["heads"]["classes"]["input"] == "proj_1"
