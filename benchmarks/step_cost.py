@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from activation_memory import saved_activation_bytes, tree_bytes
 from s4l_jax import config_lib, objectives, optim, train, train_state
 from s4l_jax.data import views
 from s4l_jax.models import build_model
@@ -151,20 +152,6 @@ def time_method(name, batch, model, repeats):
   return row
 
 
-def saved_activation_bytes(loss_fn, *args) -> int:
-  """Bytes of the arrays the backward pass of `loss_fn` keeps (its arguments excluded).
-
-  JAX's autodiff residuals (`saved_residuals`, what `jax.ad_checkpoint.print_saved_residuals`
-  prints), from abstract arguments: backend-independent, and what `model.remat` and the
-  compute dtype change. A compiler may keep fewer (fusing cheap ops into the backward pass),
-  never needs more, and adds its own working set.
-  """
-  from jax._src.ad_checkpoint import saved_residuals  # pylint: disable=g-import-not-at-top
-  return sum(int(np.prod(aval.shape)) * aval.dtype.itemsize
-             for aval, source in saved_residuals(loss_fn, *args)
-             if "from the argument" not in source)
-
-
 def moam_memory(dtype: str, remat: bool, compile_memory: bool, batch=8):
   """Memory of MOAM step 1, ResNet-50 v2 x4 @224 px, per-device batch batch+batch.
 
@@ -184,12 +171,11 @@ def moam_memory(dtype: str, remat: bool, compile_memory: bool, batch=8):
   t0 = time.perf_counter()
   saved = saved_activation_bytes(lambda p, s, b: loss_fn(p, s, b, jax.random.PRNGKey(0), {})[0],
                                  state.params, state.batch_stats, raw)
-  nbytes = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree))
   params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
   out = dict(model="resnet50v2 filters_factor=16", dtype=dtype, remat=remat, image_size=224,
              batch=f"{batch}+{batch}", params=params, backend=jax.default_backend(),
-             state_bytes=nbytes(state), grad_bytes=nbytes(state.params), saved_bytes=saved,
-             trace_s=time.perf_counter() - t0)
+             state_bytes=tree_bytes(state), grad_bytes=tree_bytes(state.params),
+             saved_bytes=saved, trace_s=time.perf_counter() - t0)
   # Live together as the backward pass starts: the state (donated, updated in place), the
   # gradients and the saved activations. An estimate, not a bound: a compiler may recompute
   # cheap ops instead of keeping them, and adds its own working set.

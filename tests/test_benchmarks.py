@@ -6,10 +6,13 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+import activation_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
 import label_efficiency as le  # pylint: disable=g-import-not-at-top,wrong-import-position
+import simclr_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
 import step_cost  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 SETTINGS = dict(dataset="folder:/data/c10", labels="4000", steps=60, batch=16,
@@ -131,11 +134,13 @@ def test_step_cost_markdown():
 def test_saved_activation_bytes_closed_form():
   w = jax.ShapeDtypeStruct((64, 32), jnp.float32)
   sin_sum = lambda w: jnp.sum(jnp.sin(w))
-  assert step_cost.saved_activation_bytes(sin_sum, w) == 64 * 32 * 4  # cos(w) for the VJP
+  saved = activation_memory.saved_activation_bytes
+  assert saved(sin_sum, w) == 64 * 32 * 4  # cos(w) for the VJP
   w16 = jax.ShapeDtypeStruct((64, 32), jnp.bfloat16)
-  assert step_cost.saved_activation_bytes(sin_sum, w16) == 64 * 32 * 2
+  assert saved(sin_sum, w16) == 64 * 32 * 2
   # Rematerialised: the backward pass recomputes cos(w) from w, an argument (not counted).
-  assert step_cost.saved_activation_bytes(jax.checkpoint(sin_sum), w) == 0
+  assert saved(jax.checkpoint(sin_sum), w) == 0
+  assert activation_memory.tree_bytes({"a": w, "b": [w16]}) == 64 * 32 * 6
 
 
 def test_claim_is_exclusive_while_the_holder_lives(tmp_path):
@@ -150,3 +155,40 @@ def test_step_cost_image_accounting():
       name, "folder:/x", 32, dict(depth=10, width=1)))
   assert [count(m) for m in ("supervised", "vat", "s4l_rotation", "s4l_exemplar",
                              "moam_step1")] == [32, 192, 256, 512, 512]
+
+
+def test_simclr_nt_xent_matches_numpy():
+  """Sum of the two directional means; anchor i of view v: positive = image i's other view,
+  negatives = the other 2n - 2 views (methods.md 3.5), recomputed with explicit loops."""
+  z = np.random.default_rng(0).normal(size=(8, 5))
+  tau, n = 0.1, 4
+  u = z / np.linalg.norm(z, axis=1, keepdims=True)
+  total = 0.0
+  for anchor in range(2 * n):
+    positive = (anchor + n) % (2 * n)
+    logits = {k: u[anchor] @ u[k] / tau for k in range(2 * n) if k != anchor}
+    total += -logits[positive] + np.log(sum(np.exp(v) for v in logits.values()))
+  np.testing.assert_allclose(simclr_memory.nt_xent(jnp.asarray(z, jnp.float32), tau),
+                             total / n, rtol=1e-5)
+
+
+def test_simclr_memory_accounting():
+  """Parameters, LARS momentum (+ its step count) and gradients are 4 bytes per parameter;
+  bfloat16 keeps less than float32 and remat less again; the table shows every row."""
+  rows = [simclr_memory.memory_row("r26_1x", row, 1)
+          for row in ("float32", "bfloat16", "bfloat16+remat")]
+  r = rows[0]
+  assert r["trunk_params"] == 13_946_176 and r["views"] == 2
+  assert r["param_bytes"] == r["grad_bytes"] == 4 * r["params"]
+  assert r["opt_bytes"] == 4 * r["params"] + 4
+  assert rows[0]["saved_bytes"] > rows[1]["saved_bytes"] > rows[2]["saved_bytes"] > 0
+  assert simclr_memory.estimate_bytes(r) == (3 * 4 * r["params"] + 4 + r["stats_bytes"]
+                                             + r["saved_bytes"])
+  assert simclr_memory.estimate_bytes(r, 4) == (6 * r["params"] + 1 + r["stats_bytes"]
+                                                + r["saved_bytes"])
+  for row in rows:
+    row.update(device="d", memory_gib=16, estimate_bytes=1, fits=True,
+               sharded_estimate_bytes=1, sharded_fits=False)
+  md = simclr_memory.to_markdown(dict(preset="r26_1x", backend="cpu", rows=rows,
+                                      gpus_for_4096={"float32": 2}))
+  assert md.count("| d | 16 | 1 (2) |") == 3 and "needs this many GPUs: float32: 2." in md

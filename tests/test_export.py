@@ -115,3 +115,27 @@ def test_init_from_mismatch_fails_in_one_line(exported, heads, take, match):
   with pytest.raises(ValueError, match=rf"^init_from {export_dir}: {match}; choose the "
                      r"subtrees to take with init_take \(e.g. init_take=trunk\)$"):
     _init_from(heads, export_dir, take)
+
+
+def test_simclr_resnet_v1_export_round_trips(tmp_path):
+  """ResNet-26 v1 + SK with SimCLRv2's head options (normal init, last BN without beta):
+  load_model rebuilds the same module, variables (no bias in the last BN) and outputs."""
+  config = dict(name="resnet_v1", depth=26, sk_ratio=0.0625, bn_momentum=0.9,
+                bn_epsilon=1e-5, heads=dict(
+                    proj=dict(dims=(6, 5), batch_norm=True, use_bias=False,
+                              kernel_init="normal", output_bn_bias=False),
+                    classes=dict(dims=-1, input="proj_1", kernel_init="normal")))
+  model = build_model(config, len(CLASSES))
+  variables = jax.device_get(model_init.init_variables(model, (8, 8, 3), jax.random.PRNGKey(0)))
+  assert set(variables["params"]["head_proj_2"]["bn"]) == {"scale"}
+  export_dir = str(tmp_path / "export")
+  export.write_export(export_dir, config, variables, image_size=8, channels=3,
+                      class_names=CLASSES, meta=dict(method="test"))
+  rebuilt, loaded, description = export.load_model(export_dir)
+  assert rebuilt == model
+  assert description["model"]["heads"]["proj"]["output_bn_bias"] is False
+  jax.tree.map(np.testing.assert_array_equal, loaded, variables)
+  images = _images()
+  predict, _ = export.load_predict(export_dir)
+  np.testing.assert_array_equal(jax.jit(export.make_predict(rebuilt, loaded))(images),
+                                predict(images))
