@@ -61,27 +61,10 @@ DEVICES = {
 
 
 def simclr_model(preset: str, dtype: str, remat: bool):
-  """The preset trunk with SimCLRv2's pretraining heads (methods.md 3.3)."""
-  cfg = dict(config_lib.MODEL_PRESETS[preset], dtype=dtype, remat=remat)
-  width = 2048 * cfg["width_multiplier"]
-  cfg["heads"] = dict(
-      proj=dict(dims=(width, width, 128), batch_norm=True, use_bias=False,
-                kernel_init="normal", output_bn_bias=False),
-      classes=dict(dims=-1, stop_gradient=True, kernel_init="normal"))
+  """The preset trunk with the pretraining heads of configs/simclrv2.py (methods.md 3.3)."""
+  heads = config_lib.load_config("simclrv2").stages.pretrain.model.heads  # any encoder
+  cfg = dict(config_lib.MODEL_PRESETS[preset], dtype=dtype, remat=remat, heads=heads.to_dict())
   return build_model(cfg, NUM_CLASSES)
-
-
-def nt_xent(z, temperature=TEMPERATURE):
-  """SimCLR's NT-Xent over 2n embeddings (view 1 of every image, then view 2): the sum of the
-  two directional means (methods.md 3.5), negatives = the other 2n - 2 views."""
-  z = losses.l2_normalize(z.astype(jnp.float32))
-  z1, z2 = jnp.split(z, 2)
-  n = z1.shape[0]
-  self_mask = jnp.eye(n) * 1e9
-  labels = jnp.arange(n)
-  a = jnp.concatenate([z1 @ z2.T, z1 @ z1.T - self_mask], axis=1) / temperature
-  b = jnp.concatenate([z2 @ z1.T, z2 @ z2.T - self_mask], axis=1) / temperature
-  return losses.softmax_xent(a, labels) + losses.softmax_xent(b, labels)
 
 
 def memory_row(preset: str, row: str, images: int, compile_step: bool = False) -> dict:
@@ -103,7 +86,8 @@ def memory_row(preset: str, row: str, images: int, compile_step: bool = False) -
   def loss_fn(params, batch_stats, x, labels):
     out, new = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
                            mutable=["batch_stats"])
-    loss = nt_xent(out["proj"]) + losses.softmax_xent(out["classes"], labels)
+    z1, z2 = jnp.split(out["proj"], 2)
+    loss = losses.nt_xent(z1, z2, TEMPERATURE)[0] + losses.softmax_xent(out["classes"], labels)
     return loss, new["batch_stats"]
 
   t0 = time.perf_counter()

@@ -157,21 +157,6 @@ def test_step_cost_image_accounting():
                              "moam_step1")] == [32, 192, 256, 512, 512]
 
 
-def test_simclr_nt_xent_matches_numpy():
-  """Sum of the two directional means; anchor i of view v: positive = image i's other view,
-  negatives = the other 2n - 2 views (methods.md 3.5), recomputed with explicit loops."""
-  z = np.random.default_rng(0).normal(size=(8, 5))
-  tau, n = 0.1, 4
-  u = z / np.linalg.norm(z, axis=1, keepdims=True)
-  total = 0.0
-  for anchor in range(2 * n):
-    positive = (anchor + n) % (2 * n)
-    logits = {k: u[anchor] @ u[k] / tau for k in range(2 * n) if k != anchor}
-    total += -logits[positive] + np.log(sum(np.exp(v) for v in logits.values()))
-  np.testing.assert_allclose(simclr_memory.nt_xent(jnp.asarray(z, jnp.float32), tau),
-                             total / n, rtol=1e-5)
-
-
 def test_simclr_memory_accounting():
   """Parameters, LARS momentum (+ its step count) and gradients are 4 bytes per parameter;
   bfloat16 keeps less than float32 and remat less again; the table shows every row."""
