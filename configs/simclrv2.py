@@ -24,7 +24,12 @@ ImageNet: B = 4096 source images per pretraining step (3584 unlabeled + 512 labe
 epochs over the train split (unverified: paper only). Label subsets: `labels=1pct|10pct` draw
 per class here; the SimCLR lists are `labels=file:PATH` (tfds `imagenet2012_subset`).
 Off ImageNet (digits, cifar10, folder:) every stage trains the dataset's WRN preset with a
-step budget that runs on a CPU (digits: minutes), the projection head scaled to its width.
+step budget that runs on a CPU (digits: under a minute), the projection head at its width;
+the views take the preset's crop (`input.crop`: pad-and-crop on cifar10 / digits): with
+SimCLR's crop (area 0.08-1) the digits pretraining stayed above the chance-level loss for all
+400 steps (linear eval 67.6 vs 72.4 % on validation); set
+`--config.stages.pretrain.input.unlabeled.view='simclr_crop*2|simclr_augment'` (and
+`labeled.view`) to use it.
 
 Args: dataset (imagenet2012), labels (10pct), model (r50_1x | r50_2x_sk | r152_3x_sk;
 ImageNet only), student (same | r50_1x), step (0 = all three; 1|2|3 = that one: an earlier
