@@ -30,6 +30,10 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0 
                                    "num_processes - 1 (with --jax_distributed).")
 _HEARTBEAT = flags.DEFINE_integer("heartbeat_timeout_s", 100, "With --jax_distributed: seconds "
                                   "without news from a process before the others fail.")
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache_dir", "", "Persistent XLA compilation cache: '' = "
+    "$JAX_COMPILATION_CACHE_DIR or ~/.cache/s4l_jax/xla, 'off' = none, else a directory "
+    "(re-runs and later stages reuse compiled steps).")
 flags.mark_flags_as_required(["config"])
 
 
@@ -88,6 +92,8 @@ def main(argv):
   from s4l_jax import logs  # pylint: disable=g-import-not-at-top
   logs.configure()  # third-party INFO (Orbax, JAX, TF) only with --verbosity=1
   import jax  # pylint: disable=g-import-not-at-top
+  from s4l_jax import compilation_cache  # pylint: disable=g-import-not-at-top
+  compilation_cache.configure(_COMPILATION_CACHE.value)
   try:
     cluster = distributed_args(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
                                _PROCESS_ID.value)

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from s4l_jax.models import noise
+from s4l_jax.models.noise import residual_sum, survival_probabilities
 from s4l_jax.models.trunk import Trunk
 
 # depth -> bottleneck units per block group: 50..200 as simclr:resnet.py; 26 = (2, 2, 2, 2)
@@ -56,7 +56,7 @@ class ResNetV1(Trunk):
       x = self.bn_relu(self.conv(64 * w, 7, 2, name="root_conv")(x), train, "root_bn")
     x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
     unit = self.unit_fn()
-    survival = iter(noise.survival_probabilities(sum(BLOCKS[self.depth]), self.stochastic_depth))
+    survival = iter(survival_probabilities(sum(BLOCKS[self.depth]), self.stochastic_depth))
     for b, units in enumerate(BLOCKS[self.depth]):
       for u in range(units):
         stride = 2 if b > 0 and u == 0 else 1
@@ -81,7 +81,7 @@ class ResNetV1(Trunk):
       h = self._sk_mix(h, filters, train, name)
     h = self.conv(out, 1, name=f"{name}_conv3")(h)
     h = self.bn(h, train, f"{name}_bn3", scale_init=nn.initializers.zeros)
-    return nn.relu(noise.residual_sum(self, h, shortcut, survival, train))
+    return nn.relu(residual_sum(self, h, shortcut, survival, train))
 
   def _sk_mix(self, u, filters, train, name):
     """Selective-kernel mixing (simclr `sk_conv2d`) of u (N, H, W, 2 filters) = the streams

@@ -5,7 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from s4l_jax.models import noise
+from s4l_jax.models.noise import residual_sum, survival_probabilities
 from s4l_jax.models.heads import HeadSpec, apply_heads
 from s4l_jax.models.trunk import Trunk
 
@@ -26,7 +26,7 @@ class ResNet50V2(Trunk):
     x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     x = nn.max_pool(x, (3, 3), (2, 2), padding="VALID")
     unit = self.unit_fn()
-    survival = iter(noise.survival_probabilities(16, self.stochastic_depth))
+    survival = iter(survival_probabilities(16, self.stochastic_depth))
     for b, units in enumerate((3, 4, 6, 3)):
       out = 64 * k * 2**b
       for u in range(units):
@@ -47,7 +47,7 @@ class ResNet50V2(Trunk):
     h = self.conv(mid, 3, stride, name=f"{name}_conv2")(h)
     h = self.bn_relu(h, train, f"{name}_bn2")
     h = self.conv(out, 1, name=f"{name}_conv3")(h)
-    return noise.residual_sum(self, h, shortcut, survival, train)
+    return residual_sum(self, h, shortcut, survival, train)
 
 
 class WideResNet(Trunk):
@@ -66,7 +66,7 @@ class WideResNet(Trunk):
     units = (self.depth - 4) // 6
     x = self.conv(16, 3, name="root_conv")(x.astype(self.dtype))
     unit = self.unit_fn()
-    survival = iter(noise.survival_probabilities(3 * units, self.stochastic_depth))
+    survival = iter(survival_probabilities(3 * units, self.stochastic_depth))
     for b, stride in enumerate((1, 2, 2)):
       out = 16 * self.width * 2**b
       for u in range(units):
@@ -84,7 +84,7 @@ class WideResNet(Trunk):
     h = self.conv(out, 3, stride, name=f"{name}_conv1")(a)
     h = self.bn_relu(h, train, f"{name}_bn1")
     h = self.conv(out, 3, name=f"{name}_conv2")(h)
-    return noise.residual_sum(self, h, shortcut, survival, train)
+    return residual_sum(self, h, shortcut, survival, train)
 
 
 class Model(nn.Module):
