@@ -338,6 +338,7 @@ def vat_config(arg: str | None, entmin_weight: float) -> ml_collections.ConfigDi
   c.loss.vat_xi = 1e-6
   c.loss.vat_num_iters = 1
   c.loss.vat_kl_direction = "perturbed_clean"  # released code; "clean_perturbed": paper
+  c.loss.vat_normalization = "exact_eps"  # |r_adv| = eps; "released": l2_normalize(eps=1e-12)
   c.loss.vat_apply_to_labeled = True
   c.loss.vat_weight = 0.5
   c.loss.entmin_weight = entmin_weight

@@ -77,4 +77,5 @@ def vat_kwargs(loss_config, default_eps: float = 40.0) -> dict:
   return dict(eps=loss_config.get("vat_eps", default_eps),
               xi=loss_config.get("vat_xi", 1e-6),
               num_iters=loss_config.get("vat_num_iters", 1),
-              kl_direction=loss_config.get("vat_kl_direction", "perturbed_clean"))
+              kl_direction=loss_config.get("vat_kl_direction", "perturbed_clean"),
+              normalization=loss_config.get("vat_normalization", "exact_eps"))
