@@ -40,7 +40,8 @@ def get_config(arg=None):
   s1.model.heads = dict(classes=-1, rotations=4)
   s1.loss = ml_collections.ConfigDict(dict(
       rot_weight=0.4, sup_weight=0.3, vat_weight=0.3, entmin_weight=0.3, vat_eps=32.0,
-      vat_xi=1e-6, vat_num_iters=1, vat_kl_direction="perturbed_clean"))
+      vat_xi=1e-6, vat_num_iters=1, vat_kl_direction="perturbed_clean",
+      vat_normalization="exact_eps"))
   s1.ema_halflife_epochs = 1.0
   config_lib.rotation_averaged_evals(s1)
 

@@ -4,19 +4,25 @@ Args (`--config=configs/s4l_exemplar.py:labels=1pct,dataset=digits`):
   dataset: imagenet2012 (default, the paper's setting) | cifar10 | digits | folder:PATH
   labels:  10pct (default) | 1pct | <int> | <int>perclass | all
   steps:   0 = the preset's budget; > 0 overrides the number of training steps
+  hparams_1pct: 10pct (default) | supervised: with labels=1pct on ImageNet, the 10% row's lr
+           and wd, or lr / 10 and wd x 10 as the released supervised 1% row (both guesses)
+  fidelity: default | paper: ImageNet's per-TPU-core BN and triplet of the paper's v3-32
+           (BN groups of (16 + 16) x 8 = 256 images, triplet_groups 32)
 
 ImageNet defaults are the paper's 10% row (methods.md 2.6, `s4l_exemplar.sh`): B_l = B_u = 512
 images (x8 views = 8,192 forward images), lr 0.1 without batch scaling, wd 1e-3, warm-up 10,
 decays at 140/160/180, end 200 epochs (50k steps), triplet weight 1.0, embedding dim 1000.
 The triplet runs over each stream's global batch; `loss.triplet_groups` = number of cores
 (32 on the README's v3-32) restores the per-core triplet, `loss.exemplar_id_quirk=True` the
-released code's identity bug. labels=1pct takes the supervised-1% schedule (unverified).
+released code's identity bug. labels=1pct takes the supervised-1% schedule with lr 0.1 and wd
+1e-3 (hparams_1pct=supervised: 0.01 and 1e-2); all of it is a guess (methods.md 2.6).
 """
 from s4l_jax import config_lib
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0)
+  a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0,
+                           hparams_1pct="10pct", fidelity="default")
   family = config_lib.dataset_family(a.dataset)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, labeled_batch=512)
   c.objective = "s4l_exemplar"
@@ -28,14 +34,14 @@ def get_config(arg=None):
   c.loss.exemplar_id_quirk = False
   if family == "imagenet2012":
     c.lr.base, c.lr.scale_batch_size, c.lr.warmup_epochs = 0.1, 0, 10.0
-    if a.labels == "1pct":
-      config_lib.one_percent_schedule(c)
+    config_lib.unreleased_one_percent_preset(c, a.labels, a.hparams_1pct)
   else:
     config_lib.small_data_preset(c, family)
     batch = 16 if family == "digits" else 32  # x8 views per stream.
     c.input.labeled.batch_size = c.input.unlabeled.batch_size = batch
     c.loss.embed_dim = 128
   c.model.heads = dict(classes=-1, embeddings=c.loss.get_ref("embed_dim"))
+  config_lib.per_core_fidelity(c, "s4l_exemplar", a.fidelity)
   if a.steps:
     config_lib.set_duration(c, total_steps=a.steps)
   return c

@@ -4,6 +4,7 @@ Args (`--config=configs/supervised.py:labels=1pct,dataset=digits`):
   dataset: imagenet2012 (default, the paper's setting) | cifar10 | digits | folder:PATH
   labels:  10pct (default) | 1pct | <int> | <int>perclass | all
   steps:   0 = the preset's budget; > 0 overrides the number of training steps
+  fidelity: default | paper: ImageNet's per-TPU-core BN of the paper's v3-8 (groups of 32)
 
 ImageNet defaults are the paper's rows (methods.md 2.6): 10%: lr 0.1, wd 1e-3, warm-up 5,
 decays at 140/160/180, end 200 epochs (100k steps at batch 256); 1%: lr 0.01, wd 1e-2,
@@ -15,7 +16,8 @@ from s4l_jax import config_lib
 
 
 def get_config(arg=None):
-  a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0)
+  a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0,
+                           fidelity="default")
   family = config_lib.dataset_family(a.dataset)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels,
                              labeled_batch=256 if family == "imagenet2012" else 64)
@@ -23,6 +25,7 @@ def get_config(arg=None):
   config_lib.supervised_preset(c, family, a.labels)
   if family == "imagenet2012" and a.labels == "1pct":
     c.input.labeled.view = "inception_crop|flip|hsv_noise"
+  config_lib.per_core_fidelity(c, "supervised", a.fidelity)
   if a.steps:
     config_lib.set_duration(c, total_steps=a.steps)
   return c

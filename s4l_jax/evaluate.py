@@ -97,7 +97,7 @@ def evaluate_export(export_dir: str, dataset: str, split: str = "test", data_dir
     spec = validation_spec or datasets.get(dataset).validation
     indices = subsets.split_train(data.labels, labels_spec=labels_spec, validation_spec=spec,
                                   seed=0, num_classes=len(names),
-                                  filenames=data.filenames).validation
+                                  filenames=data.filenames, dataset=dataset).validation
     if not indices.size:
       raise ValueError(f"--split=validation with --validation={spec!r}: no validation images")
 

@@ -1,7 +1,8 @@
 """Config checks that fail in seconds, with one line naming the problem, before any work."""
 import os
 
-from s4l_jax import config_lib, distributed, export, models, objectives, pseudo_label, storage
+from s4l_jax import (config_lib, distributed, export, models, objectives, pseudo_label,  # pylint: disable=g-multiple-import
+                     storage, vat)
 from s4l_jax.data import datasets, sources, subsets, views
 from s4l_jax.models import subtrees
 
@@ -56,6 +57,9 @@ def check_values(config):
            "[0, 1) (0 = off)")
   _require(0 < config.model.stochastic_depth <= 1, f"model.stochastic_depth="
            f"{config.model.stochastic_depth} must be in (0, 1] (1 = off)")
+  normalization = config.loss.get("vat_normalization", vat.NORMALIZATIONS[0])
+  _require(normalization in vat.NORMALIZATIONS, f"loss.vat_normalization={normalization!r} "
+           f"must be one of {', '.join(vat.NORMALIZATIONS)}")
   _require(config.input.crop in views.INPUT_CROPS, f"input.crop={config.input.crop!r} must "
            f"be one of {', '.join(views.INPUT_CROPS)}")
   for name in ("labeled", "unlabeled"):

@@ -23,9 +23,13 @@ in float32 for images in [-1, 1], so the single power iteration is dominated
 by numerical noise (methods.md 2.5d, 2.8.6). Use a larger xi for a faithful
 Hessian-vector product.
 
-Deliberate deviation: directions are normalised scale-invariantly (see
-`_normalize`), so r_adv always has norm eps; the S4L code's epsilon-clamped
-normalisation can shrink r_adv far below eps.
+Normalisation of the directions (`normalization`):
+  "exact_eps": scale-invariant (see `_normalize`), so r_adv always has norm eps;
+    default, a deliberate deviation.
+  "released": `tf.math.l2_normalize(d, epsilon=1e-12)` as the released
+    `vat_utils.normalize`, d / sqrt(max(||d||^2, 1e-12)): a direction with norm
+    below 1e-6 is shortened, r_adv = eps * ||g|| / 1e-6 < eps
+    (benchmarks/vat_normalization.py measures how often on a trained model).
 """
 from typing import Callable
 
@@ -37,6 +41,7 @@ from s4l_jax import losses
 Array = jax.Array
 
 _KL_DIRECTIONS = ("perturbed_clean", "clean_perturbed")
+NORMALIZATIONS = ("exact_eps", "released")
 
 
 def _kl(perturbed_logits: Array, clean_logits: Array, kl_direction: str) -> Array:
@@ -50,6 +55,16 @@ def _check_direction(kl_direction: str):
   if kl_direction not in _KL_DIRECTIONS:
     raise ValueError(
         f"kl_direction must be one of {_KL_DIRECTIONS}, got {kl_direction!r}")
+
+
+def _check_normalization(normalization: str):
+  if normalization not in NORMALIZATIONS:
+    raise ValueError(f"VAT normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+
+
+def _normalize_released(d: Array) -> Array:
+  """`tf.math.l2_normalize(d, epsilon=1e-12)` over all non-batch axes (S4L `vat_utils`)."""
+  return losses.l2_normalize(d, axis=tuple(range(1, d.ndim)), eps=1e-12)
 
 
 def _normalize(d: Array) -> Array:
@@ -69,12 +84,14 @@ def _normalize(d: Array) -> Array:
 def vat_perturbation(apply_fn: Callable[[Array], Array], x: Array,
                      clean_logits: Array, rng: Array, *, eps: float,
                      xi: float = 1e-6, num_iters: int = 1,
-                     kl_direction: str = "perturbed_clean") -> Array:
+                     kl_direction: str = "perturbed_clean",
+                     normalization: str = "exact_eps") -> Array:
   """Virtual adversarial perturbation by the power method.
 
   d ~ N(0, I); repeat `num_iters` times: r = xi · d/||d||,
   d = grad_r mean_i KL_i(r) (finite-difference Hessian-vector product).
-  Returns eps · d/||d|| (norms per example over all non-batch axes). The result
+  Returns eps · d/||d|| (norms per example over all non-batch axes; `released`:
+  d / sqrt(max(||d||^2, 1e-12)) in both places). The result
   is a stop-gradient: nothing flows from it into x, clean_logits or the
   parameters closed over by `apply_fn`.
 
@@ -87,11 +104,14 @@ def vat_perturbation(apply_fn: Callable[[Array], Array], x: Array,
     xi: finite-difference step of the power iteration.
     num_iters: number of power iterations.
     kl_direction: "perturbed_clean" (S4L code) or "clean_perturbed" (Miyato).
+    normalization: "exact_eps" (norm exactly eps) or "released" (S4L code).
 
   Returns:
     r_adv with the shape and dtype of x.
   """
   _check_direction(kl_direction)
+  _check_normalization(normalization)
+  normalize = _normalize if normalization == "exact_eps" else _normalize_released
   x = jax.lax.stop_gradient(x)
   clean_logits = jax.lax.stop_gradient(clean_logits)
 
@@ -100,13 +120,14 @@ def vat_perturbation(apply_fn: Callable[[Array], Array], x: Array,
 
   d = jax.random.normal(rng, x.shape, x.dtype)
   for _ in range(num_iters):
-    d = jax.lax.stop_gradient(jax.grad(mean_kl)(xi * _normalize(d)))
-  return eps * _normalize(d)
+    d = jax.lax.stop_gradient(jax.grad(mean_kl)(xi * normalize(d)))
+  return eps * normalize(d)
 
 
 def vat_loss(apply_fn: Callable[[Array], Array], x: Array, clean_logits: Array,
              rng: Array, *, eps: float, xi: float = 1e-6, num_iters: int = 1,
-             kl_direction: str = "perturbed_clean") -> Array:
+             kl_direction: str = "perturbed_clean",
+             normalization: str = "exact_eps") -> Array:
   """VAT loss mean_i KL(p(x_i + r_adv,i), stop_gradient(p(x_i))).
 
   The gradient flows only through the perturbed prediction apply_fn(x + r_adv)
@@ -117,6 +138,7 @@ def vat_loss(apply_fn: Callable[[Array], Array], x: Array, clean_logits: Array,
     Scalar loss.
   """
   r_adv = vat_perturbation(apply_fn, x, clean_logits, rng, eps=eps, xi=xi,
-                           num_iters=num_iters, kl_direction=kl_direction)
+                           num_iters=num_iters, kl_direction=kl_direction,
+                           normalization=normalization)
   clean_logits = jax.lax.stop_gradient(clean_logits)
   return jnp.mean(_kl(apply_fn(x + r_adv), clean_logits, kl_direction))

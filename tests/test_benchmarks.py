@@ -14,6 +14,7 @@ import activation_memory  # pylint: disable=g-import-not-at-top,wrong-import-pos
 import label_efficiency as le  # pylint: disable=g-import-not-at-top,wrong-import-position
 import simclr_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
 import step_cost  # pylint: disable=g-import-not-at-top,wrong-import-position
+import vat_normalization  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 SETTINGS = dict(dataset="folder:/data/c10", labels="4000", steps=60, batch=16,
                 model="depth=10,width=2", evals=6, warmup_frac=0.05, ema_frac=0.02,
@@ -177,3 +178,47 @@ def test_simclr_memory_accounting():
   md = simclr_memory.to_markdown(dict(preset="r26_1x", backend="cpu", rows=rows,
                                       gpus_for_4096={"float32": 2}))
   assert md.count("| d | 16 | 1 (2) |") == 3 and "needs this many GPUs: float32: 2." in md
+
+
+@pytest.fixture(name="x64")
+def x64_fixture():
+  prev = jax.config.read("jax_enable_x64")
+  jax.config.update("jax_enable_x64", True)
+  yield
+  jax.config.update("jax_enable_x64", prev)
+
+
+def test_vat_shortening_factor_is_gradient_norm_over_1e_6(x64):
+  """factor = min(1, |g| / 1e-6), g = grad_r mean KL(p(x + r) || p(x)) at r = xi d0 / |d0|,
+  on a linear softmax model in float64 (in float32 at xi = 1e-6, g is mostly rounding noise,
+  methods.md 2.5d); a last partial batch is dropped."""
+  del x64
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+
+  class Linear(nn.Module):
+    @nn.compact
+    def __call__(self, x, train):
+      del train
+      return {"classes": nn.Dense(4, param_dtype=jnp.float64)(x.reshape(x.shape[0], -1))}
+
+  model = Linear()
+  x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (7, 3, 3, 2)), jnp.float64)
+  variables = {"batch_stats": {}, **model.init(jax.random.PRNGKey(1), x, train=False)}
+  rng = jax.random.PRNGKey(2)
+  for xi, scale in ((1e-6, 0.05), (1e-2, 20.0)):
+    variables["params"] = jax.tree.map(lambda p: p * scale, variables["params"])  # pylint: disable=cell-var-from-loop
+    got = vat_normalization.shortening_factors(model, variables, x, rng, batch=3, xi=xi,
+                                               kl_direction="perturbed_clean")
+    assert got.shape == (6,)
+    want = []
+    for i, key in zip((0, 3), jax.random.split(rng, 2)):
+      xb = x[i:i + 3]
+      logits = lambda v: model.apply(variables, v, train=False)["classes"]  # pylint: disable=cell-var-from-loop
+      d0 = jax.random.normal(key, xb.shape, xb.dtype)
+      r = xi * d0 / jnp.linalg.norm(d0.reshape(3, -1), axis=1)[:, None, None, None]
+      kl = lambda r: jnp.mean(jnp.sum(jax.nn.softmax(logits(xb + r)) * (  # pylint: disable=cell-var-from-loop
+          jax.nn.log_softmax(logits(xb + r)) - jax.nn.log_softmax(logits(xb))), -1))  # pylint: disable=cell-var-from-loop
+      g = jax.grad(kl)(r)
+      want.append(np.minimum(1.0, np.linalg.norm(np.asarray(g).reshape(3, -1), axis=1) / 1e-6))
+    np.testing.assert_allclose(got, np.concatenate(want), rtol=1e-6)
+    assert (got < 1).all() if xi == 1e-6 else (got == pytest.approx(1.0))

@@ -155,3 +155,56 @@ def test_bad_key_fails_fast_naming_it(tmp_path, override, key):
   assert proc.returncode != 0
   assert key in proc.stderr
   assert not os.path.exists(tmp_path / "w" / "checkpoints")
+
+
+# fidelity=paper: BN group = one core's images of the S4L README's TPU (methods.md 2.6).
+PER_CORE = {  # row: (cores, images per step, bn_group_size, triplet_groups)
+    "supervised": (8, 256, 32, None), "pseudo_label": (8, 256, 32, None),
+    "vat": (32, 256 + 256, 16, None), "vat_entmin": (32, 256 + 256, 16, None),
+    "s4l_rotation": (32, (256 + 256) * 4, 64, None),
+    "s4l_exemplar": (32, (512 + 512) * 8, 256, 32)}
+
+
+@pytest.mark.parametrize("name", sorted(PER_CORE))
+@pytest.mark.parametrize("labels", ["10pct", "1pct"])
+def test_fidelity_paper_switches_the_per_core_settings(name, labels):
+  cores, images, group, triplet_groups = PER_CORE[name]
+  args = REQUIRED_ARGS.get(name, "") + f"labels={labels}"
+  default = config_lib.load_config(name, args)
+  paper = config_lib.load_config(name, args + ",fidelity=paper")
+  rows = sum(paper.input[s].batch_size * views.copies(paper.input[s].view)
+             for s in ("labeled", "unlabeled"))
+  assert rows == images and paper.model.bn_group_size * cores == rows == group * cores
+  assert default.model.bn_group_size == 0  # global BN
+  assert paper.loss.get("triplet_groups") == triplet_groups
+  assert default.loss.get("triplet_groups") == (1 if triplet_groups else None)
+  paper.model.bn_group_size = 0
+  if triplet_groups:
+    paper.loss.triplet_groups = 1
+  assert paper.to_dict() == default.to_dict()  # nothing else moves
+  with pytest.raises(ValueError, match="imagenet2012 only"):
+    config_lib.load_config(name, REQUIRED_ARGS.get(name, "") + "dataset=digits,fidelity=paper")
+  with pytest.raises(ValueError, match="fidelity='tpu' must be one of default, paper"):
+    config_lib.load_config(name, args + ",fidelity=tpu")
+
+
+@pytest.mark.parametrize("name,lr,wd", [("vat", 0.03, 1e-3), ("vat_entmin", 0.03, 1e-3),
+                                        ("s4l_rotation", 0.03, 1e-3),
+                                        ("s4l_exemplar", 0.1, 1e-3)])
+def test_unreleased_one_percent_rows(name, lr, wd):
+  """labels=1pct: the supervised-1% schedule with the 10% lr / wd, or (hparams_1pct=supervised)
+  lr / 10 and wd x 10 as the released supervised row moved them."""
+  c10 = config_lib.load_config(name, "labels=10pct")
+  c1 = config_lib.load_config(name, "labels=1pct")
+  moved = config_lib.load_config(name, "labels=1pct,hparams_1pct=supervised")
+  assert (c10.lr.base, c10.optimizer.weight_decay) == (c1.lr.base, c1.optimizer.weight_decay)
+  assert (c1.lr.base, c1.optimizer.weight_decay) == (lr, wd)
+  assert (moved.lr.base, moved.optimizer.weight_decay) == pytest.approx((lr / 10, wd * 10))
+  for c in (c1, moved):
+    assert (tuple(c.lr.decay_epochs), c.total_epochs) == ((700, 800, 900), 1000)
+  # 13,000 labeled images (13 per class) at batch 256: 50 steps per epoch.
+  assert config_lib.total_steps(c1, 13_000, 1_281_167) == 50_000 * 256 // c1.input.labeled.batch_size
+  with pytest.raises(ValueError, match="hparams_1pct=supervised needs labels=1pct"):
+    config_lib.load_config(name, "labels=10pct,hparams_1pct=supervised")
+  with pytest.raises(ValueError, match="hparams_1pct='x' must be one of 10pct, supervised"):
+    config_lib.load_config(name, "labels=1pct,hparams_1pct=x")

@@ -252,3 +252,91 @@ def test_loss_decreases_on_fixed_batch(name):
     state, metrics = step(state, raw, {})
     seen.append(float(metrics["loss"]))
   assert np.all(np.isfinite(seen)) and np.mean(seen[-3:]) < np.mean(seen[:3]), seen
+
+
+def test_core_order_puts_each_cores_share_of_both_streams_together():
+  # streams of 6 and 3 rows on 3 cores: core g = unlabeled rows 2g, 2g+1 + labeled row 6+g
+  np.testing.assert_array_equal(objective_lib.core_order([6, 3], 3),
+                                [0, 1, 6, 2, 3, 7, 4, 5, 8])
+  np.testing.assert_array_equal(objective_lib.core_order([4, 8], 6),  # 2 cores
+                                [0, 1, 4, 5, 6, 7, 2, 3, 8, 9, 10, 11])
+  assert objective_lib.core_order([6, 3], None) is None  # global BN: concat order kept
+  assert objective_lib.core_order([6, 3], 0) is None
+  assert objective_lib.core_order([6], 2) is None  # one stream: contiguous groups are cores
+  with pytest.raises(ValueError, match="must divide the 9 rows"):
+    objective_lib.core_order([6, 3], 2)
+  with pytest.raises(ValueError, match=r"makes 3 groups \(cores\), which must divide"):
+    objective_lib.core_order([4, 5], 3)
+
+
+def test_bn_groups_are_per_core_batches_numpy():
+  """A one-BN model: each row normalised with the statistics of its core's rows (NumPy), the
+  running statistics moved by the mean over cores of the per-core mean / variance."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from s4l_jax.models import BatchNorm  # pylint: disable=g-import-not-at-top
+
+  class Trunk(nn.Module):
+    bn_group_size: int | None = None
+
+  class OneBN(nn.Module):
+    trunk: Trunk
+
+    @nn.compact
+    def __call__(self, x, train):
+      y = BatchNorm(use_running_average=not train, momentum=0.5, epsilon=1e-3,
+                    group_size=self.trunk.bn_group_size)(x.reshape(x.shape[0], -1))
+      return {"classes": y}
+
+  rng = np.random.default_rng(0)
+  u, l, cores = rng.normal(size=(8, 1, 1, 3)) * 3 + 1, rng.normal(size=(4, 1, 1, 3)), 4
+  x = jnp.asarray(np.concatenate([u, l]).astype(np.float32))
+  model = OneBN(Trunk(bn_group_size=3))
+  variables = model.init(jax.random.PRNGKey(0), x, train=False)
+  out, stats = objective_lib.apply_train_streams(model, variables["params"],
+                                                 variables["batch_stats"], x, [8, 4])
+  want, means, variances = np.zeros((12, 3)), [], []
+  for g in range(cores):  # core g: unlabeled rows 2g, 2g+1 and labeled row g
+    rows = [2 * g, 2 * g + 1, 8 + g]
+    xs = np.concatenate([u, l]).reshape(12, 3)[rows].astype(np.float64)
+    means.append(xs.mean(0))
+    variances.append(xs.var(0))
+    want[rows] = (xs - means[-1]) / np.sqrt(variances[-1] + 1e-3)
+  np.testing.assert_allclose(out["classes"], want, rtol=1e-5, atol=1e-5)
+  bn = stats["BatchNorm_0"]
+  np.testing.assert_allclose(bn["mean"], 0.5 * np.mean(means, 0), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(bn["var"], 0.5 + 0.5 * np.mean(variances, 0), rtol=1e-5)
+  contiguous = objective_lib.apply_train(model, variables["params"],  # the old, mixed groups
+                                         variables["batch_stats"], x)[0]["classes"]
+  assert not np.allclose(contiguous, want, atol=1e-3)
+
+
+def test_bn_groups_match_separate_runs_per_core(model_and_vars):
+  """S4L-Rotation with `bn_group_size` = one core's rows equals running each core's batch
+  (its unlabeled + labeled images, all rotations) through a global-BN model separately."""
+  model, variables = model_and_vars
+  grouped = build_model(dict(name="wrn", depth=10, width=1, heads=HEADS,
+                             bn_group_size=(4 + 2) * 4 // 2), C)  # 2 cores
+  rng = np.random.default_rng(1)
+  unlabeled, labeled = stream(rng, 4, 4, True), stream(rng, 2, 4, True)
+  params, bs = variables["params"], variables["batch_stats"]
+  got, _ = objectives.get("s4l_rotation").loss_fn(
+      params, bs, {"unlabeled": unlabeled, "labeled": labeled}, None, model=grouped,
+      loss_config=cfg().loss, aux={})
+  per_core = []
+  for g in range(2):
+    u = {k: v[2 * g:2 * g + 2] for k, v in unlabeled.items()}
+    l = {k: v[g:g + 1] for k, v in labeled.items()}
+    images, _, _ = objective_lib.rotation_inputs([u, l])
+    per_core.append(forward(model, variables, list(images)))
+  rot = np.concatenate([o["rotations"][:8] for o in per_core]
+                       + [o["rotations"][8:] for o in per_core])
+  cls = np.concatenate([o["classes"][8:] for o in per_core])
+  rot_labels = np.concatenate([unlabeled["rotation"].reshape(-1),
+                               labeled["rotation"].reshape(-1)])
+  want = (np_xent(cls, np.repeat(labeled["label"], 4))
+          + (np_xent(rot[:16], rot_labels[:16]) + np_xent(rot[16:], rot_labels[16:])) / 2)
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  default, _ = objectives.get("s4l_rotation").loss_fn(
+      params, bs, {"unlabeled": unlabeled, "labeled": labeled}, None, model=model,
+      loss_config=cfg().loss, aux={})
+  assert abs(float(default) - want) > 1e-4  # global BN over both cores differs

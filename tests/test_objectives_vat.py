@@ -63,12 +63,13 @@ def vat_batch():
           "unlabeled": {"image": image_batch(1), "label": -jnp.ones(16, jnp.int32)}}
 
 
-def vat_and_recomputation(on_labeled, direction, grads=True):
+def vat_and_recomputation(on_labeled, direction, grads=True, normalization="exact_eps"):
   """Objective vs. an independent recomputation from `losses.*` and `vat.vat_loss` on logits
   of a separate `model.apply`: each (loss, (batch_stats, metrics)), plus grads if `grads`."""
   config = vat_config()
   config.loss.update(dict(vat_apply_to_labeled=on_labeled, vat_kl_direction=direction,
-                          vat_weight=0.7, entmin_weight=0.3, vat_eps=2.0))
+                          vat_weight=0.7, entmin_weight=0.3, vat_eps=2.0,
+                          vat_normalization=normalization))
   model, params, bs = init(config)
   batch = vat_batch()
   x_u, x_l, y = batch["unlabeled"]["image"], batch["labeled"]["image"], batch["labeled"]["label"]
@@ -82,7 +83,8 @@ def vat_and_recomputation(on_labeled, direction, grads=True):
     x_v = jnp.concatenate([x_u, x_l]) if on_labeled else x_u
     z_v = logits if on_labeled else logits[:16]
     l_vat = vat.vat_loss(lambda x: apply_fn(x)[0]["classes"], x_v, z_v, RNG, eps=2.0,
-                         xi=1e-6, num_iters=1, kl_direction=direction)
+                         xi=1e-6, num_iters=1, kl_direction=direction,
+                         normalization=normalization)
     ent = losses.entropy(z_v)
     metrics = dict(sup_loss=sup, vat_loss=l_vat, entmin_loss=ent)
     return sup + 0.7 * l_vat + 0.3 * ent, (new["batch_stats"], metrics)
@@ -110,9 +112,10 @@ def test_vat_loss_and_grads_match_recomputation(vat_outputs):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_vat_unlabeled_only_and_reverse_kl_match_recomputation():
+@pytest.mark.parametrize("normalization", ["exact_eps", "released"])
+def test_vat_unlabeled_only_and_reverse_kl_match_recomputation(normalization):
   (loss, (_, metrics)), (want, (_, want_metrics)) = vat_and_recomputation(
-      False, "clean_perturbed", grads=False)
+      False, "clean_perturbed", grads=False, normalization=normalization)
   np.testing.assert_allclose(loss, want, rtol=1e-6)
   for key, value in want_metrics.items():
     np.testing.assert_allclose(metrics[key], value, rtol=1e-6, err_msg=key)
@@ -199,6 +202,7 @@ def test_configs_match_paper_rows(name):
   assert got == PAPER_ROWS[name]
   assert c.objective == "vat" and c.input.unlabeled.view == "train"
   assert c.loss.vat_kl_direction == "perturbed_clean"
+  assert c.loss.vat_normalization == "exact_eps"  # `released`: the tf.nn.l2_normalize form
   assert config_lib.base_learning_rate(c) == 0.03
   assert config_lib.total_steps(c, 128_000, 1_281_167) == 100_000
   assert c.model.name == "resnet50v2" and c.model.filters_factor == 4

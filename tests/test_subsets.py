@@ -45,12 +45,14 @@ def test_determinism_and_seed():
 def test_parse_labels_spec():
   assert subsets.parse_labels_spec("all") == ("all", None)
   assert subsets.parse_labels_spec("10pct") == ("pct", 0.1)
+  assert subsets.parse_labels_spec("1pct_proportional") == ("pct", 0.01)
   assert subsets.parse_labels_spec("4000") == ("total", 4000)
   assert subsets.parse_labels_spec("400perclass") == ("perclass", 400)
 
 
 @pytest.mark.parametrize("spec", ["", "10%", "pct", "0pct", "101pct", "0", "-5", "4k",
-                                  "0perclass", "10 perclass"])
+                                  "0perclass", "10 perclass", "10pct_prop",
+                                  "_proportional", "10perclass_proportional"])
 def test_invalid_spec(spec):
   with pytest.raises(ValueError, match="spec"):
     subsets.parse_labels_spec(spec)
@@ -147,3 +149,60 @@ def test_pct_validation_skips_empty_classes():
   with pytest.raises(ValueError, match="asks for 1 examples of class 1, which has only 0"):
     subsets.split_train(labels, labels_spec="all", validation_spec="1perclass", seed=0,
                         num_classes=3)
+
+
+def _imagenet_like(seed=0):
+  """1,000 classes of 732-1,300 images (ImageNet's range), shuffled."""
+  counts = np.random.default_rng(seed).integers(732, 1301, 1000)
+  counts[:2] = 732, 1300
+  return _labels(tuple(counts), seed)
+
+
+@pytest.mark.parametrize("spec,per_class", [("10pct", 128), ("1pct", 13)])
+def test_imagenet_pct_is_the_s4l_protocol(spec, per_class):
+  labels = _imagenet_like()
+  split = subsets.split_train(labels, labels_spec=spec, validation_spec="1000", seed=2,
+                              num_classes=1000, dataset="imagenet2012")
+  np.testing.assert_array_equal(np.bincount(labels[split.labeled], minlength=1000), per_class)
+  assert not np.intersect1d(split.labeled, split.validation).size
+  again = subsets.split_train(labels, labels_spec=spec, validation_spec="1000", seed=2,
+                              num_classes=1000, dataset="imagenet2012")
+  np.testing.assert_array_equal(split.labeled, again.labeled)
+  other = subsets.split_train(labels, labels_spec=spec, validation_spec="1000", seed=3,
+                              num_classes=1000, dataset="imagenet2012")
+  assert not np.array_equal(split.labeled, other.labeled)
+
+
+def test_proportional_draw_stays_reachable_on_imagenet():
+  labels = _imagenet_like()
+  counts = np.bincount(labels, minlength=1000)
+  idx = subsets.split_train(labels, labels_spec="1pct_proportional", validation_spec="0",
+                            seed=0, num_classes=1000, dataset="imagenet2012").labeled
+  np.testing.assert_array_equal(np.bincount(labels[idx], minlength=1000),
+                                np.floor(0.01 * counts + 0.5))
+  assert np.bincount(labels[idx], minlength=1000)[0] == 7  # 732 images: 7 labels, not 13
+  np.testing.assert_array_equal(  # the spec `1pct` on a dataset with no label protocol
+      idx, subsets.select_labeled(labels, "1pct", seed=0, num_classes=1000))
+
+
+@pytest.mark.parametrize("dataset", ["digits", "cifar10", "folder:/x", None])
+@pytest.mark.parametrize("spec", ["10pct", "1pct"])
+def test_other_datasets_keep_the_proportional_pct(dataset, spec):
+  labels = _labels()
+  split = subsets.split_train(labels, labels_spec=spec, validation_spec="0", seed=3,
+                              num_classes=4, dataset=dataset)
+  np.testing.assert_array_equal(split.labeled,
+                                subsets.select_labeled(labels, spec, seed=3, num_classes=4))
+  np.testing.assert_array_equal(  # `_proportional` is the same draw everywhere
+      split.labeled, subsets.select_labeled(labels, f"{spec}_proportional", seed=3,
+                                            num_classes=4))
+
+
+def test_resolve_labels_spec():
+  assert subsets.resolve_labels_spec("10pct", "imagenet2012") == "128perclass"
+  assert subsets.resolve_labels_spec("1pct", "imagenet2012") == "13perclass"
+  for spec in ("10pct_proportional", "5pct", "all", "file:x.json", "13000"):
+    assert subsets.resolve_labels_spec(spec, "imagenet2012") == spec
+  assert subsets.resolve_labels_spec("10pct", "digits") == "10pct"
+  with pytest.raises(ValueError, match="Unknown dataset"):
+    subsets.resolve_labels_spec("10pct", "mnist")

@@ -177,6 +177,33 @@ def test_imagenet2012_mock_train_batch(tmp_path):
   assert batch["image"].shape == (4, SIZE, SIZE, 3) and batch["image"].dtype == np.uint8
 
 
+@pytest.mark.parametrize("labels,per_class", [("1pct", 13), ("1pct_proportional", 1)])
+def test_imagenet2012_mock_one_percent_is_13_per_class(tmp_path, labels, per_class):
+  """S4L's 1 % protocol on a mocked imagenet2012: 14 images per class, the default validation
+  set (1 per class) held out, exactly 13 labeled per class (proportional: round(0.14) -> 1)."""
+  jpeg = tf.io.encode_jpeg(np.zeros((8, 8, 3), np.uint8)).numpy()
+  train_labels = np.random.default_rng(0).permutation(np.repeat(np.arange(1000), 14))
+
+  def as_dataset(self, *args, **kwargs):
+    del self, args, kwargs
+    n = train_labels.size
+    return tf.data.Dataset.from_tensor_slices({
+        "image": [jpeg] * n, "label": train_labels.astype(np.int64),
+        "file_name": [f"n{i:08d}.JPEG" for i in range(n)]})
+
+  config = tiny(load_config("supervised", f"dataset=imagenet2012,labels={labels}"), batch=4,
+                image_size=SIZE)
+  config.data_dir = str(tmp_path)
+  with tfds.testing.mock_data(as_dataset_fn=as_dataset), mock.patch.object(
+      tfds.core.DatasetBuilder, "is_prepared", return_value=True):
+    data = factory.make_pipeline(config)
+  np.testing.assert_array_equal(np.bincount(train_labels[data.labeled_indices], minlength=1000),
+                                per_class)
+  np.testing.assert_array_equal(np.bincount(train_labels[data.validation_indices],
+                                            minlength=1000), 1)
+  assert not np.intersect1d(data.labeled_indices, data.validation_indices).size
+
+
 def test_pseudo_labels_on_the_tfdata_path(folder, tmp_path):
   """Teacher export -> pseudo-label every train image (tf.data eval view, by index) -> student."""
   teacher = str(tmp_path / "teacher")

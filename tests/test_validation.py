@@ -82,6 +82,14 @@ def test_values_that_make_no_sense_are_rejected(overrides, match):
     validation.validate(_digits(**overrides))
 
 
+def test_unknown_vat_normalization_is_rejected():
+  config = tiny(load_config("vat", "dataset=digits"))
+  config.loss.vat_normalization = "tf"
+  with pytest.raises(ValueError, match=r"^loss.vat_normalization='tf' must be one of "
+                     r"exact_eps, released$"):
+    validation.validate(config)
+
+
 @pytest.mark.parametrize("key", ["trainable", "init_take"])
 def test_unknown_subtree_names_are_rejected(key):
   with pytest.raises(ValueError, match=rf"^{key}='trunk\+rotations': unknown subtree "

@@ -136,6 +136,53 @@ def test_invalid_kl_direction():
       fn(f, x, f(x), jax.random.PRNGKey(0), eps=1.0, kl_direction="forward")
 
 
+def _np_power_step(w, b, x, r):
+  """Closed-form grad_r mean_i KL(softmax(z_i + W r_i) || softmax(z_i)), z = W x + b, float64:
+  (1/N) W^T [p * (log p - log q - KL)] per example."""
+  w, b, x, r = (np.float64(a) for a in (w, b, x, r))
+  n = x.shape[0]
+  z = x.reshape(n, -1) @ w.T + b
+  zr = z + r.reshape(n, -1) @ w.T
+  lp = zr - np.log(np.exp(zr).sum(-1, keepdims=True))
+  lq = z - np.log(np.exp(z).sum(-1, keepdims=True))
+  p = np.exp(lp)
+  kl = (p * (lp - lq)).sum(-1, keepdims=True)
+  return ((p * (lp - lq - kl)) @ w / n).reshape(x.shape)
+
+
+@pytest.mark.parametrize("xi,shortened", [(1e-6, True), (1e-2, False)])
+def test_released_normalization_is_tf_l2_normalize(x64, xi, shortened):
+  """released: eps * g / sqrt(max(|g|^2, 1e-12)), g the power-iteration gradient (NumPy);
+  with xi = 1e-6 |g| < 1e-6, so |r_adv| = eps |g| / 1e-6 < eps; exact_eps: always eps."""
+  w, b, x = _setup(np.float64, n=4, seed=5)
+  w = 0.3 * w  # |g| ~ xi * lambda_max(H) / N: below 1e-6 at xi = 1e-6
+  f, rng, eps = _linear(w, b), jax.random.PRNGKey(5), 2.0
+  d0 = np.asarray(jax.random.normal(rng, x.shape, x.dtype)).reshape(x.shape[0], -1)
+  r0 = xi * d0 / np.sqrt(np.maximum((d0 ** 2).sum(-1, keepdims=True), 1e-12))
+  g = _np_power_step(w, b, x, r0.reshape(x.shape)).reshape(x.shape[0], -1)
+  g_norm = np.linalg.norm(g, axis=-1, keepdims=True)
+  want = eps * g / np.sqrt(np.maximum(g_norm ** 2, 1e-12))
+  got = {n: np.asarray(vat.vat_perturbation(f, x, f(x), rng, eps=eps, xi=xi,
+                                            normalization=n)).reshape(x.shape[0], -1)
+         for n in vat.NORMALIZATIONS}
+  np.testing.assert_allclose(got["released"], want, rtol=1e-6, atol=1e-12)
+  norms = np.linalg.norm(got["released"], axis=-1)
+  np.testing.assert_allclose(norms, eps * np.minimum(g_norm[:, 0] / 1e-6, 1.0), rtol=1e-6)
+  assert (norms < 0.5 * eps).all() if shortened else np.allclose(norms, eps)
+  np.testing.assert_allclose(got["exact_eps"], eps * g / g_norm, rtol=1e-6)
+  loss = vat.vat_loss(f, x, f(x), rng, eps=eps, xi=xi, normalization="released")
+  np.testing.assert_allclose(loss, _np_kl(f(x + want.reshape(x.shape)), f(x)).mean(),
+                             rtol=1e-6)
+
+
+def test_invalid_normalization():
+  w, b, x = _setup()
+  f = _linear(w, b)
+  for fn in (vat.vat_loss, vat.vat_perturbation):
+    with pytest.raises(ValueError, match="normalization"):
+      fn(f, x, f(x), jax.random.PRNGKey(0), eps=1.0, normalization="tf")
+
+
 class _BNNet(nn.Module):
   """Dense -> BatchNorm -> relu -> Dense."""
 

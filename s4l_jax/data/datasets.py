@@ -23,6 +23,9 @@ class DatasetFamily:
       `config_lib.MODEL_PRESETS` key, global eval batch).
     validation: the default held-out set carved from train (`input.validation`;
       `subsets.split_train`), e.g. the S4L paper's 1,000 ImageNet images (one per class).
+    label_protocol: labels specs this family reads as another (`subsets.resolve_labels_spec`),
+      e.g. ImageNet's `10pct` / `1pct` = S4L's lists of exactly 128 / 13 images per class
+      (`label_map_count_128000_index_0` / `..._13000_...`, methods.md 1.1).
   """
   name: str
   source: str
@@ -34,6 +37,7 @@ class DatasetFamily:
   model: str
   eval_batch_size: int
   validation: str
+  label_protocol: tuple[tuple[str, str], ...] = ()
 
   def needs_tensorflow(self, pipeline: str) -> bool:
     """Whether reading it through input pipeline `pipeline` imports TensorFlow."""
@@ -45,7 +49,8 @@ FAMILIES = {f.name: f for f in (
     # The paper's setting.
     DatasetFamily("imagenet2012", source="tfds", pipelines=("tfdata",), num_classes=1000,
                   test_split="validation", image_size=224, crop="inception",
-                  model="resnet50v2", eval_batch_size=400, validation="1000"),
+                  model="resnet50v2", eval_batch_size=400, validation="1000",
+                  label_protocol=(("10pct", "128perclass"), ("1pct", "13perclass"))),
     DatasetFamily("cifar10", source="tfds", pipelines=("memory",), num_classes=10,
                   test_split="test", image_size=32, crop="pad_crop", model="wrn",
                   eval_batch_size=500, validation="1000"),

@@ -3,7 +3,11 @@
 Spec strings (`config.labels`):
   * `all`: every example.
   * `<float>pct` (`10pct`, `1pct`, `0.5pct`): in each class c with n_c examples take
-    max(1, round_half_up(f * n_c)) with f = float / 100.
+    max(1, round_half_up(f * n_c)) with f = float / 100, except where the dataset's label
+    protocol says otherwise (`resolve_labels_spec`): on imagenet2012 `10pct` / `1pct` are
+    S4L's exactly 128 / 13 images per class (128,000 / 13,000).
+  * `<float>pct_proportional` (`10pct_proportional`): the proportional draw above on every
+    dataset (on ImageNet ~73-130 per class for 10%, 7-13 for 1%).
   * `<int>` (`4000`): that many in total, total // C per class and the remainder one each to a
     seeded random choice of classes.
   * `<int>perclass` (`400perclass`): that many in every class.
@@ -30,7 +34,9 @@ import re
 from absl import logging
 import numpy as np
 
-_PCT = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)pct$")
+from s4l_jax.data import datasets
+
+_PCT = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)pct(?:_proportional)?$")
 _TOTAL = re.compile(r"^(\d+)$")
 _PERCLASS = re.compile(r"^(\d+)perclass$")
 _NO_VALIDATION = ("0", "none")
@@ -62,8 +68,17 @@ def parse_labels_spec(spec: str) -> tuple[str, float | int | str | None]:
       raise ValueError(f"Labels spec {spec!r}: per-class count must be positive.")
     return "perclass", int(m.group(1))
   raise ValueError(
-      f"Invalid labels spec {spec!r}: expected 'all', '<float>pct' (e.g. '10pct'), "
+      f"Invalid labels spec {spec!r}: expected 'all', '<float>pct' (e.g. '10pct', "
+      "'10pct_proportional'), "
       "'<int>' (e.g. '4000'), '<int>perclass' (e.g. '400perclass') or 'file:PATH'.")
+
+
+def resolve_labels_spec(spec: str, dataset: str | None) -> str:
+  """The spec `dataset`'s family draws for `spec`: its `label_protocol` entry (imagenet2012:
+  `10pct` -> `128perclass`, `1pct` -> `13perclass`), else `spec` itself; `dataset` None:
+  `spec`. `<float>pct_proportional` is `<float>pct`'s proportional draw on every dataset."""
+  protocol = dict(datasets.get(dataset).label_protocol) if dataset else {}
+  return protocol.get(spec, spec)
 
 
 def select_labeled(labels: np.ndarray, spec: str, seed: int, num_classes: int,
@@ -177,14 +192,17 @@ class TrainSplit:
 
 
 def split_train(labels: np.ndarray, *, labels_spec: str, validation_spec: str, seed: int,
-                num_classes: int, filenames: list[str] | None = None) -> TrainSplit:
+                num_classes: int, filenames: list[str] | None = None,
+                dataset: str | None = None) -> TrainSplit:
   """The validation set first (`carve_validation`, independent of `seed`), then the labeled
   subset of `labels_spec` drawn with `seed` from the remaining examples (`select_labeled` on
   them; `all`: all of them). `file:PATH` labels are the listed images, and validation is
   carved from the unlisted ones. With no validation set, `labeled` is exactly
-  `select_labeled` on the whole split.
+  `select_labeled` on the whole split. `dataset` (the config's) applies its family's label
+  protocol (`resolve_labels_spec`).
   """
   labels = np.asarray(labels)
+  labels_spec = resolve_labels_spec(labels_spec, dataset)
   listed = None
   if parse_labels_spec(labels_spec)[0] == "file":
     listed = select_labeled(labels, labels_spec, seed, num_classes, filenames)

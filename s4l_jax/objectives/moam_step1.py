@@ -4,7 +4,8 @@
 
 Both streams use the `rotate4` view: images (B, 4, H, W, C), "rotation" (B, 4). They are
 flattened image-major to (4B, H, W, C) and one forward pass runs on
-concat[4 B_u unlabeled; 4 B_l labeled] (train-mode BN, updates the moving averages).
+concat[4 B_u unlabeled; 4 B_l labeled] (train-mode BN, updates the moving averages; BN groups
+per core with `model.bn_group_size`, `objective_lib.core_order`).
 * L_rot = 0.5 * xent_rot(unlabeled rows) + 0.5 * xent_rot(labeled rows), head "rotations".
 * L_cls = xent of head "classes" on all 4 rotations of every labeled image.
 * L_vat (`s4l_jax.vat.vat_loss`, perturbed passes with train-mode BN whose batch_stats are
@@ -20,7 +21,7 @@ concat[4 B_u unlabeled; 4 B_l labeled] (train-mode BN, updates the moving averag
 import jax.numpy as jnp
 
 from s4l_jax import losses, objectives, vat
-from s4l_jax.objective_lib import (accuracy, apply_train, perturbed_apply_fn,  # pylint: disable=g-multiple-import
+from s4l_jax.objective_lib import (accuracy, apply_train_streams, perturbed_apply_fn,  # pylint: disable=g-multiple-import
                                    rotation_inputs, vat_kwargs)
 
 REQUIRES = objectives.Requirements(streams={"labeled": 4, "unlabeled": 4},
@@ -34,8 +35,9 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   rot_weight = lc.get("rot_weight", 1.0 - sup_weight - vat_weight)
   entmin_weight = lc.get("entmin_weight", 0.3)
   labeled, unlabeled = batch["labeled"], batch["unlabeled"]
-  x, rotations, (num_u, _) = rotation_inputs([unlabeled, labeled])
-  outputs, new_stats = apply_train(model, params, batch_stats, x)
+  x, rotations, sizes = rotation_inputs([unlabeled, labeled])
+  num_u = sizes[0]
+  outputs, new_stats = apply_train_streams(model, params, batch_stats, x, sizes)
   cls_logits, rot_logits = outputs["classes"], outputs["rotations"]
   rot_u = losses.softmax_xent(rot_logits[:num_u], rotations[:num_u])
   rot_l = losses.softmax_xent(rot_logits[num_u:], rotations[num_u:])

@@ -7,7 +7,7 @@ keeps the export contract (`predict` -> class logits) and is replaced or re-trai
 linear evaluation / fine-tuning run.
 """
 from s4l_jax import losses, objectives
-from s4l_jax.objective_lib import accuracy, apply_train, rotation_inputs
+from s4l_jax.objective_lib import accuracy, apply_train_streams, rotation_inputs
 
 REQUIRES = objectives.Requirements(streams={"labeled": 4, "unlabeled": 4},
                                    heads=("classes", "rotations"))
@@ -16,8 +16,8 @@ REQUIRES = objectives.Requirements(streams={"labeled": 4, "unlabeled": 4},
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   del rng, loss_config, aux
   streams = [batch[k] for k in ("unlabeled", "labeled") if k in batch]
-  images, rotations, _ = rotation_inputs(streams)
-  outputs, new_stats = apply_train(model, params, batch_stats, images)
+  images, rotations, sizes = rotation_inputs(streams)
+  outputs, new_stats = apply_train_streams(model, params, batch_stats, images, sizes)
   logits = outputs["rotations"]
   loss = losses.softmax_xent(logits, rotations)
   return loss, (new_stats, {"rot_loss": loss, "rot_accuracy": accuracy(logits, rotations)})

@@ -1,7 +1,8 @@
 """S4L-Exemplar (methods.md 2.5c): batch-hard triplet on 8 views per image + class loss.
 
 Both streams use the `exemplar8` view, flattened image-major to (8B, H, W, C). One forward
-pass on concat[unlabeled; labeled]; e = l2_normalize(head "embeddings"):
+pass on concat[unlabeled; labeled] (with `model.bn_group_size`, BN groups per core:
+`objective_lib.core_order`); e = l2_normalize(head "embeddings"):
     L_ex  = (triplet(e_unlabeled) + triplet(e_labeled)) / 2   # soft margin, batch-hard
     L_cls = xent_cls(all 8 views of each labeled image, its class label)
     L     = L_cls + loss.triplet_weight * L_ex

@@ -1,7 +1,8 @@
 """S4L-Rotation (methods.md 2.5b): rotation prediction on both streams + class loss.
 
 Both streams use the `rotate4` view, flattened image-major to (4B, H, W, C) (row 4i + r is
-image i turned r quarter turns). One forward pass on concat[unlabeled; labeled]:
+image i turned r quarter turns). One forward pass on concat[unlabeled; labeled] (with
+`model.bn_group_size`, BN groups per core: `objective_lib.core_order`):
     L_rot = (xent_rot(unlabeled) + xent_rot(labeled)) / 2
     L_cls = xent_cls(all 4 rotations of each labeled image, its class label)
     L     = L_cls + loss.rot_weight * L_rot
@@ -9,7 +10,7 @@ image i turned r quarter turns). One forward pass on concat[unlabeled; labeled]:
 import jax.numpy as jnp
 
 from s4l_jax import losses, objectives
-from s4l_jax.objective_lib import accuracy, apply_train, rotation_inputs
+from s4l_jax.objective_lib import accuracy, apply_train_streams, rotation_inputs
 
 REQUIRES = objectives.Requirements(streams={"labeled": 4, "unlabeled": 4},
                                    heads=("classes", "rotations"))
@@ -18,8 +19,9 @@ REQUIRES = objectives.Requirements(streams={"labeled": 4, "unlabeled": 4},
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   del rng, aux
   unlabeled, labeled = batch["unlabeled"], batch["labeled"]
-  images, rotations, (n_u, _) = rotation_inputs([unlabeled, labeled])
-  outputs, new_stats = apply_train(model, params, batch_stats, images)
+  images, rotations, sizes = rotation_inputs([unlabeled, labeled])
+  n_u = sizes[0]
+  outputs, new_stats = apply_train_streams(model, params, batch_stats, images, sizes)
   rot_logits, cls_logits = outputs["rotations"], outputs["classes"][n_u:]
   rot_u = losses.softmax_xent(rot_logits[:n_u], rotations[:n_u])
   rot_l = losses.softmax_xent(rot_logits[n_u:], rotations[n_u:])

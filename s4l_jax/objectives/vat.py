@@ -3,7 +3,8 @@
     L = L_cls + vat_weight * L_vat + entmin_weight * L_ent
 
 * One clean forward pass on concat[unlabeled; labeled] (train-mode BN; this pass alone
-  updates the BN moving averages). L_cls = cross-entropy on the labeled clean logits.
+  updates the BN moving averages; with `model.bn_group_size` each group holds its core's
+  share of both streams, `objective_lib.core_order`, in the perturbed passes too). L_cls = cross-entropy on the labeled clean logits.
 * L_vat (`s4l_jax.vat.vat_loss`) and L_ent (mean entropy of the clean class predictions,
   gradient flowing) on labeled+unlabeled images when `vat_apply_to_labeled`, else on the
   unlabeled images only. The perturbed passes use train-mode BN (statistics of the
@@ -17,7 +18,8 @@ paper's / Miyato et al.'s intent. `rng` seeds the random start of the power iter
 import jax.numpy as jnp
 
 from s4l_jax import losses, objectives, vat
-from s4l_jax.objective_lib import accuracy, apply_train, perturbed_apply_fn, vat_kwargs
+from s4l_jax.objective_lib import (accuracy, apply_train_streams, perturbed_apply_fn,  # pylint: disable=g-multiple-import
+                                   vat_kwargs)
 
 REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 1}, heads=("classes",))
 
@@ -25,18 +27,19 @@ REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 1}, heads
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   del aux
   labeled, unlabeled = batch["labeled"], batch["unlabeled"]
-  num_u = unlabeled["image"].shape[0]
+  sizes = [unlabeled["image"].shape[0], labeled["image"].shape[0]]
+  num_u = sizes[0]
   x = jnp.concatenate([unlabeled["image"], labeled["image"]])
-  outputs, new_stats = apply_train(model, params, batch_stats, x)
+  outputs, new_stats = apply_train_streams(model, params, batch_stats, x, sizes)
   logits = outputs["classes"]
   lab_logits = logits[num_u:]
   sup_loss = losses.softmax_xent(lab_logits, labeled["label"])
   if loss_config.vat_apply_to_labeled:
-    x_v, z_v = x, logits
+    x_v, z_v, v_sizes = x, logits, sizes
   else:
-    x_v, z_v = x[:num_u], logits[:num_u]
-  vat_loss = vat.vat_loss(perturbed_apply_fn(model, params, batch_stats), x_v, z_v, rng,
-                          **vat_kwargs(loss_config))
+    x_v, z_v, v_sizes = x[:num_u], logits[:num_u], sizes[:1]
+  vat_loss = vat.vat_loss(perturbed_apply_fn(model, params, batch_stats, sizes=v_sizes), x_v,
+                          z_v, rng, **vat_kwargs(loss_config))
   entmin_loss = losses.entropy(z_v)
   loss = (sup_loss + loss_config.vat_weight * vat_loss
           + loss_config.entmin_weight * entmin_loss)
