@@ -14,6 +14,8 @@ with overlapping method lists can run in parallel. Chained pipelines:
   moam:              configs/moam.py, all three stages in RUNS/moam_s<seed>/step1..3;
   noisy_student:     configs/noisy_student.py with NOISY_STUDENT_ITERATIONS students, in
                      RUNS/noisy_student_s<seed>/teacher, student1, ...
+  simclrv2:          configs/simclrv2.py, RUNS/simclrv2_s<seed>/pretrain, finetune, distill
+                     (--simclrv2_stages=pretrain+finetune: report the fine-tuned network).
 Every stage gets the same labeled batch (and unlabeled batch = labeled where the method has
 an unlabeled stream; FixMatch: 7 x labeled, its paper's mu, and an EMA decay with a half-life
 of `ema_frac` of the budget), model, step budget, `eval_every_steps = steps // evals`, plain
@@ -26,7 +28,7 @@ the test split is scored once, at the end. Reported per run (from results.json a
 TensorBoard `validation/top1` / `validation/ema_top1` evals of the method's last stage):
 final test top-1, final validation top-1, best and median-of-the-last-5 validation top-1,
 wall time (all of the method's own stages, not a reused teacher), images/s. Writes
-benchmarks/results/<name>.json, <name>.md and <name>.png.
+<name>.json, <name>.md and <name>.png to --out_dir (default benchmarks/results).
 """
 import json
 import os
@@ -38,7 +40,8 @@ import time
 
 from absl import app, flags
 
-_DATASET = flags.DEFINE_string("dataset", None, "dataset=... of every config.", required=True)
+# --dataset and --name are required (checked in main: other scripts import this module).
+_DATASET = flags.DEFINE_string("dataset", None, "dataset=... of every config (required).")
 _LABELS = flags.DEFINE_string("labels", "4000", "labels=... of every config.")
 _METHODS = flags.DEFINE_list(
     "methods", ["supervised", "s4l_rotation"],
@@ -51,8 +54,7 @@ _BATCH = flags.DEFINE_integer("batch", 32, "Labeled batch (and unlabeled batch) 
 _MODEL = flags.DEFINE_string("model", "", "Model overrides `k=v,...`, e.g. depth=10,width=2.")
 _EVALS = flags.DEFINE_integer("evals", 6, "Evaluations per run (eval_every = steps // evals).")
 _WARMUP = flags.DEFINE_float("warmup_frac", 0.05, "Linear warm-up as a fraction of steps.")
-_NAME = flags.DEFINE_string("name", None, "Result name: benchmarks/results/<name>.*",
-                            required=True)
+_NAME = flags.DEFINE_string("name", None, "Result name: OUT_DIR/<name>.* (required).")
 _RUNS = flags.DEFINE_string("runs_dir", "", "Run directories (default /tmp/label_efficiency/"
                             "<name>).")
 _NUM_TRAIN = flags.DEFINE_integer("num_train", 50000, "Train-split size (the labeled set of "
@@ -60,6 +62,9 @@ _NUM_TRAIN = flags.DEFINE_integer("num_train", 50000, "Train-split size (the lab
 _EMA = flags.DEFINE_float("ema_frac", 0.02, "Polyak half-life (MOAM step 1) as a fraction of "
                           "steps.")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only collect finished runs.")
+_OUT_DIR = flags.DEFINE_string("out_dir", "", "Report directory (default benchmarks/results).")
+_SIMCLRV2_STAGES = flags.DEFINE_string("simclrv2_stages", "all", "SimCLRv2's run_stages: all, "
+                                       "or e.g. pretrain+finetune (report the fine-tuned net).")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Methods whose config has an unlabeled stream (its batch is set to --batch too).
@@ -139,6 +144,8 @@ def commands(method: str, seed: int, runs: str, a: dict):
                         "stages.pretrain.")
     for stage in ("finetune", "distill"):
       argv += stage_overrides(f"simclrv2_{stage}", f"stages.{stage}.", **kw)
+    if a.get("simclrv2_stages", "all") != "all":
+      argv.append(f"--config.run_stages={a['simclrv2_stages']}")
     return [(workdir, argv)]
   if method == "noisy_student":
     workdir, argv = cmd(wd(method), f"noisy_student.py:{base},"
@@ -319,12 +326,15 @@ def write_report(methods, runs: str, a: dict, name: str, out_dir: str):
 
 def main(argv):
   del argv
+  if not _DATASET.value or not _NAME.value:
+    raise app.UsageError("--dataset and --name are required")
   a = dict(dataset=_DATASET.value, labels=_LABELS.value, steps=_STEPS.value,
            batch=_BATCH.value, model=_MODEL.value, evals=_EVALS.value,
-           warmup_frac=_WARMUP.value, ema_frac=_EMA.value, num_train=_NUM_TRAIN.value)
+           warmup_frac=_WARMUP.value, ema_frac=_EMA.value, num_train=_NUM_TRAIN.value,
+           simclrv2_stages=_SIMCLRV2_STAGES.value)
   methods = parse_methods(_METHODS.value, _SEEDS.value)
   runs = _RUNS.value or os.path.join("/tmp/label_efficiency", _NAME.value)
-  out_dir = os.path.join(ROOT, "benchmarks", "results")
+  out_dir = _OUT_DIR.value or os.path.join(ROOT, "benchmarks", "results")
   if not _REPORT_ONLY.value:
     run_all(methods, runs, a, log=lambda s: print(s, flush=True))
   print(to_markdown(write_report(methods, runs, a, _NAME.value, out_dir)))

@@ -52,17 +52,26 @@ _OUT = flags.DEFINE_string("out", "benchmarks/results/step_cost", "Output path p
 NUM_CLASSES = 10
 
 
+# Stages of pipeline configs timed as rows: `<config>_<stage>` (moam_step1 = MOAM's stage 1).
+PIPELINE_STAGES = {"moam_step1": ("moam", "step1"), "simclrv2_pretrain": ("simclrv2", "pretrain"),
+                   "simclrv2_finetune": ("simclrv2", "finetune")}
+
+
 def load_config(name: str, arg: str):
-  """The config of method `name`; `moam_step1` is MOAM's first stage."""
-  config = config_lib.load_config("moam" if name == "moam_step1" else name, arg)
-  return config.stages.step1 if name == "moam_step1" else config
+  """The config of method `name`, or of a pipeline stage in `PIPELINE_STAGES`."""
+  if name in PIPELINE_STAGES:
+    config, stage = PIPELINE_STAGES[name]
+    return config_lib.load_config(config, arg).stages[stage]
+  return config_lib.load_config(name, arg)
 
 
-def method_config(name: str, dataset: str, batch: int, model: dict):
+def method_config(name: str, dataset: str, batch: int, model: dict, unlabeled_ratio: int = 1):
+  """`name`'s config at labeled batch `batch` (unlabeled: `unlabeled_ratio` x batch, where the
+  method has an unlabeled stream), with `model` overrides."""
   c = load_config(name, f"dataset={dataset},labels=4000")
   c.input.labeled.batch_size = batch
   if c.input.unlabeled.batch_size:
-    c.input.unlabeled.batch_size = batch
+    c.input.unlabeled.batch_size = batch * unlabeled_ratio
   c.model.update(model)
   return c
 
@@ -100,15 +109,17 @@ def build_step(c, image_shape, views_on_device=True, num_classes=NUM_CLASSES):
 
 
 def raw_batch(c, image_shape, abstract=False, views_on_device=True):
-  """Random uint8 images + labels: raw images, or tf.data's host crops (exemplar8: 8 each)."""
+  """Random uint8 images + labels: raw images, or tf.data's host crops (K per image for a
+  view of K crops: exemplar8 8, simclr2 2)."""
   out = {}
   for name in ("labeled", "unlabeled"):
     b = c.input[name].batch_size
     if not b:
       continue
     shape = (b, *image_shape)
-    if not views_on_device and c.input[name].view == "exemplar8":
-      shape = (b, 8, *image_shape)
+    crops = views.resolve(c.input[name].view, c.input.crop).crops
+    if not views_on_device and crops > 1:
+      shape = (b, crops, *image_shape)
     if abstract:
       out[name] = {"image": jax.ShapeDtypeStruct(shape, jnp.uint8),
                    "label": jax.ShapeDtypeStruct((b,), jnp.int32)}

@@ -88,6 +88,9 @@ def test_commands_chain_prerequisites():
     assert f"--config.stages.{stage}.model.width=2" in sc
     assert (f"--config.stages.{stage}.input.unlabeled.batch_size=16" in sc) == unlabeled
   assert not any(a.startswith("--config.stages.finetune.lr.warmup") for a in sc)
+  assert not any(a.startswith("--config.run_stages") for a in sc)  # default: all three
+  (_, sc2), = le.commands("simclrv2", 0, "/r", dict(SETTINGS, simclrv2_stages="pretrain+finetune"))
+  assert sc2 == sc + ["--config.run_stages=pretrain+finetune"]
 
 
 def test_report_from_fake_runs(tmp_path):
@@ -156,6 +159,16 @@ def test_step_cost_image_accounting():
       name, "folder:/x", 32, dict(depth=10, width=1)))
   assert [count(m) for m in ("supervised", "vat", "s4l_rotation", "s4l_exemplar",
                              "moam_step1")] == [32, 192, 256, 512, 512]
+
+
+def test_step_cost_host_crops_per_view():
+  """The tf.data step is fed K host crops per image for a view of K crops."""
+  c = step_cost.load_config("simclrv2_pretrain", "dataset=imagenet2012,labels=10pct")
+  c.input.labeled.batch_size, c.input.unlabeled.batch_size = 2, 3
+  raw = step_cost.raw_batch(c, (8, 8, 3), abstract=True, views_on_device=False)
+  assert raw["labeled"]["image"].shape == (2, 2, 8, 8, 3)
+  assert raw["unlabeled"]["image"].shape == (3, 2, 8, 8, 3)
+  assert step_cost.raw_batch(c, (8, 8, 3), abstract=True)["labeled"]["image"].shape == (2, 8, 8, 3)
 
 
 def test_simclr_memory_accounting():
