@@ -59,7 +59,7 @@ def apply_train_streams(model, params, batch_stats, x, sizes, rng=None):
   """`apply_train` of x = concat(streams of `sizes` rows) with its BN groups per core
   (`core_order` of the model's `bn_group_size`); outputs come back in x's row order. With
   global BN exactly `apply_train(x)`."""
-  order = core_order(sizes, model.trunk.bn_group_size)
+  order = core_order(sizes, getattr(getattr(model, "trunk", None), "bn_group_size", None))
   if order is None:
     return apply_train(model, params, batch_stats, x, rng)
   outputs, new_stats = apply_train(model, params, batch_stats, x[order], rng)
