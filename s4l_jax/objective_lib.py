@@ -59,7 +59,7 @@ def apply_train_streams(model, params, batch_stats, x, sizes, rng=None):
   """`apply_train` of x = concat(streams of `sizes` rows) with its BN groups per core
   (`core_order` of the model's `bn_group_size`); outputs come back in x's row order. With
   global BN exactly `apply_train(x)`."""
-  order = core_order(sizes, getattr(getattr(model, "trunk", None), "bn_group_size", None))
+  order = core_order(sizes, model.trunk.bn_group_size)
   if order is None:
     return apply_train(model, params, batch_stats, x, rng)
   outputs, new_stats = apply_train(model, params, batch_stats, x[order], rng)
@@ -110,8 +110,9 @@ def perturbed_apply_fn(model, params, batch_stats, head: str = "classes", sizes=
   """`x (N, H, W, C) -> logits (N, dim)` of `head`: train-mode BN, batch_stats discarded
   (S4L freezes the moving averages in VAT's perturbed passes); x = concat(streams of
   `sizes` rows) gets BN groups per core (`apply_train_streams`; None: one stream)."""
-  return lambda x: apply_train_streams(model, params, batch_stats, x,
-                                       sizes or [x.shape[0]])[0][head]
+  if sizes is None:  # one stream: its contiguous BN groups already are per core
+    return lambda x: apply_train(model, params, batch_stats, x)[0][head]
+  return lambda x: apply_train_streams(model, params, batch_stats, x, sizes)[0][head]
 
 
 def vat_kwargs(loss_config, default_eps: float = 40.0) -> dict:
