@@ -47,7 +47,8 @@ def test_unwritable_dir_warns_and_runs_without(tmp_path, updates):
 def test_second_run_compiles_nothing_new(tmp_path):
   """main.py stores its compiled programs; the same config in a fresh workdir adds none."""
   cache = tmp_path / "xla"
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  # Every program stored (the suite's 0.5 s threshold would keep a machine-dependent subset).
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   env.pop("JAX_COMPILATION_CACHE_DIR", None)
   def run(workdir):
     subprocess.run([sys.executable, "main.py", "--config=configs/supervised.py:dataset=digits",

@@ -187,7 +187,7 @@ def test_evaluate_export_on_other_classes_fails_before_scoring(tmp_path):
 
 @pytest.mark.parametrize("config, match", [
     ("configs/supervised.py:datset=digits", r"Unknown config arg 'datset'; valid args: "
-                                            r"dataset, labels, steps"),
+                                            r"dataset, fidelity, labels, steps"),
     ("configs/supervised.py:dataset=digitz", r"Unknown dataset 'digitz'; valid: "),
     ("configs/supervised.py:dataset=digits,steps=x", r"Config arg steps='x' is not a int"),
     ("configs/supervsed.py:dataset=digits", r"no config file 'configs/supervsed.py'"),
@@ -207,7 +207,7 @@ def test_bad_config_flag_fails_in_one_line(tmp_path, config, match):
     ({"input.labeled.view": "pad_crop|flipp"},
      r"^input.labeled.view 'pad_crop\|flipp': unknown op 'flipp'; valid: a named view "
      r"\(train, rotate4, exemplar8, simclr2, simclr_train, eval, simclr_eval\) or "
-     r"crop_op\[\*N\]\|op\|... with crop ops \(inception_crop, pad_crop, central_crop, "
+     r"crop_op\[\*N\]\|op\[@k\]\|... with crop ops \(inception_crop, pad_crop, central_crop, "
      r"simclr_crop, central_crop_875\) and ops \(flip, hsv_noise, "),
     ({"input.unlabeled.view": "rotate"}, r"^input.unlabeled.view 'rotate': unknown op 'rotate'"),
     ({"input.labeled.view": "flip|pad_crop"},
