@@ -10,6 +10,8 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from s4l_jax import cpu_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+cpu_flags.apply()  # before jax starts: XLA reads XLA_FLAGS once
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top

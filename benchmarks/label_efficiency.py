@@ -47,7 +47,7 @@ _METHODS = flags.DEFINE_list(
     "methods", ["supervised", "s4l_rotation"],
     "Methods in run order; `method:0+1` gives that method its own seeds. Known: "
     "supervised, pseudo_label, vat, vat_entmin, rotation_finetune, s4l_rotation, "
-    "s4l_exemplar, moam, fixmatch, noisy_student.")
+    "s4l_exemplar, moam, fixmatch, mean_teacher, noisy_student, simclrv2.")
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Default seeds.")
 _STEPS = flags.DEFINE_integer("steps", 300, "Training steps of every run (every MOAM stage).")
 _BATCH = flags.DEFINE_integer("batch", 32, "Labeled batch (and unlabeled batch) of every run.")
@@ -69,7 +69,7 @@ _SIMCLRV2_STAGES = flags.DEFINE_string("simclrv2_stages", "all", "SimCLRv2's run
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Methods whose config has an unlabeled stream (its batch is set to --batch too).
 UNLABELED = {"vat", "vat_entmin", "rotation", "s4l_rotation", "s4l_exemplar", "moam_step1",
-             "fixmatch", "simclrv2_pretrain", "simclrv2_distill"}
+             "fixmatch", "mean_teacher", "simclrv2_pretrain", "simclrv2_distill"}
 # Unlabeled images per labeled image where a method's paper fixes it (FixMatch's mu).
 UNLABELED_RATIO = {"fixmatch": 7}
 # Stages that start from a trained network: no warm-up.
@@ -77,7 +77,8 @@ FINETUNES = {"moam_step3", "simclrv2_finetune"}
 # Stages trained on every train image (ground truth + pseudo-labels).
 STUDENTS = {"pseudo_label", "moam_step2", "noisy_student_student"}
 KNOWN = ("supervised", "pseudo_label", "vat", "vat_entmin", "rotation_finetune",
-         "s4l_rotation", "s4l_exemplar", "moam", "fixmatch", "noisy_student", "simclrv2")
+         "s4l_rotation", "s4l_exemplar", "moam", "fixmatch", "mean_teacher", "noisy_student",
+         "simclrv2")
 NOISY_STUDENT_ITERATIONS = 2  # students after the teacher (the issue's `iterations=2`)
 
 

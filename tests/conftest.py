@@ -12,3 +12,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="s4l_jax_xla_"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# The CPU path main.py takes by default (tests that set XLA_FLAGS themselves apply it too).
+from s4l_jax import cpu_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+cpu_flags.apply()
