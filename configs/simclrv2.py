@@ -31,9 +31,16 @@ SimCLR's crop (area 0.08-1) the digits pretraining stayed above the chance-level
 `--config.stages.pretrain.input.unlabeled.view='simclr_crop*2|simclr_augment'` (and
 `labeled.view`) to use it.
 
+Memory (`memory=K`, K > 0; the paper: 65536): pretraining adds SimCLRv2's MoCo-style queue of
+K negatives from a memory network = the EMA of the weights, `ema_decay` 0.999
+(`loss.memory_size`, s4l_jax/objectives/simclr.py; the paper's +~1% at 1% labels, not in the
+released code). With the EMA on, the stage evaluates and exports the EMA weights (the memory
+network), as every config with EMA does.
+
 Args: dataset (imagenet2012), labels (10pct), model (r50_1x | r50_2x_sk | r152_3x_sk;
 ImageNet only), student (same | r50_1x), step (0 = all three; 1|2|3 = that one: an earlier
-stage's export must exist), steps (> 0: that many steps per stage).
+stage's export must exist), steps (> 0: that many steps per stage), memory (0 = off; K > 0:
+the queue's size).
 Re-running resumes at the stage and step where it stopped; stage keys can be overridden:
 `--config.stages.finetune.lr.base=0.01`.
 """
@@ -63,7 +70,7 @@ def lars(c, base: float, weight_decay: float, warmup_epochs: float):
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", model="r50_1x",
-                           student="same", step=0, steps=0)
+                           student="same", step=0, steps=0, memory=0)
   family = config_lib.dataset_family(a.dataset)
   imagenet = family == "imagenet2012"
   if a.model not in IMAGENET_MODELS:
@@ -88,6 +95,9 @@ def get_config(arg=None):
                               classes=dict(dims=-1, stop_gradient=True))
   pretrain.loss.temperature = 0.1
   pretrain.loss.linear_eval_weight = 1.0
+  pretrain.loss.memory_size = a.memory
+  if a.memory:
+    pretrain.ema_decay = 0.999
   pretrain.lr.batch_of = "all"
 
   finetune.objective = "supervised"

@@ -6,6 +6,7 @@ checkpoint that is complete but damaged later (a deleted or truncated file) is m
 `WORKDIR/checkpoints_damaged/` on restore and the next older one is used instead.
 """
 import contextlib
+import dataclasses
 import os
 import sys
 
@@ -39,9 +40,22 @@ class Checkpointer:
     return sorted(self._manager.all_steps())
 
   def restore(self, abstract_state, step: int | None = None):
-    """Restores `step` (default latest) into the structure/shardings of `abstract_state`."""
+    """Restores `step` (default latest) into the structure/shardings of `abstract_state`.
+
+    A top-level entry of `abstract_state` (a dict or dataclass) that holds no arrays (`{}`) and
+    that the checkpoint lacks, written before the entry existed (`TrainState.objective_state`),
+    keeps its value: such checkpoints still resume.
+    """
     step = self.latest_step() if step is None else step
-    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    saved, entries = self._manager.item_metadata(step).tree, _entries(abstract_state)
+    absent = {k for k, v in entries.items() if k not in saved and not jax.tree.leaves(v)}
+    if not absent:
+      return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    present = {k: v for k, v in entries.items() if k not in absent}
+    restored = self._manager.restore(step, args=ocp.args.StandardRestore(present))
+    if isinstance(abstract_state, dict):
+      return {**abstract_state, **restored}
+    return dataclasses.replace(abstract_state, **restored)
 
   def restore_newest_intact(self, abstract_state):
     """The newest checkpoint that restores into `abstract_state`, or None if there is none.
@@ -132,6 +146,13 @@ def _drop_abandoned_coroutines(unraisablehook):
       unraisablehook(unraisable)
   hook.drops_abandoned_reads = True
   return hook
+
+
+def _entries(state) -> dict:
+  """The top-level entries of a dict or dataclass state, by name."""
+  if isinstance(state, dict):
+    return dict(state)
+  return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
 
 
 def _flat_shapes(tree) -> dict[str, tuple]:

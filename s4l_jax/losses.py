@@ -185,7 +185,8 @@ def exemplar_ids(num_images: int, num_views: int, quirk: bool = False) -> Array:
   return j // num_images if quirk else j // num_views
 
 
-def nt_xent(z1: Array, z2: Array, temperature: float = 0.1, normalize: bool = True) -> Array:
+def nt_xent(z1: Array, z2: Array, temperature: float = 0.1, normalize: bool = True,
+            queue: Optional[Array] = None) -> Array:
   """SimCLR's NT-Xent as coded (`simclr:objective.py`, methods.md 3.5): the SUM of the two
   directional means.
 
@@ -193,12 +194,16 @@ def nt_xent(z1: Array, z2: Array, temperature: float = 0.1, normalize: bool = Tr
   [z1_i . z2_j / t for all j (positive j = i)] + [z1_i . z1_j / t for j != i (self masked)],
   and symmetrically for z2_i; the loss is mean_i CE(a_i, i) + mean_i CE(b_i, i). Every
   anchor's negatives are the 2N - 2 other views of the WHOLE batch: under `jit` with the batch
-  sharded over devices this (N, N) matmul is global (cross-device negatives).
+  sharded over devices this (N, N) matmul is global (cross-device negatives). With a `queue`
+  (SimCLRv2's MoCo-style memory), every anchor of both directions also gets the K logits
+  anchor . q_k / t as negatives (2N + K logits).
 
   Args:
     z1, z2: (N, D) projections of view 1 and view 2.
     temperature: t (0.1 in SimCLRv2).
     normalize: L2-normalise z first (`hidden_norm=True`).
+    queue: optional (K, D) extra negatives, used as given (the caller normalises them); no
+      gradient flows into them.
 
   Returns:
     (loss, accuracy): the scalar loss and the fraction of anchors whose positive has the
@@ -212,8 +217,11 @@ def nt_xent(z1: Array, z2: Array, temperature: float = 0.1, normalize: bool = Tr
   self_mask = jnp.eye(n, dtype=bool)
   masked = lambda s: jnp.where(self_mask, -1e9, s)
   sim = lambda a, b: jnp.matmul(a, b.T, precision=hi) / temperature
-  logits_a = jnp.concatenate([sim(z1, z2), masked(sim(z1, z1))], axis=1)  # (N, 2N)
-  logits_b = jnp.concatenate([sim(z2, z1), masked(sim(z2, z2))], axis=1)
+  memory = [] if queue is None else [jax.lax.stop_gradient(_as_float(queue))]
+  logits_a = jnp.concatenate([sim(z1, z2), masked(sim(z1, z1))]
+                             + [sim(z1, q) for q in memory], axis=1)  # (N, 2N [+ K])
+  logits_b = jnp.concatenate([sim(z2, z1), masked(sim(z2, z2))]
+                             + [sim(z2, q) for q in memory], axis=1)
   positives = jnp.arange(n)
   loss = softmax_xent(logits_a, positives) + softmax_xent(logits_b, positives)
   accuracy = jnp.mean(jnp.concatenate([logits_a.argmax(-1), logits_b.argmax(-1)]) ==

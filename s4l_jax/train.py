@@ -38,23 +38,24 @@ def ema_decay(config, steps_per_epoch: int) -> float:
 
 def make_loss_fn(model, objective, config, views_on_device: bool = True, teacher_model=None):
   """Returns `loss_fn(params, batch_stats, raw_batch, rng, aux_state) -> (loss, (batch_stats,
-  metrics))`.
+  metrics, objective_state))` (the objective's new state, or `aux_state["state"]` unchanged
+  when it keeps none).
 
   With `views_on_device`, raw uint8 images are turned into the configured views inside the
   step; otherwise the batch holds uint8 crops from tf.data and the step applies the rest of
   the view (`views.make_view_fn(..., host_cropped=True)`). Then the objective's loss,
   with the `aux` its `REQUIRES.aux` asks for, built from `aux_state` = {"step", "progress",
-  "ema_params", "frozen"} (see `s4l_jax/objectives/__init__.py`).
+  "ema_params", "state", "frozen"} (see `s4l_jax/objectives/__init__.py`).
   """
   size, names = config.input.image_size, ("labeled", "unlabeled")
   view_fns = {name: views.make_view_fn(config.input[name].view, image_size=size,
                                        crop=config.input.crop,
                                        host_cropped=not views_on_device) for name in names}
   objective_loss = functools.partial(objective.loss_fn, model=model, loss_config=config.loss)
-  wanted = objective.REQUIRES.aux
+  wanted = objectives.requirements(objective, config.loss).aux
 
   def make_aux(aux_state):
-    aux = {k: aux_state[k] for k in ("step", "progress", "ema_params") if k in wanted}
+    aux = {k: aux_state[k] for k in ("step", "progress", "ema_params", "state") if k in wanted}
     if "teacher" in wanted:
       variables = aux_state["frozen"]["teacher"]
       aux["teacher"] = lambda x: jax.lax.stop_gradient(
@@ -65,7 +66,9 @@ def make_loss_fn(model, objective, config, views_on_device: bool = True, teacher
     rngs = jax.random.split(rng, 3)
     batch = {name: {**raw[name], **view_fns[name](r, raw[name])}
              for name, r in zip(names, rngs) if name in raw}
-    return objective_loss(params, batch_stats, batch, rngs[2], aux=make_aux(aux_state))
+    loss, (new_stats, metrics, *new_state) = objective_loss(params, batch_stats, batch, rngs[2],
+                                                           aux=make_aux(aux_state))
+    return loss, (new_stats, metrics, new_state[0] if new_state else aux_state.get("state", {}))
   return loss_fn
 
 
@@ -83,9 +86,9 @@ def make_train_step(model, objective, tx, config, decay: float, views_on_device:
   def step(state, raw, frozen):
     rng = jax.random.fold_in(base_rng, state.step)
     aux_state = dict(step=state.step, progress=state.step.astype(jnp.float32) / num_steps,
-                     ema_params=state.ema_params, frozen=frozen)
-    (loss, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, state.batch_stats, raw, rng, aux_state)
+                     ema_params=state.ema_params, state=state.objective_state, frozen=frozen)
+    (loss, (batch_stats, metrics, objective_state)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params, state.batch_stats, raw, rng, aux_state)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema_params = state.ema_params
@@ -98,7 +101,8 @@ def make_train_step(model, objective, tx, config, decay: float, views_on_device:
                    batch_stats_norm=(optax.tree.norm(batch_stats) if jax.tree.leaves(batch_stats)
                                      else jnp.zeros((), jnp.float32)))
     return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                         opt_state=opt_state, ema_params=ema_params), metrics
+                         opt_state=opt_state, ema_params=ema_params,
+                         objective_state=objective_state), metrics
   return step
 
 
@@ -216,7 +220,10 @@ def _init(config, workdir: str) -> _Run:
   tx = optim.make_optimizer(config.optimizer, schedule, variables["params"], config.trainable)
   decay = ema_decay(config, spe)
   repl = distributed.replicated(mesh)
-  state = jax.device_put(train_state.create(variables, tx, use_ema=bool(decay)), repl)
+  state_rng = jax.random.split(jax.random.PRNGKey(config.seed))[1]  # not a step's fold_in
+  objective_state = objectives.init_state(objective, config, state_rng)
+  state = jax.device_put(train_state.create(variables, tx, use_ema=bool(decay),
+                                            objective_state=objective_state), repl)
 
   ckpt = checkpointing.Checkpointer(storage.join(workdir, "checkpoints"),
                                     config.checkpoint_every_steps, config.keep_checkpoints)

@@ -6,7 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from s4l_jax import checkpointing
+import optax
+
+from s4l_jax import checkpointing, train_state
 
 SHARDING = jax.sharding.SingleDeviceSharding(jax.devices()[0])
 
@@ -98,3 +100,22 @@ def test_describe_mismatch_names_missing_and_extra_arrays():
   text = checkpointing.describe_mismatch(saved, {"a": np.zeros(2), "c": np.zeros(3)})
   assert "1 arrays not in the checkpoint, e.g. c" in text
   assert "1 checkpoint arrays not in the model, e.g. b" in text
+
+
+def test_checkpoint_from_before_objective_state_still_restores(tmp_path):
+  """A TrainState checkpoint written before `objective_state` existed (no such entry on disk)
+  restores into today's TrainState, the entry left {}; one with a queue restores it."""
+  state = train_state.create({"params": {"w": jnp.arange(3.0)}}, optax.sgd(0.1), use_ema=False)
+  old = {k: v for k, v in vars(state).items() if k != "objective_state"}
+  ckpt = checkpointing.Checkpointer(str(tmp_path), 1, 3)
+  ckpt.save(1, old)
+  ckpt.save(2, state.replace(objective_state={"queue": jnp.ones((4, 2))}))
+  ckpt.close()
+  ckpt = checkpointing.Checkpointer(str(tmp_path), 1, 3)
+  restored = ckpt.restore(checkpointing.abstract_like(state, SHARDING), step=1)
+  assert isinstance(restored, train_state.TrainState) and restored.objective_state == {}
+  jax.tree.map(np.testing.assert_array_equal, restored.params, state.params)
+  with_queue = state.replace(objective_state={"queue": jnp.zeros((4, 2))})
+  restored = ckpt.restore_newest_intact(checkpointing.abstract_like(with_queue, SHARDING))
+  np.testing.assert_array_equal(restored.objective_state["queue"], 1.0)
+  ckpt.close()

@@ -278,10 +278,12 @@ def test_batch_hard_triplet_permutation_invariant():
 # ---- NT-Xent (SimCLR) and distillation, against float64 loops ----
 
 
-def nt_xent_reference(z1, z2, temperature, normalize=True):
-  """SimCLR's objective.py written as loops: for every anchor, its 2N-1 logits (self left out),
-  positive = the other view of the same image; the two directional means summed."""
+def nt_xent_reference(z1, z2, temperature, normalize=True, queue=()):
+  """SimCLR's objective.py written as loops: for every anchor, its 2N-1 logits (self left out)
+  and one per `queue` row (the memory's negatives, as given), positive = the other view of the
+  same image; the two directional means summed."""
   z1, z2 = np.asarray(z1, np.float64), np.asarray(z2, np.float64)
+  queue = np.asarray(queue, np.float64)
   if normalize:
     z1 = z1 / np.linalg.norm(z1, axis=1, keepdims=True)
     z2 = z2 / np.linalg.norm(z2, axis=1, keepdims=True)
@@ -292,6 +294,7 @@ def nt_xent_reference(z1, z2, temperature, normalize=True):
     for i in range(n):
       candidates = [anchors[i] @ others[j] / temperature for j in range(n)]
       candidates += [anchors[i] @ anchors[j] / temperature for j in range(n) if j != i]
+      candidates += [anchors[i] @ q / temperature for q in queue]
       candidates = np.array(candidates)
       log_denominator = np.log(np.sum(np.exp(candidates - candidates.max()))) + candidates.max()
       per_anchor.append(log_denominator - candidates[i])  # candidate i is the positive
@@ -362,6 +365,51 @@ def test_nt_xent_negatives_are_global_across_devices():
   per_device = np.mean([nt_xent_reference(z1[i:i + 2], z2[i:i + 2], 0.1)
                         for i in range(0, 16, 2)])
   assert abs(per_device - reference) > 0.5  # local negatives would give a different loss
+
+
+def random_queue(k, d, seed):
+  q = np.random.default_rng(seed).normal(size=(k, d))
+  return (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_nt_xent_with_a_queue_matches_reference_and_stops_its_gradient():
+  """The K queue rows are extra negatives of every anchor in both directions; the gradient of
+  z1, z2 matches finite differences of the float64 loops, and none reaches the queue."""
+  z1, z2 = random_views(n=4, d=3, seed=3)
+  queue = random_queue(5, 3, seed=4)
+  loss_fn = lambda a, b, q: losses.nt_xent(a, b, 0.5, queue=q)[0]
+  np.testing.assert_allclose(loss_fn(z1, z2, queue), nt_xent_reference(z1, z2, 0.5, queue=queue),
+                             rtol=2e-5)
+  assert abs(nt_xent_reference(z1, z2, 0.5, queue=queue) - nt_xent_reference(z1, z2, 0.5)) > 0.1
+  grads = jax.grad(loss_fn, argnums=(0, 1, 2))(jnp.asarray(z1), jnp.asarray(z2),
+                                              jnp.asarray(queue))
+  np.testing.assert_array_equal(grads[2], 0.0)
+  eps = 1e-6
+  for which in (0, 1):
+    numeric = np.zeros(z1.shape)
+    for idx in np.ndindex(*z1.shape):
+      plus = [np.asarray(z1, np.float64), np.asarray(z2, np.float64)]
+      minus = [plus[0].copy(), plus[1].copy()]
+      plus[which] = plus[which].copy()
+      plus[which][idx] += eps
+      minus[which][idx] -= eps
+      numeric[idx] = (nt_xent_reference(*plus, 0.5, queue=queue)
+                      - nt_xent_reference(*minus, 0.5, queue=queue)) / (2 * eps)
+    np.testing.assert_allclose(grads[which], numeric, rtol=1e-3, atol=1e-5)
+
+
+def test_nt_xent_queue_replicated_with_the_batch_sharded():
+  """8 devices (batch sharded, queue replicated) == 1 device == the NumPy reference."""
+  z1, z2 = random_views(n=16, d=8, seed=5)
+  queue = random_queue(24, 8, seed=6)
+  reference = nt_xent_reference(z1, z2, 0.1, queue=queue)
+  fn = jax.jit(lambda a, b, q: losses.nt_xent(a, b, 0.1, queue=q)[0])
+  single = fn(*(jax.device_put(x, jax.devices()[0]) for x in (z1, z2, queue)))
+  mesh = distributed.make_mesh(jax.devices())
+  rows, repl = NamedSharding(mesh, P("data")), NamedSharding(mesh, P())
+  sharded = fn(jax.device_put(z1, rows), jax.device_put(z2, rows), jax.device_put(queue, repl))
+  np.testing.assert_allclose(single, reference, rtol=2e-5)
+  np.testing.assert_allclose(sharded, reference, rtol=2e-5)
 
 
 def soft_xent_reference(student, teacher, temperature):

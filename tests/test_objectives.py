@@ -4,6 +4,7 @@ import types
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -17,9 +18,9 @@ OBJECTIVES = sorted(f[:-3] for f in os.listdir(os.path.dirname(objectives.__file
 
 @pytest.mark.parametrize("name", OBJECTIVES)
 def test_every_objective_declares_its_requirements(name):
-  module = objectives.get(name)
-  assert isinstance(module.REQUIRES, objectives.Requirements)
-  assert "labeled" in module.REQUIRES.streams
+  needs = objectives.requirements(objectives.get(name), ml_collections.ConfigDict())
+  assert isinstance(needs, objectives.Requirements)
+  assert "labeled" in needs.streams
 
 
 def _config(name="s4l_rotation", arg="dataset=digits"):

@@ -6,10 +6,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from s4l_jax import objectives, optim, train, train_state
+from s4l_jax import distributed, objectives, optim, train, train_state, validation
 from s4l_jax.models import build_model
 from s4l_jax.objectives import distill, simclr
-from test_losses import nt_xent_reference, soft_xent_reference
+from test_losses import nt_xent_reference, random_queue, soft_xent_reference
 from testing_utils import load_config, tiny
 
 WRN = dict(name="wrn", depth=10, width=1)
@@ -78,6 +78,116 @@ def test_simclr_requires_two_views_and_a_projection_head():
   config.input.unlabeled.view = config.input.labeled.view = "simclr2"
   with pytest.raises(ValueError, match=r"reads model heads \['proj'\]"):
     objectives.check_config(config)
+
+
+def normalized(x):
+  x = np.asarray(x, np.float64)
+  return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_simclr_memory_adds_the_queue_and_enqueues_the_memory_networks_keys(simclr_setup):
+  """memory_size > 0: NT-Xent with the K queue rows as extra negatives; the new queue starts
+  with the EMA network's normalised proj of view 2 (train-mode BN over those 8 images), then
+  the old queue's first K - 8 rows; no gradient reaches the EMA weights or the queue."""
+  model, variables, batch = simclr_setup
+  ema, queue = init(model, seed=1)["params"], random_queue(12, 8, seed=7)
+  loss_config = ml_collections.ConfigDict(dict(temperature=0.2, memory_size=12))
+
+  def run(params, ema_params, q):
+    return simclr.loss_fn(params, variables["batch_stats"], batch, None, model=model,
+                          loss_config=loss_config,
+                          aux={"ema_params": ema_params, "state": {"queue": q}})
+  loss, (_, metrics, new_state) = run(variables["params"], ema, queue)
+  u, l = batch["unlabeled"]["image"], batch["labeled"]["image"]
+  x = np.concatenate([u[:, 0], l[:, 0], u[:, 1], l[:, 1]])
+  z = np.asarray(model.apply(variables, x, train=True, mutable=["batch_stats"])[0]["proj"])
+  np.testing.assert_allclose(metrics["contrastive_loss"],
+                             nt_xent_reference(z[:8], z[8:], 0.2, queue=queue), rtol=1e-5)
+  np.testing.assert_allclose(loss, metrics["contrastive_loss"] + metrics["linear_eval_loss"],
+                             rtol=1e-6)
+  keys = model.apply(dict(variables, params=ema), x[8:], train=True,
+                     mutable=["batch_stats"])[0]["proj"]
+  assert new_state["queue"].shape == (12, 8) and new_state["queue"].dtype == jnp.float32
+  np.testing.assert_allclose(new_state["queue"][:8], normalized(keys), rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(new_state["queue"][8:], queue[:4])
+
+  grads = jax.grad(lambda p, e, q: run(p, e, q)[0], argnums=(0, 1, 2))(
+      variables["params"], ema, jnp.asarray(queue))
+  assert max(float(np.abs(g).max()) for g in jax.tree.leaves(grads[0]["trunk"])) > 0
+  jax.tree.map(lambda g: np.testing.assert_array_equal(g, 0.0), grads[1:])
+  key_grads = jax.grad(lambda e: jnp.sum(run(variables["params"], e, queue)[1][2]["queue"]))(ema)
+  jax.tree.map(lambda g: np.testing.assert_array_equal(g, 0.0), key_grads)
+
+
+def test_enqueue_keeps_the_last_k_keys_newest_first():
+  """FIFO over 5 steps of 4 keys into K = 10 (not a multiple of 4): the queue always holds the
+  newest batch first, then the previous ones, and after 20 keys exactly the last 10."""
+  rng = np.random.default_rng(8)
+  queue0 = rng.normal(size=(10, 3)).astype(np.float32)
+  batches = [rng.normal(size=(4, 3)).astype(np.float32) for _ in range(5)]
+  queue = jnp.asarray(queue0)
+  for t, keys in enumerate(batches):
+    queue = simclr.enqueue(queue, keys)
+    np.testing.assert_array_equal(queue, np.concatenate(batches[t::-1] + [queue0])[:10])
+  np.testing.assert_array_equal(queue, np.concatenate([batches[4], batches[3], batches[2][:2]]))
+
+
+def memory_config(memory=48):
+  return tiny(load_config("simclrv2", f"dataset=digits,memory={memory}").stages.pretrain)
+
+
+def test_memory_config_needs_the_ema_and_a_nonnegative_size():
+  config = memory_config()
+  assert config.ema_decay == 0.999 and config.loss.memory_size == 48
+  objectives.check_config(config)
+  assert simclr.init_state(config, jax.random.PRNGKey(0))["queue"].shape == (48, 128)
+  config.ema_decay = 0.0
+  with pytest.raises(ValueError, match=r"^objective simclr needs the EMA weights: set "):
+    objectives.check_config(config)
+  config.loss.memory_size = -1
+  with pytest.raises(ValueError, match=r"^loss.memory_size=-1 must be >= 0"):
+    validation.check_values(config)
+  off = tiny(load_config("simclrv2", "dataset=digits").stages.pretrain)
+  assert off.loss.memory_size == 0 and off.ema_decay == 0.0
+  assert objectives.init_state(simclr, off, jax.random.PRNGKey(0)) == {}
+
+
+def test_memory_train_steps_on_8_devices_match_1_device():
+  """Two jitted train steps with the memory on (global batch N = 32, K = 48): the queue stays
+  replicated, its old rows move down by N bit for bit (newest first), and 8 devices == 1."""
+  config = memory_config()
+  model = build_model(config.model, 10)
+  variables = init(model)
+  tx = optim.make_optimizer(config.optimizer, lambda _: 0.1, variables["params"])
+  step = train.make_train_step(model, simclr, tx, config, decay=config.ema_decay, num_steps=2)
+  queue0 = objectives.init_state(simclr, config, jax.random.PRNGKey(1))["queue"]
+  np.testing.assert_allclose(np.linalg.norm(queue0, axis=1), 1.0, rtol=1e-6)
+  rng = np.random.default_rng(9)
+  raws = [{s: {"image": rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8),
+               "label": rng.integers(0, 10, (16,)).astype(np.int32)}
+           for s in ("labeled", "unlabeled")} for _ in range(2)]
+  runs = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    mesh = distributed.make_mesh(devices)
+    repl = distributed.replicated(mesh)
+    state = jax.device_put(train_state.create(variables, tx, use_ema=True,
+                                              objective_state={"queue": queue0}), repl)
+    jitted = jax.jit(step, in_shardings=(repl, distributed.data_sharding(mesh), repl),
+                     out_shardings=(repl, repl))
+    queues, losses = [queue0], []
+    for raw in raws:
+      state, metrics = jitted(state, distributed.to_global(raw, mesh), {})
+      assert state.objective_state["queue"].sharding.is_fully_replicated
+      queues.append(np.asarray(jax.device_get(state.objective_state["queue"])))
+      losses.append(float(metrics["contrastive_loss"]))
+    for old, new in zip(queues, queues[1:]):
+      np.testing.assert_array_equal(new[32:], old[:16])
+      np.testing.assert_allclose(np.linalg.norm(new[:32], axis=1), 1.0, rtol=1e-5)
+    runs.append((queues, losses))
+  (q1, l1), (q8, l8) = runs
+  np.testing.assert_allclose(l1, l8, rtol=1e-5)
+  for a, b in zip(q1, q8):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from s4l_jax import export, runner
+from s4l_jax import export, runner, train
 from s4l_jax.data import pipeline as pipeline_lib
 from testing_utils import ROOT, load_config, tiny
 
@@ -251,3 +251,42 @@ def test_simclrv2_config_runs_three_stages_and_resumes_mid_pipeline(tmp_path):
   jax.tree.map(lambda w: np.testing.assert_array_equal(w, 0.0), start["head_classes"])
   described = export.load_description(str(tmp_path / "finetune" / "export"))
   assert described["model"]["heads"]["classes"]["input"] == "proj_1"
+
+
+def test_simclrv2_memory_runs_end_to_end_and_resumes_bit_identically(tmp_path):
+  """`simclrv2.py:dataset=digits,memory=96` (3 steps of keys): the pretraining stage interrupted
+  after step 2 and resumed ends in the checkpoint of an uninterrupted run bit for bit, its queue
+  (objective_state) still holding step 2's keys; the queue is never exported; fine-tuning and
+  distillation follow."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  def config(arg):
+    c = load_config("simclrv2", f"dataset=digits,memory=96{arg}")
+    for stage in c.stages.values():
+      tiny(stage, steps=2)
+    tiny(c.stages.pretrain, steps=4)
+    return c
+  full, resumed = tmp_path / "full", tmp_path / "resumed"
+  runner.run(config(",step=1"), str(full))
+
+  def stop_after_2(self, step):  # a SIGTERM arriving during step 2
+    if step == 2:
+      self.signal_name = "SIGTERM"
+    return self.signal_name is not None
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(train._Preemption, "requested_at", stop_after_2)
+    with pytest.raises(SystemExit, match="SIGTERM: saved step 2"):
+      runner.run(config(",step=1"), str(resumed))
+  results = runner.run(config(""), str(resumed))
+  assert results["stages"]["pretrain"]["resumed_from_step"] == 2
+  assert list(results["stages"]) == ["pretrain", "finetune", "distill"]
+
+  with ocp.StandardCheckpointer() as checkpointer:
+    a, b = (checkpointer.restore(str(d / "pretrain" / "checkpoints" / "4" / "default"))
+            for d in (full, resumed))
+  assert a["objective_state"]["queue"].shape == (96, 128)
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+  exported = export.load_variables(str(resumed / "pretrain" / "export"))
+  assert set(exported) == {"params", "batch_stats"}
+  jax.tree.map(np.testing.assert_array_equal, exported["params"], b["ema_params"])

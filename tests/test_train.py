@@ -254,7 +254,8 @@ def test_frozen_teacher_from_an_export_is_an_input_not_state(uninterrupted, tmp_
   with ocp.StandardCheckpointer() as checkpointer:
     saved = checkpointer.metadata(os.path.join(tmp_path, "checkpoints", "2", "default"))
   tree = getattr(getattr(saved, "item_metadata", saved), "tree", saved)
-  assert set(tree) == {"step", "params", "batch_stats", "opt_state", "ema_params"}
+  assert set(tree) == {"step", "params", "batch_stats", "opt_state", "ema_params",
+                       "objective_state"}
   for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(export.load_variables(teacher_dir))):
     np.testing.assert_array_equal(a, b)
 

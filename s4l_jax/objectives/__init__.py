@@ -3,12 +3,17 @@
 Contract (every module `s4l_jax/objectives/<name>.py`; `config.objective` names it):
 
     REQUIRES = objectives.Requirements(streams=..., heads=..., aux=...)
+             # or a function `loss_config -> Requirements` when the needs depend on `loss` keys
 
     def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux)
         -> (loss, (new_batch_stats, metrics))
+        -> (loss, (new_batch_stats, metrics, new_state))   # only with "state" in REQUIRES.aux
 
-* `REQUIRES` declares what the loss reads; `check_config` (called by `validation.validate`)
-  rejects a config that does not provide it, in one line, before anything is compiled:
+    def init_state(config, rng) -> state                    # only with "state" in REQUIRES.aux
+
+* `REQUIRES` declares what the loss reads (`requirements(module, loss_config)` resolves it);
+  `check_config` (called by `validation.validate`) rejects a config that does not provide it,
+  in one line, before anything is compiled:
   - `streams`: stream name -> copies per image its view must make (`None`: any view), e.g.
     `{"labeled": 1, "unlabeled": 4}`; a listed "unlabeled" stream needs
     `input.unlabeled.batch_size > 0`. Streams not listed may still be present (and are then
@@ -30,7 +35,13 @@ Contract (every module `s4l_jax/objectives/<name>.py`; `config.objective` names 
     > 0);
   - "teacher": `x (N, H, W, C) in [-1, 1] -> outputs dict`, a frozen network rebuilt from the
     export `config.frozen_teacher` (inference-mode BN, no gradient; its variables are
-    replicated, never donated, trained or checkpointed).
+    replicated, never donated, trained or checkpointed);
+  - "state": the objective's own state across steps (a pytree of arrays, e.g. SimCLR's memory
+    queue), which the loss returns updated as `new_state` (same structure, shapes, dtypes; no
+    gradient flows through it). The module's `init_state(config, rng)` gives its value at step
+    0. It lives in `TrainState.objective_state` ({} for objectives without state): replicated
+    over the mesh like the parameters, checkpointed with them (resume is bit-identical),
+    never exported.
 * `model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
   mutable=["batch_stats"])` returns `(outputs, {"batch_stats": new})` where `outputs` maps
   "pre_logits", each head name (e.g. "classes", "rotations") and, for an MLP head `h`, its
@@ -47,7 +58,7 @@ from typing import Mapping
 
 from s4l_jax.data import views
 
-AUX = ("step", "progress", "ema_params", "teacher")
+AUX = ("step", "progress", "ema_params", "teacher", "state")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,9 +89,23 @@ def get(name: str):
   return module
 
 
+def requirements(module, loss_config) -> Requirements:
+  """The objective `module`'s `REQUIRES`, called with `loss_config` when it is a function."""
+  needs = module.REQUIRES
+  return needs(loss_config) if callable(needs) else needs
+
+
+def init_state(module, config, rng):
+  """The objective's state at step 0: `module.init_state(config, rng)` when its requirements
+  have "state", else {}."""
+  return (module.init_state(config, rng)
+          if "state" in requirements(module, config.loss).aux else {})
+
+
 def check_config(config):
   """Raises ValueError (one line) unless `config` provides what its objective requires."""
-  name, needs = config.objective, get(config.objective).REQUIRES
+  module = get(config.objective)
+  name, needs = config.objective, requirements(module, config.loss)
   for stream, copies in needs.streams.items():
     if stream == "unlabeled" and not config.input.unlabeled.batch_size:
       raise ValueError(f"objective {name} needs an unlabeled stream: set "
@@ -101,5 +126,7 @@ def check_config(config):
   if "ema_params" in needs.aux and config.ema_halflife_epochs <= 0 and config.ema_decay <= 0:
     raise ValueError(f"objective {name} needs the EMA weights: set ema_halflife_epochs > 0 "
                      "or ema_decay > 0")
+  if "state" in needs.aux and not hasattr(module, "init_state"):
+    raise ValueError(f"objective {name} reads aux['state'] but defines no init_state")
   if "teacher" in needs.aux and not config.frozen_teacher:
     raise ValueError(f"objective {name} needs a frozen teacher: set frozen_teacher=DIR/export")
