@@ -68,6 +68,15 @@ def test_aux_requirements_are_checked():
       objectives.check_config(config)
 
 
+def test_state_needs_init_state():
+  fake = types.SimpleNamespace(REQUIRES=objectives.Requirements(aux=("state",)), loss_fn=None)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(objectives, "get", lambda name: fake)
+    with pytest.raises(ValueError, match=r"^objective supervised reads aux\['state'\] but "
+                       "defines no init_state$"):
+      objectives.check_config(_config("supervised"))
+
+
 def test_unknown_aux_is_a_programming_error():
   with pytest.raises(ValueError, match="unknown entries"):
     objectives.Requirements(aux=("teachers",))
