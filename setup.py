@@ -45,6 +45,8 @@ setuptools.setup(
             "importlib_resources>=6",
             "matplotlib>=3.8",  # benchmark plots (tests/test_benchmarks.py)
         ],
-        "bench": ["matplotlib>=3.8"],
+        # benchmarks/: plots, and PyTorch for benchmarks/cpu_peer.py (for its CPU wheel,
+        # pip install torch --index-url https://download.pytorch.org/whl/cpu first).
+        "bench": ["matplotlib>=3.8", "torch>=2.4"],
     },
 )

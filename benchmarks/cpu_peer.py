@@ -41,8 +41,8 @@ JAX_ARMS = {"s4l_jax": {}, "s4l_jax_no_flags": {"S4L_JAX_CPU_FLAGS": "0"},
             "s4l_jax_bf16": {}, "s4l_jax_py312": {}}
 
 
-def jax_worker(batch: int, dtype: str):
-  """(step(), losses so far) for the project's WRN-28-2; step() runs one SGD step."""
+def jax_worker(batch: int, dtype: str, depth: int, width: int):
+  """({phase: fn}, losses so far, versions) for the project's WRN-depth-width."""
   from s4l_jax import cpu_flags  # pylint: disable=g-import-not-at-top
   cpu_flags.apply()
   import jax  # pylint: disable=g-import-not-at-top
@@ -51,7 +51,8 @@ def jax_worker(batch: int, dtype: str):
   import optax  # pylint: disable=g-import-not-at-top
   from s4l_jax.models import build_model  # pylint: disable=g-import-not-at-top
 
-  model = build_model({"name": "wrn", "depth": 28, "width": 2, "dtype": dtype}, NUM_CLASSES)
+  model = build_model({"name": "wrn", "depth": depth, "width": width, "dtype": dtype},
+                      NUM_CLASSES)
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.uniform(-1, 1, (batch, 32, 32, 3)).astype(np.float32))
   y = jnp.asarray(rng.integers(0, NUM_CLASSES, batch))
@@ -60,28 +61,33 @@ def jax_worker(batch: int, dtype: str):
                    optax.sgd(LR, momentum=MOMENTUM, nesterov=True))
   state = (variables["params"], variables["batch_stats"], tx.init(variables["params"]))
 
-  def train_step(state, x, y):
-    params, batch_stats, opt_state = state
+  def loss_fn(params, batch_stats):
+    out, new = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
+                           mutable=["batch_stats"])
+    loss = optax.softmax_cross_entropy_with_integer_labels(out["classes"], y).mean()
+    return loss, new["batch_stats"]
 
-    def loss_fn(params):
-      out, new = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
-                             mutable=["batch_stats"])
-      loss = optax.softmax_cross_entropy_with_integer_labels(out["classes"], y).mean()
-      return loss, new["batch_stats"]
-    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  def train_step(state):
+    params, batch_stats, opt_state = state
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats)
     updates, opt_state = tx.update(grads, opt_state, params)
     return (optax.apply_updates(params, updates), batch_stats, opt_state), loss
 
   train_step = jax.jit(train_step, donate_argnums=0)
+  forward = jax.jit(lambda params, batch_stats: loss_fn(params, batch_stats)[0])
+  grad = jax.jit(jax.grad(lambda params, batch_stats: loss_fn(params, batch_stats)[0]))
   losses = []
 
   def step():
     nonlocal state
-    state, loss = train_step(state, x, y)
+    state, loss = train_step(state)
     losses.append(float(loss))  # blocks until the step is done
+  phases = {"step": step,
+            "forward": lambda: forward(*state[:2]).block_until_ready(),
+            "grad": lambda: jax.block_until_ready(grad(*state[:2]))}
   info = {"jax": jax.__version__, "python": platform.python_version(),
           "xla_flags": os.environ.get("XLA_FLAGS", "")}
-  return step, losses, info
+  return phases, losses, info
 
 
 def torch_wrn(depth: int = 28, width: int = 2):
@@ -129,13 +135,13 @@ def torch_wrn(depth: int = 28, width: int = 2):
       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels[3], NUM_CLASSES))
 
 
-def torch_worker(batch: int, dtype: str):
+def torch_worker(batch: int, dtype: str, depth: int, width: int):
   del dtype
   import numpy as np  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count())
   torch.manual_seed(0)
-  model = torch_wrn().train()
+  model = torch_wrn(depth, width).train()
   opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, nesterov=True,
                         weight_decay=WEIGHT_DECAY)
   rng = np.random.default_rng(0)
@@ -143,29 +149,44 @@ def torch_worker(batch: int, dtype: str):
   y = torch.from_numpy(rng.integers(0, NUM_CLASSES, batch))
   losses = []
 
-  def step():
+  def grad():
     opt.zero_grad(set_to_none=True)
     loss = torch.nn.functional.cross_entropy(model(x), y)
     loss.backward()
+    return loss
+
+  def step():
+    loss = grad()
     opt.step()
     losses.append(loss.item())
+
+  def forward():
+    with torch.no_grad():
+      torch.nn.functional.cross_entropy(model(x), y)
+  phases = {"step": step, "forward": forward, "grad": grad}
   info = {"torch": torch.__version__, "python": platform.python_version(),
           "threads": torch.get_num_threads()}
-  return step, losses, info
+  return phases, losses, info
 
 
-def worker(arm: str, batch: int, warmup: int):
-  """Serves rounds: reads a step count per line from stdin, answers one JSON line."""
+def worker(arm: str, batch: int, warmup: int, depth: int, width: int):
+  """Serves rounds: reads `PHASE STEPS` per line from stdin, answers one JSON line.
+
+  Phases: step (forward + backward + update), forward (the loss, training-mode BN, no
+  gradient), grad (forward + backward, no update)."""
   make = torch_worker if arm == "pytorch" else jax_worker
-  step, losses, info = make(batch, "bfloat16" if arm.endswith("bf16") else "float32")
-  for _ in range(warmup):
-    step()
+  phases, losses, info = make(batch, "bfloat16" if arm.endswith("bf16") else "float32", depth,
+                              width)
+  for fn in phases.values():  # compiles each (jax); the step's losses start here
+    for _ in range(warmup):
+      fn()
   print(json.dumps(info), flush=True)
   for line in sys.stdin:
-    steps = int(line)
+    phase, steps = line.split()
+    steps = int(steps)
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
-      step()
+      phases[phase]()
     print(json.dumps({"wall_s": (time.perf_counter() - wall) / steps,
                       "cpu_s": (time.process_time() - cpu) / steps, "losses": losses}),
           flush=True)
@@ -175,13 +196,14 @@ def start(arm: str, batch: int, args) -> subprocess.Popen:
   python = args.python312 if arm == "s4l_jax_py312" else sys.executable
   env = dict(os.environ, PYTHONPATH=ROOT, **JAX_ARMS.get(arm, {}))
   return subprocess.Popen([python, os.path.abspath(__file__), "--worker", arm, "--batch",
-                           str(batch), "--warmup", str(args.warmup)],
+                           str(batch), "--warmup", str(args.warmup), "--depth", str(args.depth),
+                           "--width", str(args.width)],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
 
-def ask(proc: subprocess.Popen, steps: int | None = None) -> dict:
+def ask(proc: subprocess.Popen, steps: int | None = None, phase: str = "step") -> dict:
   if steps is not None:
-    proc.stdin.write(f"{steps}\n")
+    proc.stdin.write(f"{phase} {steps}\n")
     proc.stdin.flush()
   line = proc.stdout.readline()
   if not line:
@@ -196,20 +218,21 @@ def measure(batch: int, arms: list[str], args) -> dict:
     for arm in arms:  # one at a time: compiling does not overlap a neighbour's
       procs[arm] = start(arm, batch, args)
       procs[arm].info = ask(procs[arm])
-    rounds = {arm: [] for arm in arms}
+    rounds = {(arm, phase): [] for arm in arms for phase in args.phases.split(",")}
     for _ in range(args.rounds):
-      for arm in arms:
-        rounds[arm].append(ask(procs[arm], args.steps))
+      for arm, phase in rounds:
+        rounds[arm, phase].append(ask(procs[arm], args.steps, phase))
   finally:
     for proc in procs.values():
       proc.stdin.close()
       proc.wait()
   out = {}
+  medians = lambda rs: {k: statistics.median(r[k] for r in rs) for k in ("wall_s", "cpu_s")}
   for arm in arms:
-    wall = statistics.median(r["wall_s"] for r in rounds[arm])
-    cpu = statistics.median(r["cpu_s"] for r in rounds[arm])
+    wall, cpu = medians(rounds[arm, "step"]).values()
     out[arm] = {"wall_s": wall, "cpu_s": cpu, "cpu_per_wall": cpu / wall,
-                "images_per_s": batch / wall, "losses": rounds[arm][-1]["losses"],
+                "images_per_s": batch / wall, "losses": rounds[arm, "step"][-1]["losses"],
+                "phases": {phase: medians(rs) for (a, phase), rs in rounds.items() if a == arm},
                 **procs[arm].info}
   for arm in arms:
     if "pytorch" in out:
@@ -248,35 +271,59 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def phase_table(results: dict) -> str:
+  """Where the time goes: wall ms of forward, forward + backward and the whole step, and the
+  backward (grad - forward) and update (step - grad) by difference."""
+  rows = ["| batch | arm | forward ms | backward ms | update ms | step ms | backward / forward |",
+          "| --- | --- | --- | --- | --- | --- | --- |"]
+  for batch, arms in results["batches"].items():
+    for arm, r in arms.items():
+      p = {k: 1e3 * v["wall_s"] for k, v in r["phases"].items()}
+      if {"forward", "grad", "step"} <= set(p):
+        rows.append(f"| {batch} | {arm} | {p['forward']:.0f} | {p['grad'] - p['forward']:.0f} "
+                    f"| {p['step'] - p['grad']:.0f} | {p['step']:.0f} | "
+                    f"{(p['grad'] - p['forward']) / p['forward']:.2f} |")
+  return "\n".join(rows) if len(rows) > 2 else ""
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--batches", default="64,256")
   parser.add_argument("--arms", default="s4l_jax,s4l_jax_no_flags,s4l_jax_bf16,pytorch")
+  parser.add_argument("--depth", type=int, default=28, help="WRN depth (6n + 4).")
+  parser.add_argument("--width", type=int, default=2, help="WRN width multiplier.")
   parser.add_argument("--rounds", type=int, default=7)
   parser.add_argument("--steps", type=int, default=3, help="Timed steps per round.")
   parser.add_argument("--warmup", type=int, default=2)
+  parser.add_argument("--phases", default="step", help="step[,forward,grad]: also time the "
+                      "forward pass and forward + backward alone (where the time goes).")
   parser.add_argument("--python312", default="", help="Adds the s4l_jax_py312 arm.")
   parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks/results/cpu_peer"))
   parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
   parser.add_argument("--batch", type=int, default=0, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
-    return worker(args.worker, args.batch, args.warmup)
+    return worker(args.worker, args.batch, args.warmup, args.depth, args.width)
   arms = args.arms.split(",") + (["s4l_jax_py312"] if args.python312 else [])
   results = {"command": " ".join(["python", "benchmarks/cpu_peer.py"] + sys.argv[1:]),
              "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
-             "rounds": args.rounds, "steps_per_round": args.steps, "batches": {}}
+             "model": f"WRN-{args.depth}-{args.width}", "rounds": args.rounds,
+             "steps_per_round": args.steps, "batches": {}}
   for batch in map(int, args.batches.split(",")):
     results["batches"][batch] = measure(batch, arms, args)
   with open(args.out + ".json", "w") as f:
     json.dump(results, f, indent=1)
   with open(args.out + ".md", "w") as f:
-    f.write(f"`{results['command']}` on {os.cpu_count()} cores; medians of {args.rounds} "
+    f.write(f"`{results['command']}` on {os.cpu_count()} cores ({results['machine']['cpu']}), "
+            f"WRN-{args.depth}-{args.width}; medians of {args.rounds} "
             f"interleaved rounds of {args.steps} steps.\n\n{table(results)}\n")
+    if phase_table(results):
+      f.write(f"\nPhases (wall):\n\n{phase_table(results)}\n")
   print(json.dumps({b: {a: {k: r[k] for k in ("wall_s", "cpu_s") if k in r} | {
       k: r[k] for k in ("vs_pytorch_wall", "vs_pytorch_cpu") if k in r}
                         for a, r in arms.items()} for b, arms in results["batches"].items()}))
   print(table(results))
+  print(phase_table(results))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 import json
 import os
 import struct
+import subprocess
 import sys
 
 import jax
@@ -9,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import activation_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
 import label_efficiency as le  # pylint: disable=g-import-not-at-top,wrong-import-position
 import simclr_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -235,3 +237,27 @@ def test_vat_shortening_factor_is_gradient_norm_over_1e_6(x64):
       want.append(np.minimum(1.0, np.linalg.norm(np.asarray(g).reshape(3, -1), axis=1) / 1e-6))
     np.testing.assert_allclose(got, np.concatenate(want), rtol=1e-6)
     assert (got < 1).all() if xi == 1e-6 else (got == pytest.approx(1.0))
+
+
+def test_cpu_peer_times_the_jax_arms_and_their_losses_agree(tmp_path):
+  """benchmarks/cpu_peer.py end to end without PyTorch (an optional extra): both jax arms
+  (main.py's CPU flags on and off) start from the same weights and batch, so their first
+  losses agree to float32 rounding; every phase is timed and tabled."""
+  out = tmp_path / "peer"
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "cpu_peer.py"),
+                  "--arms=s4l_jax,s4l_jax_no_flags", "--batches=4", "--rounds=1", "--steps=1",
+                  "--warmup=1", "--depth=10", "--width=1", "--phases=step,forward,grad",
+                  f"--out={out}"], check=True, env=env, capture_output=True, text=True)
+  result = json.loads((tmp_path / "peer.json").read_text())
+  arms = result["batches"]["4"]
+  assert set(arms) == {"s4l_jax", "s4l_jax_no_flags"}
+  assert "ynn_fusion_type" in arms["s4l_jax"]["xla_flags"]
+  assert "ynn_fusion_type" not in arms["s4l_jax_no_flags"]["xla_flags"]
+  assert arms["s4l_jax_no_flags"]["first_loss_diff_vs_s4l_jax"] < 1e-5
+  for r in arms.values():
+    assert set(r["phases"]) == {"step", "forward", "grad"}
+    assert r["wall_s"] > 0 and r["cpu_s"] > 0
+    assert len(r["losses"]) == 2  # one warm-up step and one timed step
+  md = (tmp_path / "peer.md").read_text()
+  assert "| 4 | s4l_jax_no_flags |" in md and "backward / forward" in md
