@@ -318,20 +318,25 @@ def test_nt_xent_matches_reference(temperature, normalize):
                              rtol=2e-5)
 
 
+def nt_xent_numeric_grad(z1, z2, which, loss, eps=1e-6):
+  """Central finite differences of float64 `loss(z1, z2)` w.r.t. z1 (which=0) or z2 (1)."""
+  numeric = np.zeros(z1.shape)
+  for idx in np.ndindex(*z1.shape):
+    plus = [np.asarray(z1, np.float64), np.asarray(z2, np.float64)]
+    minus = [plus[0].copy(), plus[1].copy()]
+    plus[which] = plus[which].copy()
+    plus[which][idx] += eps
+    minus[which][idx] -= eps
+    numeric[idx] = (loss(*plus) - loss(*minus)) / (2 * eps)
+  return numeric
+
+
 def test_nt_xent_gradient_matches_finite_differences():
   z1, z2 = random_views(n=4, d=3, seed=1)
   grads = jax.grad(lambda a, b: losses.nt_xent(a, b, 0.5)[0], argnums=(0, 1))(
       jnp.asarray(z1), jnp.asarray(z2))
-  eps = 1e-6
   for which, grad in enumerate(grads):
-    numeric = np.zeros(z1.shape)
-    for idx in np.ndindex(*z1.shape):
-      plus = [np.asarray(z1, np.float64), np.asarray(z2, np.float64)]
-      minus = [plus[0].copy(), plus[1].copy()]
-      plus[which] = plus[which].copy()
-      plus[which][idx] += eps
-      minus[which][idx] -= eps
-      numeric[idx] = (nt_xent_reference(*plus, 0.5) - nt_xent_reference(*minus, 0.5)) / (2 * eps)
+    numeric = nt_xent_numeric_grad(z1, z2, which, lambda a, b: nt_xent_reference(a, b, 0.5))
     np.testing.assert_allclose(grad, numeric, rtol=1e-3, atol=1e-5)
 
 
@@ -384,17 +389,9 @@ def test_nt_xent_with_a_queue_matches_reference_and_stops_its_gradient():
   grads = jax.grad(loss_fn, argnums=(0, 1, 2))(jnp.asarray(z1), jnp.asarray(z2),
                                               jnp.asarray(queue))
   np.testing.assert_array_equal(grads[2], 0.0)
-  eps = 1e-6
   for which in (0, 1):
-    numeric = np.zeros(z1.shape)
-    for idx in np.ndindex(*z1.shape):
-      plus = [np.asarray(z1, np.float64), np.asarray(z2, np.float64)]
-      minus = [plus[0].copy(), plus[1].copy()]
-      plus[which] = plus[which].copy()
-      plus[which][idx] += eps
-      minus[which][idx] -= eps
-      numeric[idx] = (nt_xent_reference(*plus, 0.5, queue=queue)
-                      - nt_xent_reference(*minus, 0.5, queue=queue)) / (2 * eps)
+    numeric = nt_xent_numeric_grad(
+        z1, z2, which, lambda a, b: nt_xent_reference(a, b, 0.5, queue=queue))
     np.testing.assert_allclose(grads[which], numeric, rtol=1e-3, atol=1e-5)
 
 

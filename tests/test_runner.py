@@ -12,7 +12,7 @@ import pytest
 
 from s4l_jax import export, runner, train
 from s4l_jax.data import pipeline as pipeline_lib
-from testing_utils import ROOT, load_config, tiny
+from testing_utils import ROOT, load_config, sigterm_during_step, tiny
 
 
 def supervised(steps=2, **kw):
@@ -268,12 +268,7 @@ def test_simclrv2_memory_runs_end_to_end_and_resumes_bit_identically(tmp_path):
   full, resumed = tmp_path / "full", tmp_path / "resumed"
   runner.run(config(",step=1"), str(full))
 
-  def stop_after_2(self, step):  # a SIGTERM arriving during step 2
-    if step == 2:
-      self.signal_name = "SIGTERM"
-    return self.signal_name is not None
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(train._Preemption, "requested_at", stop_after_2)
+  with sigterm_during_step(2):
     with pytest.raises(SystemExit, match="SIGTERM: saved step 2"):
       runner.run(config(",step=1"), str(resumed))
   results = runner.run(config(""), str(resumed))

@@ -10,7 +10,7 @@ import pytest
 from s4l_jax import config_lib, distributed, export, objectives, optim, runner, train
 from s4l_jax import train_state
 from s4l_jax.models import build_model
-from testing_utils import load_config, tiny, write_image_folder
+from testing_utils import load_config, sigterm_during_step, tiny, write_image_folder
 
 
 def digits_config(**kw):
@@ -80,12 +80,7 @@ def test_run_writes_results_config_and_export(uninterrupted):
 def test_resume_gives_identical_weights(uninterrupted, tmp_path):
   full_dir, full = uninterrupted
   workdir = str(tmp_path / "resumed")
-  def stop_after_3(self, step):  # a SIGTERM arriving during step 3
-    if step == 3:
-      self.signal_name = "SIGTERM"
-    return self.signal_name is not None
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(train._Preemption, "requested_at", stop_after_3)
+  with sigterm_during_step(3):
     with pytest.raises(SystemExit, match="SIGTERM: saved step 3"):
       train.run(digits_config(steps=6), workdir)
   resumed = runner.run(digits_config(steps=6), workdir)

@@ -1,10 +1,12 @@
 """Shared helpers for tests: loading configs, tiny overrides, tiny image folders."""
+import contextlib
 import os
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from s4l_jax import config_lib
+from s4l_jax import config_lib, train
 from s4l_jax.config_lib import load_config  # pylint: disable=unused-import (for the tests)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,3 +37,15 @@ def write_image_folder(root, classes=("ant", "bee", "cat"), per_class=(12, 4), s
         ext = "png" if i % 2 else "jpg"
         Image.fromarray(pixels).save(os.path.join(root, split, name, f"{i:03d}.{ext}"))
   return str(root)
+
+
+@contextlib.contextmanager
+def sigterm_during_step(step: int):
+  """Within: training behaves as if SIGTERM arrived during `step` (it saves and exits)."""
+  def requested_at(self, current):
+    if current == step:
+      self.signal_name = "SIGTERM"
+    return self.signal_name is not None
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(train._Preemption, "requested_at", requested_at)  # pylint: disable=protected-access
+    yield
