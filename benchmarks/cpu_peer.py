@@ -14,6 +14,8 @@ cores, as USB trains.
 Arms (each a long-lived worker process: XLA reads its flags once per process):
   s4l_jax           what `main.py` runs: `s4l_jax/cpu_flags.py` applied
   s4l_jax_no_flags  S4L_JAX_CPU_FLAGS=0: the installed jaxlib's default CPU path
+  s4l_jax_one_thread  the default path with XLA's Eigen thread pool off
+                    (--xla_cpu_multi_thread_eigen=false, XLA CPU's one thread-pool switch)
   s4l_jax_bf16      the default path with `model.dtype=bfloat16`
   pytorch           the PyTorch WRN-28-2
   s4l_jax_py312     (with --python312) the default path under another interpreter, e.g. jax
@@ -38,6 +40,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 10
 LR, MOMENTUM, WEIGHT_DECAY = 0.03, 0.9, 5e-4
 JAX_ARMS = {"s4l_jax": {}, "s4l_jax_no_flags": {"S4L_JAX_CPU_FLAGS": "0"},
+            "s4l_jax_one_thread": {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"},
             "s4l_jax_bf16": {}, "s4l_jax_py312": {}}
 
 

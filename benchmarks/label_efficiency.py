@@ -27,7 +27,8 @@ the validation images held out from train (`input.validation`, the dataset's def
 the test split is scored once, at the end. Reported per run (from results.json and the
 TensorBoard `validation/top1` / `validation/ema_top1` evals of the method's last stage):
 final test top-1, final validation top-1, best and median-of-the-last-5 validation top-1,
-wall time (all of the method's own stages, not a reused teacher), images/s. Writes
+wall time (all of the method's own stages, not a reused teacher), images/s; for chained
+methods (moam, simclrv2, noisy_student) also each stage's final test and validation top-1. Writes
 <name>.json, <name>.md and <name>.png to --out_dir (default benchmarks/results).
 """
 import json
@@ -233,11 +234,13 @@ def run_stats(workdir: str, seed: int, extra_dirs=()) -> dict | None:
   for d in extra_dirs:  # prerequisites owned by this method (rotation pretraining)
     with open(os.path.join(d, "results.json")) as f:
       wall += json.load(f)["wall_s"]
+  stages = {name: dict(test_top1=st["top1"], val_top1=st.get("validation_top1"))
+            for name, st in res.get("stages", {}).items()}
   return dict(seed=seed, workdir=workdir, steps=res["steps"], test_top1=res["top1"],
               val_top1=last["validation_top1"], best_val_top1=max(evals),
               median5_val_top1=statistics.median(evals[-5:]),
               num_evals=len(evals), wall_s=wall, images_per_s=res["images_per_s"],
-              eval_metric=tag, curve=curve)
+              eval_metric=tag, curve=curve, stages=stages)
 
 
 def collect(methods, runs: str) -> dict:
@@ -257,6 +260,10 @@ def _mean_std(xs):
   return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+def _mean_or_none(xs):
+  return None if None in xs else statistics.mean(xs)
+
+
 def summarize(results: dict) -> dict:
   summary = {}
   for method, rows in results.items():
@@ -266,6 +273,9 @@ def summarize(results: dict) -> dict:
     for k in ("test_top1", "val_top1", "best_val_top1", "median5_val_top1", "wall_s",
               "images_per_s"):
       s[k], s[k + "_std"] = _mean_std([r[k] for r in rows])
+    if all(r.get("stages") for r in rows):  # chained pipelines: each stage's own scores
+      s["stages"] = {name: {k: _mean_or_none([r["stages"][name][k] for r in rows])
+                            for k in ("test_top1", "val_top1")} for name in rows[0]["stages"]}
     summary[method] = s
   return summary
 
@@ -282,6 +292,13 @@ def to_markdown(summary: dict, header: str = "") -> str:
                  f"{pct(s, 'val_top1')} | {pct(s, 'best_val_top1')} | "
                  f"{pct(s, 'median5_val_top1')} | {s['wall_s']:.0f} | "
                  f"{s['images_per_s']:.0f} |")
+  staged = {m: s["stages"] for m, s in summary.items() if s.get("stages")}
+  if staged:
+    lines += ["", "Each stage of the chained methods, test / val top-1 % (mean over seeds):", ""]
+    pct_or_dash = lambda v: "-" if v is None else f"{100 * v:.2f}"
+    lines += [f"- {m}: " + ", ".join(f"{name} {pct_or_dash(st['test_top1'])} / "
+                                     f"{pct_or_dash(st['val_top1'])}" for name, st in stages.items())
+              for m, stages in staged.items()]
   return "\n".join(lines) + "\n"
 
 
@@ -295,12 +312,12 @@ def plot(results: dict, summary: dict, path: str, title: str):
           yerr=[100 * summary[m]["test_top1_std"] for m in names], capsize=4, color="C0")
   ax1.set_xticks(range(len(names)), names, rotation=30, ha="right")
   ax1.set_ylabel("final test top-1 % (mean ± std over seeds)")
+  colors = plt.get_cmap("tab20").colors  # 20 distinct colours: one per method
   for i, m in enumerate(names):
-    ax2_color = f"C{i % 10}"
     for j, r in enumerate(results[m]):
       steps, vals = zip(*r["curve"]) if r["curve"] else ((), ())
-      ax2.plot(steps, [100 * v for v in vals], color=ax2_color, marker=".",
-               label=m if j == 0 else None)
+      ax2.plot(steps, [100 * v for v in vals], color=colors[i % 20],
+               linestyle=("-", "--")[i // 10 % 2], marker=".", label=m if j == 0 else None)
   ax2.set_xlabel("step (last stage)")
   ax2.set_ylabel("validation top-1 %")
   ax2.legend(fontsize=7)

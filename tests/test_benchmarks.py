@@ -48,8 +48,10 @@ def fake_run(workdir, top1s, wall=10.0, stages=None, test_top1=None):
   res = dict(steps=10 * len(top1s), top1=test_top1, top5=0.9, validation_top1=top1s[-1],
              validation_top5=0.9, wall_s=wall, images_per_s=100.0,
              evals={"validation": {"top1": top1s[-1]}, "test": {"top1": test_top1}})
-  if stages:
-    res = dict(res, stages={s: dict(res) for s in stages})
+  if stages:  # earlier stages score 0.1 less per stage back
+    res = dict(res, stages={s: dict(res, top1=test_top1 - 0.1 * (len(stages) - 1 - i),
+                                     validation_top1=top1s[-1] - 0.1 * (len(stages) - 1 - i))
+                            for i, s in enumerate(stages)})
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(res, f)
 
@@ -118,6 +120,8 @@ def test_report_from_fake_runs(tmp_path):
   assert saved["runs"]["moam"][0]["curve"] == [[10, pytest.approx(0.3)], [20, pytest.approx(0.6)]]
   table = (tmp_path / "out" / "t.md").read_text()
   assert "| supervised | 0,1 | 80.00 ± 14.14 | 50.00 ± 7.07 | 52.50 ± 3.54 |" in table
+  assert "- moam: step1 40.00 / 40.00, step2 50.00 / 50.00, step3 60.00 / 60.00" in table
+  assert "stages" not in summary["supervised"] and "- supervised" not in table
   assert (tmp_path / "out" / "t.png").stat().st_size > 0
 
 
