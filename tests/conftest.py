@@ -15,3 +15,15 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 # The CPU path main.py takes by default (tests that set XLA_FLAGS themselves apply it too).
 from s4l_jax import cpu_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 cpu_flags.apply()
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.fixture(name="x64")
+def x64_fixture():
+  """Float64 arrays (jax_enable_x64) for one test, restored after it."""
+  prev = jax.config.read("jax_enable_x64")
+  jax.config.update("jax_enable_x64", True)
+  yield
+  jax.config.update("jax_enable_x64", prev)

@@ -199,14 +199,6 @@ def test_simclr_memory_accounting():
   assert md.count("| d | 16 | 1 (2) |") == 3 and "needs this many GPUs: float32: 2." in md
 
 
-@pytest.fixture(name="x64")
-def x64_fixture():
-  prev = jax.config.read("jax_enable_x64")
-  jax.config.update("jax_enable_x64", True)
-  yield
-  jax.config.update("jax_enable_x64", prev)
-
-
 def test_vat_shortening_factor_is_gradient_norm_over_1e_6(x64):
   """factor = min(1, |g| / 1e-6), g = grad_r mean KL(p(x + r) || p(x)) at r = xi d0 / |d0|,
   on a linear softmax model in float64 (in float32 at xi = 1e-6, g is mostly rounding noise,

@@ -183,14 +183,6 @@ def _np_unit(x, p, filters, stride, sk_ratio):
   return relu(h + shortcut)
 
 
-@pytest.fixture(name="x64")
-def x64_fixture():
-  prev = jax.config.read("jax_enable_x64")
-  jax.config.update("jax_enable_x64", True)
-  yield
-  jax.config.update("jax_enable_x64", prev)
-
-
 class _OneUnit(ResNetV1):
   """A single `_unit` named "u" (filters, stride as fields) for unit-level tests."""
   filters: int = 8

@@ -10,14 +10,6 @@ from s4l_jax import vat
 _DIRECTIONS = ("perturbed_clean", "clean_perturbed")
 
 
-@pytest.fixture
-def x64():
-  prev = jax.config.read("jax_enable_x64")
-  jax.config.update("jax_enable_x64", True)
-  yield
-  jax.config.update("jax_enable_x64", prev)
-
-
 def _linear(w, b):
   """Linear softmax model on (N, H, W, C) inputs."""
   return lambda x: x.reshape(x.shape[0], -1) @ w.T + b
