@@ -48,5 +48,8 @@ setuptools.setup(
         # benchmarks/: plots, and PyTorch for benchmarks/cpu_peer.py (for its CPU wheel,
         # pip install torch --index-url https://download.pytorch.org/whl/cpu first).
         "bench": ["matplotlib>=3.8", "torch>=2.4"],
+        # benchmarks/peer_parity.py's peer: USB (microsoft/Semi-supervised-learning) 0.3.2,
+        # which pulls PyTorch, torchvision, timm, transformers; never in the base install.
+        "parity": ["matplotlib>=3.8", "torch>=2.4", "torchvision>=0.19", "semilearn==0.3.2"],
     },
 )
