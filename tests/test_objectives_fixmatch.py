@@ -75,6 +75,14 @@ def test_loss_matches_numpy_on_one_forward_pass(setup):
   np.testing.assert_allclose(loss, sup + 2.5 * unsup, rtol=1e-5)
   np.testing.assert_allclose(metrics["mask_rate"], mask.mean())
   np.testing.assert_allclose(metrics["pseudo_label_accuracy"], np.mean(pseudo == unl["label"]))
+  np.testing.assert_allclose(metrics["mask_correct_rate"],
+                             np.mean(mask & (pseudo == unl["label"])))
+  # Labels equal to the pseudo-labels on every other image: the masked ones among those count.
+  right = np.where(np.arange(6) % 2 == 0, pseudo, (pseudo + 1) % 10).astype(np.int32)
+  batch_right = dict(batch, unlabeled=dict(unl, label=right))
+  _, (_, m2) = fixmatch.loss_fn(variables["params"], variables["batch_stats"], batch_right,
+                                None, model=model, loss_config=loss_config, aux={})
+  np.testing.assert_allclose(m2["mask_correct_rate"], np.mean(mask & (np.arange(6) % 2 == 0)))
   np.testing.assert_allclose(metrics["sup_accuracy"],
                              np.mean(logits[:4].argmax(-1) == lab["label"]))
 

@@ -14,7 +14,9 @@ with no gradient through `pseudo` or `mask` (stop_gradient on the weak probabili
 `loss` keys: threshold (paper 0.95), unlabeled_weight (lambda_u, paper 1).
 Metrics: mask_rate (fraction of unlabeled images above the threshold), pseudo_label_accuracy
 (argmax of the weak view vs the unlabeled stream's true labels, all images: logging only,
-never in the loss), sup_loss, unsup_loss, sup_accuracy.
+never in the loss), mask_correct_rate (fraction above the threshold *and* correct:
+mask_correct_rate / mask_rate is the accuracy of the pseudo-labels the loss uses), sup_loss,
+unsup_loss, sup_accuracy.
 """
 import jax
 import jax.numpy as jnp
@@ -49,4 +51,5 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   return loss, (new_stats, {
       "sup_loss": sup_loss, "unsup_loss": unsup_loss, "mask_rate": mask.mean(),
       "pseudo_label_accuracy": (pseudo == unlabeled["label"]).mean(),
+      "mask_correct_rate": (mask * (pseudo == unlabeled["label"])).mean(),
       "sup_accuracy": accuracy(logits[:num_l], labeled["label"])})
