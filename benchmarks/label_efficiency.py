@@ -49,7 +49,8 @@ _METHODS = flags.DEFINE_list(
     "methods", ["supervised", "s4l_rotation"],
     "Methods in run order; `method:0+1` gives that method its own seeds. Known: "
     "supervised, pseudo_label, vat, vat_entmin, rotation_finetune, s4l_rotation, "
-    "s4l_exemplar, moam, fixmatch, mean_teacher, noisy_student, simclrv2.")
+    "s4l_exemplar, moam, fixmatch, mean_teacher, noisy_student, simclrv2; and "
+    "<method>_control (the recipe with its unlabeled loss off) for those in CONTROLS.")
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Default seeds.")
 _STEPS = flags.DEFINE_integer("steps", 300, "Training steps of every run (every MOAM stage).")
 _BATCH = flags.DEFINE_integer("batch", 32, "Labeled batch (and unlabeled batch) of every run.")
@@ -82,6 +83,14 @@ KNOWN = ("supervised", "pseudo_label", "vat", "vat_entmin", "rotation_finetune",
          "s4l_rotation", "s4l_exemplar", "moam", "fixmatch", "mean_teacher", "noisy_student",
          "simclrv2")
 NOISY_STUDENT_ITERATIONS = 2  # students after the teacher (the issue's `iterations=2`)
+# `<method>_control`: the method's own recipe (optimizer, schedule, EMA, views, streams) with
+# its unlabeled loss off: the controlled baseline its gain is judged against.
+CONTROLS = {"fixmatch": {"loss.unlabeled_weight": 0.0},
+            "s4l_rotation": {"loss.rot_weight": 0.0},
+            "s4l_exemplar": {"loss.triplet_weight": 0.0},
+            "vat": {"loss.vat_weight": 0.0},
+            "vat_entmin": {"loss.vat_weight": 0.0, "loss.entmin_weight": 0.0},
+            "mean_teacher": {"loss.consistency_weight": 0.0}}
 
 
 def parse_methods(methods, seeds):
@@ -89,8 +98,9 @@ def parse_methods(methods, seeds):
   out = []
   for m in methods:
     name, _, own = m.partition(":")
-    if name not in KNOWN:
-      raise ValueError(f"Unknown method {name!r}; known: {', '.join(KNOWN)}")
+    if name not in KNOWN and name.removesuffix("_control") not in CONTROLS:
+      raise ValueError(f"Unknown method {name!r}; known: {', '.join(KNOWN)}, and "
+                       f"<method>_control for {', '.join(CONTROLS)}")
     out.append((name, [int(s) for s in (own.split("+") if own else seeds)]))
   return out
 
@@ -156,6 +166,10 @@ def commands(method: str, seed: int, runs: str, a: dict):
     for i in range(1, NOISY_STUDENT_ITERATIONS + 1):
       argv += stage_overrides("noisy_student_student", f"stages.student{i}.", **kw)
     return [(workdir, argv)]
+  if method.endswith("_control"):
+    recipe = method.removesuffix("_control")
+    workdir, argv = cmd(wd(method), f"{recipe}.py:{base}", recipe)
+    return [(workdir, argv + [f"--config.{k}={v}" for k, v in CONTROLS[recipe].items()])]
   return [cmd(wd(method), f"{method}.py:{base}", method)]
 
 
@@ -205,7 +219,8 @@ def run_stats(workdir: str, seed: int, extra_dirs=()) -> dict | None:
     last_dir, last = os.path.join(workdir, name), res["stages"][name]
   ema = "ema_top1" in last["evals"]["test"] and last["top1"] == last["evals"]["test"]["ema_top1"]
   tag = "validation/" + ("ema_top1" if ema else "top1")
-  curve = sorted(dict(read_scalars(last_dir).get(tag, [])).items())
+  scalars = read_scalars(last_dir)
+  curve = sorted(dict(scalars.get(tag, [])).items())
   evals = [v for _, v in curve] or [last["validation_top1"]]
   wall = res["wall_s"]
   for d in extra_dirs:  # prerequisites owned by this method (rotation pretraining)
@@ -213,11 +228,26 @@ def run_stats(workdir: str, seed: int, extra_dirs=()) -> dict | None:
       wall += json.load(f)["wall_s"]
   stages = {name: dict(test_top1=st["top1"], val_top1=st.get("validation_top1"))
             for name, st in res.get("stages", {}).items()}
-  return dict(seed=seed, workdir=workdir, steps=res["steps"], test_top1=res["top1"],
+  extra = pseudo_label_stats(scalars) if "mask_rate" in scalars else {}
+  return dict(seed=seed, workdir=workdir, steps=res["steps"], test_top1=res["top1"], **extra,
               val_top1=last["validation_top1"], best_val_top1=max(evals),
               median5_val_top1=statistics.median(evals[-5:]),
               num_evals=len(evals), wall_s=wall, images_per_s=res["images_per_s"],
               eval_metric=tag, curve=curve, stages=stages)
+
+
+def pseudo_label_stats(scalars: dict) -> dict:
+  """FixMatch's signal over the logged steps: the mask rate (unlabeled images above the
+  threshold) and the accuracy of those masked pseudo-labels (mask_correct_rate / mask_rate),
+  each as a curve and as the mean over the last 10 % of the logs."""
+  mask, correct = (dict(scalars.get(k, [])) for k in ("mask_rate", "mask_correct_rate"))
+  steps = sorted(set(mask) & set(correct))
+  curve = [(s, mask[s], correct[s] / mask[s] if mask[s] else None) for s in steps]
+  tail = curve[-max(1, len(curve) // 10):]
+  masked = [a for _, _, a in tail if a is not None]
+  return dict(mask_rate=statistics.mean(m for _, m, _ in tail) if tail else None,
+              masked_pseudo_label_accuracy=statistics.mean(masked) if masked else None,
+              pseudo_label_curve=curve)
 
 
 def collect(methods, runs: str) -> dict:
@@ -250,6 +280,9 @@ def summarize(results: dict) -> dict:
     for k in ("test_top1", "val_top1", "best_val_top1", "median5_val_top1", "wall_s",
               "images_per_s"):
       s[k], s[k + "_std"] = _mean_std([r[k] for r in rows])
+    for k in ("mask_rate", "masked_pseudo_label_accuracy"):  # FixMatch's signal
+      if all(r.get(k) is not None for r in rows):
+        s[k], s[k + "_std"] = _mean_std([r[k] for r in rows])
     if all(r.get("stages") for r in rows):  # chained pipelines: each stage's own scores
       s["stages"] = {name: {k: _mean_or_none([r["stages"][name][k] for r in rows])
                             for k in ("test_top1", "val_top1")} for name in rows[0]["stages"]}
@@ -269,6 +302,12 @@ def to_markdown(summary: dict, header: str = "") -> str:
                  f"{pct(s, 'val_top1')} | {pct(s, 'best_val_top1')} | "
                  f"{pct(s, 'median5_val_top1')} | {s['wall_s']:.0f} | "
                  f"{s['images_per_s']:.0f} |")
+  signal = [f"- {m}: mask rate {100 * s['mask_rate']:.1f} %, accuracy of the masked "
+            f"pseudo-labels {100 * s['masked_pseudo_label_accuracy']:.1f} % (last 10 % of "
+            "the logged steps)" for m, s in summary.items()
+            if s.get("masked_pseudo_label_accuracy") is not None]
+  if signal:
+    lines += ["", "Pseudo-labels of the confidence-masked methods:", ""] + signal
   staged = {m: s["stages"] for m, s in summary.items() if s.get("stages")}
   if staged:
     lines += ["", "Each stage of the chained methods, test / val top-1 % (mean over seeds):", ""]

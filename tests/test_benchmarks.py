@@ -257,3 +257,24 @@ def test_cpu_peer_times_the_jax_arms_and_their_losses_agree(tmp_path):
     assert len(r["losses"]) == 2  # one warm-up step and one timed step
   md = (tmp_path / "peer.md").read_text()
   assert "| 4 | s4l_jax_no_flags |" in md and "backward / forward" in md
+
+
+def test_control_runs_the_recipe_with_its_unlabeled_loss_off():
+  assert le.parse_methods(["fixmatch_control"], ["0"]) == [("fixmatch_control", [0])]
+  with pytest.raises(ValueError, match="_control"):
+    le.parse_methods(["supervised_control"], ["0"])
+  (_, recipe), = le.commands("fixmatch", 0, "/r", SETTINGS)
+  (workdir, control), = le.commands("fixmatch_control", 0, "/r", SETTINGS)
+  assert workdir == "/r/fixmatch_control_s0"
+  assert control == recipe[:3] + ["--workdir=/r/fixmatch_control_s0"] + recipe[4:] + [
+      "--config.loss.unlabeled_weight=0.0"]
+
+
+def test_pseudo_label_signal(tmp_path):
+  write_events(str(tmp_path), [(s, {"mask_rate": m, "mask_correct_rate": c})
+                               for s, m, c in ((10, 0.0, 0.0), (20, 0.5, 0.25), (30, 0.4, 0.3))])
+  stats = le.pseudo_label_stats(le.read_scalars(str(tmp_path)))
+  assert stats["pseudo_label_curve"] == [(10, 0.0, None), (20, 0.5, 0.5),
+                                         (30, pytest.approx(0.4), pytest.approx(0.75))]
+  assert stats["mask_rate"] == pytest.approx(0.4)  # the last 10 % of 3 logs: the last one
+  assert stats["masked_pseudo_label_accuracy"] == pytest.approx(0.75)
