@@ -50,7 +50,8 @@ _METHODS = flags.DEFINE_list(
     "Methods in run order; `method:0+1` gives that method its own seeds. Known: "
     "supervised, pseudo_label, vat, vat_entmin, rotation_finetune, s4l_rotation, "
     "s4l_exemplar, moam, fixmatch, mean_teacher, noisy_student, simclrv2; and "
-    "<method>_control (the recipe with its unlabeled loss off) for those in CONTROLS.")
+    "<method>_control (the recipe with its unlabeled loss off) for those in CONTROLS; "
+    "`method@LR` (e.g. fixmatch@0.1) runs a single-stage method at learning rate LR.")
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Default seeds.")
 _STEPS = flags.DEFINE_integer("steps", 300, "Training steps of every run (every MOAM stage).")
 _BATCH = flags.DEFINE_integer("batch", 32, "Labeled batch (and unlabeled batch) of every run.")
@@ -82,6 +83,8 @@ STUDENTS = {"pseudo_label", "moam_step2", "noisy_student_student"}
 KNOWN = ("supervised", "pseudo_label", "vat", "vat_entmin", "rotation_finetune",
          "s4l_rotation", "s4l_exemplar", "moam", "fixmatch", "mean_teacher", "noisy_student",
          "simclrv2")
+# Methods of several stages (`@lr` sets one stage's learning rate, so they take none).
+PIPELINES = ("pseudo_label", "rotation_finetune", "moam", "noisy_student", "simclrv2")
 NOISY_STUDENT_ITERATIONS = 2  # students after the teacher (the issue's `iterations=2`)
 # `<method>_control`: the method's own recipe (optimizer, schedule, EMA, views, streams) with
 # its unlabeled loss off: the controlled baseline its gain is judged against.
@@ -94,15 +97,27 @@ CONTROLS = {"fixmatch": {"loss.unlabeled_weight": 0.0},
 
 
 def parse_methods(methods, seeds):
-  """['supervised:0+1', 'vat'] -> [('supervised', [0, 1]), ('vat', seeds)]."""
+  """['supervised:0+1', 'vat@0.1'] -> [('supervised', [0, 1]), ('vat@0.1', seeds)]."""
   out = []
   for m in methods:
     name, _, own = m.partition(":")
-    if name not in KNOWN and name.removesuffix("_control") not in CONTROLS:
-      raise ValueError(f"Unknown method {name!r}; known: {', '.join(KNOWN)}, and "
+    recipe, at, lr = name.partition("@")
+    if recipe not in KNOWN and recipe.removesuffix("_control") not in CONTROLS:
+      raise ValueError(f"Unknown method {recipe!r}; known: {', '.join(KNOWN)}, and "
                        f"<method>_control for {', '.join(CONTROLS)}")
+    if at and (recipe in PIPELINES or not _is_float(lr)):
+      raise ValueError(f"{name!r}: `@lr` takes a number and a single-stage method (not "
+                       f"{', '.join(PIPELINES)})")
     out.append((name, [int(s) for s in (own.split("+") if own else seeds)]))
   return out
+
+
+def _is_float(text: str) -> bool:
+  try:
+    float(text)
+    return True
+  except ValueError:
+    return False
 
 
 def stage_overrides(kind: str, prefix: str, *, steps, batch, labels, model, evals, warmup_frac,
@@ -139,6 +154,11 @@ def commands(method: str, seed: int, runs: str, a: dict):
   def cmd(workdir, config, kind, prefix=""):
     return (workdir, [sys.executable, "main.py", f"--config=configs/{config}",
                       f"--workdir={workdir}", *stage_overrides(kind, prefix, **kw)])
+  recipe, _, lr = method.partition("@")
+  if lr:  # the recipe at another learning rate (a sweep), in its own run directory
+    (_, argv), = commands(recipe, seed, runs, a)
+    return [(wd(method), [*argv[:3], f"--workdir={wd(method)}", *argv[4:],
+                          f"--config.lr.base={lr}"])]
   if method == "pseudo_label":
     return [*commands("supervised", seed, runs, a),
             cmd(wd(method), f"pseudo_label.py:teacher={wd('supervised')}/export,{base}",

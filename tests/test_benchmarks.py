@@ -278,3 +278,14 @@ def test_pseudo_label_signal(tmp_path):
                                          (30, pytest.approx(0.4), pytest.approx(0.75))]
   assert stats["mask_rate"] == pytest.approx(0.4)  # the last 10 % of 3 logs: the last one
   assert stats["masked_pseudo_label_accuracy"] == pytest.approx(0.75)
+
+
+def test_learning_rate_sweep_rows():
+  assert le.parse_methods(["fixmatch_control@0.1:2"], ["0"]) == [("fixmatch_control@0.1", [2])]
+  for bad in ("moam@0.1", "fixmatch@fast"):
+    with pytest.raises(ValueError, match="@lr"):
+      le.parse_methods([bad], ["0"])
+  (_, recipe), = le.commands("fixmatch_control", 0, "/r", SETTINGS)
+  (workdir, swept), = le.commands("fixmatch_control@0.1", 0, "/r", SETTINGS)
+  assert workdir == "/r/fixmatch_control@0.1_s0"
+  assert swept == recipe[:3] + [f"--workdir={workdir}"] + recipe[4:] + ["--config.lr.base=0.1"]
