@@ -198,7 +198,8 @@ def _choose_weights(shapes: dict, weights: str) -> str:
   return weights
 
 
-def _classifier_input(path: str, classifier_input: str) -> str:
+def resolve_classifier_input(path: str, classifier_input: str) -> str:
+  """`--classifier_input`; `auto`: from the released folder (`finetuned_10pct`, ...) in path."""
   if classifier_input == "auto":
     folders = [part for part in os.path.normpath(path).split(os.sep)
                if part in RELEASED_CLASSIFIER_INPUT]
@@ -227,7 +228,7 @@ def convert_variables(reader: CheckpointReader, weights: str = "auto",
   shapes = reader.shapes
   weights = _choose_weights(shapes, weights)
   prefix = EMA_PREFIX if weights == "ema" else ""
-  classifier_input = _classifier_input(reader.prefix, classifier_input)
+  classifier_input = resolve_classifier_input(reader.prefix, classifier_input)
   architecture = infer_architecture(shapes, prefix)
   classifier_prefix = prefix if prefix + CLASSIFIER + "kernel" in shapes else ""
   kernel = shapes.get(classifier_prefix + CLASSIFIER + "kernel")
