@@ -6,10 +6,11 @@
 reads a name-based TF1 checkpoint of google-research/simclr (`base_model/conv2d[_N]/kernel`,
 `base_model/batch_normalization[_N]/{gamma,beta,moving_mean,moving_variance}`,
 `head_contrastive/nl_{0,1,2}/...`, `head_supervised/linear_layer/dense/{kernel,bias}`, the
-`ema_model/` copies, optimizer `Momentum` slots, `global_step`) and writes the export every
-run writes (`predict.jax`, `variables/`, `export.json`), so `init_from`, `frozen_teacher`,
-`configs/simclrv2.py:pretrained=EXPORT_DIR`, `s4l_jax.evaluate` and `pseudo_label` read it
-unchanged. TensorFlow (the `[tf]` extra) is needed here only, to read the checkpoint.
+`ema_model/` copies, optimizer `Momentum` slots, `global_step`, `memory`) and writes the
+export every run writes (`predict.jax`, `variables/`, `export.json`), so `init_from`,
+`frozen_teacher`, `configs/simclrv2.py:pretrained=EXPORT_DIR`, `s4l_jax.evaluate` and
+`pseudo_label` read it unchanged. TensorFlow (the `[tf]` extra) is needed here only, to read
+the checkpoint.
 
 The model: `resnet_v1` (depth, width multiplier and SK inferred from the checkpoint's counts
 and shapes: R50 has 53 convolutions and 53 BatchNorms, with SK 87 and 71), the 3-layer
@@ -28,12 +29,15 @@ to 224), which export.json records with the class order (tfds imagenet2012: sort
 import os
 import sys
 
-import numpy as np
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads (when it does)
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from s4l_jax import config_lib, export
-from s4l_jax.models import resnet_v1
+from s4l_jax import config_lib, export  # pylint: disable=g-import-not-at-top,wrong-import-position
+from s4l_jax.models import resnet_v1  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-IGNORED = ("global_step",)  # non-weight tensors; plus every optimizer slot (`.../Momentum`)
+# Top-level names of non-weight tensors (the step, the contrastive memory's queue), ignored
+# like every optimizer slot (`.../Momentum`).
+IGNORED = ("global_step", "memory")
 SLOT_SUFFIX = "/Momentum"
 EMA_PREFIX = "ema_model/"
 CLASSIFIER = "head_supervised/linear_layer/dense/"
@@ -261,7 +265,7 @@ def convert_variables(reader: CheckpointReader, weights: str = "auto",
   def other_copy(name):  # the unselected copy (raw or ema) of a tensor that was used
     return (EMA_PREFIX + name in used) if prefix else (
         name.startswith(EMA_PREFIX) and name[len(EMA_PREFIX):] in used)
-  extra = sorted(n for n in shapes if n not in used and n not in IGNORED
+  extra = sorted(n for n in shapes if n not in used and n.split("/")[0] not in IGNORED
                  and not n.endswith(SLOT_SUFFIX) and not other_copy(n))
   if extra:
     raise ValueError(f"tensor {extra[0]} (and {len(extra) - 1} more) of {reader.prefix} is "
@@ -324,7 +328,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   from absl import app, flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("out", None, "Export directory to write.", required=True)
   flags.DEFINE_string("weights", "auto", "ema | raw | auto (ema if the checkpoint has "

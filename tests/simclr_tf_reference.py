@@ -167,7 +167,8 @@ def forward(v, images, *, depth, width, sk, num_classes, ft_proj_selector, proj_
 def save_released_checkpoint(prefix, values, *, rng, step=250228, ema=True):
   """Writes `values` as a TF1 name-based checkpoint laid out as the released ones: the
   trained tensors, an `ema_model/` copy of base_model/ and head_contrastive/ (perturbed, so
-  that the two differ), a `.../Momentum` slot of every trainable tensor, `global_step`.
+  that the two differ), a `.../Momentum` slot of every trainable tensor, `global_step` and
+  the contrastive `memory` queue.
   Returns every written name -> value."""
   out = dict(values)
   for name, value in values.items():
@@ -176,6 +177,7 @@ def save_released_checkpoint(prefix, values, *, rng, step=250228, ema=True):
     if not name.endswith(("moving_mean", "moving_variance")):
       out[name + "/Momentum"] = rng.normal(size=value.shape).astype(np.float32)
   out["global_step"] = np.int64(step)
+  out["memory"] = rng.normal(size=(64, 128)).astype(np.float32)
   names = sorted(out)
   tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[""] * len(names),
                     tensors=[tf.constant(out[n]) for n in names])

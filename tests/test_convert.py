@@ -103,7 +103,8 @@ def test_export_matches_the_official_forward_pass(case, request):
 def test_export_json_records_the_source(r50, r50_sk):
   d, d_sk = r50["description"], r50_sk["description"]
   assert d["model"]["name"] == "resnet_v1"
-  assert (d["model"]["depth"], d["model"]["width_multiplier"], d["model"]["sk_ratio"]) == (50, 1, 0.0)
+  architecture = tuple(d["model"][k] for k in ("depth", "width_multiplier", "sk_ratio"))
+  assert architecture == (50, 1, 0.0)
   assert (d_sk["model"]["sk_ratio"], d_sk["model"]["bn_epsilon"]) == (0.0625, 1e-5)
   assert d["model"]["heads"]["classes"]["input"] == "pre_logits"
   assert d_sk["model"]["heads"]["classes"]["input"] == "proj_1"
@@ -223,7 +224,8 @@ def test_cli_fails_in_one_line_without_traceback(tmp_path):
        f"--out={tmp_path / 'export'}"], cwd=ROOT, capture_output=True, text=True, check=False,
       env=dict(os.environ, PYTHONPATH=ROOT))
   assert result.returncode != 0 and "Traceback" not in result.stderr
-  assert result.stderr.strip().splitlines()[-1].startswith("ERROR: ") and "none.index" in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("ERROR: ") and "none.index" in last
   assert not os.path.exists(tmp_path / "export")
 
 
@@ -244,7 +246,8 @@ def test_pretrained_export_starts_finetune_and_distill(r26, tmp_path):
   assert finetune.init_from == exported and c.stages.distill.frozen_teacher == "@finetune"
   for stage in c.stages.values():
     assert (stage.model.name, stage.model.depth, stage.model.sk_ratio) == ("resnet_v1", 26, 0.0)
-  assert load_config("simclrv2", f"dataset=digits,step=3,pretrained={exported}").run_stages == "distill"
+  step3 = load_config("simclrv2", f"dataset=digits,step=3,pretrained={exported}")
+  assert step3.run_stages == "distill"
   from s4l_jax.models import build_model, init as model_init  # pylint: disable=g-import-not-at-top
   start = model_init.init_variables(build_model(finetune.model, 10), (8, 8, 3),
                                     jax.random.PRNGKey(0), init_from=exported,
