@@ -183,7 +183,7 @@ def name_map(depth: int, sk: bool) -> list[tuple[str, tuple[str, ...]]]:
   return out
 
 
-def model_record(architecture: dict, classifier_input: str) -> dict:
+def released_model_record(architecture: dict, classifier_input: str) -> dict:
   """The export's `model`: SimCLRv2's resnet_v1, projection head and linear classifier."""
   heads = dict(proj=config_lib.simclr_projection_head(),
                classes=dict(dims=-1, input=classifier_input))
@@ -237,8 +237,9 @@ def convert_variables(reader: CheckpointReader, weights: str = "auto",
   classifier_prefix = prefix if prefix + CLASSIFIER + "kernel" in shapes else ""
   kernel = shapes.get(classifier_prefix + CLASSIFIER + "kernel")
   if kernel is None:
-    raise ValueError(f"tensor {prefix}{CLASSIFIER}kernel (the classifier) is missing")
-  record = model_record(architecture, classifier_input)
+    raise ValueError(f"tensor {prefix}{CLASSIFIER}kernel (the classifier"
+                     f"{f', or {CLASSIFIER}kernel' if prefix else ''}) is missing")
+  record = released_model_record(architecture, classifier_input)
   model = models.build_model(record, kernel[-1])
   expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(
       (1, image_size, image_size, 3)), train=False))
@@ -274,8 +275,14 @@ def convert_variables(reader: CheckpointReader, weights: str = "auto",
   source = dict(format="simclrv2_tf1_checkpoint", checkpoint=reader.prefix, weights=weights,
                 classifier_weights="ema" if classifier_prefix else "raw",
                 classifier_input=classifier_input, global_step=step,
-                released_preprocessing=EVAL_CROP)
+                preset=preset_name(record), released_preprocessing=EVAL_CROP)
   return record, variables, source
+
+
+def preset_name(record: dict) -> str | None:
+  """The `config_lib.MODEL_PRESETS` entry with `record`'s architecture (`r50_1x`), or None."""
+  return next((name for name, preset in config_lib.MODEL_PRESETS.items()
+               if all(record.get(k) == v for k, v in preset.items())), None)
 
 
 def _describe(architecture: dict) -> str:

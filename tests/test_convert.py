@@ -104,7 +104,7 @@ def test_export_json_records_the_source(r50, r50_sk):
   d, d_sk = r50["description"], r50_sk["description"]
   assert d["model"]["name"] == "resnet_v1"
   architecture = tuple(d["model"][k] for k in ("depth", "width_multiplier", "sk_ratio"))
-  assert architecture == (50, 1, 0.0)
+  assert architecture == (50, 1, 0.0) and d["source"]["preset"] == "r50_1x"
   assert (d_sk["model"]["sk_ratio"], d_sk["model"]["bn_epsilon"]) == (0.0625, 1e-5)
   assert d["model"]["heads"]["classes"]["input"] == "pre_logits"
   assert d_sk["model"]["heads"]["classes"]["input"] == "proj_1"
