@@ -40,7 +40,10 @@ network), as every config with EMA does.
 Args: dataset (imagenet2012), labels (10pct), model (r50_1x | r50_2x_sk | r152_3x_sk;
 ImageNet only), student (same | r50_1x), step (0 = all three; 1|2|3 = that one: an earlier
 stage's export must exist), steps (> 0: that many steps per stage), memory (0 = off; K > 0:
-the queue's size).
+the queue's size), pretrained (an export, e.g. a released checkpoint converted by
+`python -m s4l_jax.convert simclrv2`: no pretraining stage; fine-tuning starts from its trunk
+and proj_1 with its architecture, as does the student with student=same; step 0 = fine-tune
+and distill, 2|3 = one of them).
 Re-running resumes at the stage and step where it stopped; stage keys can be overridden:
 `--config.stages.finetune.lr.base=0.01`.
 """
@@ -51,14 +54,24 @@ from s4l_jax import config_lib
 STAGES = ("pretrain", "finetune", "distill")
 IMAGENET_MODELS = ("r50_1x", "r50_2x_sk", "r152_3x_sk")
 STUDENTS = ("same", "r50_1x")
-PROJ_DIM = 128
 
 
-def projection_head(keep: int = 0) -> dict:
-  """SimCLRv2's projection head (hidden widths 0 = the encoder's width); `keep` = k > 0 keeps
-  only its first k layers (fine-tuning from `proj_k`)."""
-  return dict(dims=(0, 0, PROJ_DIM), batch_norm=True, use_bias=False,
-              output_bn_bias=False, kernel_init="normal", keep=keep)
+def start_from_export(stages: dict, export_dir: str, student: str):
+  """`pretrained=EXPORT_DIR`: drops the pretraining stage; fine-tuning starts from the
+  export's trunk and first projection layer (e.g. a released checkpoint converted by
+  `python -m s4l_jax.convert simclrv2`), with the export's architecture (and so does the
+  student with `student=same`)."""
+  from s4l_jax import export  # pylint: disable=g-import-not-at-top (jax only when used)
+  record = export.load_description(export_dir).get("model")
+  if not record:
+    raise ValueError(f"pretrained={export_dir}: its export.json has no model record; "
+                     "re-export it")
+  trunk = {k: v for k, v in record.items() if k != "heads"}
+  del stages["pretrain"]
+  stages["finetune"].init_from = export_dir
+  stages["finetune"].model.update(trunk)
+  if student == "same":
+    stages["distill"].model.update(trunk)
 
 
 def lars(c, base: float, weight_decay: float, warmup_epochs: float):
@@ -70,7 +83,7 @@ def lars(c, base: float, weight_decay: float, warmup_epochs: float):
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", model="r50_1x",
-                           student="same", step=0, steps=0, memory=0)
+                           student="same", step=0, steps=0, memory=0, pretrained="")
   family = config_lib.dataset_family(a.dataset)
   imagenet = family == "imagenet2012"
   if a.model not in IMAGENET_MODELS:
@@ -79,6 +92,8 @@ def get_config(arg=None):
     raise ValueError(f"student={a.student!r} unknown; valid: {', '.join(STUDENTS)}")
   if not 0 <= a.step <= len(STAGES):
     raise ValueError(f"step={a.step} must be 0 (all stages) or 1..{len(STAGES)}")
+  if a.pretrained and a.step == 1:
+    raise ValueError("pretrained= replaces the pretraining stage (step=1); use step=0, 2 or 3")
 
   stages = {}
   for name in STAGES:
@@ -91,7 +106,7 @@ def get_config(arg=None):
 
   pretrain.objective = "simclr"
   pretrain.input.labeled.view = pretrain.input.unlabeled.view = "simclr2"
-  pretrain.model.heads = dict(proj=projection_head(),
+  pretrain.model.heads = dict(proj=config_lib.simclr_projection_head(),
                               classes=dict(dims=-1, stop_gradient=True))
   pretrain.loss.temperature = 0.1
   pretrain.loss.linear_eval_weight = 1.0
@@ -103,7 +118,7 @@ def get_config(arg=None):
   finetune.objective = "supervised"
   finetune.input.labeled.view = "simclr_train"
   finetune.init_from, finetune.init_take = "@pretrain", "trunk+proj_1"
-  finetune.model.heads = dict(proj=projection_head(keep=1),
+  finetune.model.heads = dict(proj=config_lib.simclr_projection_head(keep=1),
                               classes=dict(dims=-1, input="proj_1", zero_init=True))
 
   distill.objective = "distill"
@@ -138,6 +153,8 @@ def get_config(arg=None):
   if a.steps:
     for c in stages.values():
       config_lib.set_duration(c, total_steps=a.steps)
+  if a.pretrained:
+    start_from_export(stages, a.pretrained, a.student)
 
   c = ml_collections.ConfigDict()
   c.method = "simclrv2"
