@@ -156,7 +156,8 @@ def usb_spec(method: str, seed: int, lab_path: str, val_path: str, out: str, a: 
               steps=a["steps"], batch=a["batch"], uratio=MU.get(method, 1), ema_m=EMA_DECAY,
               lr=LR, weight_decay=WEIGHT_DECAY, depth=a["depth"], width=a["width"],
               bn_momentum=BN_MOMENTUM, leaky_relu_slope=0.0,
-              eval_every=a["steps"] // a["evals"], strong_ops=3, workers=1, out=out)
+              eval_every=a["steps"] // a["evals"], strong_ops=3, workers=1,
+              threads=a.get("peer_threads", 0), out=out)
 
 
 def run_dir(runs: str, impl: str, method: str, seed: int) -> str:
@@ -311,6 +312,10 @@ def define_flags():
   flags.DEFINE_integer("width", 1, "WRN widen factor.")
   flags.DEFINE_integer("evals", 5, "Validation evaluations per run.")
   flags.DEFINE_string("peer_python", "", "Python with torch + semilearn.")
+  flags.DEFINE_integer("peer_threads", 0, "torch threads of the USB runs (0: one per core). "
+                       "On a loaded machine OpenMP's spinning makes 2 threads ~10x slower "
+                       "than 1 (measured: 3.4 vs 0.25 s per WRN-10-1 step at load 11): "
+                       "time only on an idle machine.")
   flags.DEFINE_string("name", "peer_parity", "Result name.")
   flags.DEFINE_string("runs_dir", "", "Run directories (default /tmp/peer_parity/<name>).")
   flags.DEFINE_string("out_dir", "", "Report directory (default benchmarks/results).")
@@ -326,7 +331,7 @@ def main(argv):
   a = dict(data=os.path.abspath(FLAGS.data), labels=FLAGS.labels, steps=FLAGS.steps,
            seeds=[int(s) for s in FLAGS.seeds], methods=FLAGS.methods, impls=FLAGS.impls,
            batch=FLAGS.batch, depth=FLAGS.depth, width=FLAGS.width, evals=FLAGS.evals,
-           peer_python=FLAGS.peer_python)
+           peer_python=FLAGS.peer_python, peer_threads=FLAGS.peer_threads)
   for m in a["methods"]:
     if m not in OURS:
       raise app.UsageError(f"Unknown method {m!r}; known: {', '.join(OURS)}")

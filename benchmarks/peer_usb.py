@@ -97,6 +97,8 @@ def main(spec_path: str):
   with open(spec_path) as f:
     spec = json.load(f)
   seed = spec["seed"]
+  if spec.get("threads"):  # 0: torch's default (one per core)
+    torch.set_num_threads(spec["threads"])
   random.seed(seed)
   np.random.seed(seed)
   torch.manual_seed(seed)
