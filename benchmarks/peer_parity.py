@@ -141,6 +141,7 @@ def ours_command(method: str, seed: int, workdir: str, runs: str, a: dict):
        "optimizer.weight_decay": WEIGHT_DECAY, "lr.schedule": "fixmatch_cosine",
        "lr.base": LR, "lr.scale_batch_size": 0, "lr.warmup_epochs": 0.0,
        "ema_decay": EMA_DECAY, "eval_every_steps": a["steps"] // a["evals"],
+       "log_every_steps": a["steps"] // a["evals"],  # steps_per_s: s / step for the report
        "evals.validation.rotation_average": False, "evals.test.rotation_average": False}
   if method in USB_ARGS and method not in ("supervised", "pseudo_label"):
     o["input.unlabeled.batch_size"] = a["batch"] * MU.get(method, 1)
