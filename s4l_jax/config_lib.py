@@ -6,6 +6,7 @@ from typing import Any
 
 import ml_collections
 
+from s4l_jax import permutations
 from s4l_jax.data import datasets, views
 
 
@@ -331,6 +332,26 @@ def pretext_imagenet_schedule(c):
   c.lr.epochs_of = "unlabeled"
   c.lr.warmup_epochs, c.lr.decay_epochs = 5.0, (15.0, 25.0)
   set_duration(c, total_unlabeled_epochs=35.0)
+
+
+JIGSAW_PERMUTATIONS = 100  # P: the lecture's subset of the 9! orders (Noroozi & Favaro: 1,000)
+
+
+def jigsaw_task(c, num_permutations: int):
+  """The jigsaw pretext task on the unlabeled stream: view `jigsaw`, `loss.permutations` (the
+  set itself, `permutations.maximal_hamming`, stored with the config) and the head "jigsaw":
+  9 blocks of P logits per tile (`objective_lib.puzzle_logits`)."""
+  table = permutations.maximal_hamming(num_permutations, views.NUM_TILES)
+  c.input.unlabeled.view = "jigsaw"
+  c.loss.permutations = table
+  c.model.heads.jigsaw = views.NUM_TILES * len(table)
+
+
+def relative_position_task(c):
+  """The relative-position pretext task on the unlabeled stream: view `relative_position` and
+  the head "relative_position": 2 blocks (centre, neighbour) of 8 logits per patch."""
+  c.input.unlabeled.view = "relative_position"
+  c.model.heads.relative_position = 2 * len(views.NEIGHBOURS)
 
 
 def supervised_preset(c, family: str, labels: str):
