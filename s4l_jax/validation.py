@@ -68,7 +68,7 @@ def check_values(config):
     _require(config.model.heads.get("jigsaw") == width, f"model.heads.jigsaw="
              f"{config.model.heads.get('jigsaw')!r} must be {width}: 9 blocks of P = "
              f"{len(table)} logits (P = the rows of loss.permutations)")
-  for key in ("jigsaw_weight", "position_weight"):
+  for key in ("jigsaw_weight", "position_weight", "rotation_weight", "class_weight"):
     _require(config.loss.get(key, 0.0) >= 0, f"loss.{key}={config.loss.get(key)} must be >= 0")
   _require(config.input.crop in views.INPUT_CROPS, f"input.crop={config.input.crop!r} must "
            f"be one of {', '.join(views.INPUT_CROPS)}")

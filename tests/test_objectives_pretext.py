@@ -16,7 +16,7 @@ T = 4   # tile side
 C = 5   # classes
 P = 6   # permutations
 TABLE = permutations.maximal_hamming(P)
-HEADS = dict(classes=-1, jigsaw=9 * P, relative_position=16)
+HEADS = dict(classes=-1, rotations=4, jigsaw=9 * P, relative_position=16)
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +178,41 @@ def test_s4l_jigsaw_resumes_bit_identically(tmp_path):
   a, b = (export.load_variables(str(d / "export")) for d in (full, resumed))
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
+
+
+def test_multitask_loss_matches_numpy(model_and_vars):
+  from s4l_jax.data import views  # pylint: disable=g-import-not-at-top
+  model, variables = model_and_vars
+  rng, key = np.random.default_rng(4), jax.random.PRNGKey(5)
+  batch = {"unlabeled": _whole(rng, 2), "labeled": _whole(rng, 2)}
+  loss = config_lib.ml_collections.ConfigDict(dict(
+      rotation_weight=0.5, position_weight=0.25, jigsaw_weight=0.0, triplet_weight=0.0,
+      class_weight=2.0))
+  value, _, metrics = _run("multitask", model, variables, batch, loss, key)
+
+  crops = batch["unlabeled"]["image"]
+  rotated = np.stack([np.rot90(c, k, axes=(0, 1)) for c in crops for k in range(4)])
+  rot = np_xent(forward(model, variables, rotated)[0]["rotations"], np.tile(np.arange(4), 2))
+  pairs = views.make_ops_fn("patch_pair|color_drop")(jax.random.split(key, 3)[2], crops)
+  features = forward(model, variables,
+                     np.asarray(pairs["image"]).reshape(-1, T, T, 3))[0]["pre_logits"]
+  logits = np_concat_head(features, variables["params"], "relative_position", 2, [[0, 1]] * 2)
+  pos = np_xent(logits, np.asarray(pairs["position"])[:, 0])
+  sup = np_xent(forward(model, variables, batch["labeled"]["image"])[0]["classes"],
+                batch["labeled"]["label"])
+  np.testing.assert_allclose([metrics["rotation_loss"], metrics["position_loss"]], [rot, pos],
+                             rtol=1e-4)
+  np.testing.assert_allclose(value, 2.0 * sup + 0.5 * rot + 0.25 * pos, rtol=1e-4)
+  assert "jigsaw_loss" not in metrics
+
+
+def test_multitask_requirements_follow_the_tasks():
+  needs = objectives.requirements(objectives.get("multitask"),
+                                  load_config("multitask", "dataset=digits,tasks=exemplar+jigsaw").loss)
+  assert needs.streams == {"labeled": 1, "unlabeled": 8}
+  assert needs.heads == ("classes", "embeddings", "jigsaw")
+  s4l = load_config("multitask", "dataset=digits,s4l=true")
+  assert s4l.loss.class_weight == 1.0 and s4l.input.unlabeled.view == "train"
+  assert set(s4l.model.heads) == {"classes", "rotations", "jigsaw", "relative_position"}
+  with pytest.raises(ValueError, match="unknown \\['colour'\\]"):
+    load_config("multitask", "tasks=rotation+colour")

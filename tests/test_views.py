@@ -644,3 +644,15 @@ def test_named_pretext_views_copies_and_labels():
                                                                     {"image": images})
     assert out["image"].shape == (3, copies, 4, 4, 3)
     assert set(out) == {"image"} | ({label} if label else set())
+
+
+def test_ops_fn_applies_a_views_ops_to_images_in_pm1():
+  images = _rand_images(b=2)
+  composed = views.make_view_fn("central_crop|rotate4", image_size=16, crop="none")(
+      None, {"image": images})
+  derived = views.make_ops_fn("rotate4")(None, views.to_pm1(images, max_value=255))
+  np.testing.assert_allclose(derived["image"], composed["image"], atol=1e-6)
+  np.testing.assert_array_equal(derived["rotation"], composed["rotation"])
+  pairs = views.make_ops_fn("patch_pair|color_drop")(jax.random.PRNGKey(0),
+                                                      views.to_pm1(images, max_value=255))
+  assert pairs["image"].shape == (2, 2, 4, 4, 3) and pairs["position"].shape == (2, 2)

@@ -694,31 +694,7 @@ def make_view_fn(view: str, *, image_size: int, crop: str,
     else:
       b = batch["image"].shape[0]
       x = crop_op.fn(keys[0], _to_unit(batch["image"]), image_size, spec)
-    op_keys, labels = iter(keys[1:]), {}
-    for op, only in ops:
-      if only is not None:  # a random op on crop `only` of each image (and all its copies)
-        y = x.reshape((b, spec.crops, -1) + x.shape[1:])
-        sel = y[:, only].reshape((-1,) + x.shape[1:])
-        sel = jax.vmap(op.fn)(jax.random.split(next(op_keys), sel.shape[0]), sel)
-        x = y.at[:, only].set(sel.reshape(y[:, only].shape)).reshape(x.shape)
-        continue
-      if op.copies == 1:
-        x = jax.vmap(op.fn)(jax.random.split(next(op_keys), x.shape[0]), x)
-        continue
-      n, copy_label = x.shape[0], None
-      if op.random:
-        x = jax.vmap(op.fn)(jax.random.split(next(op_keys), n), x)
-        x, copy_label = x if op.label else (x, None)
-      else:
-        x = op.fn(x)
-      x = x.reshape((n * op.copies,) + x.shape[2:])
-      labels = {k: jnp.repeat(v, op.copies) for k, v in labels.items()}
-      if op.label:
-        labels[op.label] = (jnp.tile(jnp.arange(op.copies, dtype=jnp.int32), n)
-                            if copy_label is None else jnp.repeat(copy_label, op.copies))
-    lead = (b, x.shape[0] // b) if x.shape[0] > b else (b,)
-    out = {"image": jnp.clip(to_pm1(x), -1.0, 1.0).reshape(lead + x.shape[1:])}
-    return out | {k: v.reshape(lead) for k, v in labels.items()}
+    return _apply_ops(ops, iter(keys[1:]), x, b, spec.crops)
 
   return fn
 
@@ -729,3 +705,48 @@ def _host_crops(batch, size, resize):
     return _to_unit(batch["image"])
   crop = functools.partial(resize, size=size)
   return jax.vmap(jax.vmap(crop, in_axes=(None, 0)))(batch["image"], batch["boxes"]) / 255.0
+
+
+def _apply_ops(ops, op_keys, x, b: int, crops: int) -> dict:
+  """`ops` [(Op, only)] on x (b * crops, S, S, C) in [0, 1], one key of `op_keys` per random
+  op; returns make_view_fn's dict (images in [-1, 1], labels of copy-making ops)."""
+  labels = {}
+  for op, only in ops:
+    if only is not None:  # a random op on crop `only` of each image (and all its copies)
+      y = x.reshape((b, crops, -1) + x.shape[1:])
+      sel = y[:, only].reshape((-1,) + x.shape[1:])
+      sel = jax.vmap(op.fn)(jax.random.split(next(op_keys), sel.shape[0]), sel)
+      x = y.at[:, only].set(sel.reshape(y[:, only].shape)).reshape(x.shape)
+      continue
+    if op.copies == 1:
+      x = jax.vmap(op.fn)(jax.random.split(next(op_keys), x.shape[0]), x)
+      continue
+    n, copy_label = x.shape[0], None
+    if op.random:
+      x = jax.vmap(op.fn)(jax.random.split(next(op_keys), n), x)
+      x, copy_label = x if op.label else (x, None)
+    else:
+      x = op.fn(x)
+    x = x.reshape((n * op.copies,) + x.shape[2:])
+    labels = {k: jnp.repeat(v, op.copies) for k, v in labels.items()}
+    if op.label:
+      labels[op.label] = (jnp.tile(jnp.arange(op.copies, dtype=jnp.int32), n)
+                          if copy_label is None else jnp.repeat(copy_label, op.copies))
+  lead = (b, x.shape[0] // b) if x.shape[0] > b else (b,)
+  out = {"image": jnp.clip(to_pm1(x), -1.0, 1.0).reshape(lead + x.shape[1:])}
+  return out | {k: v.reshape(lead) for k, v in labels.items()}
+
+
+def make_ops_fn(ops: str):
+  """`fn(rng, images) -> dict`: the ops of a composition after its crop (e.g. "rotate4",
+  "patch_pair|color_drop") on images float32 (B, S, S, C) in [-1, 1] (a view's output), with
+  make_view_fn's output. For objectives that derive several tasks' inputs from one view
+  (multi-task); `rng` is split into one key per random op (None: no random op)."""
+  spec = parse_view(f"central_crop|{ops}")
+  parsed = [(OPS[_only(n)[0]], _only(n)[1]) for n in spec.ops]
+  num_random = sum(op.random for op, _ in parsed)
+
+  def fn(rng, images):
+    keys = iter(jax.random.split(rng, num_random)) if num_random else iter(())
+    return _apply_ops(parsed, keys, (images + 1.0) / 2.0, images.shape[0], 1)
+  return fn
