@@ -249,3 +249,10 @@ def soft_target_xent(logits: Array, targets: Array, mask: Optional[Array] = None
   logp = jax.nn.log_softmax(_as_float(logits), axis=-1)
   targets = jax.lax.stop_gradient(_as_float(targets))
   return _masked_mean(-jnp.sum(targets * logp, axis=-1), mask)
+
+
+def virtual_teacher(labels: Array, num_classes: int, correct_prob: float) -> Array:
+  """Yuan et al.'s (2020) hand-designed teacher: (N, K) probabilities, `correct_prob` = a on
+  the label and (1 - a) / (K - 1) on every other class (labels (N,) int)."""
+  rest = (1.0 - correct_prob) / (num_classes - 1)
+  return jnp.where(jax.nn.one_hot(labels, num_classes) > 0, correct_prob, rest)

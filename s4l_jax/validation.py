@@ -70,6 +70,11 @@ def check_values(config):
              f"{len(table)} logits (P = the rows of loss.permutations)")
   for key in ("jigsaw_weight", "position_weight", "rotation_weight", "class_weight"):
     _require(config.loss.get(key, 0.0) >= 0, f"loss.{key}={config.loss.get(key)} must be >= 0")
+  for key in ("alpha", "correct_prob"):  # teacher-free KD (objectives/virtual_teacher.py)
+    value = config.loss.get(key, 0.5)
+    _require(0 <= value <= 1, f"loss.{key}={value} must be in [0, 1]")
+  _require(config.loss.get("temperature", 1.0) > 0,
+           f"loss.temperature={config.loss.get('temperature')} must be > 0")
   _require(config.input.crop in views.INPUT_CROPS, f"input.crop={config.input.crop!r} must "
            f"be one of {', '.join(views.INPUT_CROPS)}")
   for name in ("labeled", "unlabeled"):
