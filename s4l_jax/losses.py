@@ -256,3 +256,20 @@ def virtual_teacher(labels: Array, num_classes: int, correct_prob: float) -> Arr
   the label and (1 - a) / (K - 1) on every other class (labels (N,) int)."""
   rest = (1.0 - correct_prob) / (num_classes - 1)
   return jnp.where(jax.nn.one_hot(labels, num_classes) > 0, correct_prob, rest)
+
+
+def pirl_nce(memory: Array, query: Array, negatives: Array, temperature: float,
+             noise_ratio: float) -> Array:
+  """PIRL's NCE loss (Misra & van der Maaten 2020, eq. 3), mean over the batch:
+  `-log h(m, q) - sum_{m' in negatives} log(1 - h(m', q))`, h(u, v) = exp(u.v / T) /
+  (exp(u.v / T) + noise_ratio), noise_ratio = N / |D| (negatives per data point).
+
+  memory, query: (B, D) unit vectors (m_I and f(v_I) or g(v_I^t)); negatives: (N, D) unit
+  vectors from the memory bank. Computed in log space.
+  """
+  log_ratio = jnp.log(noise_ratio)
+  pos = jnp.sum(memory * query, -1) / temperature
+  neg = query @ negatives.T / temperature
+  log_h = pos - jnp.logaddexp(pos, log_ratio)
+  log_not_h = log_ratio - jnp.logaddexp(neg, log_ratio)
+  return jnp.mean(-log_h - log_not_h.sum(-1))

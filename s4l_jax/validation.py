@@ -75,6 +75,15 @@ def check_values(config):
     _require(0 <= value <= 1, f"loss.{key}={value} must be in [0, 1]")
   _require(config.loss.get("temperature", 1.0) > 0,
            f"loss.temperature={config.loss.get('temperature')} must be > 0")
+  if config.objective == "pirl":
+    _require(config.loss.bank_size > 0, f"loss.bank_size={config.loss.bank_size} must be the "
+             "number of train images (> 0): one memory-bank row per image")
+    _require(0 < config.loss.num_negatives, "loss.num_negatives must be > 0")
+    for key in ("bank_momentum", "nce_lambda"):
+      _require(0 <= config.loss[key] <= 1, f"loss.{key}={config.loss[key]} must be in [0, 1]")
+    _require(config.model.heads.get("pirl_tiles") == views.NUM_TILES * config.loss.embed_dim
+             and config.model.heads.get("pirl_image") == config.loss.embed_dim,
+             "model.heads.pirl_image / pirl_tiles must be loss.embed_dim / 9 x loss.embed_dim")
   _require(config.input.crop in views.INPUT_CROPS, f"input.crop={config.input.crop!r} must "
            f"be one of {', '.join(views.INPUT_CROPS)}")
   for name in ("labeled", "unlabeled"):
