@@ -259,17 +259,27 @@ def virtual_teacher(labels: Array, num_classes: int, correct_prob: float) -> Arr
 
 
 def pirl_nce(memory: Array, query: Array, negatives: Array, temperature: float,
-             noise_ratio: float) -> Array:
-  """PIRL's NCE loss (Misra & van der Maaten 2020, eq. 3), mean over the batch:
-  `-log h(m, q) - sum_{m' in negatives} log(1 - h(m', q))`, h(u, v) = exp(u.v / T) /
-  (exp(u.v / T) + noise_ratio), noise_ratio = N / |D| (negatives per data point).
+             noise_ratio: float, log_normalizer: Array | float = 0.0) -> Array:
+  """PIRL's NCE loss (Misra & van der Maaten 2020, eq. 3; Wu et al. 2018's estimator), mean
+  over the batch: `-log h(m, q) - sum_{m' in negatives} log(1 - h(m', q))`, with
+  h(u, v) = P / (P + noise_ratio), P = exp(u.v / T) / Z, noise_ratio = N / |D| (N negatives
+  drawn uniformly from |D| data points), log Z = `log_normalizer` (`nce_log_normalizer`).
 
   memory, query: (B, D) unit vectors (m_I and f(v_I) or g(v_I^t)); negatives: (N, D) unit
   vectors from the memory bank. Computed in log space.
   """
   log_ratio = jnp.log(noise_ratio)
-  pos = jnp.sum(memory * query, -1) / temperature
-  neg = query @ negatives.T / temperature
+  pos = jnp.sum(memory * query, -1) / temperature - log_normalizer
+  neg = query @ negatives.T / temperature - log_normalizer
   log_h = pos - jnp.logaddexp(pos, log_ratio)
   log_not_h = log_ratio - jnp.logaddexp(neg, log_ratio)
   return jnp.mean(-log_h - log_not_h.sum(-1))
+
+
+def nce_log_normalizer(query: Array, negatives: Array, temperature: float,
+                       num_data: int) -> Array:
+  """log Z of Wu et al.'s NCE: Z = |D| x the mean of exp(q.m' / T) over the batch's queries
+  (B, D) and negatives (N, D), so that P = exp(s / T) / Z averages 1 / |D| (a distribution
+  over the data points); estimated once (the first step) and then kept fixed."""
+  scores = (query @ negatives.T / temperature).reshape(-1)
+  return jax.scipy.special.logsumexp(scores) - jnp.log(scores.size) + jnp.log(num_data)

@@ -18,8 +18,8 @@ def unit(x):
   return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def np_nce(m, q, neg, tau, ratio):
-  h = lambda s: np.exp(s / tau) / (np.exp(s / tau) + ratio)
+def np_nce(m, q, neg, tau, ratio, z=1.0):
+  h = lambda s: np.exp(s / tau) / z / (np.exp(s / tau) / z + ratio)
   return np.mean([-np.log(h(m[i] @ q[i])) - np.log(1 - h(neg @ q[i])).sum()
                   for i in range(len(q))])
 
@@ -27,8 +27,11 @@ def np_nce(m, q, neg, tau, ratio):
 def test_nce_matches_numpy():
   rng = np.random.default_rng(0)
   m, q, neg = (unit(rng.normal(size=s)) for s in ((3, 4), (3, 4), (5, 4)))
-  got = losses.pirl_nce(jnp.asarray(m), jnp.asarray(q), jnp.asarray(neg), 0.5, 5 / 40)
-  np.testing.assert_allclose(got, np_nce(m, q, neg, 0.5, 5 / 40), rtol=1e-5)
+  got = losses.pirl_nce(jnp.asarray(m), jnp.asarray(q), jnp.asarray(neg), 0.5, 5 / 40, 1.5)
+  np.testing.assert_allclose(got, np_nce(m, q, neg, 0.5, 5 / 40, np.exp(1.5)), rtol=1e-5)
+  z = 40 * np.mean(np.exp(q @ neg.T / 0.5))  # Wu et al.: |D| x the mean of exp(s / T)
+  np.testing.assert_allclose(losses.nce_log_normalizer(jnp.asarray(q), jnp.asarray(neg), 0.5, 40),
+                             np.log(z), rtol=1e-5)
 
 
 def test_bank_update_moves_only_the_batch_rows():
@@ -76,7 +79,9 @@ def test_loss_matches_numpy_from_the_models_outputs():
   bank = np.asarray(state["bank"], np.float64)
   neg = bank[np.asarray(jax.random.randint(k_neg, (6,), 0, 10))]
   m = bank[[7, 2]]
-  tiles_nce, image_nce = np_nce(m, g, neg, 0.2, 0.6), np_nce(m, f, neg, 0.2, 0.6)
+  z = 10 * np.mean(np.exp(f @ neg.T / 0.2))  # step 0: Z estimated from f and the negatives
+  np.testing.assert_allclose(new_state["log_z"], np.log(z), rtol=1e-5)
+  tiles_nce, image_nce = np_nce(m, g, neg, 0.2, 0.6, z), np_nce(m, f, neg, 0.2, 0.6, z)
   np.testing.assert_allclose([metrics["nce_tiles_loss"], metrics["nce_image_loss"]],
                              [tiles_nce, image_nce], rtol=1e-4)
   np.testing.assert_allclose(value, 0.3 * tiles_nce + 0.7 * image_nce, rtol=1e-4)
@@ -109,6 +114,8 @@ def test_digits_run_resumes_the_bank_bit_identically(tmp_path):
     a, b = (checkpointer.restore(str(d / "checkpoints" / "4" / "default")) for d in (full, resumed))
     start = checkpointer.restore(str(full / "checkpoints" / "2" / "default"))
   assert a["objective_state"]["bank"].shape == (1437, 128)
+  # Z is estimated at step 0 and then kept.
+  assert a["objective_state"]["log_z"] == start["objective_state"]["log_z"] != 0
   assert not np.array_equal(a["objective_state"]["bank"], start["objective_state"]["bank"])
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)

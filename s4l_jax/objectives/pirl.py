@@ -7,7 +7,10 @@ the tiles being `jigsaw_tiles` of v_I (`views.make_ops_fn`), each normalised, in
 order per image (the jigsaw transform); m_I = the memory bank's row of image I,
 negatives = `loss.num_negatives` rows drawn uniformly from the bank, and
     L = lambda * NCE(m_I, g) + (1 - lambda) * NCE(m_I, f)          (`losses.pirl_nce`)
-with temperature `loss.temperature` and noise ratio N / |bank|. Then the bank's rows of the
+with temperature `loss.temperature`, noise ratio N / |bank| and the normaliser Z estimated
+at the first step from f and the negatives (`losses.nce_log_normalizer`), then fixed (Wu et
+al. 2018's NCE, which PIRL follows; without Z, N / |D| near 1 on small data would make every
+negative's h ~ 1). Then the bank's rows of the
 batch become normalize(momentum * m_I + (1 - momentum) * f) (`loss.bank_momentum`; the
 paper's exponential moving average). The bank (`loss.bank_size` x `loss.embed_dim`, random
 unit rows at step 0) is the objective's state: checkpointed, resumed bit-identically, never
@@ -26,9 +29,10 @@ REQUIRES = objectives.Requirements(streams={"unlabeled": 1},
 
 
 def init_state(config, rng):
-  """{"bank": (bank_size, embed_dim) float32 random unit rows}."""
+  """{"bank": (bank_size, embed_dim) float32 random unit rows, "log_z": NaN (not estimated
+  yet)}."""
   bank = jax.random.normal(rng, (config.loss.bank_size, config.loss.embed_dim), jnp.float32)
-  return {"bank": losses.l2_normalize(bank)}
+  return {"bank": losses.l2_normalize(bank), "log_z": jnp.full((), jnp.nan, jnp.float32)}
 
 
 def update_bank(bank, index, f, momentum: float):
@@ -51,11 +55,15 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   bank = aux["state"]["bank"]
   memory = bank[index]
   negatives = bank[jax.random.randint(k_neg, (lc.num_negatives,), 0, bank.shape[0])]
+  log_z = aux["state"]["log_z"]
+  log_z = jax.lax.stop_gradient(jnp.where(
+      jnp.isnan(log_z), losses.nce_log_normalizer(f, negatives, lc.temperature, bank.shape[0]),
+      log_z))
   nce = lambda q: losses.pirl_nce(memory, q, negatives, lc.temperature,
-                                  lc.num_negatives / bank.shape[0])
+                                  lc.num_negatives / bank.shape[0], log_z)
   nce_tiles, nce_image = nce(g), nce(f)
   loss = lc.nce_lambda * nce_tiles + (1.0 - lc.nce_lambda) * nce_image
   metrics = {"nce_tiles_loss": nce_tiles, "nce_image_loss": nce_image,
-             "positive_similarity": jnp.mean(jnp.sum(memory * g, -1))}
+             "positive_similarity": jnp.mean(jnp.sum(memory * g, -1)), "nce_log_z": log_z}
   return loss, (new_stats, metrics,
-                {"bank": update_bank(bank, index, f, lc.bank_momentum)})
+                {"bank": update_bank(bank, index, f, lc.bank_momentum), "log_z": log_z})
