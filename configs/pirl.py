@@ -1,9 +1,9 @@
 """PIRL pretraining (Misra & van der Maaten 2020) on all train images (+ Linear / Fine-tune).
 
 Args (`--config=configs/pirl.py:dataset=digits`):
-  dataset: cifar10 | digits (default) | folder:PATH (with `--config.loss.bank_size=N`, N >= the
+  dataset: cifar10 | digits (default) | folder:PATH (with `--config.loss.bank_size=N`, N = the
            train images); the bank needs each image's index, which the in-memory pipeline
-           carries (not ImageNet's tf.data one)
+           carries (ImageNet's tf.data one does not: validation rejects it)
   labels:  10pct (default) | 1pct | <int> | <int>perclass | all (the labeled batch is unused)
   steps:   0 = the preset's budget; > 0 overrides the number of training steps
 
@@ -16,16 +16,13 @@ lambda 0.5; the paper's 32,000 negatives become 512 here (digits: 1,437 images; 
 """
 from s4l_jax import config_lib
 
-TRAIN_IMAGES = {"digits": 1437, "cifar10": 50000}  # the train split: one bank row each
+TRAIN_IMAGES = {"digits": 1437, "cifar10": 50000, "imagenet2012": 1281167}  # the train split: one bank row each
 EMBED_DIM = 128
 
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="digits", labels="10pct", steps=0)
   family = config_lib.dataset_family(a.dataset)
-  if family == "imagenet2012":
-    raise ValueError("pirl needs each image's index (in-memory pipeline): dataset=digits, "
-                     "cifar10 or folder:PATH")
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, labeled_batch=8)
   c.objective = "pirl"
   config_lib.small_data_preset(c, family)

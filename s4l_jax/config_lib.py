@@ -367,6 +367,21 @@ def supervised_preset(c, family: str, labels: str):
     one_percent_schedule(c)
 
 
+def supervised_row(dataset: str, labels: str, steps: int = 0, fidelity: str = "default"):
+  """The supervised row's config (`configs/supervised.py`; also the teacher-free KD stages)."""
+  family = dataset_family(dataset)
+  c = base_config(dataset=dataset, labels=labels,
+                  labeled_batch=256 if family == "imagenet2012" else 64)
+  c.objective = "supervised"
+  supervised_preset(c, family, labels)
+  if family == "imagenet2012" and labels == "1pct":
+    c.input.labeled.view = "inception_crop|flip|hsv_noise"
+  per_core_fidelity(c, "supervised", fidelity)
+  if steps:
+    set_duration(c, total_steps=steps)
+  return c
+
+
 def small_data_preset(c, family: str):
   """CPU/GPU-sized training on digits, cifar10 and folders: cosine schedule, fixed step budget.
 

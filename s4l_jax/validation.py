@@ -76,6 +76,8 @@ def check_values(config):
   _require(config.loss.get("temperature", 1.0) > 0,
            f"loss.temperature={config.loss.get('temperature')} must be > 0")
   if config.objective == "pirl":
+    _require(config.input.pipeline == "memory", "objective pirl reads each image's index, "
+             "which only input.pipeline=memory carries (digits, cifar10, folder:)")
     _require(config.loss.bank_size > 0, f"loss.bank_size={config.loss.bank_size} must be the "
              "number of train images (> 0): one memory-bank row per image")
     _require(0 < config.loss.num_negatives, "loss.num_negatives must be > 0")
