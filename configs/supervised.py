@@ -18,14 +18,4 @@ from s4l_jax import config_lib
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0,
                            fidelity="default")
-  family = config_lib.dataset_family(a.dataset)
-  c = config_lib.base_config(dataset=a.dataset, labels=a.labels,
-                             labeled_batch=256 if family == "imagenet2012" else 64)
-  c.objective = "supervised"
-  config_lib.supervised_preset(c, family, a.labels)
-  if family == "imagenet2012" and a.labels == "1pct":
-    c.input.labeled.view = "inception_crop|flip|hsv_noise"
-  config_lib.per_core_fidelity(c, "supervised", a.fidelity)
-  if a.steps:
-    config_lib.set_duration(c, total_steps=a.steps)
-  return c
+  return config_lib.supervised_row(a.dataset, a.labels, a.steps, a.fidelity)

@@ -6,6 +6,7 @@ from typing import Any
 
 import ml_collections
 
+from s4l_jax import permutations
 from s4l_jax.data import datasets, views
 
 
@@ -343,6 +344,26 @@ def pretext_imagenet_schedule(c):
   set_duration(c, total_unlabeled_epochs=35.0)
 
 
+JIGSAW_PERMUTATIONS = 100  # P: the lecture's subset of the 9! orders (Noroozi & Favaro: 1,000)
+
+
+def jigsaw_task(c, num_permutations: int):
+  """The jigsaw pretext task on the unlabeled stream: view `jigsaw`, `loss.permutations` (the
+  set itself, `permutations.maximal_hamming`, stored with the config) and the head "jigsaw":
+  9 blocks of P logits per tile (`objective_lib.puzzle_logits`)."""
+  table = permutations.maximal_hamming(num_permutations, views.NUM_TILES)
+  c.input.unlabeled.view = "jigsaw"
+  c.loss.permutations = table
+  c.model.heads.jigsaw = views.NUM_TILES * len(table)
+
+
+def relative_position_task(c):
+  """The relative-position pretext task on the unlabeled stream: view `relative_position` and
+  the head "relative_position": 2 blocks (centre, neighbour) of 8 logits per patch."""
+  c.input.unlabeled.view = "relative_position"
+  c.model.heads.relative_position = 2 * len(views.NEIGHBOURS)
+
+
 def supervised_preset(c, family: str, labels: str):
   """The supervised rows' schedule (methods.md 2.6), or `small_data_preset` off ImageNet.
 
@@ -354,6 +375,21 @@ def supervised_preset(c, family: str, labels: str):
   elif labels == "1pct":
     c.lr.base, c.optimizer.weight_decay = 0.01, 1e-2
     one_percent_schedule(c)
+
+
+def supervised_row(dataset: str, labels: str, steps: int = 0, fidelity: str = "default"):
+  """The supervised row's config (`configs/supervised.py`; also the teacher-free KD stages)."""
+  family = dataset_family(dataset)
+  c = base_config(dataset=dataset, labels=labels,
+                  labeled_batch=256 if family == "imagenet2012" else 64)
+  c.objective = "supervised"
+  supervised_preset(c, family, labels)
+  if family == "imagenet2012" and labels == "1pct":
+    c.input.labeled.view = "inception_crop|flip|hsv_noise"
+  per_core_fidelity(c, "supervised", fidelity)
+  if steps:
+    set_duration(c, total_steps=steps)
+  return c
 
 
 def small_data_preset(c, family: str):

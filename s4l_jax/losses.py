@@ -249,3 +249,37 @@ def soft_target_xent(logits: Array, targets: Array, mask: Optional[Array] = None
   logp = jax.nn.log_softmax(_as_float(logits), axis=-1)
   targets = jax.lax.stop_gradient(_as_float(targets))
   return _masked_mean(-jnp.sum(targets * logp, axis=-1), mask)
+
+
+def virtual_teacher(labels: Array, num_classes: int, correct_prob: float) -> Array:
+  """Yuan et al.'s (2020) hand-designed teacher: (N, K) probabilities, `correct_prob` = a on
+  the label and (1 - a) / (K - 1) on every other class (labels (N,) int)."""
+  rest = (1.0 - correct_prob) / (num_classes - 1)
+  return jnp.where(jax.nn.one_hot(labels, num_classes) > 0, correct_prob, rest)
+
+
+def pirl_nce(memory: Array, query: Array, negatives: Array, temperature: float,
+             noise_ratio: float, log_normalizer: Array | float = 0.0) -> Array:
+  """PIRL's NCE loss (Misra & van der Maaten 2020, eq. 3; Wu et al. 2018's estimator), mean
+  over the batch: `-log h(m, q) - sum_{m' in negatives} log(1 - h(m', q))`, with
+  h(u, v) = P / (P + noise_ratio), P = exp(u.v / T) / Z, noise_ratio = N / |D| (N negatives
+  drawn uniformly from |D| data points), log Z = `log_normalizer` (`nce_log_normalizer`).
+
+  memory, query: (B, D) unit vectors (m_I and f(v_I) or g(v_I^t)); negatives: (N, D) unit
+  vectors from the memory bank. Computed in log space.
+  """
+  log_ratio = jnp.log(noise_ratio)
+  pos = jnp.sum(memory * query, -1) / temperature - log_normalizer
+  neg = query @ negatives.T / temperature - log_normalizer
+  log_h = pos - jnp.logaddexp(pos, log_ratio)
+  log_not_h = log_ratio - jnp.logaddexp(neg, log_ratio)
+  return jnp.mean(-log_h - log_not_h.sum(-1))
+
+
+def nce_log_normalizer(query: Array, negatives: Array, temperature: float,
+                       num_data: int) -> Array:
+  """log Z of Wu et al.'s NCE: Z = |D| x the mean of exp(q.m' / T) over the batch's queries
+  (B, D) and negatives (N, D), so that P = exp(s / T) / Z averages 1 / |D| (a distribution
+  over the data points); estimated once (the first step) and then kept fixed."""
+  scores = (query @ negatives.T / temperature).reshape(-1)
+  return jax.scipy.special.logsumexp(scores) - jnp.log(scores.size) + jnp.log(num_data)

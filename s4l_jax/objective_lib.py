@@ -122,3 +122,58 @@ def vat_kwargs(loss_config, default_eps: float = 40.0) -> dict:
               num_iters=loss_config.get("vat_num_iters", 1),
               kl_direction=loss_config.get("vat_kl_direction", "perturbed_clean"),
               normalization=loss_config.get("vat_normalization", "exact_eps"))
+
+
+def normalize_tiles(tiles, eps: float = 1e-5):
+  """Each tile standardised by its own mean and std over its pixels and channels (Noroozi &
+  Favaro, against low-level shortcuts): (..., t, t, C) -> same shape."""
+  mean = tiles.mean(axis=(-3, -2, -1), keepdims=True)
+  var = tiles.var(axis=(-3, -2, -1), keepdims=True)
+  return (tiles - mean) / jnp.sqrt(var + eps)
+
+
+def puzzle_logits(head_out, order):
+  """A linear head on the concatenated features of G tiles, from a per-tile head.
+
+  head_out: (B * G, G * K), image-major (row G b + i is tile i of image b), block j of a row
+  being W_j f (the weights W_j of concatenation slot j); order: int (B, G), the tile in slot j.
+  Returns (B, K) `sum_j W_j f_{order[b, j]}` = W [f_{order[b, 0]}; ...; f_{order[b, G-1]}]
+  (the G biases add up to one). The per-tile head keeps the model's (N, dim) head contract.
+  """
+  g = order.shape[1]
+  blocks = head_out.reshape(order.shape[0], g, g, -1)  # (B, tile, slot, K)
+  slotted = jnp.take_along_axis(blocks, order[:, :, None, None], axis=1)  # (B, slot, slot, K)
+  return jnp.diagonal(slotted, axis1=1, axis2=2).sum(-1)
+
+
+def tile_puzzle_loss(model, params, batch_stats, tiles, order, labels, head: str):
+  """Cross-entropy of the puzzle classifier `head` (`puzzle_logits`) and its accuracy.
+
+  tiles: (B, G, t, t, C); order, labels: int (B, G), (B,). One train-mode pass of the B G tiles
+  (BN on the tiles' batch); its BN statistics are discarded (the moving averages come from
+  whole images, which evaluation sees).
+  """
+  outputs, _ = apply_train(model, params, batch_stats, flatten_views(tiles))
+  logits = puzzle_logits(outputs[head], order)
+  return losses.softmax_xent(logits, labels), accuracy(logits, labels)
+
+
+def jigsaw_loss(model, params, batch_stats, tiles, permutations, rng):
+  """Jigsaw (Noroozi & Favaro 2016) on tiles (B, 9, t, t, C) in grid order: each image gets a
+  permutation index drawn from `rng` uniformly over `permutations` (P, 9); slot j of its puzzle
+  holds tile permutations[label][j]; tiles normalised one by one; head "jigsaw" (9 P wide).
+  Returns (cross-entropy over the P classes, accuracy)."""
+  table = jnp.asarray(permutations, jnp.int32)
+  labels = jax.random.randint(rng, (tiles.shape[0],), 0, table.shape[0])
+  return tile_puzzle_loss(model, params, batch_stats, normalize_tiles(tiles), table[labels],
+                          labels, "jigsaw")
+
+
+def relative_position_loss(model, params, batch_stats, stream):
+  """Relative position (Doersch et al. 2015) of a `relative_position` view stream ("image"
+  (B, 2, t, t, C): centre, neighbour; "position" (B, 2)): head "relative_position" (2 x 8
+  wide) on the pair's concatenated features. Returns (cross-entropy over 8, accuracy)."""
+  tiles = stream["image"]
+  order = jnp.broadcast_to(jnp.arange(2), (tiles.shape[0], 2))
+  return tile_puzzle_loss(model, params, batch_stats, tiles, order, stream["position"][:, 0],
+                          "relative_position")

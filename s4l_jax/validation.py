@@ -1,8 +1,8 @@
 """Config checks that fail in seconds, with one line naming the problem, before any work."""
 import os
 
-from s4l_jax import (config_lib, distributed, export, models, objectives, pseudo_label,  # pylint: disable=g-multiple-import
-                     storage, vat)
+from s4l_jax import (config_lib, distributed, export, models, objectives, permutations,  # pylint: disable=g-multiple-import
+                     pseudo_label, storage, vat)
 from s4l_jax.data import datasets, sources, subsets, views
 from s4l_jax.models import subtrees
 
@@ -62,6 +62,30 @@ def check_values(config):
            f"must be one of {', '.join(vat.NORMALIZATIONS)}")
   memory = config.loss.get("memory_size", 0)
   _require(memory >= 0, f"loss.memory_size={memory} must be >= 0 (0 = no memory queue)")
+  if "permutations" in config.loss:
+    table = permutations.check(config.loss.permutations, views.NUM_TILES)
+    width = views.NUM_TILES * len(table)
+    _require(config.model.heads.get("jigsaw") == width, f"model.heads.jigsaw="
+             f"{config.model.heads.get('jigsaw')!r} must be {width}: 9 blocks of P = "
+             f"{len(table)} logits (P = the rows of loss.permutations)")
+  for key in ("jigsaw_weight", "position_weight", "rotation_weight", "class_weight"):
+    _require(config.loss.get(key, 0.0) >= 0, f"loss.{key}={config.loss.get(key)} must be >= 0")
+  for key in ("alpha", "correct_prob"):  # teacher-free KD (objectives/virtual_teacher.py)
+    value = config.loss.get(key, 0.5)
+    _require(0 <= value <= 1, f"loss.{key}={value} must be in [0, 1]")
+  _require(config.loss.get("temperature", 1.0) > 0,
+           f"loss.temperature={config.loss.get('temperature')} must be > 0")
+  if config.objective == "pirl":
+    _require(config.input.pipeline == "memory", "objective pirl reads each image's index, "
+             "which only input.pipeline=memory carries (digits, cifar10, folder:)")
+    _require(config.loss.bank_size > 0, f"loss.bank_size={config.loss.bank_size} must be the "
+             "number of train images (> 0): one memory-bank row per image")
+    _require(0 < config.loss.num_negatives, "loss.num_negatives must be > 0")
+    for key in ("bank_momentum", "nce_lambda"):
+      _require(0 <= config.loss[key] <= 1, f"loss.{key}={config.loss[key]} must be in [0, 1]")
+    _require(config.model.heads.get("pirl_tiles") == views.NUM_TILES * config.loss.embed_dim
+             and config.model.heads.get("pirl_image") == config.loss.embed_dim,
+             "model.heads.pirl_image / pirl_tiles must be loss.embed_dim / 9 x loss.embed_dim")
   _require(config.input.crop in views.INPUT_CROPS, f"input.crop={config.input.crop!r} must "
            f"be one of {', '.join(views.INPUT_CROPS)}")
   for name in ("labeled", "unlabeled"):

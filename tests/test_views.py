@@ -557,3 +557,102 @@ def test_fixmatch_views_weak_copy_is_untouched_and_strong_is_deterministic_per_k
       jax.random.key(7), {"image": imgs})["image"])
   np.testing.assert_array_equal(a[:, 0], plain[:, 0])  # weak: flip + shift only
   assert not np.array_equal(a[:, 1], plain[:, 1])
+
+
+# ---- Jigsaw tiles, relative-position patches, colour dropping ----
+
+@pytest.mark.parametrize("size,geometry", [(16, (5, 4, 0)), (32, (10, 8, 1)), (225, (75, 64, 0)),
+                                           (224, (74, 63, 1)), (8, (2, 1, 1))])
+def test_grid_geometry_is_noroozis_ratio(size, geometry):
+  assert views.grid_geometry(size) == geometry
+
+
+def _coordinate_image(size):
+  """uint8 (1, S, S, 3) whose pixel (y, x) holds (4 y, 4 x, 7): a tile tells where it was cut."""
+  y, x = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+  return np.stack([4 * y, 4 * x, np.full_like(y, 7)], -1)[None].astype(np.uint8)
+
+
+def _corners(tiles):
+  """(..., t, t, 3) view output in [-1, 1] -> int (..., 2) (y, x) of each tile's top-left, after
+  checking that every tile is the contiguous window from there."""
+  pixels = np.rint((np.asarray(tiles) + 1) * 255 / 2).astype(int)
+  corner = pixels[..., 0, 0, :2] // 4
+  t = tiles.shape[-2]
+  offsets = np.stack(np.meshgrid(np.arange(t), np.arange(t), indexing="ij"), -1)
+  np.testing.assert_array_equal(pixels[..., :2] // 4,
+                                corner[..., None, None, :] + offsets)
+  return corner
+
+
+def test_jigsaw_tiles_are_jittered_windows_of_each_grid_cell():
+  size = 16
+  cell, tile, origin = views.grid_geometry(size)
+  fn = jax.jit(views.make_view_fn("central_crop|jigsaw_tiles", image_size=size, crop="none"))
+  seen = set()
+  for seed in range(30):
+    out = fn(jax.random.PRNGKey(seed), {"image": _coordinate_image(size)})["image"]
+    assert out.shape == (1, 9, tile, tile, 3)
+    corners = _corners(out[0])
+    for j, (y, x) in enumerate(corners):
+      row, col = divmod(j, 3)
+      jitter = (y - origin - row * cell, x - origin - col * cell)
+      assert 0 <= min(jitter) and max(jitter) <= cell - tile, (j, y, x)
+      seen.add(jitter)
+  assert seen == set(itertools.product(range(cell - tile + 1), repeat=2))  # every gap occurs
+
+
+def test_patch_pair_is_the_centre_and_the_labelled_neighbour():
+  size = 16
+  cell, tile, origin = views.grid_geometry(size)
+  offsets = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
+  fn = jax.jit(views.make_view_fn("central_crop|patch_pair", image_size=size, crop="none"))
+  labels = []
+  for seed in range(60):
+    out = fn(jax.random.PRNGKey(seed), {"image": _coordinate_image(size)})
+    position = np.asarray(out["position"])
+    assert out["image"].shape == (1, 2, tile, tile, 3) and position[0, 0] == position[0, 1]
+    centre, neighbour = (tuple((yx - origin) // cell) for yx in _corners(out["image"][0]))
+    label = int(position[0, 0])
+    assert centre == (1, 1)
+    assert (neighbour[0] - 1, neighbour[1] - 1) == offsets[label]
+    labels.append(label)
+  assert set(labels) == set(range(8))
+
+
+def test_color_drop_keeps_one_channel_and_fills_the_others_with_faint_noise():
+  rng = np.random.default_rng(0)
+  image = jnp.asarray(rng.uniform(0, 1, (6, 6, 3)), jnp.float32)
+  kept_channels = set()
+  for seed in range(20):
+    out = np.asarray(views.color_drop(jax.random.PRNGKey(seed), image))
+    same = [c for c in range(3) if np.array_equal(out[..., c], image[..., c])]
+    assert len(same) == 1
+    kept = np.asarray(image[..., same[0]])
+    for c in set(range(3)) - set(same):
+      assert abs(out[..., c].mean() - kept.mean()) < 0.01 * kept.std()
+      assert 0.5 < out[..., c].std() / (views.DROP_NOISE * kept.std()) < 1.5
+    kept_channels.add(same[0])
+  assert kept_channels == {0, 1, 2}
+
+
+def test_named_pretext_views_copies_and_labels():
+  images = _rand_images(b=3)
+  for name, copies, label in (("jigsaw", 9, None), ("relative_position", 2, "position")):
+    assert views.copies(name) == copies
+    out = views.make_view_fn(name, image_size=16, crop="pad_crop")(jax.random.PRNGKey(0),
+                                                                    {"image": images})
+    assert out["image"].shape == (3, copies, 4, 4, 3)
+    assert set(out) == {"image"} | ({label} if label else set())
+
+
+def test_ops_fn_applies_a_views_ops_to_images_in_pm1():
+  images = _rand_images(b=2)
+  composed = views.make_view_fn("central_crop|rotate4", image_size=16, crop="none")(
+      None, {"image": images})
+  derived = views.make_ops_fn("rotate4")(None, views.to_pm1(images, max_value=255))
+  np.testing.assert_allclose(derived["image"], composed["image"], atol=1e-6)
+  np.testing.assert_array_equal(derived["rotation"], composed["rotation"])
+  pairs = views.make_ops_fn("patch_pair|color_drop")(jax.random.PRNGKey(0),
+                                                      views.to_pm1(images, max_value=255))
+  assert pairs["image"].shape == (2, 2, 4, 4, 3) and pairs["position"].shape == (2, 2)

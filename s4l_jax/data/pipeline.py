@@ -73,14 +73,16 @@ class InMemoryPipeline:
 
   def train_batch(self, step: int) -> dict:
     """Host-local raw batch of `step`: {"labeled": {image, label, [soft_label (B, K)]},
-    ["unlabeled": {...}]}; soft_label with soft pseudo-labels."""
+    ["unlabeled": {image, label, index}]}; soft_label with soft pseudo-labels; index: int32
+    (B,) each image's index in the train split (PIRL's memory bank)."""
     idx = self.labeled_indices[self._labeled.indices(step)]
     batch = {"labeled": {"image": self.train.images[idx], "label": self.train_labels[idx]}}
     if self.train_targets is not None:
       batch["labeled"]["soft_label"] = self.train_targets[idx]
     if self._unlabeled:
       idx = self._unlabeled_indices[self._unlabeled.indices(step)]
-      batch["unlabeled"] = {"image": self.train.images[idx], "label": self.train.labels[idx]}
+      batch["unlabeled"] = {"image": self.train.images[idx], "label": self.train.labels[idx],
+                            "index": idx.astype(np.int32)}
     return batch
 
   def eval_batches(self, global_batch: int, split: str = "test"):

@@ -2,10 +2,12 @@
 
 A view is one crop op (`CROP_OPS`: inception_crop, pad_crop, central_crop, simclr_crop,
 central_crop_875), taking `crops` crops of each uint8 image (B, H, W, C), then ops on the crops
-in [0, 1] (`OPS`: flip, hsv_noise, color_jitter, grey, blur, simclr_augment, and rotate4, which
-makes 4 copies); the result is float32 in [-1, 1] (`to_pm1`). Views are declared once, in
-`NAMED_VIEWS` (train, rotate4, exemplar8, simclr2, simclr_train, eval, simclr_eval; all but the
-eval views take their crop op from `input.crop`), or written in a config as a composition that
+in [0, 1] (`OPS`: flip, hsv_noise, color_jitter, grey, blur, simclr_augment, color_drop, and
+the copy-making rotate4 (4 copies), jigsaw_tiles (the 9 tiles of a jittered 3x3 grid, smaller
+than the crop: `grid_geometry`) and patch_pair (the centre tile and a random neighbour)); the
+result is float32 in [-1, 1] (`to_pm1`). Views are declared once, in `NAMED_VIEWS` (train,
+rotate4, exemplar8, jigsaw, relative_position, simclr2, simclr_train, eval, simclr_eval; all but
+the eval views take their crop op from `input.crop`), or written in a config as a composition that
 names its crop op first, e.g. `"inception_crop|flip|hsv_noise"`. The tf.data path
 (`tf_views.py`) only decodes and crops on the host; `make_view_fn(..., host_cropped=True)`
 applies the same ops to its crops. All functions are jit-able, vectorised over the batch and
@@ -220,6 +222,58 @@ def rotate4(images):
   """(B, S, S, C) -> (B, 4, S, S, C): k counter-clockwise quarter turns, k=0..3."""
   return jnp.stack([jnp.rot90(images, k, axes=(1, 2)) for k in range(4)],
                    axis=1)
+
+
+GRID = 3  # jigsaw / relative position: a 3x3 grid of cells
+NUM_TILES = GRID * GRID
+TILE_FRACTION = (64, 75)  # tile side / cell side of Noroozi & Favaro (64 px tiles, 75 px cells)
+CENTRE = NUM_TILES // 2
+NEIGHBOURS = tuple(c for c in range(NUM_TILES) if c != CENTRE)  # position label -> cell
+DROP_NOISE = 0.01  # colour dropping: noise std / the kept channel's std (Doersch et al.)
+
+
+def grid_geometry(size: int) -> tuple[int, int, int]:
+  """(cell, tile, origin) in pixels of the 3x3 grid on a size x size crop: cells of side
+  size // 3 from `origin` (the grid centred, offsets rounded down), tiles of side
+  cell * 64 // 75 (>= 1): 16 px -> 5, 4; 32 px -> 10, 8; 225 px -> 75, 64."""
+  cell = size // GRID
+  return cell, max(1, cell * TILE_FRACTION[0] // TILE_FRACTION[1]), (size - GRID * cell) // 2
+
+
+def tile_corners(rng, size: int):
+  """int32 (9, 2) top-left (y, x) of each cell's tile, cells in row-major order: the cell's
+  corner plus a random jitter in [0, cell - tile] per tile and axis (the gap between tiles)."""
+  cell, tile, origin = grid_geometry(size)
+  jitter = jax.random.randint(rng, (NUM_TILES, 2), 0, cell - tile + 1)
+  cells = jnp.stack(jnp.divmod(jnp.arange(NUM_TILES), GRID), axis=-1)
+  return (origin + cells * cell + jitter).astype(jnp.int32)
+
+
+def grid_tiles(rng, image):
+  """The 9 jittered tiles of (S, S, C), in grid (row-major) order: (9, t, t, C)."""
+  size, channels = image.shape[0], image.shape[2]
+  tile = grid_geometry(size)[1]
+  cut = lambda yx: jax.lax.dynamic_slice(image, (yx[0], yx[1], 0), (tile, tile, channels))
+  return jax.vmap(cut)(tile_corners(rng, size))
+
+
+def patch_pair(rng, image):
+  """Relative position (Doersch et al. 2015): the centre tile and one of its 8 neighbours,
+  drawn uniformly, of the jittered grid: ((2, t, t, C), position label in [0, 8))."""
+  k_pos, k_tiles = jax.random.split(rng)
+  position = jax.random.randint(k_pos, (), 0, len(NEIGHBOURS))
+  tiles = grid_tiles(k_tiles, image)
+  return jnp.stack([tiles[CENTRE], tiles[jnp.asarray(NEIGHBOURS)[position]]]), position
+
+
+def color_drop(rng, image):
+  """Doersch et al.'s guard against chromatic aberration on (s, s, C): keep one random
+  channel, replace the others by Gaussian noise of DROP_NOISE x its std around its mean."""
+  k_keep, k_noise = jax.random.split(rng)
+  keep = jax.random.randint(k_keep, (), 0, image.shape[-1])
+  kept = jnp.take(image, keep, axis=-1)
+  noise = kept.mean() + DROP_NOISE * kept.std() * jax.random.normal(k_noise, image.shape)
+  return jnp.where(jnp.arange(image.shape[-1]) == keep, image, noise)
 
 
 def rgb_to_hsv(rgb):
@@ -490,12 +544,16 @@ class Op:
   """An op on crops in [0, 1].
 
   `copies == 1`: random, `fn(rng, crop (S, S, C)) -> (S, S, C)`, vmapped with one key per crop.
-  `copies > 1`: deterministic, `fn(crops (N, S, S, C)) -> (N, copies, S, S, C)`; copy j gets
+  `copies > 1`, `random=False`: `fn(crops (N, S, S, C)) -> (N, copies, S, S, C)`; copy j gets
   label j under the batch key `label`.
+  `copies > 1`, `random=True`: `fn(rng, crop (S, S, C)) -> (copies, s, s, C)`, or with a
+  `label` `-> ((copies, s, s, C), int32 scalar)`, the label every copy of the crop gets;
+  vmapped with one key per crop. Its copies may be smaller than the crop (tiles, s <= S).
   """
   fn: Callable
   copies: int = 1
   label: str | None = None
+  random: bool = True
 
 
 OPS = {
@@ -505,7 +563,10 @@ OPS = {
     "grey": Op(random_grey),
     "blur": Op(lambda rng, x: random_blur(*jax.random.split(rng), x)),
     "simclr_augment": Op(simclr_augment),
-    "rotate4": Op(rotate4, copies=4, label="rotation"),
+    "rotate4": Op(rotate4, copies=4, label="rotation", random=False),
+    "jigsaw_tiles": Op(grid_tiles, copies=NUM_TILES),
+    "patch_pair": Op(patch_pair, copies=2, label="position"),
+    "color_drop": Op(color_drop),
     "shift": Op(lambda rng, x: pad_crop(rng, x, x.shape[0], randaugment.shift_pad(x.shape[0]))),
     "randaugment": Op(randaugment.randaugment),
     "cutout": Op(randaugment.cutout),
@@ -534,6 +595,9 @@ NAMED_VIEWS = {
     "train": View(INPUT_CROP, ("flip",)),
     "rotate4": View(INPUT_CROP, ("flip", "rotate4")),
     "exemplar8": View(INPUT_CROP, ("flip", "hsv_noise"), crops=NUM_EXEMPLAR),
+    # Jigsaw (9 tiles in grid order) and relative position (centre + neighbour patch).
+    "jigsaw": View(INPUT_CROP, ("flip", "jigsaw_tiles")),
+    "relative_position": View(INPUT_CROP, ("flip", "patch_pair", "color_drop")),
     # SimCLRv2 pretraining (2 views), fine-tuning / distillation (crop + flip), eval.
     "simclr2": View(INPUT_CROP, ("simclr_augment",), crops=2, **SIMCLR_CROP),
     "simclr_train": View(INPUT_CROP, ("flip",), **SIMCLR_CROP),
@@ -618,7 +682,7 @@ def make_view_fn(view: str, *, image_size: int, crop: str,
   """
   spec = resolve(view, crop)
   crop_op, ops = CROP_OPS[spec.crop], [(OPS[_only(n)[0]], _only(n)[1]) for n in spec.ops]
-  num_random_ops = sum(op.copies == 1 for op, _ in ops)
+  num_random_ops = sum(op.random for op, _ in ops)
   is_random = crop_op.random or num_random_ops > 0
 
   def fn(rng, batch):
@@ -630,24 +694,7 @@ def make_view_fn(view: str, *, image_size: int, crop: str,
     else:
       b = batch["image"].shape[0]
       x = crop_op.fn(keys[0], _to_unit(batch["image"]), image_size, spec)
-    op_keys, labels = iter(keys[1:]), {}
-    for op, only in ops:
-      if only is not None:  # a random op on crop `only` of each image (and all its copies)
-        y = x.reshape((b, spec.crops, -1) + x.shape[1:])
-        sel = y[:, only].reshape((-1,) + x.shape[1:])
-        sel = jax.vmap(op.fn)(jax.random.split(next(op_keys), sel.shape[0]), sel)
-        x = y.at[:, only].set(sel.reshape(y[:, only].shape)).reshape(x.shape)
-        continue
-      if op.copies == 1:
-        x = jax.vmap(op.fn)(jax.random.split(next(op_keys), x.shape[0]), x)
-        continue
-      n = x.shape[0]
-      x = op.fn(x).reshape((n * op.copies,) + x.shape[1:])
-      labels = {k: jnp.repeat(v, op.copies) for k, v in labels.items()}
-      labels[op.label] = jnp.tile(jnp.arange(op.copies, dtype=jnp.int32), n)
-    lead = (b, x.shape[0] // b) if x.shape[0] > b else (b,)
-    out = {"image": jnp.clip(to_pm1(x), -1.0, 1.0).reshape(lead + x.shape[1:])}
-    return out | {k: v.reshape(lead) for k, v in labels.items()}
+    return _apply_ops(ops, iter(keys[1:]), x, b, spec.crops)
 
   return fn
 
@@ -658,3 +705,48 @@ def _host_crops(batch, size, resize):
     return _to_unit(batch["image"])
   crop = functools.partial(resize, size=size)
   return jax.vmap(jax.vmap(crop, in_axes=(None, 0)))(batch["image"], batch["boxes"]) / 255.0
+
+
+def _apply_ops(ops, op_keys, x, b: int, crops: int) -> dict:
+  """`ops` [(Op, only)] on x (b * crops, S, S, C) in [0, 1], one key of `op_keys` per random
+  op; returns make_view_fn's dict (images in [-1, 1], labels of copy-making ops)."""
+  labels = {}
+  for op, only in ops:
+    if only is not None:  # a random op on crop `only` of each image (and all its copies)
+      y = x.reshape((b, crops, -1) + x.shape[1:])
+      sel = y[:, only].reshape((-1,) + x.shape[1:])
+      sel = jax.vmap(op.fn)(jax.random.split(next(op_keys), sel.shape[0]), sel)
+      x = y.at[:, only].set(sel.reshape(y[:, only].shape)).reshape(x.shape)
+      continue
+    if op.copies == 1:
+      x = jax.vmap(op.fn)(jax.random.split(next(op_keys), x.shape[0]), x)
+      continue
+    n, copy_label = x.shape[0], None
+    if op.random:
+      x = jax.vmap(op.fn)(jax.random.split(next(op_keys), n), x)
+      x, copy_label = x if op.label else (x, None)
+    else:
+      x = op.fn(x)
+    x = x.reshape((n * op.copies,) + x.shape[2:])
+    labels = {k: jnp.repeat(v, op.copies) for k, v in labels.items()}
+    if op.label:
+      labels[op.label] = (jnp.tile(jnp.arange(op.copies, dtype=jnp.int32), n)
+                          if copy_label is None else jnp.repeat(copy_label, op.copies))
+  lead = (b, x.shape[0] // b) if x.shape[0] > b else (b,)
+  out = {"image": jnp.clip(to_pm1(x), -1.0, 1.0).reshape(lead + x.shape[1:])}
+  return out | {k: v.reshape(lead) for k, v in labels.items()}
+
+
+def make_ops_fn(ops: str):
+  """`fn(rng, images) -> dict`: the ops of a composition after its crop (e.g. "rotate4",
+  "patch_pair|color_drop") on images float32 (B, S, S, C) in [-1, 1] (a view's output), with
+  make_view_fn's output. For objectives that derive several tasks' inputs from one view
+  (multi-task); `rng` is split into one key per random op (None: no random op)."""
+  spec = parse_view(f"central_crop|{ops}")
+  parsed = [(OPS[_only(n)[0]], _only(n)[1]) for n in spec.ops]
+  num_random = sum(op.random for op, _ in parsed)
+
+  def fn(rng, images):
+    keys = iter(jax.random.split(rng, num_random)) if num_random else iter(())
+    return _apply_ops(parsed, keys, (images + 1.0) / 2.0, images.shape[0], 1)
+  return fn

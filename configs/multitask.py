@@ -1,0 +1,63 @@
+"""Multi-task pretext learning: any of rotation, exemplar, jigsaw, relative position on one
+trunk, a head per task; with `s4l=true` the class loss too (S4L-Multi).
+
+Args (`--config=configs/multitask.py:dataset=digits,tasks=rotation+jigsaw,s4l=true`):
+  dataset: imagenet2012 (default) | cifar10 | digits | folder:PATH
+  labels:  10pct (default) | 1pct | <int> | <int>perclass | all
+  steps:   0 = the preset's budget; > 0 overrides the number of training steps
+  tasks:   '+'-joined subset of rotation, exemplar, jigsaw, relative_position (default:
+           rotation+jigsaw+relative_position); each gets weight 1 (`loss.<task>_weight`, e.g.
+           `--config.loss.jigsaw_weight=0.5`; the keys are `objectives/multitask.TASKS`)
+  s4l:     false (default): pretext tasks only (then linear_eval / finetune from the export);
+           true: + the class loss on the labeled images (`loss.class_weight = 1`)
+  permutations: P of the jigsaw task (default 100)
+
+Doersch & Zisserman (2017) sum the tasks' losses on a shared ResNet-101 with one head per task
+(relative position + colorization: 66.6 top-5 of a linear classifier on ImageNet vs 59.2 and
+62.5 alone). The tasks' settings are those of `configs/rotation.py`, `exemplar.py`,
+`jigsaw.py` and `relative_position.py`. ImageNet defaults: the pretext recipe
+(`config_lib.pretext_imagenet_schedule`) without s4l, S4L-Rotation's 10% row with it (guesses).
+"""
+from s4l_jax import config_lib
+
+TASK_WEIGHTS = {"rotation": "rotation_weight", "exemplar": "triplet_weight",
+                "jigsaw": "jigsaw_weight", "relative_position": "position_weight"}
+
+
+def get_config(arg=None):
+  a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0,
+                           tasks="rotation+jigsaw+relative_position", s4l=False,
+                           permutations=config_lib.JIGSAW_PERMUTATIONS)
+  tasks = a.tasks.split("+")
+  unknown = sorted(set(tasks) - set(TASK_WEIGHTS))
+  if unknown or not tasks:
+    raise ValueError(f"tasks={a.tasks!r}: unknown {unknown}; valid: '+'-joined "
+                     f"{', '.join(TASK_WEIGHTS)}")
+  family = config_lib.dataset_family(a.dataset)
+  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, labeled_batch=256)
+  c.objective = "multitask"
+  c.input.unlabeled.batch_size = 256
+  c.model.heads = dict(classes=-1)
+  for task, key in TASK_WEIGHTS.items():
+    c.loss[key] = 1.0 if task in tasks else 0.0
+  c.loss.class_weight = 1.0 if a.s4l else 0.0
+  if "rotation" in tasks:
+    c.model.heads.rotations = 4
+  if "exemplar" in tasks:
+    c.model.heads.embeddings = 1000 if family == "imagenet2012" else 128
+  if "jigsaw" in tasks:
+    config_lib.jigsaw_task(c, a.permutations)
+  if "relative_position" in tasks:
+    config_lib.relative_position_task(c)
+  c.input.unlabeled.view = "exemplar8" if "exemplar" in tasks else "train"
+  if family == "imagenet2012":
+    c.lr.base, c.lr.scale_batch_size = 0.03, 0
+    if not a.s4l:
+      c.lr.base, c.optimizer.weight_decay = 0.1, 1e-4
+      config_lib.pretext_imagenet_schedule(c)
+  else:
+    config_lib.small_data_preset(c, family)
+    c.input.unlabeled.batch_size = c.input.labeled.batch_size
+  if a.steps:
+    config_lib.set_duration(c, total_steps=a.steps)
+  return c

@@ -1,0 +1,40 @@
+"""PIRL pretraining (Misra & van der Maaten 2020) on all train images (+ Linear / Fine-tune).
+
+Args (`--config=configs/pirl.py:dataset=digits`):
+  dataset: cifar10 | digits (default) | folder:PATH (with `--config.loss.bank_size=N`, N = the
+           train images); the bank needs each image's index, which the in-memory pipeline
+           carries (ImageNet's tf.data one does not: validation rejects it)
+  labels:  10pct (default) | 1pct | <int> | <int>perclass | all (the labeled batch is unused)
+  steps:   0 = the preset's budget; > 0 overrides the number of training steps
+
+Paper settings (`s4l_jax/objectives/pirl.py`): 128-d unit embeddings f (image) and g (the
+jigsaw transform's 9 tiles through the shared trunk, concatenated, projected), a memory bank
+of every train image's moving average of f (momentum 0.5), NCE with temperature 0.07 and
+lambda 0.5; the paper's 32,000 negatives become 512 here (digits: 1,437 images; CIFAR-10:
+4,096). g is one linear layer on the concatenated tile features. Then:
+`configs/linear_eval.py` or `configs/finetune.py` with `pretrained=WORKDIR/export`.
+"""
+from s4l_jax import config_lib
+
+TRAIN_IMAGES = {"digits": 1437, "cifar10": 50000, "imagenet2012": 1281167}  # the train split: one bank row each
+EMBED_DIM = 128
+
+
+def get_config(arg=None):
+  a = config_lib.parse_arg(arg, dataset="digits", labels="10pct", steps=0)
+  family = config_lib.dataset_family(a.dataset)
+  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, labeled_batch=8)
+  c.objective = "pirl"
+  config_lib.small_data_preset(c, family)
+  c.input.labeled.batch_size = 8
+  c.input.unlabeled.batch_size = 32 if family == "digits" else 64
+  c.model.heads = dict(classes=-1, pirl_image=EMBED_DIM, pirl_tiles=9 * EMBED_DIM)
+  c.loss.embed_dim = EMBED_DIM
+  c.loss.bank_size = TRAIN_IMAGES.get(family, 0)
+  c.loss.bank_momentum = 0.5
+  c.loss.num_negatives = 512 if family == "digits" else 4096
+  c.loss.temperature = 0.07
+  c.loss.nce_lambda = 0.5
+  if a.steps:
+    config_lib.set_duration(c, total_steps=a.steps)
+  return c
