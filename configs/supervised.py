@@ -19,7 +19,7 @@ def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0,
                            fidelity="default")
   family = config_lib.dataset_family(a.dataset)
-  c = config_lib.base_config(dataset=a.dataset, labels=a.labels,
+  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals,
                              labeled_batch=256 if family == "imagenet2012" else 64)
   c.objective = "supervised"
   config_lib.supervised_preset(c, family, a.labels)

@@ -1,0 +1,90 @@
+"""Common corruptions at 5 severities, in jax on the device, as ImageNet-C defines them.
+
+Hendrycks & Dietterich, "Benchmarking Neural Network Robustness to Common Corruptions and
+Perturbations" (ICLR 2019), github.com/hendrycks/robustness `ImageNet-C/imagenet_c/
+corruptions.py`: on images x in [0, 1], severities 1..5 with these parameters c:
+
+* gaussian_noise: x + N(0, c^2),              c = .08, .12, .18, .26, .38
+* shot_noise:     Poisson(x * c) / c,         c = 60, 25, 12, 5, 3
+* gaussian_blur:  Gaussian filter of std c px (edges repeated, truncated at 4 std),
+                  c = 1, 2, 3, 4, 6 at 224 px; here scaled by image_size / 224 (ours)
+* contrast:       (x - m) * c + m, m the per-channel mean of the image, c = .4, .3, .2, .1, .05
+* pixelate:       box-resized to int(S * c) px and back (PIL BOX), c = .6, .5, .4, .3, .25
+
+then clipped to [0, 1] and rounded to uint8 (ImageNet-C stores uint8 images). JPEG, the
+weather and digital corruptions of ImageNet-C are not implemented.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SEVERITIES = {
+    "gaussian_noise": (0.08, 0.12, 0.18, 0.26, 0.38),
+    "shot_noise": (60.0, 25.0, 12.0, 5.0, 3.0),
+    "gaussian_blur": (1.0, 2.0, 3.0, 4.0, 6.0),
+    "contrast": (0.4, 0.3, 0.2, 0.1, 0.05),
+    "pixelate": (0.6, 0.5, 0.4, 0.3, 0.25),
+}
+REFERENCE_SIZE = 224  # the image size ImageNet-C's blur widths are in pixels of
+
+
+def box_resize_matrix(src: int, dst: int) -> np.ndarray:
+  """(dst, src): area-weighted (PIL BOX) resampling of a length-`src` signal to `dst`."""
+  edges_out = np.arange(dst + 1) * src / dst
+  lo, hi = edges_out[:-1, None], edges_out[1:, None]
+  cells = np.arange(src)[None, :]
+  overlap = np.clip(np.minimum(hi, cells + 1) - np.maximum(lo, cells), 0, None)
+  return overlap / overlap.sum(axis=1, keepdims=True)
+
+
+def pixelate_matrix(size: int, c: float) -> np.ndarray:
+  """(size, size): box-downsample to int(size * c) (at least 1) px, box-upsample back."""
+  low = max(1, int(size * c))
+  return box_resize_matrix(low, size) @ box_resize_matrix(size, low)
+
+
+def blur_matrix(size: int, sigma: float) -> np.ndarray:
+  """(size, size): 1-D Gaussian filter of std `sigma` px, truncated at 4 std, edges repeated
+  (scipy / skimage mode 'nearest')."""
+  radius = int(4.0 * sigma + 0.5)
+  taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / max(sigma, 1e-6)) ** 2)
+  taps /= taps.sum()
+  out = np.zeros((size, size))
+  for i in range(size):
+    for t, w in zip(range(-radius, radius + 1), taps):
+      out[i, min(max(i + t, 0), size - 1)] += w
+  return out
+
+
+def separable(x, matrix):
+  """`matrix` (S, S) applied along H and W of x (N, S, S, C)."""
+  return jnp.einsum("ih,nhwc,jw->nijc", matrix, x, matrix)
+
+
+def parameter(name: str, severity: int, image_size: int):
+  """The corruption's parameter at `severity` (1..5): a number, or the (S, S) matrix of the
+  spatial ones."""
+  c = SEVERITIES[name][severity - 1]
+  if name == "gaussian_blur":
+    return blur_matrix(image_size, c * image_size / REFERENCE_SIZE).astype(np.float32)
+  if name == "pixelate":
+    return pixelate_matrix(image_size, c).astype(np.float32)
+  return np.float32(c)
+
+
+def corrupt(name: str, images, param, key):
+  """uint8 images (N, S, S, C) -> uint8, corrupted with `parameter(name, ...)`; `key` seeds
+  the noises. Traceable: one compilation serves every severity."""
+  x = images.astype(jnp.float32) / 255.0
+  if name == "gaussian_noise":
+    x = x + param * jax.random.normal(key, x.shape)
+  elif name == "shot_noise":
+    x = jax.random.poisson(key, x * param, x.shape).astype(jnp.float32) / param
+  elif name == "contrast":
+    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+    x = (x - mean) * param + mean
+  elif name in ("gaussian_blur", "pixelate"):
+    x = separable(x, param)
+  else:
+    raise ValueError(f"Unknown corruption {name!r}; valid: {', '.join(SEVERITIES)}")
+  return jnp.round(jnp.clip(x, 0.0, 1.0) * 255.0).astype(jnp.uint8)
