@@ -16,14 +16,15 @@ RESULTS_FILE = "results.json"
 
 
 def curve_stats(curve, last_k: int, prefix: str = "validation_top1") -> dict:
-  """`curve` [(step, accuracy), ...] in step order -> `<prefix>_final`, `_best` (S4L reports
-  the final one, USB the best), `_best_step`, `_median` (FixMatch: the median of the last
-  `last_k` evaluations), `_evals` (their number); {} for an empty curve."""
+  """`curve` [(step, accuracy), ...] in step order -> `<prefix>_best` (USB reports it; S4L
+  the final one, results.json's `<prefix>`), `_best_step`, `_median` (FixMatch: the median
+  of the last `last_k` evaluations), `_median_of_last` (how many that was), `_evals` (their
+  number); {} for an empty curve."""
   if not curve:
     return {}
   values = [v for _, v in curve]
   best = max(range(len(values)), key=values.__getitem__)
-  return {f"{prefix}_final": values[-1], f"{prefix}_best": values[best],
+  return {f"{prefix}_best": values[best],
           f"{prefix}_best_step": int(curve[best][0]),
           f"{prefix}_median": statistics.median(values[-last_k:]),
           f"{prefix}_median_of_last": min(last_k, len(values)), f"{prefix}_evals": len(values)}

@@ -29,12 +29,18 @@ REFERENCE_SIZE = 224  # the image size ImageNet-C's blur widths are in pixels of
 
 
 def box_resize_matrix(src: int, dst: int) -> np.ndarray:
-  """(dst, src): area-weighted (PIL BOX) resampling of a length-`src` signal to `dst`."""
-  edges_out = np.arange(dst + 1) * src / dst
-  lo, hi = edges_out[:-1, None], edges_out[1:, None]
-  cells = np.arange(src)[None, :]
-  overlap = np.clip(np.minimum(hi, cells + 1) - np.maximum(lo, cells), 0, None)
-  return overlap / overlap.sum(axis=1, keepdims=True)
+  """(dst, src): PIL's BOX resampling of a length-`src` signal to `dst` (Pillow
+  `Resample.c`): output i averages the inputs whose centres lie within half a scale
+  (at least half a pixel) of its centre (i + 0.5) src / dst; upsampling is nearest-pixel."""
+  scale = src / dst
+  width = max(scale, 1.0)
+  centers = (np.arange(dst)[:, None] + 0.5) * scale  # Pillow's arithmetic, ties included
+  inputs = np.arange(src)[None, :]
+  window = ((inputs >= (centers - 0.5 * width + 0.5).astype(int))
+            & (inputs < (centers + 0.5 * width + 0.5).astype(int)))
+  offsets = (inputs - centers + 0.5) * (1.0 / width)
+  weights = (window & (offsets > -0.5) & (offsets <= 0.5)).astype(np.float64)
+  return weights / weights.sum(axis=1, keepdims=True)
 
 
 def pixelate_matrix(size: int, c: float) -> np.ndarray:
