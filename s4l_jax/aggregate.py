@@ -47,20 +47,22 @@ def flatten(tree: dict, prefix: str = "") -> dict:
   return out
 
 
-def load_results(workdir: str) -> dict:
-  """A finished run's results.json (a pipeline's: its last stage's); FileNotFoundError."""
+def load_run(workdir: str) -> tuple:
+  """(directory, results) of a finished run: its results.json, or a pipeline's last stage's
+  results and directory (its TensorBoard events); FileNotFoundError."""
   path = storage.join(workdir, RESULTS_FILE)
   if not storage.exists(path):
     raise FileNotFoundError(f"{workdir} has no {RESULTS_FILE} (not a finished run)")
   results = json.loads(storage.read_text(path))
-  if "stages" in results:
-    results = dict(list(results["stages"].values())[-1], wall_s=results.get("wall_s"))
-  return results
+  if "stages" not in results:
+    return workdir, results
+  name, last = list(results["stages"].items())[-1]
+  return storage.join(workdir, name), dict(last, wall_s=results.get("wall_s"))
 
 
 def aggregate(workdirs) -> dict:
   """{key: {"mean", "std", "n"}} over the runs, for the numeric keys all of them have."""
-  flat = [flatten(load_results(w)) for w in workdirs]
+  flat = [flatten(load_run(w)[1]) for w in workdirs]
   keys = [k for k in flat[0] if all(k in f for f in flat[1:])]
   out = {}
   for key in keys:

@@ -195,7 +195,8 @@ def run(config, workdir: str) -> dict:
     for name, accs in final.items():
       writer.write_eval(name, r.num_steps, r.num_steps, accs)
     if kit:
-      final.update(kit.final(state.eval_variables(r.use_ema), writer, r.num_steps))
+      final.update(kit.run(state.eval_variables(r.use_ema), kit.splits(), writer,
+                           r.num_steps, r.num_steps))
   finally:
     writer.close()
   return _finish(r, state, evaluators, final, first_step=first_step, images_per_s=images_per_s,
@@ -303,7 +304,7 @@ def _train(r: _Run, writer, evaluators, kit):
         if split == "validation":  # model selection never looks at the test split
           writer.write_eval(name, step, num_steps, evaluate_fn(state))
       if kit and data.validation_indices.size:
-        kit.run(state.eval_variables(r.use_ema), "validation", writer, step, num_steps)
+        kit.run(state.eval_variables(r.use_ema), ["validation"], writer, step, num_steps)
       t_log += time.time() - t_pause
     if save_now:
       t_pause = time.time()

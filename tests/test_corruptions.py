@@ -74,7 +74,7 @@ def test_blur_is_a_gaussian_of_the_severity_std(severity):
   """At 224 px (ImageNet-C's size): an interior row of the filter has variance sigma^2 and sums
   to 1; a constant image is left unchanged."""
   sigma = c.SEVERITIES["gaussian_blur"][severity - 1]
-  row = c.parameter("gaussian_blur", severity, 224)[112]
+  row = c.parameter("gaussian_blur", severity, 224)[1][112]
   offsets = np.arange(224) - 112
   assert row.sum() == pytest.approx(1.0, abs=1e-5)
   assert (row * offsets ** 2).sum() == pytest.approx(sigma ** 2, rel=0.01)
@@ -84,7 +84,7 @@ def test_blur_is_a_gaussian_of_the_severity_std(severity):
 
 def test_unknown_corruption_fails():
   with pytest.raises(ValueError, match="Unknown corruption 'fog'"):
-    c.corrupt("fog", jnp.zeros((1, 8, 8, 3), jnp.uint8), 1.0, KEY)
+    c.corrupt("fog", jnp.zeros((1, 8, 8, 3), jnp.uint8), c.parameter("contrast", 1, 8), KEY)
 
 
 @pytest.mark.parametrize("severity", range(1, 6))

@@ -92,8 +92,8 @@ class Evaluators:
       correct = jnp.argmax(logits(variables, pixels), -1) == batch["label"]
       return jnp.sum(correct & batch["mask"]), jnp.sum(batch["mask"])
 
-    def corrupted_hits(name, variables, batch, param, key):
-      images = corruptions.corrupt(name, batch["image"], param, key)
+    def corrupted_hits(variables, batch, index, param, key):
+      images = corruptions.corrupt(index, batch["image"], param, key)
       return hits(variables, images.astype(jnp.float32), batch)
 
     def fgsm_hits(variables, batch, eps):
@@ -102,7 +102,7 @@ class Evaluators:
       return hits(variables, adversarial, batch)
 
     self._features = jax.jit(features, out_shardings=repl)
-    self._corrupted = jax.jit(corrupted_hits, static_argnums=0, out_shardings=repl)
+    self._corrupted = jax.jit(corrupted_hits, out_shardings=repl)
     self._fgsm = jax.jit(fgsm_hits, out_shardings=repl)
 
   def __bool__(self):
@@ -130,41 +130,48 @@ class Evaluators:
       correct, total = correct + int(c), total + int(n)
     return correct / max(total, 1)
 
-  def evaluate(self, variables, split: str) -> dict:
-    """{name: flat result} of every evaluator on `split`."""
+  def evaluate(self, variables, splits) -> dict:
+    """{name: {split: flat result}} of every evaluator on each of `splits`; kNN and the
+    probes fit on the labeled set once for all of them."""
     labeled = self._extract(variables, "labeled")
-    held_out = self._extract(variables, split)
+    held_out = {split: self._extract(variables, split) for split in splits}
+    labels = {split: held_out[split]["label"] for split in splits}
+    accuracy = lambda split, predicted: float(np.mean(predicted == labels[split]))
     num_classes = self.data.num_classes
     out = {}
     for name, spec in self.specs.items():
       kind = kind_of(spec)
+      out[name] = {split: {} for split in splits}
       if kind == "knn":
-        predicted = knn.knn_predict(labeled[spec.endpoint], labeled["label"],
-                                    held_out[spec.endpoint], k=spec.k,
-                                    temperature=spec.temperature, num_classes=num_classes)
-        out[name] = {"top1": float(np.mean(predicted == held_out["label"]))}
+        for split in splits:
+          predicted = knn.knn_predict(labeled[spec.endpoint], labeled["label"],
+                                      held_out[split][spec.endpoint], k=spec.k,
+                                      temperature=spec.temperature, num_classes=num_classes)
+          out[name][split]["top1"] = accuracy(split, predicted)
       elif kind == "linear_probe":
-        out[name] = {}
-        for layer in endpoints.layer_endpoints(held_out):
-          train_x, test_x = linear_probe.standardize(labeled[layer], held_out[layer])
+        for layer in endpoints.layer_endpoints(labeled):
+          train_x, *others = linear_probe.standardize(
+              labeled[layer], *(held_out[split][layer] for split in splits))
           params = linear_probe.fit(train_x, jnp.asarray(labeled["label"]),
                                     num_classes=num_classes, l2=spec.l2, steps=spec.steps)
-          predicted = np.argmax(linear_probe.predict_logits(params, test_x), -1)
-          out[name][layer] = float(np.mean(predicted == held_out["label"]))
+          for split, x in zip(splits, others):
+            predicted = np.argmax(linear_probe.predict_logits(params, x), -1)
+            out[name][split][layer] = accuracy(split, predicted)
       elif kind == "per_class":
-        matrix = per_class.confusion_matrix(held_out["label"],
-                                            np.argmax(held_out["classes"], -1), num_classes)
-        out[name] = dict(per_class.summarize(matrix), confusion_matrix=matrix.tolist())
-        if distributed.is_writer():
-          storage.makedirs(storage.join(self.workdir, "evals"))
-          storage.write_bytes(storage.join(self.workdir, "evals", f"{name}_{split}.png"),
-                              per_class.to_png(matrix))
+        for split in splits:
+          matrix = per_class.confusion_matrix(
+              labels[split], np.argmax(held_out[split]["classes"], -1), num_classes)
+          out[name][split] = dict(per_class.summarize(matrix), confusion_matrix=matrix.tolist())
+          if distributed.is_writer():
+            storage.makedirs(storage.join(self.workdir, "evals"))
+            storage.write_bytes(storage.join(self.workdir, "evals", f"{name}_{split}.png"),
+                                per_class.to_png(matrix))
       elif kind == "corruptions":
-        out[name] = self._corruptions(variables, split)
+        out[name] = {split: self._corruptions(variables, split) for split in splits}
       elif kind == "fgsm":
-        out[name] = {f"eps{eps:g}": self._accuracy(
+        out[name] = {split: {f"eps{eps:g}": self._accuracy(
             lambda b, _, eps=eps: self._fgsm(variables, b, eps), split)
-                     for eps in (0.0, *spec.eps)}
+                             for eps in (0.0, *spec.eps)} for split in splits}
     return out
 
   def _corruptions(self, variables, split: str) -> dict:
@@ -177,28 +184,21 @@ class Evaluators:
         param = corruptions.parameter(name, severity, self.image_size)
         keys = jax.random.fold_in(key, 10 * c + severity)
         accs.append(self._accuracy(lambda b, i, param=param, keys=keys: self._corrupted(
-            name, variables, b, param, jax.random.fold_in(keys, i)), split))
+            variables, b, c, param, jax.random.fold_in(keys, i)), split))
       out.update({f"{name}_s{s}": a for s, a in enumerate(accs, 1)})
       out[name] = float(np.mean(accs))
     out["mean"] = float(np.mean([out[name] for name in corruptions.SEVERITIES]))
     return out
 
-  def run(self, variables, split: str, writer, step: int, num_steps: int) -> dict:
-    """Evaluates on `split`, writes TensorBoard scalars and one log line per evaluator."""
-    results = self.evaluate(variables, split)
-    for name, result in results.items():
-      numbers = scalars(result)
-      writer.write_scalars(step, {f"{name}/{split}/{k}": v for k, v in numbers.items()})
-      shown = ", ".join(f"{k} {100 * v:.2f}%" for k, v in list(numbers.items())[:6]
-                        if k != "eps0")
-      logging.info("eval %s on %s at step %d/%d: %s%s", name, split, step, num_steps, shown,
-                   ", ..." if len(numbers) > 6 else "")
+  def run(self, variables, splits, writer, step: int, num_steps: int) -> dict:
+    """`evaluate`, then TensorBoard scalars `<name>/<split>/<key>` and one log line per
+    evaluator and split."""
+    results = self.evaluate(variables, splits)
+    for name, by_split in results.items():
+      for split, result in by_split.items():
+        numbers = scalars(result)
+        writer.write_scalars(step, {f"{name}/{split}/{k}": v for k, v in numbers.items()})
+        shown = [f"{k} {100 * v:.2f}%" for k, v in numbers.items() if k != "eps0"]
+        logging.info("eval %s on %s at step %d/%d: %s%s", name, split, step, num_steps,
+                     ", ".join(shown[:6]), ", ..." if len(shown) > 6 else "")
     return results
-
-  def final(self, variables, writer, num_steps: int) -> dict:
-    """{name: {split: result}} over every eval split, at the end of training."""
-    out = {}
-    for split in self.splits():
-      for name, result in self.run(variables, split, writer, num_steps, num_steps).items():
-        out.setdefault(name, {})[split] = result
-    return out

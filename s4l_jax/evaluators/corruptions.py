@@ -68,29 +68,51 @@ def separable(x, matrix):
 
 
 def parameter(name: str, severity: int, image_size: int):
-  """The corruption's parameter at `severity` (1..5): a number, or the (S, S) matrix of the
-  spatial ones."""
+  """(c, matrix): the corruption's parameter at `severity` (1..5) and the (S, S) matrix the
+  spatial ones apply (`separable`; the identity for the others)."""
   c = SEVERITIES[name][severity - 1]
+  matrix = np.eye(image_size)
   if name == "gaussian_blur":
-    return blur_matrix(image_size, c * image_size / REFERENCE_SIZE).astype(np.float32)
-  if name == "pixelate":
-    return pixelate_matrix(image_size, c).astype(np.float32)
-  return np.float32(c)
+    matrix = blur_matrix(image_size, c * image_size / REFERENCE_SIZE)
+  elif name == "pixelate":
+    matrix = pixelate_matrix(image_size, c)
+  return np.float32(c), matrix.astype(np.float32)
 
 
-def corrupt(name: str, images, param, key):
-  """uint8 images (N, S, S, C) -> uint8, corrupted with `parameter(name, ...)`; `key` seeds
-  the noises. Traceable: one compilation serves every severity."""
+def _gaussian_noise(x, c, matrix, key):
+  del matrix
+  return x + c * jax.random.normal(key, x.shape)
+
+
+def _shot_noise(x, c, matrix, key):
+  del matrix
+  return jax.random.poisson(key, x * c, x.shape).astype(jnp.float32) / c
+
+
+def _contrast(x, c, matrix, key):
+  del matrix, key
+  mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+  return (x - mean) * c + mean
+
+
+def _spatial(x, c, matrix, key):
+  del c, key
+  return separable(x, matrix)
+
+
+_APPLY = {"gaussian_noise": _gaussian_noise, "shot_noise": _shot_noise,
+          "gaussian_blur": _spatial, "contrast": _contrast, "pixelate": _spatial}
+NAMES = tuple(SEVERITIES)
+
+
+def corrupt(name, images, param, key):
+  """uint8 images (N, S, S, C) -> uint8, corrupted with `param = parameter(name, ...)`; `key`
+  seeds the noises. `name` may also be its (traced) index in `NAMES`: one compilation then
+  serves every corruption and severity."""
+  if isinstance(name, str):
+    if name not in SEVERITIES:
+      raise ValueError(f"Unknown corruption {name!r}; valid: {', '.join(SEVERITIES)}")
+    name = NAMES.index(name)
   x = images.astype(jnp.float32) / 255.0
-  if name == "gaussian_noise":
-    x = x + param * jax.random.normal(key, x.shape)
-  elif name == "shot_noise":
-    x = jax.random.poisson(key, x * param, x.shape).astype(jnp.float32) / param
-  elif name == "contrast":
-    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
-    x = (x - mean) * param + mean
-  elif name in ("gaussian_blur", "pixelate"):
-    x = separable(x, param)
-  else:
-    raise ValueError(f"Unknown corruption {name!r}; valid: {', '.join(SEVERITIES)}")
+  x = jax.lax.switch(name, [_APPLY[n] for n in NAMES], x, *param, key)
   return jnp.round(jnp.clip(x, 0.0, 1.0) * 255.0).astype(jnp.uint8)
