@@ -34,12 +34,13 @@ methods (moam, simclrv2, noisy_student) also each stage's final test and validat
 import json
 import os
 import statistics
-import struct
 import subprocess
 import sys
 import time
 
 from absl import app, flags
+
+from s4l_jax import aggregate, events
 
 # --dataset and --name are required (checked in main: other scripts import this module).
 _DATASET = flags.DEFINE_string("dataset", None, "dataset=... of every config (required).")
@@ -191,30 +192,6 @@ def run_all(methods, runs: str, a: dict, log=print):
           break  # the rest of this pipeline needs this stage
 
 
-def read_scalars(logdir: str) -> dict:
-  """{tag: [(step, value), ...]} from the TensorBoard event files of `logdir`.
-
-  Parses the TFRecord framing directly (u64 length, u32 crc, payload, u32 crc):
-  tensorboard's own readers import TensorFlow when it is installed, which takes ~20 s.
-  """
-  from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
-  out = {}
-  for name in sorted(os.listdir(logdir)):
-    if "tfevents" not in name:
-      continue
-    with open(os.path.join(logdir, name), "rb") as f:
-      data = f.read()
-    pos = 0
-    while pos + 12 <= len(data):
-      (length,) = struct.unpack("<Q", data[pos:pos + 8])
-      event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
-      pos += 16 + length
-      for v in event.summary.value:
-        if v.HasField("simple_value"):
-          out.setdefault(v.tag, []).append((event.step, v.simple_value))
-  return out
-
-
 def run_stats(workdir: str, seed: int, extra_dirs=()) -> dict | None:
   """Statistics of one finished method run (None when unfinished)."""
   path = os.path.join(workdir, "results.json")
@@ -228,8 +205,8 @@ def run_stats(workdir: str, seed: int, extra_dirs=()) -> dict | None:
     last_dir, last = os.path.join(workdir, name), res["stages"][name]
   ema = "ema_top1" in last["evals"]["test"] and last["top1"] == last["evals"]["test"]["ema_top1"]
   tag = "validation/" + ("ema_top1" if ema else "top1")
-  curve = sorted(dict(read_scalars(last_dir).get(tag, [])).items())
-  evals = [v for _, v in curve] or [last["validation_top1"]]
+  curve = events.read_scalars(last_dir).get(tag, [])
+  stats = aggregate.curve_stats(curve or [(res["steps"], last["validation_top1"])], last_k=5)
   wall = res["wall_s"]
   for d in extra_dirs:  # prerequisites owned by this method (rotation pretraining)
     with open(os.path.join(d, "results.json")) as f:
@@ -237,9 +214,9 @@ def run_stats(workdir: str, seed: int, extra_dirs=()) -> dict | None:
   stages = {name: dict(test_top1=st["top1"], val_top1=st.get("validation_top1"))
             for name, st in res.get("stages", {}).items()}
   return dict(seed=seed, workdir=workdir, steps=res["steps"], test_top1=res["top1"],
-              val_top1=last["validation_top1"], best_val_top1=max(evals),
-              median5_val_top1=statistics.median(evals[-5:]),
-              num_evals=len(evals), wall_s=wall, images_per_s=res["images_per_s"],
+              val_top1=last["validation_top1"], best_val_top1=stats["validation_top1_best"],
+              median5_val_top1=stats["validation_top1_median"],
+              num_evals=stats["validation_top1_evals"], wall_s=wall, images_per_s=res["images_per_s"],
               eval_metric=tag, curve=curve, stages=stages)
 
 
@@ -256,10 +233,6 @@ def collect(methods, runs: str) -> dict:
   return out
 
 
-def _mean_std(xs):
-  return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
-
-
 def _mean_or_none(xs):
   return None if None in xs else statistics.mean(xs)
 
@@ -272,7 +245,7 @@ def summarize(results: dict) -> dict:
     s = {"seeds": [r["seed"] for r in rows]}
     for k in ("test_top1", "val_top1", "best_val_top1", "median5_val_top1", "wall_s",
               "images_per_s"):
-      s[k], s[k + "_std"] = _mean_std([r[k] for r in rows])
+      s[k], s[k + "_std"] = aggregate.mean_std([r[k] for r in rows])
     if all(r.get("stages") for r in rows):  # chained pipelines: each stage's own scores
       s["stages"] = {name: {k: _mean_or_none([r["stages"][name][k] for r in rows])
                             for k in ("test_top1", "val_top1")} for name in rows[0]["stages"]}
