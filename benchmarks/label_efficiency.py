@@ -216,7 +216,8 @@ def run_stats(workdir: str, seed: int, extra_dirs=()) -> dict | None:
   return dict(seed=seed, workdir=workdir, steps=res["steps"], test_top1=res["top1"],
               val_top1=last["validation_top1"], best_val_top1=stats["validation_top1_best"],
               median5_val_top1=stats["validation_top1_median"],
-              num_evals=stats["validation_top1_evals"], wall_s=wall, images_per_s=res["images_per_s"],
+              num_evals=stats["validation_top1_evals"], wall_s=wall,
+              images_per_s=res["images_per_s"],
               eval_metric=tag, curve=curve, stages=stages)
 
 

@@ -53,7 +53,8 @@ def draw(workdirs, out: str, split: str = "test"):
     corrupted = results["evals"].get("corruptions", {}).get(split, {})
     attacked = results["evals"].get("fgsm", {}).get(split, {})
     row = {k: v for k, v in corrupted.items() if "_s" not in k}
-    row.update({("clean" if k == "eps0" else f"fgsm {k[3:]}px"): v for k, v in attacked.items()})
+    row.update({("clean" if k == "eps0" else f"fgsm {k[3:]}px"): v
+                for k, v in attacked.items()})
     if row:
       names = names or list(row)
       bars.append((_label(w), [row.get(n, np.nan) for n in names]))
