@@ -4,13 +4,15 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 
-from s4l_jax import aggregate, embed, evaluators, events, runner
+from s4l_jax import aggregate, distributed, embed, evaluators, events, runner
 from s4l_jax.data import sources
 from s4l_jax.evaluators import corruptions
+from s4l_jax.models import build_model
 from testing_utils import ROOT, load_config, tiny
 
 SPLITS = ("validation", "test")
@@ -86,3 +88,13 @@ def test_aggregate_over_runs(full_run):
   summary = aggregate.aggregate([workdir, workdir])
   assert summary["top1"] == dict(mean=results["top1"], std=0.0, n=2)
   assert summary["evals.knn.test.top1"]["mean"] == results["evals"]["knn"]["test"]["top1"]
+
+
+def test_unknown_knn_endpoint_fails_before_training():
+  config = load_config("supervised", "dataset=digits,evals=full")
+  config.evals.knn.endpoint = "proj_1"
+  data = types.SimpleNamespace(image_shape=(8, 8, 3))
+  model = build_model(dict(name="wrn", depth=10, width=1), 10)
+  with pytest.raises(ValueError, match=r"^evals.knn.endpoint: the model has no endpoint "
+                     r"'proj_1'; endpoints: block1, block2, block3, pre_logits, classes$"):
+    evaluators.Evaluators(model, config, data, distributed.make_mesh(), "/nowhere")

@@ -74,8 +74,16 @@ class Evaluators:
   """The `kind` evaluators of `config.evals`, sharing one feature pass per split."""
 
   def __init__(self, model, config, data, mesh, workdir: str):
+    """ValueError (one line) for a kNN endpoint the model does not have."""
     self.specs = {n: s for n, s in config.evals.items() if kind_of(s) != TOP1}
     self.data, self.mesh, self.workdir = data, mesh, workdir
+    knn_specs = {n: s for n, s in self.specs.items() if kind_of(s) == "knn"}
+    if knn_specs:
+      shapes = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False),
+                              jax.ShapeDtypeStruct((1, *data.image_shape), jnp.float32))
+      names = list(endpoints.endpoint_dims(model, shapes, data.image_shape))
+      for name, spec in knn_specs.items():
+        endpoints.check_endpoint(spec.endpoint, names, f"evals.{name}.endpoint: the model")
     self.batch_size, self.image_size = config.input.eval_batch_size, config.input.image_size
     self.seed = config.seed
     repl = distributed.replicated(mesh)
@@ -86,7 +94,7 @@ class Evaluators:
       return dict(out, label=batch["label"], mask=batch["mask"])
 
     def logits(variables, pixels):  # float pixels in [0, 255]
-      return model.apply(variables, pixels / 127.5 - 1.0, train=False)["classes"]
+      return model.apply(variables, export.to_model_input(pixels), train=False)["classes"]
 
     def hits(variables, pixels, batch):
       correct = jnp.argmax(logits(variables, pixels), -1) == batch["label"]
