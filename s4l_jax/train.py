@@ -342,7 +342,7 @@ def _finish(r: _Run, state, evaluators, final: dict, *, first_step: int, images_
       validation_top1=pick("validation", "top1"), validation_top5=pick("validation", "top5"),
       wall_s=wall_s, images_per_s=rate, resumed_from_step=first_step, evals=final)
   validation = [name for name, (split, _) in evaluators.items() if split == "validation"]
-  if validation:  # final, best, median of the last k (TensorBoard keeps the whole curve)
+  if validation:  # best and median of the last k evaluations (TensorBoard keeps the curve)
     tag = f"{validation[0]}/{'ema_' if r.use_ema else ''}top1"
     results.update(aggregate.curve_stats(events.read_scalars(r.workdir).get(tag, []),
                                          config.median_of_last))
