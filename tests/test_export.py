@@ -178,7 +178,8 @@ def test_export_endpoints_with_a_projection_head(exported):
 def test_resnet50v2_endpoints():
   """The third trunk kind (the other two are exported above): its blocks' pooled widths."""
   model = build_model(dict(name="resnet50v2", filters_factor=1), len(CLASSES))
-  variables = model_init.init_variables(model, (8, 8, 3), jax.random.PRNGKey(0))
+  variables = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False),
+                             jnp.zeros((1, 8, 8, 3)))  # shapes only: nothing is compiled
   assert endpoints.endpoint_dims(model, variables, (8, 8, 3)) == dict(
       block1=64, block2=128, block3=256, block4=512, pre_logits=512, classes=3)
 
