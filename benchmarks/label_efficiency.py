@@ -40,7 +40,7 @@ import time
 
 from absl import app, flags
 
-from scalars import read_scalars
+from s4l_jax import aggregate, events
 
 # --dataset and --name are required (checked in main: other scripts import this module).
 _DATASET = flags.DEFINE_string("dataset", None, "dataset=... of every config (required).")
@@ -239,9 +239,9 @@ def run_stats(workdir: str, seed: int, extra_dirs=()) -> dict | None:
     last_dir, last = os.path.join(workdir, name), res["stages"][name]
   ema = "ema_top1" in last["evals"]["test"] and last["top1"] == last["evals"]["test"]["ema_top1"]
   tag = "validation/" + ("ema_top1" if ema else "top1")
-  scalars = read_scalars(last_dir)
-  curve = sorted(dict(scalars.get(tag, [])).items())
-  evals = [v for _, v in curve] or [last["validation_top1"]]
+  scalars = events.read_scalars(last_dir)
+  curve = scalars.get(tag, [])
+  stats = aggregate.curve_stats(curve or [(res["steps"], last["validation_top1"])], last_k=5)
   wall = res["wall_s"]
   for d in extra_dirs:  # prerequisites owned by this method (rotation pretraining)
     with open(os.path.join(d, "results.json")) as f:
@@ -250,9 +250,10 @@ def run_stats(workdir: str, seed: int, extra_dirs=()) -> dict | None:
             for name, st in res.get("stages", {}).items()}
   extra = pseudo_label_stats(scalars) if "mask_rate" in scalars else {}
   return dict(seed=seed, workdir=workdir, steps=res["steps"], test_top1=res["top1"], **extra,
-              val_top1=last["validation_top1"], best_val_top1=max(evals),
-              median5_val_top1=statistics.median(evals[-5:]),
-              num_evals=len(evals), wall_s=wall, images_per_s=res["images_per_s"],
+              val_top1=last["validation_top1"], best_val_top1=stats["validation_top1_best"],
+              median5_val_top1=stats["validation_top1_median"],
+              num_evals=stats["validation_top1_evals"], wall_s=wall,
+              images_per_s=res["images_per_s"],
               eval_metric=tag, curve=curve, stages=stages)
 
 
@@ -283,10 +284,6 @@ def collect(methods, runs: str) -> dict:
   return out
 
 
-def _mean_std(xs):
-  return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
-
-
 def _mean_or_none(xs):
   return None if None in xs else statistics.mean(xs)
 
@@ -299,10 +296,10 @@ def summarize(results: dict) -> dict:
     s = {"seeds": [r["seed"] for r in rows]}
     for k in ("test_top1", "val_top1", "best_val_top1", "median5_val_top1", "wall_s",
               "images_per_s"):
-      s[k], s[k + "_std"] = _mean_std([r[k] for r in rows])
+      s[k], s[k + "_std"] = aggregate.mean_std([r[k] for r in rows])
     for k in ("mask_rate", "masked_pseudo_label_accuracy"):  # FixMatch's signal
       if all(r.get(k) is not None for r in rows):
-        s[k], s[k + "_std"] = _mean_std([r[k] for r in rows])
+        s[k], s[k + "_std"] = aggregate.mean_std([r[k] for r in rows])
     if all(r.get("stages") for r in rows):  # chained pipelines: each stage's own scores
       s["stages"] = {name: {k: _mean_or_none([r["stages"][name][k] for r in rows])
                             for k in ("test_top1", "val_top1")} for name in rows[0]["stages"]}

@@ -30,7 +30,7 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 
-from scalars import read_scalars
+from s4l_jax.events import read_scalars
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 USB_NAMES = {"supervised": "fullysupervised", "fixmatch": "fixmatch",

@@ -22,7 +22,7 @@ def get_config(arg=None):
     raise ValueError("finetune needs the pretrained export: "
                      "--config=configs/finetune.py:pretrained=WORKDIR/export")
   family = config_lib.dataset_family(a.dataset)
-  c = config_lib.base_config(dataset=a.dataset, labels=a.labels,
+  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals,
                              labeled_batch=256 if family == "imagenet2012" else 64)
   c.objective = "supervised"
   c.init_from = a.pretrained

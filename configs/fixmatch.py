@@ -46,7 +46,7 @@ def get_config(arg=None):
   family = config_lib.dataset_family(a.dataset)
   imagenet = family == "imagenet2012"
   labels = a.labels or ("250" if family == "cifar10" else "10pct")
-  c = config_lib.base_config(dataset=a.dataset, labels=labels,
+  c = config_lib.base_config(dataset=a.dataset, labels=labels, evals=a.evals,
                              labeled_batch=1024 if imagenet else 64)
   c.objective = "fixmatch"
   c.optimizer.nesterov = True

@@ -23,7 +23,7 @@ def get_config(arg=None):
     raise ValueError("linear_eval needs the pretrained export: "
                      "--config=configs/linear_eval.py:pretrained=WORKDIR/export")
   family = config_lib.dataset_family(a.dataset)
-  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, labeled_batch=512)
+  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=512)
   c.objective = "linear_eval"
   c.init_from = a.pretrained
   c.model.heads = dict(classes=dict(dims=-1, stop_gradient=True))

@@ -20,7 +20,7 @@ from s4l_jax.data import views
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0)
   family = config_lib.dataset_family(a.dataset)
-  c = config_lib.base_config(dataset=a.dataset, labels=a.labels,
+  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals,
                              labeled_batch=256 if family == "imagenet2012" else 64)
   c.objective = "mean_teacher"
   config_lib.supervised_preset(c, family, a.labels)

@@ -23,8 +23,8 @@ import ml_collections
 from s4l_jax import config_lib
 
 
-def stage_config(objective, dataset, labels, batch):
-  c = config_lib.base_config(dataset=dataset, labels=labels, labeled_batch=batch)
+def stage_config(objective, dataset, labels, batch, evals):
+  c = config_lib.base_config(dataset=dataset, labels=labels, labeled_batch=batch, evals=evals)
   c.objective = objective
   return c
 
@@ -34,7 +34,7 @@ def get_config(arg=None):
   family = config_lib.dataset_family(a.dataset)
   imagenet = family == "imagenet2012"
 
-  s1 = stage_config("moam_step1", a.dataset, a.labels, 128 if imagenet else 32)
+  s1 = stage_config("moam_step1", a.dataset, a.labels, 128 if imagenet else 32, a.evals)
   s1.input.labeled.view = s1.input.unlabeled.view = "rotate4"
   s1.input.unlabeled.batch_size = s1.input.labeled.batch_size
   s1.model.heads = dict(classes=-1, rotations=4)
@@ -45,10 +45,10 @@ def get_config(arg=None):
   s1.ema_halflife_epochs = 1.0
   config_lib.rotation_averaged_evals(s1)
 
-  s2 = stage_config("supervised", a.dataset, a.labels, 256 if imagenet else 64)
+  s2 = stage_config("supervised", a.dataset, a.labels, 256 if imagenet else 64, a.evals)
   s2.teacher = "@step1"
 
-  s3 = stage_config("supervised", a.dataset, a.labels, 256 if imagenet else 32)
+  s3 = stage_config("supervised", a.dataset, a.labels, 256 if imagenet else 32, a.evals)
   s3.init_from = "@step2"
 
   if imagenet:

@@ -34,7 +34,7 @@ def get_config(arg=None):
     raise ValueError(f"tasks={a.tasks!r}: unknown {unknown}; valid: '+'-joined "
                      f"{', '.join(TASK_WEIGHTS)}")
   family = config_lib.dataset_family(a.dataset)
-  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, labeled_batch=256)
+  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=256)
   c.objective = "multitask"
   c.input.unlabeled.batch_size = 256
   c.model.heads = dict(classes=-1)

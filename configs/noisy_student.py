@@ -41,7 +41,7 @@ def stage_config(a, family: str, width_factor: float, teacher: str = ""):
   """One stage: supervised with noise, `width_factor` x the preset's width; a student of
   `teacher` (a `@stage`) when given."""
   imagenet = family == "imagenet2012"
-  c = config_lib.base_config(dataset=a.dataset, labels=a.labels,
+  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals,
                              labeled_batch=256 if imagenet else 64)
   c.objective = "supervised"
   c.input.labeled.view = f"{views.INPUT_CROPS[c.input.crop]}|{NOISY_OPS}"

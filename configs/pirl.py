@@ -23,7 +23,7 @@ EMBED_DIM = 128
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="digits", labels="10pct", steps=0)
   family = config_lib.dataset_family(a.dataset)
-  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, labeled_batch=8)
+  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=8)
   c.objective = "pirl"
   config_lib.small_data_preset(c, family)
   c.input.labeled.batch_size = 8

@@ -20,7 +20,7 @@ def get_config(arg=None):
     raise ValueError("pseudo_label needs a teacher export: "
                      "--config=configs/pseudo_label.py:teacher=WORKDIR/export")
   family = config_lib.dataset_family(a.dataset)
-  c = config_lib.base_config(dataset=a.dataset, labels=a.labels,
+  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals,
                              labeled_batch=256 if family == "imagenet2012" else 64)
   c.objective = "supervised"
   c.teacher = a.teacher

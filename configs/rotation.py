@@ -20,7 +20,7 @@ from s4l_jax import config_lib
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0)
   family = config_lib.dataset_family(a.dataset)
-  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, labeled_batch=32)
+  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=32)
   c.objective = "rotation"
   c.input.labeled.view = "rotate4"
   c.input.unlabeled = dict(batch_size=256, view="rotate4")

@@ -24,7 +24,7 @@ def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0,
                            hparams_1pct="10pct", fidelity="default")
   family = config_lib.dataset_family(a.dataset)
-  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, labeled_batch=512)
+  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=512)
   c.objective = "s4l_exemplar"
   c.input.labeled.view = "exemplar8"
   c.input.unlabeled = dict(batch_size=512, view="exemplar8")

@@ -18,7 +18,7 @@ def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0,
                            permutations=config_lib.JIGSAW_PERMUTATIONS)
   family = config_lib.dataset_family(a.dataset)
-  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, labeled_batch=256)
+  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=256)
   c.objective = "s4l_jigsaw"
   c.input.unlabeled.batch_size = 256
   config_lib.jigsaw_task(c, a.permutations)

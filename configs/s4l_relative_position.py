@@ -16,7 +16,7 @@ from s4l_jax import config_lib
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0)
   family = config_lib.dataset_family(a.dataset)
-  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, labeled_batch=256)
+  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=256)
   c.objective = "s4l_relative_position"
   c.input.unlabeled.batch_size = 256
   config_lib.relative_position_task(c)

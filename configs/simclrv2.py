@@ -97,7 +97,7 @@ def get_config(arg=None):
 
   stages = {}
   for name in STAGES:
-    c = config_lib.base_config(dataset=a.dataset, labels=a.labels, labeled_batch=256,
+    c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=256,
                                model=a.model if imagenet else "")
     if not imagenet:
       config_lib.small_data_preset(c, family)

@@ -18,4 +18,4 @@ from s4l_jax import config_lib
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0,
                            fidelity="default")
-  return config_lib.supervised_row(a.dataset, a.labels, a.steps, a.fidelity)
+  return config_lib.supervised_row(a.dataset, a.labels, a.steps, a.fidelity, evals=a.evals)

@@ -30,7 +30,7 @@ POOR_FRACTION = 0.1  # De-KD: the teacher's share of the normal training length
 
 
 def supervised(a):
-  return config_lib.supervised_row(a.dataset, a.labels, a.steps)
+  return config_lib.supervised_row(a.dataset, a.labels, a.steps, evals=a.evals)
 
 
 def widen(c):

@@ -6,16 +6,23 @@ from typing import Any
 
 import ml_collections
 
-from s4l_jax import permutations
+from s4l_jax import evaluators, permutations
 from s4l_jax.data import datasets, views
 
 
+# Config args every config takes, with their defaults: `evals=full` turns on every
+# evaluator kind (`evaluators.add_evals`), passed by each config to `base_config`.
+COMMON_ARGS = dict(evals="default")
+
+
 def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
-  """Parses `k=v,k2=v2` (the text after `:` in `--config=file.py:ARG`) over `defaults`.
+  """Parses `k=v,k2=v2` (the text after `:` in `--config=file.py:ARG`) over `defaults` and
+  `COMMON_ARGS`.
 
   Values take the type of their default (bool accepts true/false/1/0). Unknown keys fail
   with a one-line error naming the key and the valid ones.
   """
+  defaults = dict(COMMON_ARGS, **defaults)
   out = dict(defaults)
   for item in filter(None, (arg or "").split(",")):
     key, sep, value = item.partition("=")
@@ -192,8 +199,9 @@ def simclr_projection_head(keep: int = 0) -> dict:
 
 
 def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: int = 0,
-                model: str = "") -> ml_collections.ConfigDict:
-  """Every key any trainer reads, with the paper's defaults (methods.md 2.4, 2.6).
+                model: str = "", evals: str = "default") -> ml_collections.ConfigDict:
+  """Every key any trainer reads, with the paper's defaults (methods.md 2.4, 2.6); `evals`:
+  the config arg (`evaluators.add_evals`).
 
   Configs start from this, set the objective and its own `loss` section, and return; the
   result is locked by `main.py` so that misspelt overrides fail before any work.
@@ -263,6 +271,10 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.evals = ml_collections.ConfigDict(dict(
       validation=dict(split="validation", rotation_average=False),
       test=dict(split="test", rotation_average=False)))
+  # Representation evaluators (`s4l_jax.evaluators`): entries with a `kind`.
+  evaluators.add_evals(c.evals, evals)
+  # results.json's validation_top1_median: the median of the last k validation evaluations.
+  c.median_of_last = 20
   c.log_every_steps = 50
   c.eval_every_steps = 0      # 0 = evaluate at the end only; else on validation every N
   c.checkpoint_every_steps = 200
@@ -377,10 +389,11 @@ def supervised_preset(c, family: str, labels: str):
     one_percent_schedule(c)
 
 
-def supervised_row(dataset: str, labels: str, steps: int = 0, fidelity: str = "default"):
+def supervised_row(dataset: str, labels: str, steps: int = 0, fidelity: str = "default",
+                   evals: str = "default"):
   """The supervised row's config (`configs/supervised.py`; also the teacher-free KD stages)."""
   family = dataset_family(dataset)
-  c = base_config(dataset=dataset, labels=labels,
+  c = base_config(dataset=dataset, labels=labels, evals=evals,
                   labeled_batch=256 if family == "imagenet2012" else 64)
   c.objective = "supervised"
   supervised_preset(c, family, labels)
@@ -422,7 +435,7 @@ def vat_config(arg: str | None, entmin_weight: float) -> ml_collections.ConfigDi
   a = parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0, hparams_1pct="10pct",
                 fidelity="default")
   family = dataset_family(a.dataset)
-  c = base_config(dataset=a.dataset, labels=a.labels, labeled_batch=256)
+  c = base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=256)
   c.objective = "vat"
   if family == "imagenet2012":
     c.lr.base, c.lr.scale_batch_size = 0.03, 0

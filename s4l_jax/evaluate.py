@@ -76,10 +76,11 @@ def accumulate(step_fn, batches) -> dict:
   return {k: float(v) / count for k, v in totals.items()} | {"count": int(count)}
 
 
-def evaluate_export(export_dir: str, dataset: str, split: str = "test", data_dir: str = "",
-                    batch_size: int = 500, rotation_average: bool = False,
-                    validation_spec: str = "", labels_spec: str = "all") -> dict:
-  """Scores the export on `dataset`'s `split`; ValueError first if their classes differ.
+def export_split_batches(export_dir: str, dataset: str, split: str = "test", data_dir: str = "",
+                         batch_size: int = 500, validation_spec: str = "",
+                         labels_spec: str = "all"):
+  """(batches {image, label, mask} of `dataset`'s `split` at the export's input size, the
+  export's description); ValueError first if their classes differ.
 
   `split="validation"`: the train images that `input.validation=validation_spec` ('' = the
   dataset's default) and `labels=labels_spec` hold out (`subsets.split_train`).
@@ -87,9 +88,8 @@ def evaluate_export(export_dir: str, dataset: str, split: str = "test", data_dir
   from s4l_jax import validation  # pylint: disable=g-import-not-at-top
   from s4l_jax.data import datasets, pipeline, sources, subsets  # pylint: disable=g-import-not-at-top
   names = sources.class_names(dataset, data_dir or None)
-  validation.check_export_classes(export_dir, export_lib.load_description(export_dir), dataset,
-                                  names)
-  predict, description = export_lib.load_predict(export_dir)
+  description = export_lib.load_description(export_dir)
+  validation.check_export_classes(export_dir, description, dataset, names)
   data = sources.load_split(dataset, "train" if split == "validation" else split,
                             image_size=description["input_size"][0], data_dir=data_dir or None)
   indices = None
@@ -100,6 +100,16 @@ def evaluate_export(export_dir: str, dataset: str, split: str = "test", data_dir
                                   filenames=data.filenames, dataset=dataset).validation
     if not indices.size:
       raise ValueError(f"--split=validation with --validation={spec!r}: no validation images")
+  return pipeline.masked_batches(data, batch_size, indices=indices), description
+
+
+def evaluate_export(export_dir: str, dataset: str, split: str = "test", data_dir: str = "",
+                    batch_size: int = 500, rotation_average: bool = False,
+                    validation_spec: str = "", labels_spec: str = "all") -> dict:
+  """Scores the export on `dataset`'s `split` (`export_split_batches`)."""
+  batches, _ = export_split_batches(export_dir, dataset, split, data_dir, batch_size,
+                                    validation_spec, labels_spec)
+  predict, _ = export_lib.load_predict(export_dir)
 
   def step(batch):
     images, labels, mask = (jnp.asarray(batch[k]) for k in ("image", "label", "mask"))
@@ -109,7 +119,7 @@ def evaluate_export(export_dir: str, dataset: str, split: str = "test", data_dir
       sums.update(rotation_averaged_sums(predict, images, logits, labels, mask))
     return sums
 
-  return accumulate(step, pipeline.masked_batches(data, batch_size, indices=indices))
+  return accumulate(step, batches)
 
 
 def main(argv):

@@ -3,8 +3,13 @@
 * `predict.jax`: `jax.export`-serialized `predict(images uint8 (B, S, S, C)) -> logits
   float32 (B, num_classes)`, batch dimension polymorphic, weights embedded, lowered for CPU,
   CUDA and TPU. Loading it needs jax only (`load_predict`).
-* `export.json`: input size, preprocessing, class names, step, the run's metadata and
-  `model`, the record `models.build_model` rebuilds the network from (`load_model`).
+* `endpoints.jax`: `jax.export`-serialized `endpoints(variables, images uint8 (B, S, S, C))
+  -> {endpoint: float32 (B, D)}` (`s4l_jax.endpoints`: pooled block outputs, pre_logits,
+  projection-head endpoints, logits), the weights an argument (read from variables/, not a
+  second copy); `load_endpoints` gives one endpoint's function.
+* `export.json`: input size, preprocessing, class names, step, the run's metadata,
+  `endpoints` ({name: D}) and `model`, the record `models.build_model` rebuilds the network
+  from (`load_model`).
 * `variables/`: the same weights as an Orbax checkpoint (`{"params", "batch_stats"}`), to
   initialise fine-tuning or pseudo-labelling.
 """
@@ -15,11 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from s4l_jax import distributed, models, storage
+from s4l_jax import distributed, endpoints as endpoints_lib, models, storage
 from s4l_jax.data import views
 
 PLATFORMS = ("cpu", "cuda", "tpu")
 DESCRIPTION_FILE = "export.json"
+ENDPOINTS_FILE = "endpoints.jax"
 PREPROCESSING = "x = uint8 image / 255 * 2 - 1 (range [-1, 1]); input already at input_size"
 
 
@@ -32,6 +38,12 @@ def make_predict(model, variables):
   def predict(images):
     return model.apply(variables, to_model_input(images), train=False)["classes"]
   return predict
+
+
+def make_endpoints(model):
+  def endpoints(variables, images):
+    return endpoints_lib.apply_endpoints(model, variables, to_model_input(images))
+  return endpoints
 
 
 def write_export(export_dir: str, model_config, variables, *, image_size: int, channels: int,
@@ -55,10 +67,15 @@ def write_export(export_dir: str, model_config, variables, *, image_size: int, c
     exported = jax.export.export(jax.jit(make_predict(model, variables)),
                                  platforms=PLATFORMS)(spec)
     storage.write_bytes(storage.join(tmp, "predict.jax"), exported.serialize())
+    weights = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), variables)
+    exported = jax.export.export(jax.jit(make_endpoints(model)),
+                                 platforms=PLATFORMS)(weights, spec)
+    storage.write_bytes(storage.join(tmp, ENDPOINTS_FILE), exported.serialize())
+    dims = endpoints_lib.endpoint_dims(model, variables, (image_size, image_size, channels))
     description = dict(meta, input_size=[image_size, image_size, channels],
                        input_dtype="uint8", preprocessing=PREPROCESSING,
                        class_names=list(class_names), num_classes=len(class_names),
-                       platforms=list(PLATFORMS), model=record)
+                       platforms=list(PLATFORMS), endpoints=dims, model=record)
     storage.write_text(storage.join(tmp, DESCRIPTION_FILE), json.dumps(description, indent=2))
   distributed.barrier(f"export: {tmp} created")
   with ocp.StandardCheckpointer() as checkpointer:
@@ -85,6 +102,20 @@ def load_predict(export_dir: str):
   serialized = storage.read_bytes(storage.join(export_dir, "predict.jax"))
   exported = jax.export.deserialize(bytearray(serialized))
   return exported.call, description
+
+
+def load_endpoints(export_dir: str, endpoint: str):
+  """Returns (fn, description); `fn(uint8 images (B, S, S, C)) -> float32 (B, D)`, the
+  export's `endpoint` (export.json's `endpoints`); needs jax and orbax only."""
+  description = load_description(export_dir)
+  if not storage.exists(storage.join(export_dir, ENDPOINTS_FILE)):
+    raise ValueError(f"{export_dir} predates endpoints (no {ENDPOINTS_FILE}); re-export it by "
+                     "re-running its training command with a new --workdir")
+  endpoints_lib.check_endpoint(endpoint, list(description["endpoints"]), export_dir)
+  exported = jax.export.deserialize(
+      bytearray(storage.read_bytes(storage.join(export_dir, ENDPOINTS_FILE))))
+  variables = load_variables(export_dir)
+  return (lambda images: exported.call(variables, images)[endpoint]), description
 
 
 def load_variables(export_dir: str) -> dict:

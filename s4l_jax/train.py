@@ -19,7 +19,8 @@ import numpy as np
 import optax
 from absl import logging
 
-from s4l_jax import checkpointing, config_lib, distributed, evaluate, export, logs, objectives
+from s4l_jax import aggregate, checkpointing, config_lib, distributed, evaluate, events, export
+from s4l_jax import evaluators as evaluators_lib, logs, objectives
 from s4l_jax import metrics as metrics_lib, optim, storage, train_state
 from s4l_jax.data import factory
 from s4l_jax.data import views
@@ -187,11 +188,15 @@ def run(config, workdir: str) -> dict:
   if first_step == 0:
     writer.write_text(0, "config", config.to_json_best_effort(indent=2))
   evaluators = _make_evaluators(r.model, config, r.data, r.mesh)
+  kit = evaluators_lib.Evaluators(r.model, config, r.data, r.mesh, workdir)  # `kind` evals
   try:
-    state, images_per_s = _train(r, writer, evaluators)
+    state, images_per_s = _train(r, writer, evaluators, kit)
     final = {name: evaluate_fn(state) for name, (_, evaluate_fn) in evaluators.items()}
     for name, accs in final.items():
       writer.write_eval(name, r.num_steps, r.num_steps, accs)
+    if kit:
+      final.update(kit.run(state.eval_variables(r.use_ema), kit.splits(), writer,
+                           r.num_steps, r.num_steps))
   finally:
     writer.close()
   return _finish(r, state, evaluators, final, first_step=first_step, images_per_s=images_per_s,
@@ -245,7 +250,7 @@ def _init(config, workdir: str) -> _Run:
               state=state, frozen=frozen, train_step=train_step)
 
 
-def _train(r: _Run, writer, evaluators):
+def _train(r: _Run, writer, evaluators, kit):
   """Steps from the restored step to `num_steps`: logs, periodic (validation) evals,
   checkpoints, preemption.
 
@@ -298,6 +303,8 @@ def _train(r: _Run, writer, evaluators):
       for name, (split, evaluate_fn) in evaluators.items():
         if split == "validation":  # model selection never looks at the test split
           writer.write_eval(name, step, num_steps, evaluate_fn(state))
+      if kit and data.validation_indices.size:
+        kit.run(state.eval_variables(r.use_ema), ["validation"], writer, step, num_steps)
       t_log += time.time() - t_pause
     if save_now:
       t_pause = time.time()
@@ -334,6 +341,11 @@ def _finish(r: _Run, state, evaluators, final: dict, *, first_step: int, images_
       steps=num_steps, top1=pick("test", "top1"), top5=pick("test", "top5"),
       validation_top1=pick("validation", "top1"), validation_top5=pick("validation", "top5"),
       wall_s=wall_s, images_per_s=rate, resumed_from_step=first_step, evals=final)
+  validation = [name for name, (split, _) in evaluators.items() if split == "validation"]
+  if validation:  # best and median of the last k evaluations (TensorBoard keeps the curve)
+    tag = f"{validation[0]}/{'ema_' if r.use_ema else ''}top1"
+    results.update(aggregate.curve_stats(events.read_scalars(r.workdir).get(tag, []),
+                                         config.median_of_last))
   export.write_export(
       storage.join(r.workdir, "export"), config.model, state.eval_variables(r.use_ema),
       image_size=config.input.image_size, channels=data.image_shape[-1],
@@ -381,6 +393,8 @@ def _make_evaluators(model, config, data, mesh) -> dict:
 
   evaluators = {}
   for name, spec in config.evals.items():
+    if evaluators_lib.kind_of(spec) != evaluators_lib.TOP1:
+      continue  # evaluators_lib.Evaluators runs those
     if spec.split == "validation" and not data.validation_indices.size:
       continue
     if spec.rotation_average not in eval_steps:

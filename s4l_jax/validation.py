@@ -1,8 +1,8 @@
 """Config checks that fail in seconds, with one line naming the problem, before any work."""
 import os
 
-from s4l_jax import (config_lib, distributed, export, models, objectives, permutations,  # pylint: disable=g-multiple-import
-                     pseudo_label, storage, vat)
+from s4l_jax import (config_lib, distributed, evaluators, export, models, objectives,  # pylint: disable=g-multiple-import
+                     permutations, pseudo_label, storage, vat)
 from s4l_jax.data import datasets, sources, subsets, views
 from s4l_jax.models import subtrees
 
@@ -33,6 +33,7 @@ def check_values(config):
            "be >= 0 (0 = evaluate at the end only)")
   _require(config.input.labeled.batch_size >= 1,
            f"input.labeled.batch_size={config.input.labeled.batch_size} must be >= 1")
+  _require(config.median_of_last >= 1, f"median_of_last={config.median_of_last} must be >= 1")
   _require(config.input.eval_batch_size >= 1,
            f"input.eval_batch_size={config.input.eval_batch_size} must be >= 1")
   _require(config.input.image_size >= MIN_IMAGE_SIZE, f"input.image_size="
@@ -102,10 +103,15 @@ def check_evals(config):
   that needs the train labels, which this check does not read.
   """
   has_validation = subsets.parse_validation_spec(config.input.validation)[0] != "none"
+  top1 = {}
   for name, evaluator in config.evals.items():
+    evaluators.check(name, evaluator)
+    if evaluators.kind_of(evaluator) == evaluators.TOP1:
+      top1[name] = evaluator
+  for name, evaluator in top1.items():
     _require(evaluator.split in EVAL_SPLITS, f"evals.{name}.split={evaluator.split!r} must be "
              f"one of {', '.join(EVAL_SPLITS)}")
-  splits = {e.split for e in config.evals.values()}
+  splits = {e.split for e in top1.values()}
   _require("test" in splits, "evals has no evaluator with split='test': results.json reports "
            "the final test accuracy; add one (e.g. evals.test=dict(split='test'))")
   _require(not config.eval_every_steps or (has_validation and "validation" in splits),

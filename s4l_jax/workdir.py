@@ -23,7 +23,8 @@ CONFIG_FILE = "config.json"
 # top-level name covers its whole section).
 MAY_CHANGE = frozenset((
     "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
-    "input.eval_batch_size", "evals", "strict_data", "data_dir", "allow_config_change"))
+    "input.eval_batch_size", "evals", "median_of_last", "strict_data", "data_dir",
+    "allow_config_change"))
 _PATH_KEYS = ("teacher", "init_from", "pseudo_labels")
 _PATH_PREFIXES = {"dataset": "folder:", "labels": "file:"}
 

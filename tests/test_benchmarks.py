@@ -273,7 +273,7 @@ def test_control_runs_the_recipe_with_its_unlabeled_loss_off():
 def test_pseudo_label_signal(tmp_path):
   write_events(str(tmp_path), [(s, {"mask_rate": m, "mask_correct_rate": c})
                                for s, m, c in ((10, 0.0, 0.0), (20, 0.5, 0.25), (30, 0.4, 0.3))])
-  stats = le.pseudo_label_stats(le.read_scalars(str(tmp_path)))
+  stats = le.pseudo_label_stats(le.events.read_scalars(str(tmp_path)))
   assert stats["pseudo_label_curve"] == [(10, 0.0, None), (20, 0.5, 0.5),
                                          (30, pytest.approx(0.4), pytest.approx(0.75))]
   assert stats["mask_rate"] == pytest.approx(0.4)  # the last 10 % of 3 logs: the last one

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from s4l_jax import config_lib
+from s4l_jax import config_lib, evaluators
 from s4l_jax.data import views
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -208,3 +208,18 @@ def test_unreleased_one_percent_rows(name, lr, wd):
     config_lib.load_config(name, "labels=10pct,hparams_1pct=supervised")
   with pytest.raises(ValueError, match="hparams_1pct='x' must be one of 10pct, supervised"):
     config_lib.load_config(name, "labels=1pct,hparams_1pct=x")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_every_config_takes_evals_full(path):
+  """`evals=full` (config_lib.COMMON_ARGS) adds every evaluator kind to every (stage) config;
+  the default adds none; another value fails in one line."""
+  name = os.path.basename(path)[:-3]
+  arg = REQUIRED_ARGS.get(name, "") + "dataset=digits"
+  for c in trainer_configs(config_lib.load_config(path, arg + ",evals=full")):
+    kinds = {spec.get("kind") for spec in c.evals.values()}
+    assert kinds == {None, *evaluators.FULL}, name
+  for c in trainer_configs(config_lib.load_config(path, arg)):
+    assert all("kind" not in spec for spec in c.evals.values()), name
+  with pytest.raises(ValueError, match=r"^evals='most' must be one of default, full$"):
+    config_lib.load_config(path, arg + ",evals=most")

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from s4l_jax import export
+from s4l_jax import endpoints, export
 from s4l_jax.models import build_model, init as model_init
 
 CLASSES = ("ant", "bee", "cat")
@@ -139,3 +139,56 @@ def test_simclr_resnet_v1_export_round_trips(tmp_path):
   predict, _ = export.load_predict(export_dir)
   np.testing.assert_array_equal(jax.jit(export.make_predict(rebuilt, loaded))(images),
                                 predict(images))
+  _check_endpoints(export_dir, rebuilt, variables, blocks=4)
+
+
+def _check_endpoints(export_dir, model, variables, blocks):
+  """endpoints.jax (weights from variables/) gives each endpoint of export.json: block1 ..
+  block<blocks>, pre_logits first, equal to the rebuilt network's, with the recorded widths;
+  `classes` is predict.jax's logits; an unknown endpoint fails in one line."""
+  images = _images()
+  dims = export.load_description(export_dir)["endpoints"]
+  assert list(dims)[:blocks + 1] == [f"block{b}" for b in range(1, blocks + 1)] + ["pre_logits"]
+  # jitted, as the export (eager and jitted ResNet v1 + SK at 8x8 differ after block3)
+  expected = jax.jit(lambda v, x: endpoints.apply_endpoints(model, v, x))(
+      variables, export.to_model_input(jnp.asarray(images)))
+  assert list(dims) == endpoints.ordered(expected)
+  for name, dim in dims.items():
+    fn, _ = export.load_endpoints(export_dir, name)
+    got = np.asarray(fn(images))
+    assert got.shape == (5, dim)
+    np.testing.assert_allclose(got, expected[name], rtol=1e-5, atol=1e-5)
+  predict, _ = export.load_predict(export_dir)
+  np.testing.assert_allclose(fn(images) if name == "classes" else
+                             export.load_endpoints(export_dir, "classes")[0](images),
+                             predict(images), rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match=r"has no endpoint 'nope'; endpoints: block1, "):
+    export.load_endpoints(export_dir, "nope")
+  return dims
+
+
+def test_export_endpoints_with_a_projection_head(exported):
+  export_dir, variables = exported
+  model, _, _ = export.load_model(export_dir)
+  dims = _check_endpoints(export_dir, model, variables, blocks=3)
+  assert dims == dict(block1=16, block2=32, block3=64, pre_logits=64, classes=3, proj=5,
+                      proj_0=64, proj_1=6, proj_2=5)
+
+
+def test_resnet50v2_endpoints():
+  """The third trunk kind (the other two are exported above): its blocks' pooled widths."""
+  model = build_model(dict(name="resnet50v2", filters_factor=1), len(CLASSES))
+  variables = jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False),
+                             jnp.zeros((1, 8, 8, 3)))  # shapes only: nothing is compiled
+  assert endpoints.endpoint_dims(model, variables, (8, 8, 3)) == dict(
+      block1=64, block2=128, block3=256, block4=512, pre_logits=512, classes=3)
+
+
+def test_last_block_of_resnet_v1_is_its_pooled_features():
+  """ResNet v1 pools its last block's output into pre_logits: the two endpoints are equal."""
+  model = build_model(dict(name="resnet_v1", depth=26), len(CLASSES))
+  variables = model_init.init_variables(model, (8, 8, 3), jax.random.PRNGKey(0))
+  assert "intermediates" not in variables  # init keeps no block outputs
+  out = endpoints.apply_endpoints(model, variables, export.to_model_input(jnp.asarray(_images())))
+  np.testing.assert_array_equal(out["block4"], out["pre_logits"])
+  assert [out[f"block{b}"].shape[1] for b in range(1, 5)] == [256, 512, 1024, 2048]

@@ -101,6 +101,22 @@ def test_validation_is_held_out_and_evaluated_once(folder, process_count):
   np.testing.assert_array_equal(got, every[data.validation_indices])  # in index order
 
 
+@pytest.mark.parametrize("process_count", [1, 2])
+def test_labeled_split_is_the_labeled_set_once(folder, process_count):
+  """eval split "labeled" (kNN's and the probes' training set): each labeled image once, in
+  index order, with its label, over all hosts."""
+  config = _config(folder)
+  pipes = [factory.make_pipeline(config, p, process_count) for p in range(process_count)]
+  batches = [b for p in pipes for b in p.eval_batches(2, "labeled")]
+  images = np.concatenate([b["image"][b["mask"]] for b in batches])
+  labels = np.concatenate([b["label"][b["mask"]] for b in batches])
+  data = factory.make_pipeline(config) if process_count > 1 else pipes[0]
+  every = np.concatenate([b["image"][b["mask"]] for b in data.eval_batches(8, "train")])
+  np.testing.assert_array_equal(images, every[np.sort(data.labeled_indices)])
+  truth = data._source.scan("train")[0]  # pylint: disable=protected-access
+  np.testing.assert_array_equal(labels, truth[np.sort(data.labeled_indices)])
+
+
 def test_train_batch_resumes_exactly(folder):
   config = _config(folder, "s4l_exemplar")
   data = factory.make_pipeline(config)

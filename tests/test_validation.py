@@ -187,7 +187,7 @@ def test_evaluate_export_on_other_classes_fails_before_scoring(tmp_path):
 
 @pytest.mark.parametrize("config, match", [
     ("configs/supervised.py:datset=digits", r"Unknown config arg 'datset'; valid args: "
-                                            r"dataset, fidelity, labels, steps"),
+                                            r"dataset, evals, fidelity, labels, steps"),
     ("configs/supervised.py:dataset=digitz", r"Unknown dataset 'digitz'; valid: "),
     ("configs/supervised.py:dataset=digits,steps=x", r"Config arg steps='x' is not a int"),
     ("configs/supervsed.py:dataset=digits", r"no config file 'configs/supervsed.py'"),
@@ -251,3 +251,21 @@ def test_non_square_folder_images_are_squashed_with_one_warning(tmp_path, caplog
   caplog.clear()
   sources.load_split(f"folder:{root}", "test", image_size=8)  # all square: no warning
   assert not [r for r in caplog.records if "not square" in r.getMessage()]
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"evals.knn": {"kind": "knm"}}, r"^evals.knn.kind='knm' must be one of top1, knn, "),
+    ({"evals.fgsm": {"kind": "fgsm", "eps": (1.0, 0.0)}},
+     r"^evals.fgsm.eps=\(1.0, 0.0\) must all be > 0 \(pixel levels\)$"),
+    ({"median_of_last": 0}, r"^median_of_last=0 must be >= 1$"),
+])
+def test_bad_evaluator_fails_in_one_line(override, message):
+  config = load_config("supervised", "dataset=digits")
+  for key, value in override.items():
+    if isinstance(value, dict):
+      config.evals[key.split(".")[1]] = value
+    else:
+      config[key] = value
+  with pytest.raises(ValueError, match=message):
+    validation.check_values(config)
+    validation.check_evals(config)

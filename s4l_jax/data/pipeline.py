@@ -5,6 +5,7 @@ exemplar crops) are computed on the device inside the jitted step by `views.make
 so this path never imports TensorFlow. Which examples form the batch of step `s` is a pure
 function of (seed, s): resuming at any step replays exactly the same data.
 """
+import dataclasses
 from typing import NamedTuple
 
 import numpy as np
@@ -86,8 +87,13 @@ class InMemoryPipeline:
     return batch
 
   def eval_batches(self, global_batch: int, split: str = "test"):
-    """Yields host-local {image, label, mask} of `split` (validation | test); every example
-    counted once over all hosts."""
+    """Yields host-local {image, label, mask} of `split` (validation | test | labeled: the
+    labeled training set, once each, with the labels it trains on); every example counted
+    once over all hosts."""
+    if split == "labeled":
+      indices = np.unique(self.labeled_indices)
+      data = dataclasses.replace(self.train, labels=self.train_labels)
+      return masked_batches(data, global_batch, self.process_index, self.process_count, indices)
     if split == "test":
       return masked_batches(self.test, global_batch, self.process_index, self.process_count)
     if split == "validation":
@@ -95,7 +101,7 @@ class InMemoryPipeline:
         raise ValueError("eval split 'validation' is empty: input.validation=0 holds none out")
       return masked_batches(self.train, global_batch, self.process_index, self.process_count,
                             self.validation_indices)
-    raise ValueError(f"eval split must be validation|test, got {split!r}")
+    raise ValueError(f"eval split must be validation|test|labeled, got {split!r}")
 
 
 def masked_batches(data, global_batch: int, process_index: int = 0, process_count: int = 1,

@@ -187,18 +187,22 @@ class TfdsPipeline:
   def eval_batches(self, global_batch: int, split: str = "test"):
     """Yields host-local {image uint8 (b, S, S, C), label, mask}, b = global_batch // P.
 
-    `split`: test (the dataset's held-out split), validation (the carved train images) or
-    train (every train image, in index order: for pseudo-labelling). Host p evaluates
+    `split`: test (the dataset's held-out split), validation (the carved train images),
+    train (every train image, in index order: for pseudo-labelling) or labeled (the labeled
+    training set, once each, with the labels it trains on). Host p evaluates
     positions [N p / P, N (p + 1) / P) of the split's examples; every host yields
     ceil(ceil(N / P) / b) batches (the last ones padded, mask False), so each example is
     counted exactly once over all hosts.
     """
-    if split not in ("test", "validation", "train"):
-      raise ValueError(f"eval split must be validation|test|train, got {split!r}")
+    if split not in ("test", "validation", "train", "labeled"):
+      raise ValueError(f"eval split must be validation|test|train|labeled, got {split!r}")
     if split == "validation" and not self.validation_indices.size:
       raise ValueError("eval split 'validation' is empty: input.validation=0 holds none out")
+    labeled = np.unique(self.labeled_indices)
     if split == "validation":
       n = self.validation_indices.size
+    elif split == "labeled":
+      n = labeled.size
     else:
       split = self._eval_split if split == "test" else "train"
       n = self._source.builder.info.splits[split].num_examples
@@ -210,8 +214,12 @@ class TfdsPipeline:
     view_fn = tf_views.make_tf_eval_fn(image_size=size, decode=True)
     batches = []
     if hi > lo:
-      ds = (self._validation_dataset(lo, hi) if split == "validation"
-            else self._source.dataset(split, np.arange(lo, hi)))
+      if split == "validation":
+        ds = self._validation_dataset(lo, hi)
+      elif split == "labeled":
+        ds = self._labeled_dataset(labeled[lo:hi])
+      else:
+        ds = self._source.dataset(split, np.arange(lo, hi))
       ds = ds.map(view_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
       batches = tfds.as_numpy(ds.batch(local).prefetch(tf.data.AUTOTUNE))
     done = 0
@@ -223,6 +231,15 @@ class TfdsPipeline:
     for _ in range(done, num_batches):
       yield {"image": np.zeros((local, size, size, 3), np.uint8),
              "label": np.zeros(local, np.int32), "mask": np.zeros(local, bool)}
+
+  def _labeled_dataset(self, indices: np.ndarray) -> tf.data.Dataset:
+    """{"image": encoded bytes, "label"} of train `indices` (sorted), with the labels the run
+    trains on (pseudo-labels for a student)."""
+    ds = self._source.dataset("train", indices)
+    if self._train_labels is None:
+      return ds
+    return tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(
+        self._train_labels[indices]))).map(lambda ex, label: {**ex, "label": label})
 
   def _validation_dataset(self, lo: int, hi: int) -> tf.data.Dataset:
     """{"image": encoded bytes, "label"} of validation positions [lo, hi), read once: the

@@ -61,6 +61,7 @@ class ResNetV1(Trunk):
       for u in range(units):
         stride = 2 if b > 0 and u == 0 else 1
         x = unit(x, 64 * w * 2**b, stride, train, f"block{b + 1}_unit{u + 1}", next(survival))
+      self.sow_block(b + 1, x)
     return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
   def _unit(self, x, filters, stride, train, name, survival):

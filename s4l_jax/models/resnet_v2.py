@@ -32,6 +32,7 @@ class ResNet50V2(Trunk):
       for u in range(units):
         stride = 2 if b > 0 and u == 0 else 1
         x = unit(x, out, stride, train, f"block{b + 1}_unit{u + 1}", next(survival))
+      self.sow_block(b + 1, x)
     x = self.bn_relu(x, train, "final_bn")
     return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
@@ -72,6 +73,7 @@ class WideResNet(Trunk):
       for u in range(units):
         x = unit(x, out, stride if u == 0 else 1, train, f"block{b + 1}_unit{u + 1}",
                  next(survival))
+      self.sow_block(b + 1, x)
     x = self.bn_relu(x, train, "final_bn")
     return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 

@@ -7,6 +7,8 @@ import jax.numpy as jnp
 
 from s4l_jax.models.normalization import BatchNorm
 
+INTERMEDIATES = "intermediates"  # the flax collection of the pooled block outputs
+
 
 class Trunk(nn.Module):
   """Compute dtype, BN settings, remat and stochastic depth; subclasses define `__call__` and
@@ -25,6 +27,14 @@ class Trunk(nn.Module):
 
   conv_init: ClassVar[nn.initializers.Initializer] = staticmethod(
       nn.initializers.glorot_uniform())
+
+  def sow_block(self, index: int, x):
+    """Records block `index`'s output (N, H, W, C) globally average-pooled, float32 (N, C), as
+    the intermediate `block<index>`, only in an apply with mutable=["intermediates"]
+    (`endpoints.apply_endpoints`): never in `init`'s variables."""
+    if self.is_mutable_collection(INTERMEDIATES) and not self.is_initializing():
+      self.sow(INTERMEDIATES, f"block{index}",
+               jnp.mean(x.astype(jnp.float32), axis=(1, 2)))
 
   def unit_fn(self):
     """`self._unit`, rematerialised when `remat` (same parameters, same gradients)."""
