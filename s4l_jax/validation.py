@@ -29,6 +29,10 @@ def check_values(config):
            f"must be one of {', '.join(config_lib.LR_BATCHES)}")
   for key in ("keep_checkpoints", "checkpoint_every_steps", "log_every_steps"):
     _require(config[key] >= 1, f"{key}={config[key]} must be >= 1")
+  _require(config.resume_step >= 0, f"resume_step={config.resume_step} must be >= 0 "
+           "(0 = the newest checkpoint)")
+  _require(config.divergence_factor >= 0, f"divergence_factor={config.divergence_factor} "
+           "must be >= 0 (0 = stop on non-finite values only)")
   _require(config.eval_every_steps >= 0, f"eval_every_steps={config.eval_every_steps} must "
            "be >= 0 (0 = evaluate at the end only)")
   _require(config.input.labeled.batch_size >= 1,

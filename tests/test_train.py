@@ -165,9 +165,9 @@ print("loaded", sorted(m for m in sys.modules if m.split(".")[0].startswith("ten
   assert os.path.exists(tmp_path / "export" / "predict.jax")
 
 
-def test_check_finite_covers_batch_norm_statistics():
+def test_divergence_guard_covers_batch_norm_statistics():
   """Poisoned BN running statistics leave loss, gradients and params finite (train mode uses the
-  batch's statistics), so only batch_stats_norm shows them; check_finite must stop on it."""
+  batch's statistics), so only batch_stats_norm shows them; the guard must stop on it."""
   config = digits_config(batch=16)
   model = build_model(config.model, 10)
   variables = jax.device_get(model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)),
@@ -185,7 +185,7 @@ def test_check_finite_covers_batch_norm_statistics():
   np.testing.assert_allclose(metrics["batch_stats_norm"], optax.tree.norm(new_state.batch_stats),
                              rtol=1e-6)
   assert metrics["batch_stats_norm"] > 0
-  train.check_finite(metrics, 1, None)  # healthy: no error
+  train.DivergenceGuard(100.0).check(metrics, 1, "hint")  # healthy: no error
 
   leaves, treedef = jax.tree.flatten(variables["batch_stats"])
   leaves[0] = np.full_like(leaves[0], np.nan)
@@ -195,10 +195,36 @@ def test_check_finite_covers_batch_norm_statistics():
     assert np.isfinite(metrics[key]), key
   assert not np.isfinite(metrics["batch_stats_norm"])
   with pytest.raises(FloatingPointError) as e:
-    train.check_finite(metrics, 7, 6)
+    train.DivergenceGuard(100.0).check(metrics, 7, "A re-run resumes from step 6.")
   message = str(e.value)
   assert "\n" not in message
-  assert message.startswith("batch_stats_norm is nan at step 7") and "step 6" in message
+  assert message.startswith("batch_stats_norm is nan at step 7")
+  assert message.endswith("A re-run resumes from step 6.")
+
+
+def test_divergence_guard_stops_a_loss_far_above_its_running_median():
+  """Over the last 5 losses: 300 passes a median of 3 at factor 100, 401 stops a median of 4;
+  below 5 losses or
+  with factor 0 nothing but non-finite values stops; a median under 1 counts as 1."""
+  guard = train.DivergenceGuard(100.0, window=5, min_history=5)
+  for step, loss in enumerate([1e6, 2.0, 3.0, 4.0, 5.0], 1):  # too few to judge the first
+    guard.check({"loss": loss}, step, "")
+  guard.check({"loss": 1.0}, 6, "")  # window now [2, 3, 4, 5, 1]: median 3
+  guard.check({"loss": 300.0}, 7, "")
+  with pytest.raises(train.DivergenceError, match=r"loss 401 at step 8 is over 100x its running "
+                     r"median 4 .*Hint\.$"):
+    guard.check({"loss": 401.0}, 8, "Hint.")  # window [3, 4, 5, 1, 300]: median 4
+  small = train.DivergenceGuard(100.0, min_history=2)
+  small.check({"loss": 0.01}, 1, "")
+  small.check({"loss": 0.02}, 2, "")
+  small.check({"loss": 99.0}, 3, "")  # 100 x max(0.015, 1)
+  with pytest.raises(train.DivergenceError):
+    small.check({"loss": 101.0}, 4, "")
+  off = train.DivergenceGuard(0.0, min_history=1)
+  for step, loss in enumerate([1.0, 1e30], 1):
+    off.check({"loss": loss}, step, "")
+  with pytest.raises(train.DivergenceError, match="loss is inf at step 3"):
+    off.check({"loss": np.inf}, 3, "")
 
 
 def test_batch_stats_norm_is_zero_without_batch_norm():
@@ -220,7 +246,7 @@ def test_batch_stats_norm_is_zero_without_batch_norm():
                      "label": np.arange(4, dtype=np.int32)}}
   _, metrics = jax.device_get(step(state, raw, {}))
   assert float(metrics["batch_stats_norm"]) == 0.0
-  train.check_finite(metrics, 1, None)
+  train.DivergenceGuard(100.0).check(metrics, 1, "")
 
 
 def test_frozen_teacher_from_an_export_is_an_input_not_state(uninterrupted, tmp_path):
