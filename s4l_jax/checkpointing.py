@@ -118,6 +118,7 @@ class Checkpointer:
     Raises CheckpointMismatchError (one line) when the newest checkpoint was written for a
     different model (array names or shapes); damaged checkpoints are set aside with a warning.
     """
+    self._write_checksums(wait=True)  # a save of this process in flight commits first
     for step in reversed(self.all_steps()):
       try:
         verify_checksums(storage.join(self.directory, str(step)))

@@ -127,6 +127,42 @@ def test_sigkill_and_sigterm_resume_bit_identical(reference, tmp_path):
   assert results["resumed_from_step"] == saved
 
 
+def test_sigterm_saves_after_the_step_in_flight_whatever_log_every_steps(tmp_path):
+  """Steps of about 0.1-0.3 s, no log or save step before the end: SIGTERM 3 s into training
+  saves and exits within a few steps (the loop waits on each previous step, so the host never
+  runs ahead), not after the whole queue or at the end of the run."""
+  workdir, steps = str(tmp_path / "w"), 1000
+  log_path = tmp_path / "1.log"
+  overrides = (f"--config.total_steps={steps}", f"--config.log_every_steps={steps}",
+               f"--config.checkpoint_every_steps={steps}", "--config.input.image_size=32",
+               "--config.input.labeled.batch_size=128")
+  with open(log_path, "w") as log:
+    proc = subprocess.Popen(_command(workdir, *overrides), cwd=ROOT, env=ENV, stdout=log,
+                            stderr=log)
+  try:
+    deadline = time.time() + 180
+    while proc.poll() is None and "first step (compiling)" not in log_path.read_text():
+      assert time.time() < deadline, log_path.read_text()[-3000:]
+      time.sleep(0.02)
+    time.sleep(3.0)
+    signalled = time.time()
+    proc.send_signal(signal.SIGTERM)
+    returncode = proc.wait(timeout=120)
+    latency = time.time() - signalled
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  log = log_path.read_text()
+  saved = re.search(r"SIGTERM: saved step (\d+) to .*; re-run the same command", log)
+  assert returncode != 0 and saved, log[-3000:]
+  saved = int(saved.group(1))
+  assert checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), 2, 2).latest_step() == saved
+  # 3 s of training took `saved` steps; the signal costs at most 2 more steps, the save, exit.
+  step_s = 3.0 / max(saved - 2, 1)
+  assert saved < steps / 2, (saved, log[-3000:])
+  assert latency < 2 * step_s + 15, (latency, step_s, saved)
+
+
 def _last_line(stderr):
   return stderr.strip().splitlines()[-1]
 
@@ -346,7 +382,8 @@ def test_unprepared_tfds_fails_fast_with_steps(tmp_path):
 
 
 def test_nonfinite_stops_at_its_step_and_keeps_finite_checkpoints(tmp_path):
-  """lr jumps x1e37 after 5 updates: step 6 explodes the params (loss still finite there)."""
+  """lr jumps x1e37 after about 5 updates: that step explodes the params (loss still finite
+  there)."""
   config = tiny(load_config("supervised", "dataset=digits,labels=10pct"), steps=12)
   config.eval_every_steps = 0
   config.log_every_steps = 3
@@ -358,7 +395,9 @@ def test_nonfinite_stops_at_its_step_and_keeps_finite_checkpoints(tmp_path):
     runner.run(config, str(tmp_path))
   message = str(error.value)
   stopped = int(re.search(r"is (?:nan|inf|-inf) at step (\d+): stopping", message).group(1))
-  assert stopped == 6  # every step is checked, not only the logged ones
+  # Every step is checked, not only the logged ones (3, 6, ...): it stops at the first
+  # exploded one (the boundary 5 / spe epochs lands on update 5 or 6 by rounding).
+  assert stopped in (5, 6), message
   assert re.search(r"resumes from the checkpoint at step 4 .*lower --config\.lr\.base.*"
                    r"--config\.resume_step=N .*\(steps \[2, 4\]\)", message), message
   ckpt = checkpointing.Checkpointer(str(tmp_path / "checkpoints"), 2, 2)
