@@ -238,19 +238,28 @@ def test_workdir_that_is_a_file_fails_in_one_line(tmp_path):
 
 
 def test_damaged_newest_checkpoint_resumes_from_the_previous(reference, tmp_path):
-  """Truncated array data in the newest checkpoint: one warning, resume from the older one."""
+  """2 KB of bits flipped in the largest file of the newest checkpoint, its size unchanged:
+  its checksum sets it aside in one warning, the run resumes from the older one."""
   workdir = str(tmp_path / "w")
   returncode, log = _run_until(workdir, rf"step 9/{STEPS} ", signal.SIGTERM, tmp_path / "1.log")
   saved = int(re.search(r"SIGTERM: saved step (\d+)", log).group(1))
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  data_dir = os.path.join(ckpt_dir, str(saved), "default", "d")
-  for name in os.listdir(data_dir):
-    with open(os.path.join(data_dir, name), "r+b") as f:
-      f.truncate(10)
+  step_dir = os.path.join(workdir, "checkpoints", str(saved))
+  assert os.path.exists(os.path.join(step_dir, checkpointing.CHECKSUMS_FILE))
+  largest = max((os.path.join(root, n) for root, _, names in os.walk(step_dir) for n in names
+                 if n != checkpointing.CHECKSUMS_FILE), key=os.path.getsize)
+  size = os.path.getsize(largest)
+  with open(largest, "r+b") as f:
+    f.seek(size // 2)
+    flipped = bytes(b ^ 0xFF for b in f.read(2048))
+    f.seek(size // 2)
+    f.write(flipped)
+  assert os.path.getsize(largest) == size
   returncode, stderr, _ = _run(workdir)
   assert returncode == 0, stderr[-3000:]
-  assert re.search(rf"Checkpoint at step {saved} does not restore .* moved it to .*"
-                   rf"checkpoints_damaged/{saved}", stderr), stderr[-3000:]
+  name = os.path.relpath(largest, step_dir)
+  assert re.search(rf"Checkpoint at step {saved} does not restore \(ChecksumError: checksum "
+                   rf"mismatch in {re.escape(name)}\); moved it to .*checkpoints_damaged/{saved}",
+                   stderr), stderr[-3000:]
   assert stderr.count("Traceback") == 0 and "Exception ignored" not in stderr
   results = _assert_identical(workdir, reference)
   assert results["resumed_from_step"] < saved
@@ -407,6 +416,32 @@ def test_nonfinite_stops_at_its_step_and_keeps_finite_checkpoints(tmp_path):
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(restored)), step
   ckpt.close()
   assert not os.path.exists(tmp_path / "results.json")
+
+
+def test_divergence_stops_before_its_checkpoint_and_a_new_lr_resumes_from_an_earlier_one(
+    tmp_path):
+  """lr x1e4 at update 7: the loss, still finite, leaves its running median behind and the run
+  stops before checkpointing it, naming step 6 and the ways out; the re-run with another lr
+  schedule and resume_step=4 is accepted without allow_config_change and finishes from 4."""
+  def config(decay_factor, resume_step=0):
+    c = tiny(load_config("supervised", "dataset=digits,labels=10pct"), steps=12)
+    c.eval_every_steps = 0
+    c.lr.update(base=0.05, warmup_epochs=0.0, schedule="step", decay_factor=decay_factor)
+    c.lr.decay_epochs = (6 / config_lib.steps_per_epoch(144, 16),)  # after 6 updates
+    c.resume_step = resume_step
+    return c
+  workdir = str(tmp_path)
+  with pytest.raises(FloatingPointError) as error:
+    runner.run(config(1e4), workdir)
+  message = str(error.value)
+  assert re.match(r"loss \S+ at step 7 is over 100x its running median \S+ \(divergence_factor\)"
+                  r": stopping before it is checkpointed\. A re-run resumes from the checkpoint at "
+                  r"step 6 .*--config\.lr\.base.*--config\.resume_step=N .*\(steps \[4, 6\]\)",
+                  message), message
+  results = runner.run(config(0.1, resume_step=4), workdir)
+  assert results["resumed_from_step"] == 4 and results["steps"] == 12
+  assert os.path.isdir(tmp_path / "checkpoints_superseded" / "to_4" / "6")
+  assert np.isfinite(results["top1"])
 
 
 @pytest.mark.parametrize("num_examples", [360, 37])
