@@ -106,10 +106,11 @@ def run_stages(config, workdir: str) -> dict:
     stage = resolve_stage_refs(config.stages[name], workdir)
     if config.get("allow_config_change"):
       stage.allow_config_change = True
-    done = storage.join(stage_dir, "results.json")
-    if distributed.agree(storage.exists(done)):  # process 0 wrote it before a barrier
+    # Finished: results.json and a complete export, written by process 0 before a barrier;
+    # otherwise the stage runs (and rewrites what its final checkpoint lacks).
+    if distributed.agree(not train.unfinished_parts(stage_dir)):
       workdir_lib.check_config(stage, stage_dir)  # a finished stage of another config is stale
-      results[name] = json.loads(storage.read_text(done))
+      results[name] = json.loads(storage.read_text(storage.join(stage_dir, "results.json")))
       continue
     results[name] = run_one(stage, stage_dir)
   last = results[selected[-1]]

@@ -215,10 +215,16 @@ def run(config, workdir: str) -> dict:
   """
   start = time.time()
   r = _init(config, workdir)
-  if int(r.state.step) >= r.num_steps and distributed.agree(_finished(workdir)):
-    r.ckpt.close()
-    logging.info("Already finished: %s holds the results of all %d steps", workdir, r.num_steps)
-    return json.loads(storage.read_text(storage.join(workdir, "results.json")))
+  if int(r.state.step) >= r.num_steps:
+    missing = unfinished_parts(workdir)
+    if not distributed.agree(not missing):
+      logging.warning("%s trained all %d steps but lacks %s: evaluating the final checkpoint "
+                      "and writing them again", workdir, r.num_steps, ", ".join(missing))
+    else:
+      r.ckpt.close()
+      logging.info("Already finished: %s holds the results of all %d steps", workdir,
+                   r.num_steps)
+      return json.loads(storage.read_text(storage.join(workdir, "results.json")))
   first_step = int(r.state.step)
   writer = metrics_lib.MetricWriter(workdir, write_files=jax.process_index() == 0)
   if first_step == 0:
@@ -403,10 +409,11 @@ def _finish(r: _Run, state, evaluators, final: dict, *, first_step: int, images_
   return results
 
 
-def _finished(workdir: str) -> bool:
-  """results.json and a complete export exist (the end of `run` writes both)."""
-  return (storage.exists(storage.join(workdir, "results.json"))
-          and storage.exists(storage.join(workdir, "export", export.DESCRIPTION_FILE)))
+def unfinished_parts(workdir: str) -> list[str]:
+  """What the end of `run` writes that `workdir` lacks: results.json and the export's parts
+  (`export.PARTS`); [] = finished."""
+  missing = [] if storage.exists(storage.join(workdir, "results.json")) else ["results.json"]
+  return missing + [f"export/{p}" for p in export.missing_parts(storage.join(workdir, "export"))]
 
 
 def _make_evaluators(model, config, data, mesh) -> dict:

@@ -1,6 +1,7 @@
 """Trainer: sharded == single-device step, resume == uninterrupted, export == in-process."""
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -75,6 +76,26 @@ def test_run_writes_results_config_and_export(uninterrupted):
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
   description = export.load_description(os.path.join(workdir, "export"))
   assert description["input_size"] == [8, 8, 3] and len(description["class_names"]) == 10
+
+
+@pytest.mark.parametrize("lost", ["export/predict.jax", "export/variables", "results.json"])
+def test_finished_run_missing_a_result_rewrites_it_from_the_final_checkpoint(
+    uninterrupted, tmp_path, lost, caplog):
+  """"Finished" means results.json and a complete export: a re-run restores what was deleted
+  from the final checkpoint (same weights, same accuracy), and says so."""
+  workdir = str(tmp_path / "w")
+  shutil.copytree(uninterrupted[0], workdir)
+  path = os.path.join(workdir, *lost.split("/"))
+  shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+  assert train.unfinished_parts(workdir)
+  results = runner.run(digits_config(steps=6), workdir)
+  assert not train.unfinished_parts(workdir)
+  assert any(f"lacks {lost}" in r.getMessage() for r in caplog.records)
+  assert results["top1"] == uninterrupted[1]["top1"]
+  got = export.load_variables(os.path.join(workdir, "export"))
+  want = export.load_variables(os.path.join(uninterrupted[0], "export"))
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_array_equal(a, b)
 
 
 def test_resume_gives_identical_weights(uninterrupted, tmp_path):
