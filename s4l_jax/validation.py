@@ -64,8 +64,6 @@ def check_values(config):
   normalization = config.loss.get("vat_normalization", vat.NORMALIZATIONS[0])
   _require(normalization in vat.NORMALIZATIONS, f"loss.vat_normalization={normalization!r} "
            f"must be one of {', '.join(vat.NORMALIZATIONS)}")
-  memory = config.loss.get("memory_size", 0)
-  _require(memory >= 0, f"loss.memory_size={memory} must be >= 0 (0 = no memory queue)")
   _require(config.input.crop in views.INPUT_CROPS, f"input.crop={config.input.crop!r} must "
            f"be one of {', '.join(views.INPUT_CROPS)}")
   for name in ("labeled", "unlabeled"):
