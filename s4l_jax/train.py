@@ -21,7 +21,7 @@ import optax
 from absl import logging
 
 from s4l_jax import checkpointing, config_lib, distributed, evaluate, export, logs, objectives
-from s4l_jax import metrics as metrics_lib, optim, storage, train_state
+from s4l_jax import metrics as metrics_lib, optim, storage, train_state, validation
 from s4l_jax.data import factory
 from s4l_jax.data import views
 from s4l_jax.models import build_model, init as model_init
@@ -248,6 +248,10 @@ def _init(config, workdir: str) -> _Run:
   data = factory.make_pipeline(config, jax.process_index(), jax.process_count())
   spe = config_lib.steps_per_epoch(data.num_labeled, config.input.labeled.batch_size)
   num_steps = config_lib.total_steps(config, data.num_labeled, data.num_unlabeled)
+  for warning in validation.batch_warnings(
+      config, num_labeled=data.num_labeled,
+      num_eval=max(data.num_test, int(data.validation_indices.size))):
+    logging.warning("%s", warning)
   objective = objectives.get(config.objective)
   model = build_model(config.model, data.num_classes)
   logging.info("%s", logs.summary(config, num_labeled=data.num_labeled,

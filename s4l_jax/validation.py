@@ -106,6 +106,21 @@ def check_export_classes(export_dir: str, description: dict, dataset: str, names
                      f"{_describe(list(names))}; they must be the same classes in the same order")
 
 
+def batch_warnings(config, *, num_labeled: int, num_eval: int) -> list[str]:
+  """One line for each batch larger than what it draws from (legal, but likely a mistake):
+  a labeled batch repeating the labeled images within a step, an eval batch over the size of
+  the largest evaluated split (`num_eval` images; mostly padding)."""
+  out = []
+  labeled = config.input.labeled.batch_size
+  if labeled > num_labeled:
+    out.append(f"input.labeled.batch_size={labeled} exceeds the {num_labeled} labeled images: "
+               f"each step repeats every one about {labeled / num_labeled:.0f} times")
+  if config.input.eval_batch_size > num_eval:
+    out.append(f"input.eval_batch_size={config.input.eval_batch_size} exceeds the {num_eval} "
+               "images of the largest evaluated split: one padded batch (memory for nothing)")
+  return out
+
+
 def validate(config):
   """Raises ValueError / FileNotFoundError for a config that cannot train, before any work."""
   check_values(config)

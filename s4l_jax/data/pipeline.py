@@ -83,6 +83,10 @@ class InMemoryPipeline:
       batch["unlabeled"] = {"image": self.train.images[idx], "label": self.train.labels[idx]}
     return batch
 
+  @property
+  def num_test(self) -> int:
+    return len(self.test.labels)
+
   def eval_batches(self, global_batch: int, split: str = "test"):
     """Yields host-local {image, label, mask} of `split` (validation | test); every example
     counted once over all hosts."""

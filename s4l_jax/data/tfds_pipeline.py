@@ -184,6 +184,10 @@ class TfdsPipeline:
     self._next_step = step + 1
     return {n: next(it) for n, it in self._iters.items()}
 
+  @property
+  def num_test(self) -> int:
+    return self._source.builder.info.splits[self._eval_split].num_examples
+
   def eval_batches(self, global_batch: int, split: str = "test"):
     """Yields host-local {image uint8 (b, S, S, C), label, mask}, b = global_batch // P.
 
