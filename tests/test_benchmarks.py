@@ -141,6 +141,22 @@ def test_step_cost_markdown():
   assert "| float32 | True | 4.00 | 1.00 | 8.00 | 13.00 | - | - |" in md
 
 
+def test_step_cost_per_step_wait_is_timed_against_free_queuing():
+  c = step_cost.method_config("supervised", "folder:/unused", 2,
+                              dict(name="wrn", depth=10, width=1))
+  c.input.image_size = 8
+  q = step_cost.time_queue(c, (8, 8, 3), steps=3, repeats=2)
+  assert set(q["runs"]) == {"queued", "waited"} and all(len(v) == 2 for v in q["runs"].values())
+  assert q["min"]["queued_s_per_step"] == min(q["runs"]["queued"])
+  assert q["median"]["waited_s_per_step"] == pytest.approx(np.median(q["runs"]["waited"]))
+  assert q["min"]["overhead"] == pytest.approx(
+      min(q["runs"]["waited"]) / min(q["runs"]["queued"]) - 1)
+  timing = dict(queued_s_per_step=0.1, waited_s_per_step=0.101, overhead=0.01)
+  md = step_cost.to_markdown(dict(methods=[], queue=dict(q, median=timing, min=timing)))
+  assert ("Per-step wait (supervised, 3 steps x 2, min): 100.00 ms/step queued freely, "
+          "101.00 ms/step waiting on each previous step (+1.0%)") in md
+
+
 def test_saved_activation_bytes_closed_form():
   w = jax.ShapeDtypeStruct((64, 32), jnp.float32)
   sin_sum = lambda w: jnp.sum(jnp.sin(w))
