@@ -1,6 +1,7 @@
 """Trainer: sharded == single-device step, resume == uninterrupted, export == in-process."""
 import json
 import os
+import re
 import shutil
 
 import jax
@@ -308,3 +309,24 @@ def test_ema_decay_per_step_or_from_the_half_life(halflife, decay, want):
   config = load_config("supervised", "dataset=digits")
   config.ema_halflife_epochs, config.ema_decay = halflife, decay
   assert train.ema_decay(config, steps_per_epoch=10) == pytest.approx(want, rel=1e-12)
+
+
+def test_progress_is_logged_by_time_as_well_as_by_step_count(tmp_path, monkeypatch, caplog):
+  """log_every_steps=1000 on a 5-step run: with PROGRESS_EVERY_S=0 every step logs its line
+  (the time-based rule); with an hour, only the last step does, and the first step's line
+  says how progress is paced."""
+  config = digits_config(steps=5)
+  config.log_every_steps, config.checkpoint_every_steps = 1000, 1000
+  monkeypatch.setattr(train, "PROGRESS_EVERY_S", 0.0)
+  caplog.set_level("INFO")
+  runner.run(config, str(tmp_path))
+  lines = [r.getMessage() for r in caplog.records]
+  assert [int(m.split()[1].split("/")[0]) for m in lines if m.startswith("step ")] == [
+      1, 2, 3, 4, 5]
+  monkeypatch.setattr(train, "PROGRESS_EVERY_S", 3600.0)
+  caplog.clear()
+  runner.run(config, str(tmp_path / "hourly"))
+  lines = [r.getMessage() for r in caplog.records]
+  assert [m.split()[1] for m in lines if m.startswith("step ")] == ["5/5"]  # the final save
+  assert any(re.match(r"first step \(compiling\) took [\d.]+s; progress every 1000 steps or "
+                      r"3600s from here", m) for m in lines)
