@@ -13,6 +13,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import activation_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
+import digits_seeds  # pylint: disable=g-import-not-at-top,wrong-import-position
 import label_efficiency as le  # pylint: disable=g-import-not-at-top,wrong-import-position
 import simclr_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
 import step_cost  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -273,3 +274,28 @@ def test_cpu_peer_times_the_jax_arms_and_their_losses_agree(tmp_path):
     assert len(r["losses"]) == 2  # one warm-up step and one timed step
   md = (tmp_path / "peer.md").read_text()
   assert "| 4 | s4l_jax_no_flags |" in md and "backward / forward" in md
+
+
+def test_digits_seeds_table_at_tiny_size(tmp_path):
+  """2 seeds of supervised at 2 steps: each seed's own workdir and results, the row's mean and
+  sample std of their top-1, the markdown line; the seeds differ in the config only."""
+  overrides = digits_seeds.parse_overrides(
+      ["total_steps=2", "model.depth=10", "model.width=1", "input.image_size=8",
+       "input.labeled.batch_size=16"])
+  assert overrides["total_steps"] == 2 and overrides["model.depth"] == 10
+  result = digits_seeds.run_table(["supervised"], 2, str(tmp_path), overrides)
+  top1 = []
+  for seed in range(2):
+    with open(tmp_path / "supervised" / f"seed{seed}" / "config.json") as f:
+      assert json.load(f)["seed"] == seed
+    with open(tmp_path / "supervised" / f"seed{seed}" / "results.json") as f:
+      top1.append(100 * json.load(f)["top1"])
+  row = result["rows"][0]
+  assert row["top1"] == top1 and row["seeds"] == 2
+  assert row["mean"] == pytest.approx(np.mean(top1))
+  assert row["std"] == pytest.approx(np.std(top1, ddof=1))
+  md = digits_seeds.to_markdown(result)
+  assert (f"| supervised | `configs/supervised.py:dataset=digits` | {row['mean']:.2f} ± "
+          f"{row['std']:.2f} | {min(top1):.2f}-{max(top1):.2f} |") in md
+  moam = digits_seeds.run_config("moam", 3, overrides)
+  assert {stage.seed for stage in moam.stages.values()} == {3}
