@@ -16,11 +16,22 @@ from s4l_jax import (config_lib, distributed, pseudo_label, storage, train, vali
 
 
 def run(config, workdir: str) -> dict:
-  """Trains `config` (one run, or its stages) in `workdir`, holding the workdir's lock."""
-  with workdir_lib.lock(workdir):
-    if "stages" in config:
-      return run_stages(config, workdir)
-    return run_one(config, workdir)
+  """Trains `config` (one run, or its stages) in `workdir`, holding the workdir's lock.
+
+  A workdir this call created is removed again when the config is refused before any file
+  but the lock was written in it (a refused run leaves nothing behind).
+  """
+  created = not distributed.agree(storage.exists(workdir))
+  try:
+    with workdir_lib.lock(workdir):
+      if "stages" in config:
+        return run_stages(config, workdir)
+      return run_one(config, workdir)
+  except (ValueError, FileNotFoundError):
+    if created and distributed.is_writer() and set(storage.listdir(workdir)) <= {
+        workdir_lib.LOCK_FILE}:
+      storage.rmtree(workdir)
+    raise
 
 
 def run_one(config, workdir: str) -> dict:

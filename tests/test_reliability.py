@@ -351,6 +351,11 @@ BAD_CONFIGS = {
 }
 
 
+# Refused by `validation.validate`, before any file but the lock is written.
+REFUSED_BY_VALIDATION = ("indivisible_batch", "missing_init_from", "negative_steps",
+                         "log_every_zero", "eval_batch_zero")
+
+
 def _run_parallel(tmp_path, cases):
   """Starts every case at once; returns {name: (returncode, stderr, wall seconds, workdir)}."""
   procs = {}
@@ -376,6 +381,17 @@ def test_bad_configs_fail_fast_with_one_line(tmp_path):
         f"{name}: {pattern!r} not in the last lines:\n{stderr[-2000:]}")
     assert wall < 60, (name, wall)
     assert not os.path.exists(os.path.join(workdir, "checkpoints")), name
+    if name in REFUSED_BY_VALIDATION:  # nothing left behind, not even an empty workdir
+      assert not os.path.exists(workdir), (name, os.listdir(workdir))
+
+
+def test_unwritable_workdir_fails_in_one_line(tmp_path):
+  """sysfs takes no new directories, even from root (chmod would not stop root)."""
+  workdir = f"/sys/s4l_jax_test_{os.getpid()}"
+  returncode, stderr, _ = _run(workdir)
+  assert returncode != 0 and "Traceback" not in stderr, stderr[-3000:]
+  assert re.match(rf"ERROR: .*: {workdir}: the workdir must be writable, with free space; ",
+                  _last_line(stderr)), stderr[-2000:]
 
 
 def test_unprepared_tfds_fails_fast_with_steps(tmp_path):
