@@ -235,10 +235,23 @@ def run(config, workdir: str) -> dict:
     final = {name: evaluate_fn(state) for name, (_, evaluate_fn) in evaluators.items()}
     for name, accs in final.items():
       writer.write_eval(name, r.num_steps, r.num_steps, accs)
+  except BaseException:  # preempted, diverged, interrupted: this segment's time is kept
+    _record_segment(workdir, time.time() - start)
+    raise
   finally:
     writer.close()
   return _finish(r, state, evaluators, final, first_step=first_step, images_per_s=images_per_s,
                  wall_s=time.time() - start)
+
+
+SEGMENTS_FILE = "wall_segments.json"  # wall seconds of the run's earlier, stopped segments
+
+
+def _record_segment(workdir: str, seconds: float):
+  if distributed.is_writer():
+    path = storage.join(workdir, SEGMENTS_FILE)
+    earlier = json.loads(storage.read_text(path)) if storage.exists(path) else []
+    storage.write_text(path, json.dumps(earlier + [seconds]))
 
 
 def _init(config, workdir: str) -> _Run:
@@ -384,8 +397,13 @@ def _train(r: _Run, writer, evaluators):
 def _finish(r: _Run, state, evaluators, final: dict, *, first_step: int, images_per_s,
             wall_s: float) -> dict:
   """results.json (process 0) and the export (every process) from the final state and its
-  evaluations."""
+  evaluations. `wall_s` in results.json: the whole run's wall seconds, this segment's
+  `wall_s` plus those of the earlier, stopped ones (`wall_segments_s`; a SIGKILLed segment
+  is not counted)."""
   config, data, num_steps = r.config, r.data, r.num_steps
+  segments_path = storage.join(r.workdir, SEGMENTS_FILE)
+  segments = (json.loads(storage.read_text(segments_path)) if storage.exists(segments_path)
+              else []) + [wall_s]
   rate = images_per_s
   if rate is None:  # too few timed steps: whole-run rate
     rate = (num_steps - first_step) * data.images_per_step / max(wall_s, 1e-9)
@@ -400,7 +418,8 @@ def _finish(r: _Run, state, evaluators, final: dict, *, first_step: int, images_
       num_labeled=data.num_labeled, num_validation=int(data.validation_indices.size),
       steps=num_steps, top1=pick("test", "top1"), top5=pick("test", "top5"),
       validation_top1=pick("validation", "top1"), validation_top5=pick("validation", "top5"),
-      wall_s=wall_s, images_per_s=rate, resumed_from_step=first_step, evals=final)
+      wall_s=sum(segments), wall_segments_s=segments, images_per_s=rate,
+      resumed_from_step=first_step, evals=final)
   export.write_export(
       storage.join(r.workdir, "export"), config.model, state.eval_variables(r.use_ema),
       image_size=config.input.image_size, channels=data.image_shape[-1],

@@ -125,6 +125,9 @@ def test_sigkill_and_sigterm_resume_bit_identical(reference, tmp_path):
   assert returncode == 0, stderr[-3000:]
   results = _assert_identical(workdir, reference)
   assert results["resumed_from_step"] == saved
+  # The SIGTERMed segment's time counts (the SIGKILLed ones' cannot): wall_s is the total.
+  assert len(results["wall_segments_s"]) == 2
+  assert results["wall_s"] == pytest.approx(sum(results["wall_segments_s"]))
 
 
 def test_sigterm_saves_after_the_step_in_flight_whatever_log_every_steps(tmp_path):
