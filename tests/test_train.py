@@ -287,7 +287,8 @@ def test_frozen_teacher_from_an_export_is_an_input_not_state(uninterrupted, tmp_
     loss = -jnp.mean(jnp.sum(target * jax.nn.log_softmax(outputs["classes"]), -1))
     return loss, (new["batch_stats"], {})
   probe = types.ModuleType("s4l_jax.objectives.teacher_probe")
-  probe.REQUIRES, probe.loss_fn = objectives.Requirements(aux=("teacher",)), loss_fn
+  probe.REQUIRES, probe.LOSS_RANGES = objectives.Requirements(aux=("teacher",)), {}
+  probe.loss_fn = loss_fn
   config = digits_config(steps=2)
   config.objective, config.frozen_teacher = "teacher_probe", teacher_dir
   before = export.load_variables(teacher_dir)
