@@ -119,6 +119,11 @@ def main(argv):
     # Bad config, missing or unreadable data, a diverged loss: one line, no traceback.
     logging.debug("Stopped by:", exc_info=True)
     sys.exit(f"ERROR: {e}")
+  except OSError as e:  # a read-only workdir, a full disk: which path, and what to do
+    logging.debug("Stopped by:", exc_info=True)
+    sys.exit(f"ERROR: {e.strerror or e}: {e.filename or _WORKDIR.value}: the workdir must be "
+             "writable, with free space; fix that (or pass another --workdir) and re-run the "
+             "same command to resume (--verbosity=1 shows the traceback)")
   finally:
     logs.end_progress()  # a progress line rewritten in place gets its newline first
   if jax.process_index() == 0:

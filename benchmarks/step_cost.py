@@ -17,6 +17,13 @@ Memory of MOAM step 1 on ResNet-50 v2 x4 (filters_factor 16), 224 px, batch 8 + 
 model dtype, without and with `model.remat` (no arrays made): the activations the backward
 pass keeps (JAX's autodiff residuals: backend-independent) and
 `jax.jit(step).lower(abstract state, abstract batch).compile().memory_analysis()`.
+With `--queue_steps=N`: the cost of the training loop's wait on each previous step
+(`train._train` fetches step i-1's metrics after dispatching step i, so at most one step is
+queued and a signal is acted on within a step): wall seconds per step of N steps dispatched
+back to back (blocking at the end only) vs N steps waiting on the previous one, each fed a
+fresh host batch as the loop is, alternated `repeats` times (the first row's config); the
+median and the minimum over the repeats (on a shared machine the minimum is the estimate
+least disturbed by other processes).
 Writes benchmarks/results/step_cost.json and step_cost.md.
 """
 import json
@@ -47,6 +54,8 @@ _METHODS = flags.DEFINE_list("rows", ["supervised", "vat", "vat_entmin", "rotati
                                          "s4l_rotation", "s4l_exemplar", "moam_step1"],
                              "Rows (config names; moam_step1 = configs/moam.py stage 1; "
                              "supervised@N: batch N); the first is the reference.")
+_QUEUE = flags.DEFINE_integer("queue_steps", 0, "Steps per timing of the per-step wait "
+                              "(0: skip).")
 _OUT = flags.DEFINE_string("out", "benchmarks/results/step_cost", "Output path prefix.")
 
 NUM_CLASSES = 10
@@ -148,6 +157,33 @@ def time_step(c, shape, views_on_device, repeats):
   return float(np.median(cpu)), float(np.median(wall))
 
 
+def time_queue(c, shape, steps: int, repeats: int) -> dict:
+  """Median wall s/step of `steps` steps queued freely vs waiting on each previous step."""
+  step, make_state = build_step(c, shape)
+  state = jax.jit(make_state)(jax.random.PRNGKey(0))
+  host = raw_batch(c, shape)
+  for _ in range(2):  # compile, warm up
+    state, m = step(state, jax.device_put(host), {})
+  jax.block_until_ready(m)
+  times = {"queued": [], "waited": []}
+  for _ in range(repeats):
+    for mode in times:
+      t0, previous = time.perf_counter(), None
+      for _ in range(steps):
+        state, m = step(state, jax.device_put(host), {})
+        if mode == "waited" and previous is not None:
+          jax.device_get(previous)  # what train._train does each step
+        previous = m
+      jax.block_until_ready(m)
+      times[mode].append((time.perf_counter() - t0) / steps)
+  out = dict(method=c.objective, steps=steps, repeats=repeats, runs=times)
+  for stat in ("median", "min"):  # min: the run least disturbed by other processes
+    queued, waited = (float(getattr(np, stat)(times[m])) for m in ("queued", "waited"))
+    out[stat] = dict(queued_s_per_step=queued, waited_s_per_step=waited,
+                     overhead=waited / queued - 1)
+  return out
+
+
 def time_method(name, batch, model, repeats):
   """One row; `supervised@N` is supervised at labeled batch N (a batch-size control)."""
   name_batch = name.partition("@")
@@ -219,6 +255,15 @@ def to_markdown(result) -> str:
     lines.append(f"| {r['method']} | {r['images_per_step']} | {r['step_s']:.3f} | "
                  f"{r['ms_per_image']:.3f} | {r['ratio']:.2f}x | {r['tfdata_step_s']:.3f} | "
                  f"{r['tfdata_ratio']:.2f}x |")
+  if result.get("queue"):
+    q = result["queue"]
+    lines += [""] if lines else []
+    for stat in ("median", "min"):
+      t = q[stat]
+      lines.append(f"Per-step wait ({q['method']}, {q['steps']} steps x {q['repeats']}, {stat}): "
+                   f"{t['queued_s_per_step'] * 1e3:.2f} ms/step queued freely, "
+                   f"{t['waited_s_per_step'] * 1e3:.2f} ms/step waiting on each previous step "
+                   f"({100 * t['overhead']:+.1f}%).")
   if result.get("memory"):
     mem = result["memory"]
     m0 = mem[0]
@@ -260,6 +305,11 @@ def main(argv):
       result["memory"].append(moam_memory(dtype, remat, _COMPILE.value))
       write(result)
   model = dict(name="wrn", depth=_DEPTH.value, width=_WIDTH.value)
+  if _QUEUE.value:
+    c = method_config(_METHODS.value[0], "folder:/unused", _BATCH.value, model)
+    result["queue"] = time_queue(c, (c.input.image_size,) * 2 + (3,), _QUEUE.value,
+                                 _REPEATS.value)
+    write(result)
   for name in _METHODS.value:
     result["methods"].append(time_method(name, _BATCH.value, model, _REPEATS.value))
     base = result["methods"][0]  # the first row (supervised) is the reference

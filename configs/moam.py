@@ -31,6 +31,8 @@ def stage_config(objective, dataset, labels, batch, evals):
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", step=0, steps=0)
+  if not 0 <= a.step <= 3:
+    raise ValueError(f"step={a.step} must be 0 (all three steps) or 1..3")
   family = config_lib.dataset_family(a.dataset)
   imagenet = family == "imagenet2012"
 

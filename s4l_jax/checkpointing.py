@@ -1,12 +1,19 @@
-"""Preemption-safe Orbax checkpoints in `WORKDIR/checkpoints`.
+"""Preemption-safe Orbax checkpoints in `WORKDIR/checkpoints`, with checksums.
 
 Orbax writes each step to a temporary directory and renames it when complete, so a save
-interrupted at any point leaves the previous checkpoint as the latest restorable one. A
-checkpoint that is complete but damaged later (a deleted or truncated file) is moved to
-`WORKDIR/checkpoints_damaged/` on restore and the next older one is used instead.
+interrupted at any point leaves the previous checkpoint as the latest restorable one. Once a
+save has committed, `<step>/CHECKSUMS_FILE` records the SHA-256 of each of its files (written
+by process 0 when the next step finds the save finished, or at the next save or close). A
+checkpoint that is complete but damaged later (a deleted, truncated or altered file: its
+checksum differs) is moved to `WORKDIR/checkpoints_damaged/` on restore and the next older one
+is used instead; one killed before its checksums were written restores unverified.
+`rewind(step)` sets the checkpoints newer than `step` aside in `WORKDIR/checkpoints_superseded/`
+(`resume_step`).
 """
 import contextlib
 import dataclasses
+import hashlib
+import json
 import os
 import sys
 
@@ -14,11 +21,58 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from s4l_jax import storage
+from s4l_jax import distributed, storage
+
+CHECKSUMS_FILE = "s4l_checksums.json"
 
 
 class CheckpointMismatchError(ValueError):
   """The checkpoint holds arrays of other names or shapes than the state being restored."""
+
+
+class ChecksumError(ValueError):
+  """A checkpoint file is missing or its content differs from the checksum saved with it."""
+
+
+def _files(directory: str, prefix: str = "") -> list[str]:
+  """Paths of the files under `directory`, relative to it, sorted."""
+  out = []
+  for name in sorted(storage.listdir(directory)):
+    path = storage.join(directory, name)
+    if storage.isdir(path):
+      out += _files(path, f"{prefix}{name}/")
+    elif prefix or name != CHECKSUMS_FILE:
+      out.append(prefix + name)
+  return out
+
+
+def _sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with storage.open_file(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def write_checksums(step_dir: str):
+  """Writes `step_dir/CHECKSUMS_FILE`: {relative path: SHA-256} of every file of the step."""
+  sums = {name: _sha256(storage.join(step_dir, name)) for name in _files(step_dir)}
+  storage.write_text(storage.join(step_dir, CHECKSUMS_FILE), json.dumps(sums, indent=0))
+
+
+def verify_checksums(step_dir: str) -> bool:
+  """Raises ChecksumError naming the first file that is missing or differs; returns whether
+  the step had checksums to verify."""
+  path = storage.join(step_dir, CHECKSUMS_FILE)
+  if not storage.exists(path):
+    return False
+  for name, want in json.loads(storage.read_text(path)).items():
+    file_path = storage.join(step_dir, name)
+    if not storage.exists(file_path):
+      raise ChecksumError(f"{name} is missing")
+    if _sha256(file_path) != want:
+      raise ChecksumError(f"checksum mismatch in {name}")
+  return True
 
 
 class Checkpointer:
@@ -32,6 +86,7 @@ class Checkpointer:
         cleanup_tmp_directories=True)
     self._manager = ocp.CheckpointManager(storage.as_path(self.directory), options=options,
                                           item_handlers=ocp.StandardCheckpointHandler())
+    self._unsummed = []  # saved steps whose checksums are not written yet
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -63,8 +118,10 @@ class Checkpointer:
     Raises CheckpointMismatchError (one line) when the newest checkpoint was written for a
     different model (array names or shapes); damaged checkpoints are set aside with a warning.
     """
+    self._write_checksums(wait=True)  # a save of this process in flight commits first
     for step in reversed(self.all_steps()):
       try:
+        verify_checksums(storage.join(self.directory, str(step)))
         with _quiet_abandoned_reads():
           mismatch = describe_mismatch(self._manager.item_metadata(step).tree, abstract_state)
           if not mismatch:
@@ -90,20 +147,55 @@ class Checkpointer:
     logging.warning("Checkpoint at step %d does not restore (%s: %s); moved it to %s and "
                     "trying the previous one", step, type(error).__name__, first_line, aside)
 
+  def rewind(self, step: int):
+    """Sets aside the checkpoints newer than `step` into `<directory>_superseded/to_<step>/`
+    (nothing is deleted), so that training resumes from `step`; once: when that folder
+    exists (a re-run of the same command), it does nothing. ValueError (one line) when no
+    checkpoint of `step` is kept."""
+    record = storage.join(self.directory + "_superseded", f"to_{step}")
+    if distributed.agree(storage.exists(record)):
+      return
+    steps = self.all_steps()
+    if step not in steps:
+      raise ValueError(f"resume_step={step}: {self.directory} keeps no checkpoint of step "
+                       f"{step} (kept: {steps or 'none'}); pass one of those")
+    newer = [s for s in steps if s > step]
+    if distributed.is_writer():
+      storage.makedirs(record)
+      for s in newer:
+        storage.rename(storage.join(self.directory, str(s)), storage.join(record, str(s)))
+    distributed.barrier(f"{self.directory}: rewound to {step}")
+    self._manager.reload()
+    logging.warning("resume_step=%d: moved the newer checkpoints %s to %s", step, newer, record)
+
   def should_save(self, step: int) -> bool:
     return step % self.every_steps == 0
 
   def save(self, step: int, state, force: bool = False):
     if step in self._manager.all_steps():
       return
+    self._write_checksums(wait=True)  # Orbax waits for the previous save anyway
     logging.info("Saving checkpoint at step %d", step)
     self._manager.save(step, args=ocp.args.StandardSave(state), force=force)
+    self._unsummed.append(step)
 
-  def wait(self):
-    self._manager.wait_until_finished()
+  def poll(self):
+    """Writes the checksums of saves that have committed since (cheap when none has)."""
+    if self._unsummed and not self._manager.is_saving_in_progress():
+      self._write_checksums(wait=False)
+
+  def _write_checksums(self, wait: bool):
+    if wait:
+      self._manager.wait_until_finished()
+    kept = set(self._manager.all_steps())
+    if distributed.is_writer():
+      for step in self._unsummed:
+        if step in kept:
+          write_checksums(storage.join(self.directory, str(step)))
+    self._unsummed = []
 
   def close(self):
-    self._manager.wait_until_finished()
+    self._write_checksums(wait=True)
     self._manager.close()
 
 

@@ -279,6 +279,10 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.eval_every_steps = 0      # 0 = evaluate at the end only; else on validation every N
   c.checkpoint_every_steps = 200
   c.keep_checkpoints = 2
+  c.resume_step = 0           # > 0: resume from this kept checkpoint, setting newer ones aside
+  # Stop when |loss| > divergence_factor x max(|running median|, 1) (train.DivergenceGuard);
+  # 0 = stop on non-finite values only.
+  c.divergence_factor = 100.0
   c.allow_config_change = False  # True: resume a workdir under a changed config (warns)
   c.loss = ml_collections.ConfigDict()
   return c

@@ -88,6 +88,16 @@ def write_export(export_dir: str, model_config, variables, *, image_size: int, c
   distributed.barrier(f"export: {export_dir} in place")
 
 
+# What a complete export holds (relative paths); variables/ is complete once Orbax has written
+# its metadata, the last file of its save.
+PARTS = ("predict.jax", ENDPOINTS_FILE, DESCRIPTION_FILE, "variables/_CHECKPOINT_METADATA")
+
+
+def missing_parts(export_dir: str) -> list[str]:
+  """The entries of PARTS absent from `export_dir` ([] = complete)."""
+  return [part for part in PARTS if not storage.exists(storage.join(export_dir, *part.split("/")))]
+
+
 def load_description(export_dir: str) -> dict:
   path = storage.join(export_dir, DESCRIPTION_FILE)
   if not storage.exists(path):

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from s4l_jax import losses
+from s4l_jax import losses, objectives
 from s4l_jax.data import views
 
 NUM_EXEMPLAR_VIEWS = views.copies("exemplar8")
@@ -113,6 +113,11 @@ def perturbed_apply_fn(model, params, batch_stats, head: str = "classes", sizes=
   if sizes is None:  # one stream: its contiguous BN groups already are per core
     return lambda x: apply_train(model, params, batch_stats, x)[0][head]
   return lambda x: apply_train_streams(model, params, batch_stats, x, sizes)[0][head]
+
+
+# Ranges of the `loss` keys `vat_kwargs` reads (part of a VAT objective's LOSS_RANGES).
+VAT_LOSS_RANGES = {"vat_eps": objectives.POSITIVE, "vat_xi": objectives.POSITIVE,
+                   "vat_num_iters": objectives.AT_LEAST_ONE}
 
 
 def vat_kwargs(loss_config, default_eps: float = 40.0) -> dict:

@@ -16,11 +16,22 @@ from s4l_jax import (config_lib, distributed, pseudo_label, storage, train, vali
 
 
 def run(config, workdir: str) -> dict:
-  """Trains `config` (one run, or its stages) in `workdir`, holding the workdir's lock."""
-  with workdir_lib.lock(workdir):
-    if "stages" in config:
-      return run_stages(config, workdir)
-    return run_one(config, workdir)
+  """Trains `config` (one run, or its stages) in `workdir`, holding the workdir's lock.
+
+  A workdir this call created is removed again when the config is refused before any file
+  but the lock was written in it (a refused run leaves nothing behind).
+  """
+  created = not distributed.agree(storage.exists(workdir))
+  try:
+    with workdir_lib.lock(workdir):
+      if "stages" in config:
+        return run_stages(config, workdir)
+      return run_one(config, workdir)
+  except (ValueError, FileNotFoundError):
+    if created and distributed.is_writer() and set(storage.listdir(workdir)) <= {
+        workdir_lib.LOCK_FILE}:
+      storage.rmtree(workdir)
+    raise
 
 
 def run_one(config, workdir: str) -> dict:
@@ -106,10 +117,11 @@ def run_stages(config, workdir: str) -> dict:
     stage = resolve_stage_refs(config.stages[name], workdir)
     if config.get("allow_config_change"):
       stage.allow_config_change = True
-    done = storage.join(stage_dir, "results.json")
-    if distributed.agree(storage.exists(done)):  # process 0 wrote it before a barrier
+    # Finished: results.json and a complete export, written by process 0 before a barrier;
+    # otherwise the stage runs (and rewrites what its final checkpoint lacks).
+    if distributed.agree(not train.unfinished_parts(stage_dir)):
       workdir_lib.check_config(stage, stage_dir)  # a finished stage of another config is stale
-      results[name] = json.loads(storage.read_text(done))
+      results[name] = json.loads(storage.read_text(storage.join(stage_dir, "results.json")))
       continue
     results[name] = run_one(stage, stage_dir)
   last = results[selected[-1]]

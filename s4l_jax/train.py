@@ -5,6 +5,7 @@ device, the objective named by `config.objective`, Orbax checkpoints (re-running
 metrics (TensorBoard + log) with images/s and ETA, the evaluators of `config.evals`
 (periodically on validation, at the end on every split), export, results.json.
 """
+import collections
 import dataclasses
 import functools
 import json
@@ -21,7 +22,7 @@ from absl import logging
 
 from s4l_jax import aggregate, checkpointing, config_lib, distributed, evaluate, events, export
 from s4l_jax import evaluators as evaluators_lib, logs, objectives
-from s4l_jax import metrics as metrics_lib, optim, storage, train_state
+from s4l_jax import metrics as metrics_lib, optim, storage, train_state, validation
 from s4l_jax.data import factory
 from s4l_jax.data import views
 from s4l_jax.models import build_model, init as model_init
@@ -112,21 +113,20 @@ class _Preemption:
 
   After the first signal its default action is back, so a second Ctrl-C stops at once.
   `restore()` reinstates the handlers that were there before. With several processes, a
-  signal to any of them stops all at the same step: they agree every `sync_every` steps.
+  signal to any of them stops all at the same step: they agree on it every step (one integer
+  gathered over the processes).
   """
   SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-  def __init__(self, sync_every: int = 1):
+  def __init__(self):
     self.signal_name = None
-    self.sync_every = max(int(sync_every), 1)
     self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
 
   def requested_at(self, step: int) -> bool:
     """Whether to save and stop after `step` (checked once per step, by every process)."""
+    del step  # every process asks at every step, so they agree on the step
     if jax.process_count() == 1:
       return self.signal_name is not None
-    if step % self.sync_every:
-      return False
     received = int(signal.Signals[self.signal_name]) if self.signal_name else 0
     agreed = distributed.max_over_processes(received)
     if agreed and self.signal_name is None:
@@ -145,13 +145,50 @@ class _Preemption:
       signal.signal(s, handler)
 
 
-def check_finite(metrics, step: int, last_saved):
-  # param_norm, batch_stats_norm: the state about to be saved (BatchNorm moving statistics too)
-  for key in ("loss", "grad_norm", "param_norm", "batch_stats_norm"):
-    if key in metrics and not np.isfinite(metrics[key]):
-      raise FloatingPointError(
-          f"{key} is {metrics[key]} at step {step}: stopping; no checkpoint was written for it "
-          f"(last good checkpoint: step {last_saved}). Lower the learning rate or check the data.")
+class DivergenceError(FloatingPointError):
+  """Training diverged (a non-finite value, or a loss far above its running median)."""
+
+
+class DivergenceGuard:
+  """Stops a diverging run before its state is checkpointed; called with every step's metrics.
+
+  Diverged: `loss`, `grad_norm`, `param_norm` or `batch_stats_norm` (the state about to be
+  saved, BatchNorm moving statistics too) is not finite, or |loss| > `factor` x max(|median|,
+  1) where the median is over the last `window` steps' losses (from `min_history` of them;
+  `factor` 0 = only the finiteness check).
+  """
+  KEYS = ("loss", "grad_norm", "param_norm", "batch_stats_norm")
+
+  def __init__(self, factor: float, window: int = 100, min_history: int = 5):
+    self.factor, self.min_history = float(factor), min_history
+    self._losses = collections.deque(maxlen=window)
+
+  def check(self, metrics, step: int, resume_hint: str):
+    """Raises DivergenceError (one line, ending with `resume_hint`) if `metrics` diverged."""
+    for key in self.KEYS:
+      if key in metrics and not np.isfinite(metrics[key]):
+        raise DivergenceError(f"{key} is {metrics[key]} at step {step}: stopping before it is "
+                              f"checkpointed. {resume_hint}")
+    loss = float(metrics["loss"])
+    if self.factor and len(self._losses) >= self.min_history:
+      median = float(np.median(self._losses))
+      if abs(loss) > self.factor * max(abs(median), 1.0):
+        raise DivergenceError(
+            f"loss {loss:.4g} at step {step} is over {self.factor:g}x its running median "
+            f"{median:.4g} (divergence_factor): stopping before it is checkpointed. "
+            f"{resume_hint}")
+    self._losses.append(loss)
+
+
+def resume_hint(ckpt) -> str:
+  """The two ways out of a diverged run, naming the checkpoint a re-run resumes from."""
+  steps = ckpt.all_steps()
+  if not steps:
+    return ("No checkpoint was written: re-run with a lower --config.lr.base (or another lr "
+            "schedule) to start again.")
+  return (f"A re-run resumes from the checkpoint at step {steps[-1]} ({ckpt.directory}): "
+          "pass a lower --config.lr.base (lr.*, total_steps may change on resume), or "
+          f"--config.resume_step=N to go back to an earlier kept one (steps {steps}).")
 
 
 @dataclasses.dataclass
@@ -179,10 +216,16 @@ def run(config, workdir: str) -> dict:
   """
   start = time.time()
   r = _init(config, workdir)
-  if int(r.state.step) >= r.num_steps and distributed.agree(_finished(workdir)):
-    r.ckpt.close()
-    logging.info("Already finished: %s holds the results of all %d steps", workdir, r.num_steps)
-    return json.loads(storage.read_text(storage.join(workdir, "results.json")))
+  if int(r.state.step) >= r.num_steps:
+    missing = unfinished_parts(workdir)
+    if not distributed.agree(not missing):
+      logging.warning("%s trained all %d steps but lacks %s: evaluating the final checkpoint "
+                      "and writing them again", workdir, r.num_steps, ", ".join(missing))
+    else:
+      r.ckpt.close()
+      logging.info("Already finished: %s holds the results of all %d steps", workdir,
+                   r.num_steps)
+      return json.loads(storage.read_text(storage.join(workdir, "results.json")))
   first_step = int(r.state.step)
   writer = metrics_lib.MetricWriter(workdir, write_files=jax.process_index() == 0)
   if first_step == 0:
@@ -197,10 +240,23 @@ def run(config, workdir: str) -> dict:
     if kit:
       final.update(kit.run(state.eval_variables(r.use_ema), kit.splits(), writer,
                            r.num_steps, r.num_steps))
+  except BaseException:  # preempted, diverged, interrupted: this segment's time is kept
+    _record_segment(workdir, time.time() - start)
+    raise
   finally:
     writer.close()
   return _finish(r, state, evaluators, final, first_step=first_step, images_per_s=images_per_s,
                  wall_s=time.time() - start)
+
+
+SEGMENTS_FILE = "wall_segments.json"  # wall seconds of the run's earlier, stopped segments
+
+
+def _record_segment(workdir: str, seconds: float):
+  if distributed.is_writer():
+    path = storage.join(workdir, SEGMENTS_FILE)
+    earlier = json.loads(storage.read_text(path)) if storage.exists(path) else []
+    storage.write_text(path, json.dumps(earlier + [seconds]))
 
 
 def _init(config, workdir: str) -> _Run:
@@ -210,6 +266,10 @@ def _init(config, workdir: str) -> _Run:
   data = factory.make_pipeline(config, jax.process_index(), jax.process_count())
   spe = config_lib.steps_per_epoch(data.num_labeled, config.input.labeled.batch_size)
   num_steps = config_lib.total_steps(config, data.num_labeled, data.num_unlabeled)
+  for warning in validation.batch_warnings(
+      config, num_labeled=data.num_labeled,
+      num_eval=max(data.num_test, int(data.validation_indices.size))):
+    logging.warning("%s", warning)
   objective = objectives.get(config.objective)
   model = build_model(config.model, data.num_classes)
   logging.info("%s", logs.summary(config, num_labeled=data.num_labeled,
@@ -232,6 +292,8 @@ def _init(config, workdir: str) -> _Run:
 
   ckpt = checkpointing.Checkpointer(storage.join(workdir, "checkpoints"),
                                     config.checkpoint_every_steps, config.keep_checkpoints)
+  if config.resume_step:
+    ckpt.rewind(config.resume_step)
   restored = ckpt.restore_newest_intact(checkpointing.abstract_like(state, repl))
   if restored is not None:
     state = restored
@@ -250,40 +312,59 @@ def _init(config, workdir: str) -> _Run:
               state=state, frozen=frozen, train_step=train_step)
 
 
+PROGRESS_EVERY_S = 30.0  # a progress line at least this often, whatever log_every_steps is
+
+
 def _train(r: _Run, writer, evaluators, kit):
   """Steps from the restored step to `num_steps`: logs, periodic (validation) evals,
-  checkpoints, preemption.
+  checkpoints, preemption, divergence.
 
+  After dispatching each step the loop waits for the previous step's metrics and checks them
+  (DivergenceGuard): at most one step is queued ahead of the host, so a signal is acted on after
+  the step in flight (then a save and exit), and a diverging step is never checkpointed.
+  Progress is logged every `log_every_steps` and at least every PROGRESS_EVERY_S seconds.
   Returns (final state, images/s or None). Images/s and ETA count training steps only, from the
   end of the first (compiling) step, not evals, checkpoint saves and the writing of metrics.
   """
   config, data, ckpt, state = r.config, r.data, r.ckpt, r.state
   first_step, num_steps = int(state.step), r.num_steps
-  preemption = _Preemption(sync_every=config.log_every_steps)
+  preemption = _Preemption()
+  guard = DivergenceGuard(config.get("divergence_factor", 0.0))
 
-  last_saved, t_log, step_log = ckpt.latest_step(), time.time(), first_step
-  timed_steps, timed_s = 0, 0.0
+  def check(step, metrics):
+    """Waits for `step`'s metrics, stops if they diverged; returns them on the host."""
+    host = distributed.to_host(metrics)
+    try:
+      guard.check(host, step, resume_hint(ckpt))
+    except DivergenceError:
+      ckpt.close()  # finish the async save of the last good checkpoint before stopping
+      preemption.restore()
+      raise
+    return host
+
+  t_log, step_log = time.time(), first_step
+  timed_steps, timed_s, pending = 0, 0.0, None
   for step in range(first_step + 1, num_steps + 1):
     batch = distributed.to_global(data.train_batch(step - 1), r.mesh)
     state, metrics = r.train_step(state, batch, r.frozen)
+    if pending is not None:  # bounds the queue: the previous step is done before the next one
+      check(*pending)
+    pending = (step, metrics)
+    ckpt.poll()
     is_last = step == num_steps
     interrupted = preemption.requested_at(step)
     save_now = ckpt.should_save(step) or is_last or interrupted
-    log_now = step % config.log_every_steps == 0 or save_now
+    log_now = (step % config.log_every_steps == 0 or save_now
+               or time.time() - t_log >= PROGRESS_EVERY_S)
     if step == first_step + 1:
       jax.block_until_ready(metrics)
       first_step_s, t_log, step_log = time.time() - t_log, time.time(), step
       if not log_now:
-        logging.info("first step (compiling) took %.1fs; progress every %d steps from here",
-                     first_step_s, config.log_every_steps)
+        logging.info("first step (compiling) took %.1fs; progress every %d steps or %ds from "
+                     "here", first_step_s, config.log_every_steps, PROGRESS_EVERY_S)
+    if log_now or save_now:
+      metrics, pending = check(step, metrics), None
     if log_now:
-      metrics = distributed.to_host(metrics)
-      try:
-        check_finite(metrics, step, last_saved)
-      except FloatingPointError:
-        ckpt.close()  # finish the async save of the last good checkpoint before stopping
-        preemption.restore()
-        raise
       now = time.time()
       metrics.update(lr=float(r.schedule(step - 1)))
       if step > step_log:
@@ -309,7 +390,6 @@ def _train(r: _Run, writer, evaluators, kit):
     if save_now:
       t_pause = time.time()
       ckpt.save(step, state, force=True)
-      last_saved = step
       t_log += time.time() - t_pause  # the blocking part of the (async) save
     if interrupted and not is_last:
       ckpt.close()
@@ -324,8 +404,13 @@ def _train(r: _Run, writer, evaluators, kit):
 def _finish(r: _Run, state, evaluators, final: dict, *, first_step: int, images_per_s,
             wall_s: float) -> dict:
   """results.json (process 0) and the export (every process) from the final state and its
-  evaluations."""
+  evaluations. `wall_s` in results.json: the whole run's wall seconds, this segment's
+  `wall_s` plus those of the earlier, stopped ones (`wall_segments_s`; a SIGKILLed segment
+  is not counted)."""
   config, data, num_steps = r.config, r.data, r.num_steps
+  segments_path = storage.join(r.workdir, SEGMENTS_FILE)
+  segments = (json.loads(storage.read_text(segments_path)) if storage.exists(segments_path)
+              else []) + [wall_s]
   rate = images_per_s
   if rate is None:  # too few timed steps: whole-run rate
     rate = (num_steps - first_step) * data.images_per_step / max(wall_s, 1e-9)
@@ -340,7 +425,8 @@ def _finish(r: _Run, state, evaluators, final: dict, *, first_step: int, images_
       num_labeled=data.num_labeled, num_validation=int(data.validation_indices.size),
       steps=num_steps, top1=pick("test", "top1"), top5=pick("test", "top5"),
       validation_top1=pick("validation", "top1"), validation_top5=pick("validation", "top5"),
-      wall_s=wall_s, images_per_s=rate, resumed_from_step=first_step, evals=final)
+      wall_s=sum(segments), wall_segments_s=segments, images_per_s=rate,
+      resumed_from_step=first_step, evals=final)
   validation = [name for name, (split, _) in evaluators.items() if split == "validation"]
   if validation:  # best and median of the last k evaluations (TensorBoard keeps the curve)
     tag = f"{validation[0]}/{'ema_' if r.use_ema else ''}top1"
@@ -358,10 +444,11 @@ def _finish(r: _Run, state, evaluators, final: dict, *, first_step: int, images_
   return results
 
 
-def _finished(workdir: str) -> bool:
-  """results.json and a complete export exist (the end of `run` writes both)."""
-  return (storage.exists(storage.join(workdir, "results.json"))
-          and storage.exists(storage.join(workdir, "export", export.DESCRIPTION_FILE)))
+def unfinished_parts(workdir: str) -> list[str]:
+  """What the end of `run` writes that `workdir` lacks: results.json and the export's parts
+  (`export.PARTS`); [] = finished."""
+  missing = [] if storage.exists(storage.join(workdir, "results.json")) else ["results.json"]
+  return missing + [f"export/{p}" for p in export.missing_parts(storage.join(workdir, "export"))]
 
 
 def _make_evaluators(model, config, data, mesh) -> dict:

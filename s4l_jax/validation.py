@@ -29,6 +29,10 @@ def check_values(config):
            f"must be one of {', '.join(config_lib.LR_BATCHES)}")
   for key in ("keep_checkpoints", "checkpoint_every_steps", "log_every_steps"):
     _require(config[key] >= 1, f"{key}={config[key]} must be >= 1")
+  _require(config.resume_step >= 0, f"resume_step={config.resume_step} must be >= 0 "
+           "(0 = the newest checkpoint)")
+  _require(config.divergence_factor >= 0, f"divergence_factor={config.divergence_factor} "
+           "must be >= 0 (0 = stop on non-finite values only)")
   _require(config.eval_every_steps >= 0, f"eval_every_steps={config.eval_every_steps} must "
            "be >= 0 (0 = evaluate at the end only)")
   _require(config.input.labeled.batch_size >= 1,
@@ -61,29 +65,16 @@ def check_values(config):
   normalization = config.loss.get("vat_normalization", vat.NORMALIZATIONS[0])
   _require(normalization in vat.NORMALIZATIONS, f"loss.vat_normalization={normalization!r} "
            f"must be one of {', '.join(vat.NORMALIZATIONS)}")
-  memory = config.loss.get("memory_size", 0)
-  _require(memory >= 0, f"loss.memory_size={memory} must be >= 0 (0 = no memory queue)")
+  # Cross-key checks of the pretext objectives (their numeric ranges: LOSS_RANGES).
   if "permutations" in config.loss:
     table = permutations.check(config.loss.permutations, views.NUM_TILES)
     width = views.NUM_TILES * len(table)
     _require(config.model.heads.get("jigsaw") == width, f"model.heads.jigsaw="
              f"{config.model.heads.get('jigsaw')!r} must be {width}: 9 blocks of P = "
              f"{len(table)} logits (P = the rows of loss.permutations)")
-  for key in ("jigsaw_weight", "position_weight", "rotation_weight", "class_weight"):
-    _require(config.loss.get(key, 0.0) >= 0, f"loss.{key}={config.loss.get(key)} must be >= 0")
-  for key in ("alpha", "correct_prob"):  # teacher-free KD (objectives/virtual_teacher.py)
-    value = config.loss.get(key, 0.5)
-    _require(0 <= value <= 1, f"loss.{key}={value} must be in [0, 1]")
-  _require(config.loss.get("temperature", 1.0) > 0,
-           f"loss.temperature={config.loss.get('temperature')} must be > 0")
   if config.objective == "pirl":
     _require(config.input.pipeline == "memory", "objective pirl reads each image's index, "
              "which only input.pipeline=memory carries (digits, cifar10, folder:)")
-    _require(config.loss.bank_size > 0, f"loss.bank_size={config.loss.bank_size} must be the "
-             "number of train images (> 0): one memory-bank row per image")
-    _require(0 < config.loss.num_negatives, "loss.num_negatives must be > 0")
-    for key in ("bank_momentum", "nce_lambda"):
-      _require(0 <= config.loss[key] <= 1, f"loss.{key}={config.loss[key]} must be in [0, 1]")
     _require(config.model.heads.get("pirl_tiles") == views.NUM_TILES * config.loss.embed_dim
              and config.model.heads.get("pirl_image") == config.loss.embed_dim,
              "model.heads.pirl_image / pirl_tiles must be loss.embed_dim / 9 x loss.embed_dim")
@@ -132,6 +123,21 @@ def check_export_classes(export_dir: str, description: dict, dataset: str, names
   if theirs != list(names):
     raise ValueError(f"{role} {export_dir} predicts {_describe(theirs)} but {dataset} has "
                      f"{_describe(list(names))}; they must be the same classes in the same order")
+
+
+def batch_warnings(config, *, num_labeled: int, num_eval: int) -> list[str]:
+  """One line for each batch larger than what it draws from (legal, but likely a mistake):
+  a labeled batch repeating the labeled images within a step, an eval batch over the size of
+  the largest evaluated split (`num_eval` images; mostly padding)."""
+  out = []
+  labeled = config.input.labeled.batch_size
+  if labeled > num_labeled:
+    out.append(f"input.labeled.batch_size={labeled} exceeds the {num_labeled} labeled images: "
+               f"each step repeats every one about {labeled / num_labeled:.0f} times")
+  if config.input.eval_batch_size > num_eval:
+    out.append(f"input.eval_batch_size={config.input.eval_batch_size} exceeds the {num_eval} "
+               "images of the largest evaluated split: one padded batch (memory for nothing)")
+  return out
 
 
 def validate(config):

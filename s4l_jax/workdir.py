@@ -3,8 +3,8 @@
 `lock(workdir)` stops a second job on the same workdir at once (the first keeps running;
 the processes of one multi-process job share the lock);
 `check_config(config, workdir)` stops a resume whose config differs from the one that wrote
-the workdir's checkpoints or results, except in keys that only affect logging, evaluation
-and checkpoint cadence (`MAY_CHANGE`), unless `allow_config_change` is set.
+the workdir's checkpoints or results, except in the keys of `MAY_CHANGE`, unless
+`allow_config_change` is set.
 """
 import contextlib
 import datetime
@@ -15,16 +15,18 @@ import socket
 
 from absl import logging
 
-from s4l_jax import distributed, storage
+from s4l_jax import config_lib, distributed, storage
 
 LOCK_FILE = ".lock"
 CONFIG_FILE = "config.json"
-# Keys whose change leaves the trained model and its data unchanged (dotted, flattened; a
-# top-level name covers its whole section).
+# The keys that may change when a run resumes (dotted, flattened; a top-level name covers its
+# whole section): logging, evaluation and checkpoint cadence, which leave the model and its
+# data unchanged, and the recovery from a divergence (README "Resuming"): the learning rate
+# and its schedule, the run's length, the checkpoint to resume from.
 MAY_CHANGE = frozenset((
     "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
     "input.eval_batch_size", "evals", "median_of_last", "strict_data", "data_dir",
-    "allow_config_change"))
+    "allow_config_change", "lr", *config_lib.DURATION_KEYS, "resume_step", "divergence_factor"))
 _PATH_KEYS = ("teacher", "init_from", "pseudo_labels")
 _PATH_PREFIXES = {"dataset": "folder:", "labels": "file:"}
 

@@ -13,6 +13,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import activation_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
+import digits_seeds  # pylint: disable=g-import-not-at-top,wrong-import-position
 import label_efficiency as le  # pylint: disable=g-import-not-at-top,wrong-import-position
 import simclr_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
 import step_cost  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -139,6 +140,22 @@ def test_step_cost_markdown():
   assert "| supervised | 32 | 0.100 | 3.125 | 1.00x | 0.050 | 1.00x |" in md
   assert "| float32 | False | 4.00 | 1.00 | 8.00 | 13.00 | 4.00 | 6.00 |" in md
   assert "| float32 | True | 4.00 | 1.00 | 8.00 | 13.00 | - | - |" in md
+
+
+def test_step_cost_per_step_wait_is_timed_against_free_queuing():
+  c = step_cost.method_config("supervised", "folder:/unused", 2,
+                              dict(name="wrn", depth=10, width=1))
+  c.input.image_size = 8
+  q = step_cost.time_queue(c, (8, 8, 3), steps=3, repeats=2)
+  assert set(q["runs"]) == {"queued", "waited"} and all(len(v) == 2 for v in q["runs"].values())
+  assert q["min"]["queued_s_per_step"] == min(q["runs"]["queued"])
+  assert q["median"]["waited_s_per_step"] == pytest.approx(np.median(q["runs"]["waited"]))
+  assert q["min"]["overhead"] == pytest.approx(
+      min(q["runs"]["waited"]) / min(q["runs"]["queued"]) - 1)
+  timing = dict(queued_s_per_step=0.1, waited_s_per_step=0.101, overhead=0.01)
+  md = step_cost.to_markdown(dict(methods=[], queue=dict(q, median=timing, min=timing)))
+  assert ("Per-step wait (supervised, 3 steps x 2, min): 100.00 ms/step queued freely, "
+          "101.00 ms/step waiting on each previous step (+1.0%)") in md
 
 
 def test_saved_activation_bytes_closed_form():
@@ -289,3 +306,28 @@ def test_learning_rate_sweep_rows():
   (workdir, swept), = le.commands("fixmatch_control@0.1", 0, "/r", SETTINGS)
   assert workdir == "/r/fixmatch_control@0.1_s0"
   assert swept == recipe[:3] + [f"--workdir={workdir}"] + recipe[4:] + ["--config.lr.base=0.1"]
+
+
+def test_digits_seeds_table_at_tiny_size(tmp_path):
+  """2 seeds of supervised at 2 steps: each seed's own workdir and results, the row's mean and
+  sample std of their top-1, the markdown line; the seeds differ in the config only."""
+  overrides = digits_seeds.parse_overrides(
+      ["total_steps=2", "model.depth=10", "model.width=1", "input.image_size=8",
+       "input.labeled.batch_size=16"])
+  assert overrides["total_steps"] == 2 and overrides["model.depth"] == 10
+  result = digits_seeds.run_table(["supervised"], 2, str(tmp_path), overrides)
+  top1 = []
+  for seed in range(2):
+    with open(tmp_path / "supervised" / f"seed{seed}" / "config.json") as f:
+      assert json.load(f)["seed"] == seed
+    with open(tmp_path / "supervised" / f"seed{seed}" / "results.json") as f:
+      top1.append(100 * json.load(f)["top1"])
+  row = result["rows"][0]
+  assert row["top1"] == top1 and row["seeds"] == 2
+  assert row["mean"] == pytest.approx(np.mean(top1))
+  assert row["std"] == pytest.approx(np.std(top1, ddof=1))
+  md = digits_seeds.to_markdown(result)
+  assert (f"| supervised | `configs/supervised.py:dataset=digits` | {row['mean']:.2f} ± "
+          f"{row['std']:.2f} | {min(top1):.2f}-{max(top1):.2f} |") in md
+  moam = digits_seeds.run_config("moam", 3, overrides)
+  assert {stage.seed for stage in moam.stages.values()} == {3}

@@ -1,4 +1,6 @@
 """Checkpoints: damaged newest checkpoints fall back to older ones; other models are refused."""
+import hashlib
+import json
 import os
 
 import jax
@@ -119,3 +121,68 @@ def test_checkpoint_from_before_objective_state_still_restores(tmp_path):
   restored = ckpt.restore_newest_intact(checkpointing.abstract_like(with_queue, SHARDING))
   np.testing.assert_array_equal(restored.objective_state["queue"], 1.0)
   ckpt.close()
+
+
+def _largest_file(step_dir):
+  """The largest file of the checkpoint's arrays (its checksums file left out)."""
+  return max((os.path.join(root, n) for root, _, names in os.walk(step_dir) for n in names
+              if n != checkpointing.CHECKSUMS_FILE), key=os.path.getsize)
+
+
+def test_every_committed_checkpoint_carries_checksums_of_its_files(tmp_path):
+  directory = str(tmp_path / "checkpoints")
+  _write(directory)
+  for step in (2, 4):
+    step_dir = os.path.join(directory, str(step))
+    with open(os.path.join(step_dir, checkpointing.CHECKSUMS_FILE)) as f:
+      sums = json.load(f)
+    assert sorted(sums) == sorted(n for n in _files(step_dir)
+                                  if n != checkpointing.CHECKSUMS_FILE)
+    for name, digest in sums.items():
+      with open(os.path.join(step_dir, name), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == digest
+    assert checkpointing.verify_checksums(step_dir)
+
+
+def test_flipped_bits_of_the_same_size_fall_back_to_the_previous(tmp_path, caplog):
+  """The content changes, the size does not: Orbax alone would restore it (or read garbage);
+  the checksum sets it aside in one warning naming the file."""
+  directory = str(tmp_path / "checkpoints")
+  _write(directory)
+  path = _largest_file(os.path.join(directory, "4"))
+  size = os.path.getsize(path)
+  with open(path, "r+b") as f:
+    data = bytearray(f.read())
+    for i in range(0, min(size, 2048)):
+      data[i] ^= 0x5A
+    f.seek(0)
+    f.write(data)
+  assert os.path.getsize(path) == size
+  ckpt = checkpointing.Checkpointer(directory, 2, 3)
+  restored = ckpt.restore_newest_intact(checkpointing.abstract_like(_state(0), SHARDING))
+  ckpt.close()
+  assert int(restored["step"]) == 2
+  name = os.path.relpath(path, os.path.join(directory, "4"))
+  warnings = [r.getMessage() for r in caplog.records if "does not restore" in r.getMessage()]
+  assert len(warnings) == 1 and f"ChecksumError: checksum mismatch in {name}" in warnings[0]
+  assert os.path.isdir(tmp_path / "checkpoints_damaged" / "4")
+
+
+def test_rewind_sets_newer_checkpoints_aside_once(tmp_path):
+  directory = str(tmp_path / "checkpoints")
+  _write(directory)
+  abstract = checkpointing.abstract_like(_state(0), SHARDING)
+  ckpt = checkpointing.Checkpointer(directory, 2, 3)
+  with pytest.raises(ValueError, match=r"resume_step=3: .* keeps no checkpoint of step 3 "
+                     r"\(kept: \[2, 4\]\)"):
+    ckpt.rewind(3)
+  ckpt.rewind(2)
+  assert ckpt.all_steps() == [2]
+  assert int(ckpt.restore_newest_intact(abstract)["step"]) == 2
+  assert os.path.isdir(tmp_path / "checkpoints_superseded" / "to_2" / "4")
+  ckpt.save(4, _state(40))  # the new trajectory's step 4
+  ckpt.rewind(2)  # the same command again: resumes the new trajectory
+  assert ckpt.all_steps() == [2, 4]
+  restored = ckpt.restore_newest_intact(abstract)
+  ckpt.close()
+  np.testing.assert_array_equal(restored["w"], _state(40)["w"])

@@ -47,6 +47,16 @@ def test_parse_arg_types_and_errors():
     config_lib.parse_arg("steps=many", steps=0)
 
 
+@pytest.mark.parametrize("name, arg, match", [
+    ("moam", "step=4", r"^step=4 must be 0 \(all three steps\) or 1..3$"),
+    ("simclrv2", "step=4", r"^step=4 must be 0 \(all stages\) or 1..3$"),
+])
+def test_pipeline_step_out_of_range_names_the_arg(name, arg, match):
+  """Not the internal key `run_stages` the step selects."""
+  with pytest.raises(ValueError, match=match):
+    config_lib.load_config(name, arg)
+
+
 def test_supervised_imagenet_rows_match_paper():
   """methods.md 2.6: 10% lr 0.1 wd 1e-3 decays 140/160/180 end 200; 1% lr 0.01 wd 1e-2 ..."""
   path = os.path.join(ROOT, "configs", "supervised.py")

@@ -113,3 +113,33 @@ def test_dataset_without_file_names(tmp_path):
   path = _write(tmp_path, "0.jpg\n")
   with pytest.raises(ValueError, match="needs per-example file names"):
     factory.make_pipeline(_config("digits", path))
+
+
+@pytest.fixture(scope="module", name="same_names")
+def same_names_fixture(tmp_path_factory):
+  """write_image_folder as is: every class folder holds 000.jpg, 001.png, ..."""
+  return write_image_folder(tmp_path_factory.mktemp("same"), CLASSES, per_class=(3, 1), size=8)
+
+
+@pytest.mark.parametrize("pipeline", ["memory", "tfdata"])
+def test_entries_with_folders_name_one_file_each(same_names, tmp_path, pipeline):
+  """The issue's list: 3 entries with folders label 3 images, not the 9 sharing base names."""
+  path = _write(tmp_path, "train/ant/000.jpg\nbee/001.png\n/elsewhere/train/cat/002.jpg\n")
+  data = factory.make_pipeline(_config(f"folder:{same_names}", path, pipeline))
+  assert data.num_labeled == 3
+  if pipeline == "memory":
+    names = data.train.filenames
+  else:
+    names = data._source.scan("train", filenames=True)[1]  # pylint: disable=protected-access
+  assert sorted(names[i] for i in data.labeled_indices) == [
+      "train/ant/000.jpg", "train/bee/001.png", "train/cat/002.jpg"]
+
+
+def test_a_base_name_in_several_folders_fails_in_one_line(tmp_path):
+  path = _write(tmp_path, "000.jpg\nbee/001.png\n")
+  with pytest.raises(ValueError) as e:
+    subsets.select_by_filenames(["train/ant/000.jpg", "train/bee/000.jpg", "train/bee/001.png"],
+                                path)
+  assert str(e.value) == (f"Labels file {path!r}: '000.jpg' names 2 train images "
+                          "(train/ant/000.jpg, train/bee/000.jpg); list them with their class "
+                          "folder (e.g. 'ant/000.jpg')")

@@ -23,6 +23,58 @@ def test_every_objective_declares_its_requirements(name):
   assert "labeled" in needs.streams
 
 
+def _shipped_runs():
+  """(config file, run config) for every config file's runs (a pipeline's stages), on digits."""
+  configs = os.path.join(os.path.dirname(os.path.dirname(objectives.__file__)), "..", "configs")
+  for name in sorted(f[:-3] for f in os.listdir(configs) if f.endswith(".py")):
+    export_arg = {"finetune": ",pretrained=/x", "linear_eval": ",pretrained=/x",
+                  "pseudo_label": ",teacher=/x"}.get(name, "")
+    config = load_config(name, "dataset=digits" + export_arg)
+    for run in (config.stages.values() if "stages" in config else [config]):
+      yield name, run
+
+
+def test_every_numeric_loss_key_of_every_config_is_declared_and_in_range():
+  """A key the loss reads but no LOSS_RANGES declares would escape the checks."""
+  checked = 0
+  for name, run in _shipped_runs():
+    ranges = objectives.get(run.objective).LOSS_RANGES
+    for key, value in run.loss.items():
+      if isinstance(value, (int, float)) and not isinstance(value, bool):
+        assert key in ranges, f"{name}: {run.objective} declares no range for loss.{key}"
+        assert value in ranges[key], (name, key, value)
+        checked += 1
+  assert checked >= 15
+
+
+@pytest.mark.parametrize("name, arg, key, value, allowed", [
+    ("fixmatch", "dataset=digits", "threshold", 1.5, "[0, 1]"),
+    ("fixmatch", "dataset=digits", "unlabeled_weight", -1.0, "[0, inf)"),
+    ("simclrv2", "dataset=digits", "temperature", -1.0, "(0, inf)"),
+    ("simclrv2", "dataset=digits", "temperature", 0.0, "(0, inf)"),
+    ("vat", "dataset=digits", "vat_eps", 0.0, "(0, inf)"),
+    ("mean_teacher", "dataset=digits", "consistency_rampup", 2.0, "[0, 1]"),
+    ("s4l_exemplar", "dataset=digits", "triplet_groups", 0, "[1, inf)"),
+])
+def test_loss_values_that_cannot_work_fail_before_compiling(name, arg, key, value, allowed):
+  config = load_config(name, arg)
+  if "stages" in config:
+    config = config.stages.pretrain
+  config.loss[key] = value
+  with pytest.raises(ValueError) as e:
+    objectives.check_config(config)
+  assert str(e.value) == (f"loss.{key}={value!r} must be in {allowed} "
+                          f"(objective {config.objective})")
+
+
+def test_range_ends_and_types():
+  assert 0 in objectives.Range(0) and -1e-9 not in objectives.Range(0)
+  assert 0 not in objectives.POSITIVE and 1e-9 in objectives.POSITIVE
+  assert 1 in objectives.Range(0, 1) and 1 not in objectives.Range(0, 1, high_open=True)
+  assert True not in objectives.Range(0) and "1" not in objectives.Range(0)
+  assert str(objectives.Range(0, 1, low_open=True)) == "(0, 1]"
+
+
 def _config(name="s4l_rotation", arg="dataset=digits"):
   return tiny(load_config(name, arg))
 
@@ -57,7 +109,7 @@ def test_model_noise_needs_an_objective_that_passes_the_rng(noise):
 
 def test_aux_requirements_are_checked():
   fake = types.SimpleNamespace(REQUIRES=objectives.Requirements(aux=("ema_params", "teacher")),
-                               loss_fn=None)
+                               LOSS_RANGES={}, loss_fn=None)
   config = _config("supervised")
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(objectives, "get", lambda name: fake)
@@ -69,7 +121,8 @@ def test_aux_requirements_are_checked():
 
 
 def test_state_needs_init_state():
-  fake = types.SimpleNamespace(REQUIRES=objectives.Requirements(aux=("state",)), loss_fn=None)
+  fake = types.SimpleNamespace(REQUIRES=objectives.Requirements(aux=("state",)), LOSS_RANGES={},
+                               loss_fn=None)
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(objectives, "get", lambda name: fake)
     with pytest.raises(ValueError, match=r"^objective supervised reads aux\['state'\] but "

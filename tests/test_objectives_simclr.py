@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from s4l_jax import distributed, objectives, optim, train, train_state, validation
+from s4l_jax import distributed, objectives, optim, train, train_state
 from s4l_jax.models import build_model
 from s4l_jax.objectives import distill, simclr
 from test_losses import nt_xent_reference, random_queue, soft_xent_reference
@@ -145,8 +145,9 @@ def test_memory_config_needs_the_ema_and_a_nonnegative_size():
   with pytest.raises(ValueError, match=r"^objective simclr needs the EMA weights: set "):
     objectives.check_config(config)
   config.loss.memory_size = -1
-  with pytest.raises(ValueError, match=r"^loss.memory_size=-1 must be >= 0"):
-    validation.check_values(config)
+  with pytest.raises(ValueError, match=r"^loss.memory_size=-1 must be in \[0, inf\) "
+                     r"\(objective simclr\)$"):
+    objectives.check_config(config)
   off = tiny(load_config("simclrv2", "dataset=digits").stages.pretrain)
   assert off.loss.memory_size == 0 and off.ema_decay == 0.0
   assert objectives.init_state(simclr, off, jax.random.PRNGKey(0)) == {}

@@ -125,6 +125,45 @@ def test_sigkill_and_sigterm_resume_bit_identical(reference, tmp_path):
   assert returncode == 0, stderr[-3000:]
   results = _assert_identical(workdir, reference)
   assert results["resumed_from_step"] == saved
+  # The SIGTERMed segment's time counts (the SIGKILLed ones' cannot): wall_s is the total.
+  assert len(results["wall_segments_s"]) == 2
+  assert results["wall_s"] == pytest.approx(sum(results["wall_segments_s"]))
+
+
+def test_sigterm_saves_after_the_step_in_flight_whatever_log_every_steps(tmp_path):
+  """Steps of about 0.1-0.3 s, no log or save step before the end: SIGTERM 3 s into training
+  saves and exits within a few steps (the loop waits on each previous step, so the host never
+  runs ahead), not after the whole queue or at the end of the run."""
+  workdir, steps = str(tmp_path / "w"), 1000
+  log_path = tmp_path / "1.log"
+  overrides = (f"--config.total_steps={steps}", f"--config.log_every_steps={steps}",
+               f"--config.checkpoint_every_steps={steps}", "--config.input.image_size=32",
+               "--config.input.labeled.batch_size=128")
+  with open(log_path, "w") as log:
+    proc = subprocess.Popen(_command(workdir, *overrides), cwd=ROOT, env=ENV, stdout=log,
+                            stderr=log)
+  try:
+    deadline = time.time() + 180
+    while proc.poll() is None and "first step (compiling)" not in log_path.read_text():
+      assert time.time() < deadline, log_path.read_text()[-3000:]
+      time.sleep(0.02)
+    time.sleep(3.0)
+    signalled = time.time()
+    proc.send_signal(signal.SIGTERM)
+    returncode = proc.wait(timeout=120)
+    latency = time.time() - signalled
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  log = log_path.read_text()
+  saved = re.search(r"SIGTERM: saved step (\d+) to .*; re-run the same command", log)
+  assert returncode != 0 and saved, log[-3000:]
+  saved = int(saved.group(1))
+  assert checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), 2, 2).latest_step() == saved
+  # 3 s of training took `saved` steps; the signal costs at most 2 more steps, the save, exit.
+  step_s = 3.0 / max(saved - 2, 1)
+  assert saved < steps / 2, (saved, log[-3000:])
+  assert latency < 2 * step_s + 15, (latency, step_s, saved)
 
 
 def _last_line(stderr):
@@ -142,9 +181,10 @@ def test_ctrl_c_saves_and_a_changed_config_cannot_resume(reference, tmp_path):
     started_with = f.read()
 
   for overrides, pattern in (
-      (("--config.lr.base=0.5",), r"started with another config \(lr\.base: 0\.05 -> 0\.5\)"),
-      (("--config.seed=1", f"--config.total_steps={2 * STEPS}"),
-       rf"seed: 0 -> 1; total_steps: {STEPS} -> {2 * STEPS}"),
+      (("--config.optimizer.weight_decay=0.5", "--config.lr.base=0.5"),
+       r"started with another config \(optimizer\.weight_decay: 0\.\d+ -> 0\.5\)"),
+      (("--config.seed=1", "--config.input.labeled.batch_size=8"),
+       r"input\.labeled\.batch_size: 16 -> 8; seed: 0 -> 1"),
       (("--config.allow_config_change=true", "--config.model.width=2"),
        r"was written for a different model \(.*saved .*, now ")):
     returncode, stderr, _ = _run(workdir, *overrides)
@@ -202,19 +242,28 @@ def test_workdir_that_is_a_file_fails_in_one_line(tmp_path):
 
 
 def test_damaged_newest_checkpoint_resumes_from_the_previous(reference, tmp_path):
-  """Truncated array data in the newest checkpoint: one warning, resume from the older one."""
+  """2 KB of bits flipped in the largest file of the newest checkpoint, its size unchanged:
+  its checksum sets it aside in one warning, the run resumes from the older one."""
   workdir = str(tmp_path / "w")
   returncode, log = _run_until(workdir, rf"step 9/{STEPS} ", signal.SIGTERM, tmp_path / "1.log")
   saved = int(re.search(r"SIGTERM: saved step (\d+)", log).group(1))
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  data_dir = os.path.join(ckpt_dir, str(saved), "default", "d")
-  for name in os.listdir(data_dir):
-    with open(os.path.join(data_dir, name), "r+b") as f:
-      f.truncate(10)
+  step_dir = os.path.join(workdir, "checkpoints", str(saved))
+  assert os.path.exists(os.path.join(step_dir, checkpointing.CHECKSUMS_FILE))
+  largest = max((os.path.join(root, n) for root, _, names in os.walk(step_dir) for n in names
+                 if n != checkpointing.CHECKSUMS_FILE), key=os.path.getsize)
+  size = os.path.getsize(largest)
+  with open(largest, "r+b") as f:
+    f.seek(size // 2)
+    flipped = bytes(b ^ 0xFF for b in f.read(2048))
+    f.seek(size // 2)
+    f.write(flipped)
+  assert os.path.getsize(largest) == size
   returncode, stderr, _ = _run(workdir)
   assert returncode == 0, stderr[-3000:]
-  assert re.search(rf"Checkpoint at step {saved} does not restore .* moved it to .*"
-                   rf"checkpoints_damaged/{saved}", stderr), stderr[-3000:]
+  name = os.path.relpath(largest, step_dir)
+  assert re.search(rf"Checkpoint at step {saved} does not restore \(ChecksumError: checksum "
+                   rf"mismatch in {re.escape(name)}\); moved it to .*checkpoints_damaged/{saved}",
+                   stderr), stderr[-3000:]
   assert stderr.count("Traceback") == 0 and "Exception ignored" not in stderr
   results = _assert_identical(workdir, reference)
   assert results["resumed_from_step"] < saved
@@ -305,6 +354,11 @@ BAD_CONFIGS = {
 }
 
 
+# Refused by `validation.validate`, before any file but the lock is written.
+REFUSED_BY_VALIDATION = ("indivisible_batch", "missing_init_from", "negative_steps",
+                         "log_every_zero", "eval_batch_zero")
+
+
 def _run_parallel(tmp_path, cases):
   """Starts every case at once; returns {name: (returncode, stderr, wall seconds, workdir)}."""
   procs = {}
@@ -330,6 +384,17 @@ def test_bad_configs_fail_fast_with_one_line(tmp_path):
         f"{name}: {pattern!r} not in the last lines:\n{stderr[-2000:]}")
     assert wall < 60, (name, wall)
     assert not os.path.exists(os.path.join(workdir, "checkpoints")), name
+    if name in REFUSED_BY_VALIDATION:  # nothing left behind, not even an empty workdir
+      assert not os.path.exists(workdir), (name, os.listdir(workdir))
+
+
+def test_unwritable_workdir_fails_in_one_line(tmp_path):
+  """sysfs takes no new directories, even from root (chmod would not stop root)."""
+  workdir = f"/sys/s4l_jax_test_{os.getpid()}"
+  returncode, stderr, _ = _run(workdir)
+  assert returncode != 0 and "Traceback" not in stderr, stderr[-3000:]
+  assert re.match(rf"ERROR: .*: {workdir}: the workdir must be writable, with free space; ",
+                  _last_line(stderr)), stderr[-2000:]
 
 
 def test_unprepared_tfds_fails_fast_with_steps(tmp_path):
@@ -345,8 +410,9 @@ def test_unprepared_tfds_fails_fast_with_steps(tmp_path):
     assert not os.path.exists(os.path.join(workdir, "checkpoints")), name
 
 
-def test_nonfinite_stops_within_a_log_interval_and_keeps_finite_checkpoints(tmp_path):
-  """lr jumps x1e37 after 5 updates: step 6 explodes the params (loss still finite there)."""
+def test_nonfinite_stops_at_its_step_and_keeps_finite_checkpoints(tmp_path):
+  """lr jumps x1e37 after about 5 updates: that step explodes the params (loss still finite
+  there)."""
   config = tiny(load_config("supervised", "dataset=digits,labels=10pct"), steps=12)
   config.eval_every_steps = 0
   config.log_every_steps = 3
@@ -358,8 +424,11 @@ def test_nonfinite_stops_within_a_log_interval_and_keeps_finite_checkpoints(tmp_
     runner.run(config, str(tmp_path))
   message = str(error.value)
   stopped = int(re.search(r"is (?:nan|inf|-inf) at step (\d+): stopping", message).group(1))
-  assert 6 <= stopped <= 6 + config.log_every_steps
-  assert "last good checkpoint: step 4" in message and "learning rate" in message
+  # Every step is checked, not only the logged ones (3, 6, ...): it stops at the first
+  # exploded one (the boundary 5 / spe epochs lands on update 5 or 6 by rounding).
+  assert stopped in (5, 6), message
+  assert re.search(r"resumes from the checkpoint at step 4 .*lower --config\.lr\.base.*"
+                   r"--config\.resume_step=N .*\(steps \[2, 4\]\)", message), message
   ckpt = checkpointing.Checkpointer(str(tmp_path / "checkpoints"), 2, 2)
   assert ckpt.latest_step() == 4
   for step in ckpt._manager.all_steps():  # pylint: disable=protected-access
@@ -367,6 +436,32 @@ def test_nonfinite_stops_within_a_log_interval_and_keeps_finite_checkpoints(tmp_
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(restored)), step
   ckpt.close()
   assert not os.path.exists(tmp_path / "results.json")
+
+
+def test_divergence_stops_before_its_checkpoint_and_a_new_lr_resumes_from_an_earlier_one(
+    tmp_path):
+  """lr x1e4 at update 7: the loss, still finite, leaves its running median behind and the run
+  stops before checkpointing it, naming step 6 and the ways out; the re-run with another lr
+  schedule and resume_step=4 is accepted without allow_config_change and finishes from 4."""
+  def config(decay_factor, resume_step=0):
+    c = tiny(load_config("supervised", "dataset=digits,labels=10pct"), steps=12)
+    c.eval_every_steps = 0
+    c.lr.update(base=0.05, warmup_epochs=0.0, schedule="step", decay_factor=decay_factor)
+    c.lr.decay_epochs = (6 / config_lib.steps_per_epoch(144, 16),)  # after 6 updates
+    c.resume_step = resume_step
+    return c
+  workdir = str(tmp_path)
+  with pytest.raises(FloatingPointError) as error:
+    runner.run(config(1e4), workdir)
+  message = str(error.value)
+  assert re.match(r"loss \S+ at step 7 is over 100x its running median \S+ \(divergence_factor\)"
+                  r": stopping before it is checkpointed\. A re-run resumes from the checkpoint at "
+                  r"step 6 .*--config\.lr\.base.*--config\.resume_step=N .*\(steps \[4, 6\]\)",
+                  message), message
+  results = runner.run(config(0.1, resume_step=4), workdir)
+  assert results["resumed_from_step"] == 4 and results["steps"] == 12
+  assert os.path.isdir(tmp_path / "checkpoints_superseded" / "to_4" / "6")
+  assert np.isfinite(results["top1"])
 
 
 @pytest.mark.parametrize("num_examples", [360, 37])

@@ -11,6 +11,7 @@ from PIL import Image
 import pytest
 
 from s4l_jax.data import sources
+from testing_utils import write_image_folder
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CIFAR_TAR = next((p for p in (os.path.join(_REPO, "..", "shared", "data", "cifar10_jpeg.tar.gz"),
@@ -143,3 +144,60 @@ def test_tfds_mock_cifar10(tmp_path):
   assert ds.images.shape == (12, 16, 16, 3) and ds.images.dtype == np.uint8
   assert ds.labels.dtype == np.int32 and ds.labels.max() < 10
   assert len(ds.class_names) == 10 and len(ds.filenames) == 12
+
+
+def _save(image, path, **kw):
+  image.save(path, **kw)
+  return str(path)
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
+  values = np.linspace(0, 65535, 64).astype(np.uint16).reshape(8, 8)
+  path = _save(Image.fromarray(values), tmp_path / "deep.png")
+  with Image.open(path) as image:
+    assert image.mode in sources._SIXTEEN_BIT_MODES  # pylint: disable=protected-access
+  pixels, _ = sources._decode(path, None)  # pylint: disable=protected-access
+  want = np.round(values * (255 / 65535)).astype(np.uint8)
+  np.testing.assert_array_equal(pixels, np.repeat(want[..., None], 3, -1))
+  assert (pixels == 255).mean() < 0.05  # clipped, 97% of these pixels were 255
+
+
+def test_exif_orientation_is_applied(tmp_path):
+  """A landscape 16x8 photo (left half black, right white) tagged 'rotate 90 CW' (6) is read
+  as the 8x16 portrait a viewer shows: black on top."""
+  pixels = np.zeros((8, 16, 3), np.uint8)
+  pixels[:, 8:] = 255
+  exif = Image.Exif()
+  exif[0x0112] = 6
+  path = _save(Image.fromarray(pixels), tmp_path / "photo.jpg", exif=exif, quality=95)
+  decoded, _ = sources._decode(path, None)  # pylint: disable=protected-access
+  assert decoded.shape == (16, 8, 3)
+  assert decoded[:6].mean() < 20 and decoded[10:].mean() > 235
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_transparent_pixels_become_black_and_opaque_ones_keep_their_colour(tmp_path, mode):
+  rgb = np.zeros((4, 4, 3), np.uint8)
+  rgb[...] = (200, 200, 200)
+  alpha = np.full((4, 4), 255, np.uint8)
+  alpha[:2] = 0  # top half transparent (its stored colour: 200 grey)
+  if mode == "P":
+    pal = np.zeros((4, 4), np.uint8)  # colour 0: 200 grey
+    pal[:2] = 1  # colour 1 is transparent
+    image = Image.fromarray(pal, "P")
+    image.putpalette([200, 200, 200, 0, 255, 0] + [0] * 762)
+    path = _save(image, tmp_path / "p.png", transparency=1)
+  else:
+    stack = np.dstack([rgb, alpha]) if mode == "RGBA" else np.dstack([rgb[..., 0], alpha])
+    path = _save(Image.fromarray(stack, mode), tmp_path / f"{mode}.png")
+  decoded, _ = sources._decode(path, None)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(decoded[:2], 0)
+  np.testing.assert_array_equal(decoded[2:], 200)
+
+
+def test_hidden_files_are_ignored_even_when_strict(tmp_path):
+  root = write_image_folder(tmp_path, per_class=(2, 1))
+  with open(os.path.join(root, "train", "ant", ".DS_Store"), "wb") as f:
+    f.write(b"\x00\x01 not an image")
+  data = sources.load_split(f"folder:{root}", "train", strict=True)
+  assert not data.skipped and not any(".DS_Store" in f for f in data.filenames)

@@ -1,6 +1,8 @@
 """Trainer: sharded == single-device step, resume == uninterrupted, export == in-process."""
 import json
 import os
+import re
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -75,6 +77,26 @@ def test_run_writes_results_config_and_export(uninterrupted):
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
   description = export.load_description(os.path.join(workdir, "export"))
   assert description["input_size"] == [8, 8, 3] and len(description["class_names"]) == 10
+
+
+@pytest.mark.parametrize("lost", ["export/predict.jax", "export/variables", "results.json"])
+def test_finished_run_missing_a_result_rewrites_it_from_the_final_checkpoint(
+    uninterrupted, tmp_path, lost, caplog):
+  """"Finished" means results.json and a complete export: a re-run restores what was deleted
+  from the final checkpoint (same weights, same accuracy), and says so."""
+  workdir = str(tmp_path / "w")
+  shutil.copytree(uninterrupted[0], workdir)
+  path = os.path.join(workdir, *lost.split("/"))
+  shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+  assert train.unfinished_parts(workdir)
+  results = runner.run(digits_config(steps=6), workdir)
+  assert not train.unfinished_parts(workdir)
+  assert any(f"lacks {lost}" in r.getMessage() for r in caplog.records)
+  assert results["top1"] == uninterrupted[1]["top1"]
+  got = export.load_variables(os.path.join(workdir, "export"))
+  want = export.load_variables(os.path.join(uninterrupted[0], "export"))
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_array_equal(a, b)
 
 
 def test_resume_gives_identical_weights(uninterrupted, tmp_path):
@@ -165,9 +187,9 @@ print("loaded", sorted(m for m in sys.modules if m.split(".")[0].startswith("ten
   assert os.path.exists(tmp_path / "export" / "predict.jax")
 
 
-def test_check_finite_covers_batch_norm_statistics():
+def test_divergence_guard_covers_batch_norm_statistics():
   """Poisoned BN running statistics leave loss, gradients and params finite (train mode uses the
-  batch's statistics), so only batch_stats_norm shows them; check_finite must stop on it."""
+  batch's statistics), so only batch_stats_norm shows them; the guard must stop on it."""
   config = digits_config(batch=16)
   model = build_model(config.model, 10)
   variables = jax.device_get(model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)),
@@ -185,7 +207,7 @@ def test_check_finite_covers_batch_norm_statistics():
   np.testing.assert_allclose(metrics["batch_stats_norm"], optax.tree.norm(new_state.batch_stats),
                              rtol=1e-6)
   assert metrics["batch_stats_norm"] > 0
-  train.check_finite(metrics, 1, None)  # healthy: no error
+  train.DivergenceGuard(100.0).check(metrics, 1, "hint")  # healthy: no error
 
   leaves, treedef = jax.tree.flatten(variables["batch_stats"])
   leaves[0] = np.full_like(leaves[0], np.nan)
@@ -195,10 +217,36 @@ def test_check_finite_covers_batch_norm_statistics():
     assert np.isfinite(metrics[key]), key
   assert not np.isfinite(metrics["batch_stats_norm"])
   with pytest.raises(FloatingPointError) as e:
-    train.check_finite(metrics, 7, 6)
+    train.DivergenceGuard(100.0).check(metrics, 7, "A re-run resumes from step 6.")
   message = str(e.value)
   assert "\n" not in message
-  assert message.startswith("batch_stats_norm is nan at step 7") and "step 6" in message
+  assert message.startswith("batch_stats_norm is nan at step 7")
+  assert message.endswith("A re-run resumes from step 6.")
+
+
+def test_divergence_guard_stops_a_loss_far_above_its_running_median():
+  """Over the last 5 losses: 300 passes a median of 3 at factor 100, 401 stops a median of 4;
+  below 5 losses or
+  with factor 0 nothing but non-finite values stops; a median under 1 counts as 1."""
+  guard = train.DivergenceGuard(100.0, window=5, min_history=5)
+  for step, loss in enumerate([1e6, 2.0, 3.0, 4.0, 5.0], 1):  # too few to judge the first
+    guard.check({"loss": loss}, step, "")
+  guard.check({"loss": 1.0}, 6, "")  # window now [2, 3, 4, 5, 1]: median 3
+  guard.check({"loss": 300.0}, 7, "")
+  with pytest.raises(train.DivergenceError, match=r"loss 401 at step 8 is over 100x its running "
+                     r"median 4 .*Hint\.$"):
+    guard.check({"loss": 401.0}, 8, "Hint.")  # window [3, 4, 5, 1, 300]: median 4
+  small = train.DivergenceGuard(100.0, min_history=2)
+  small.check({"loss": 0.01}, 1, "")
+  small.check({"loss": 0.02}, 2, "")
+  small.check({"loss": 99.0}, 3, "")  # 100 x max(0.015, 1)
+  with pytest.raises(train.DivergenceError):
+    small.check({"loss": 101.0}, 4, "")
+  off = train.DivergenceGuard(0.0, min_history=1)
+  for step, loss in enumerate([1.0, 1e30], 1):
+    off.check({"loss": loss}, step, "")
+  with pytest.raises(train.DivergenceError, match="loss is inf at step 3"):
+    off.check({"loss": np.inf}, 3, "")
 
 
 def test_batch_stats_norm_is_zero_without_batch_norm():
@@ -220,7 +268,7 @@ def test_batch_stats_norm_is_zero_without_batch_norm():
                      "label": np.arange(4, dtype=np.int32)}}
   _, metrics = jax.device_get(step(state, raw, {}))
   assert float(metrics["batch_stats_norm"]) == 0.0
-  train.check_finite(metrics, 1, None)
+  train.DivergenceGuard(100.0).check(metrics, 1, "")
 
 
 def test_frozen_teacher_from_an_export_is_an_input_not_state(uninterrupted, tmp_path):
@@ -239,7 +287,8 @@ def test_frozen_teacher_from_an_export_is_an_input_not_state(uninterrupted, tmp_
     loss = -jnp.mean(jnp.sum(target * jax.nn.log_softmax(outputs["classes"]), -1))
     return loss, (new["batch_stats"], {})
   probe = types.ModuleType("s4l_jax.objectives.teacher_probe")
-  probe.REQUIRES, probe.loss_fn = objectives.Requirements(aux=("teacher",)), loss_fn
+  probe.REQUIRES, probe.LOSS_RANGES = objectives.Requirements(aux=("teacher",)), {}
+  probe.loss_fn = loss_fn
   config = digits_config(steps=2)
   config.objective, config.frozen_teacher = "teacher_probe", teacher_dir
   before = export.load_variables(teacher_dir)
@@ -261,3 +310,24 @@ def test_ema_decay_per_step_or_from_the_half_life(halflife, decay, want):
   config = load_config("supervised", "dataset=digits")
   config.ema_halflife_epochs, config.ema_decay = halflife, decay
   assert train.ema_decay(config, steps_per_epoch=10) == pytest.approx(want, rel=1e-12)
+
+
+def test_progress_is_logged_by_time_as_well_as_by_step_count(tmp_path, monkeypatch, caplog):
+  """log_every_steps=1000 on a 5-step run: with PROGRESS_EVERY_S=0 every step logs its line
+  (the time-based rule); with an hour, only the last step does, and the first step's line
+  says how progress is paced."""
+  config = digits_config(steps=5)
+  config.log_every_steps, config.checkpoint_every_steps = 1000, 1000
+  monkeypatch.setattr(train, "PROGRESS_EVERY_S", 0.0)
+  caplog.set_level("INFO")
+  runner.run(config, str(tmp_path))
+  lines = [r.getMessage() for r in caplog.records]
+  assert [int(m.split()[1].split("/")[0]) for m in lines if m.startswith("step ")] == [
+      1, 2, 3, 4, 5]
+  monkeypatch.setattr(train, "PROGRESS_EVERY_S", 3600.0)
+  caplog.clear()
+  runner.run(config, str(tmp_path / "hourly"))
+  lines = [r.getMessage() for r in caplog.records]
+  assert [m.split()[1] for m in lines if m.startswith("step ")] == ["5/5"]  # the final save
+  assert any(re.match(r"first step \(compiling\) took [\d.]+s; progress every 1000 steps or "
+                      r"3600s from here", m) for m in lines)

@@ -269,3 +269,16 @@ def test_bad_evaluator_fails_in_one_line(override, message):
   with pytest.raises(ValueError, match=message):
     validation.check_values(config)
     validation.check_evals(config)
+
+
+def test_batches_larger_than_their_data_are_warned_in_one_line_each():
+  config = load_config("fixmatch", "dataset=digits")
+  config.input.labeled.batch_size, config.input.eval_batch_size = 512, 100000
+  warnings = validation.batch_warnings(config, num_labeled=10, num_eval=360)
+  assert warnings == [
+      "input.labeled.batch_size=512 exceeds the 10 labeled images: each step repeats every one "
+      "about 51 times",
+      "input.eval_batch_size=100000 exceeds the 360 images of the largest evaluated split: one "
+      "padded batch (memory for nothing)"]
+  config.input.labeled.batch_size, config.input.eval_batch_size = 10, 360
+  assert not validation.batch_warnings(config, num_labeled=10, num_eval=360)

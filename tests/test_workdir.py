@@ -47,9 +47,10 @@ def test_workdir_that_is_a_file_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("state", ["results.json", "pseudo_labels.npz", "checkpoint"])
-@pytest.mark.parametrize("key,value", [("lr.base", 0.5), ("total_steps", 40), ("seed", 1),
+@pytest.mark.parametrize("key,value", [("optimizer.weight_decay", 0.5), ("seed", 1),
                                        ("labels", "20"), ("model.width", 2),
-                                       ("input.validation", "5pct")])
+                                       ("input.validation", "5pct"),
+                                       ("input.labeled.batch_size", 8)])
 def test_changed_config_on_a_started_workdir_stops(tmp_path, state, key, value):
   workdir = _started(tmp_path, _config(), state)
   with pytest.raises(ValueError) as error:
@@ -62,10 +63,23 @@ def test_changed_config_on_a_started_workdir_stops(tmp_path, state, key, value):
 @pytest.mark.parametrize("key,value", [("log_every_steps", 7), ("eval_every_steps", 3),
                                        ("checkpoint_every_steps", 5), ("keep_checkpoints", 4),
                                        ("input.eval_batch_size", 40), ("data_dir", "/x"),
-                                       ("evals.test.rotation_average", True)])
-def test_logging_and_eval_keys_may_change(tmp_path, key, value):
+                                       ("evals.test.rotation_average", True),
+                                       # the recovery from a divergence (README "Resuming"):
+                                       ("lr.base", 0.5), ("lr.schedule", "cosine"),
+                                       ("lr.warmup_epochs", 0.0), ("total_steps", 40),
+                                       ("total_epochs", 3.0), ("resume_step", 2),
+                                       ("divergence_factor", 0.0)])
+def test_cadence_and_recovery_keys_may_change(tmp_path, key, value):
   workdir = _started(tmp_path, _config())
   workdir_lib.check_config(_config(**{key: value}), workdir)
+
+
+def test_keys_that_may_change_are_config_keys():
+  """MAY_CHANGE names only keys (or sections) of the base config: no stale entry."""
+  flat = workdir_lib.flat_config(_config())
+  sections = {k.split(".", 1)[0] for k in flat}
+  for key in workdir_lib.MAY_CHANGE:
+    assert key in flat or key in sections or any(k.startswith(key + ".") for k in flat), key
 
 
 def test_unstarted_workdir_takes_any_config(tmp_path):
@@ -76,12 +90,12 @@ def test_unstarted_workdir_takes_any_config(tmp_path):
 def test_allow_config_change_warns_and_keeps_the_old_config(tmp_path, caplog):
   old = _config()
   workdir = _started(tmp_path, old)
-  workdir_lib.check_config(_config(**{"lr.base": 0.5, "allow_config_change": True}), workdir)
+  workdir_lib.check_config(_config(**{"seed": 5, "allow_config_change": True}), workdir)
   kept = [n for n in os.listdir(workdir) if n.startswith("config.before_")]
   assert len(kept) == 1
   with open(os.path.join(workdir, kept[0])) as f:
-    assert json.load(f)["lr"]["base"] == old.lr.base
-  assert any("lr.base" in r.getMessage() for r in caplog.records)
+    assert json.load(f)["seed"] == old.seed
+  assert any("seed" in r.getMessage() for r in caplog.records)
 
 
 def test_paths_compare_by_location_not_spelling(tmp_path, monkeypatch):

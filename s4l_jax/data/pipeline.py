@@ -86,6 +86,10 @@ class InMemoryPipeline:
                             "index": idx.astype(np.int32)}
     return batch
 
+  @property
+  def num_test(self) -> int:
+    return len(self.test.labels)
+
   def eval_batches(self, global_batch: int, split: str = "test"):
     """Yields host-local {image, label, mask} of `split` (validation | test | labeled: the
     labeled training set, once each, with the labels it trains on); every example counted

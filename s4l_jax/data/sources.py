@@ -5,8 +5,11 @@ Names accepted by `load_split`:
     resized bilinearly to `image_size` (default 32) and replicated to RGB. `train`/`test` is a
     fixed stratified 80/20 split (`train_test_split(..., random_state=0)`): 1,437 / 360.
   * `folder:PATH`: PATH/<split>/<class>/*.jpg|jpeg|png; classes are the sorted subfolders of
-    PATH/train, for every split. Images are resized to `image_size` square without a crop:
-    non-square ones are squashed (one warning gives their count).
+    PATH/train, for every split; hidden files (`.DS_Store`) are ignored. Images are read as
+    the viewer shows them (`_to_rgb`: EXIF orientation applied, 16-bit scaled to 8, grey,
+    palette and CMYK made RGB, transparent pixels composited over black), then resized to
+    `image_size` square without a crop: non-square ones are squashed (one warning gives
+    their count).
   * `cifar10`: a prepared TFDS dataset, via `tfds_sources`.
 `imagenet2012` is streamed through tf.data, not loaded here.
 """
@@ -103,6 +106,27 @@ def _folder_classes(root: str) -> list[str]:
   return classes
 
 
+_SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L")  # PIL's modes of a 16-bit grey PNG
+
+
+def _to_rgb(image):
+  """A PIL image as 8-bit RGB, as an image viewer shows it: EXIF orientation applied; 16-bit
+  grey scaled by 255/65535 (not clipped at 255); an alpha channel (RGBA, LA, a palette with
+  a transparent colour) composited over black, so a fully transparent pixel is (0, 0, 0)."""
+  from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top
+  image = ImageOps.exif_transpose(image)
+  if image.mode in _SIXTEEN_BIT_MODES:
+    grey = np.asarray(image, np.float64) * (255 / 65535)
+    image = Image.fromarray(np.clip(np.round(grey), 0, 255).astype(np.uint8), "L")
+  if image.mode == "P":
+    image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+  if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+    rgba = image.convert("RGBA")
+    black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+    image = Image.alpha_composite(black, rgba)
+  return image if image.mode == "RGB" else image.convert("RGB")
+
+
 def _decode(path: str, image_size: int | None) -> tuple[np.ndarray, bool] | None:
   """(uint8 RGB (H, W, 3), whether a non-square image was squashed to image_size square);
   None if the file is not a readable image."""
@@ -112,8 +136,7 @@ def _decode(path: str, image_size: int | None) -> tuple[np.ndarray, bool] | None
   try:
     with Image.open(path, formats=("JPEG", "PNG")) as image:
       image.load()
-      if image.mode != "RGB":
-        image = image.convert("RGB")
+      image = _to_rgb(image)
       squashed = bool(image_size) and image.width != image.height
       if image_size and image.size != (image_size, image_size):
         image = image.resize((image_size, image_size), Image.BILINEAR)
@@ -141,8 +164,8 @@ def _load_folder(root: str, split: str, image_size: int | None,
   paths, labels, empty = [], [], []
   for label, cls in enumerate(classes):
     cls_dir = os.path.join(split_dir, cls)
-    files = sorted(e.name for e in os.scandir(cls_dir) if e.is_file()) if os.path.isdir(
-        cls_dir) else []
+    files = sorted(e.name for e in os.scandir(cls_dir)
+                   if e.is_file() and not e.name.startswith(".")) if os.path.isdir(cls_dir) else []
     if not files:
       empty.append(cls)
     paths.extend(os.path.join(cls_dir, f) for f in files)

@@ -11,10 +11,12 @@ Spec strings (`config.labels`):
   * `<int>` (`4000`): that many in total, total // C per class and the remainder one each to a
     seeded random choice of classes.
   * `<int>perclass` (`400perclass`): that many in every class.
-  * `file:PATH`: the train examples whose file basename is listed in PATH, an S4L JSON list
+  * `file:PATH`: the train examples listed in PATH, an S4L JSON list
     (`{"values": [file names]}`, `label_map_count_*_index_0`) or a text file with one file
     name per line (SimCLR `imagenet_subsets/*.txt`, = TFDS `imagenet2012_subset`). Needs
-    per-example file names: image folders, cifar10 (TFDS `id`), imagenet2012 (`file_name`).
+    per-example file names: image folders (paths relative to the dataset root; an entry
+    `cat/000.jpg` or `train/cat/000.jpg` names one file, a base name `000.jpg` must be unique:
+    `select_by_filenames`), cifar10 (TFDS `id`), imagenet2012 (`file_name`).
 
 The computed draws are a pure function of (labels, spec, seed), like S4L's fixed
 `label_map_count_*` lists (methods.md 1.1) but computed rather than shipped; `file:` uses
@@ -221,7 +223,8 @@ def split_train(labels: np.ndarray, *, labels_spec: str, validation_spec: str, s
 
 
 def _read_filename_list(path: str) -> set[str]:
-  """The file basenames listed in `path`: S4L JSON `{"values": [...]}` or one per line."""
+  """The file names listed in `path` ('/'-separated, as written): S4L JSON `{"values": [...]}`
+  or one per line."""
   if not os.path.isfile(path):
     raise FileNotFoundError(f"Labels file {path!r} does not exist.")
   with open(path) as f:
@@ -234,25 +237,53 @@ def _read_filename_list(path: str) -> set[str]:
                        '{"values": [file names]}.') from None
   else:
     names = text.splitlines()
-  names = {os.path.basename(str(n).strip()) for n in names} - {""}
+  names = {str(n).strip().replace("\\", "/") for n in names} - {""}
   if not names:
     raise ValueError(f"Labels file {path!r} lists no file names.")
   return names
 
 
-def select_by_filenames(filenames: list[str], path: str) -> np.ndarray:
-  """Sorted int64 indices of the `filenames` whose basename is listed in `path`.
+def _parts(name) -> tuple[str, ...]:
+  """Path components of a '/'-separated name (bytes or str), without '' and '.'."""
+  name = name.decode() if isinstance(name, bytes) else str(name)
+  return tuple(p for p in name.replace("\\", "/").split("/") if p not in ("", "."))
 
-  `filenames` may be paths ("train/cat/0001.jpg") or bytes; only basenames are compared, so a
-  basename shared by several examples (same name in two class folders) selects all of them.
+
+def select_by_filenames(filenames: list[str], path: str) -> np.ndarray:
+  """Sorted int64 indices of the train examples listed in `path`.
+
+  `filenames`: each example's path relative to the dataset root (`train/cat/000.jpg`) or its
+  id (`n01440764_10026.JPEG`), str or bytes. An entry and an example's name are compared on
+  their trailing components, as many as the shorter has: `000.jpg` matches that file name in
+  any folder, `cat/000.jpg` the one in class folder cat, `train/cat/000.jpg` (or a longer
+  path ending so) that file. An entry naming several examples (a base name in two class
+  folders) is an error that shows how to tell them apart; entries naming none are counted in
+  a warning.
   """
-  listed = _read_filename_list(path)
-  base = [os.path.basename(f.decode() if isinstance(f, bytes) else f) for f in filenames]
-  indices = np.array([i for i, b in enumerate(base) if b in listed], np.int64)
+  listed = sorted(_read_filename_list(path))
+  names = [_parts(f) for f in filenames]
+  longest = max((len(n) for n in names), default=1)
+  depths = {min(len(_parts(e)), longest) for e in listed}
+  index = {}  # trailing components -> example indices
+  for i, parts in enumerate(names):
+    for k in depths:
+      if len(parts) >= k:
+        index.setdefault(parts[-k:], []).append(i)
+  found = {e: index.get(_parts(e)[-min(len(_parts(e)), longest):], []) for e in listed}
+  ambiguous = [e for e, hits in found.items() if len(hits) > 1]
+  if ambiguous:
+    hits = found[ambiguous[0]]
+    shown = ", ".join("/".join(names[i]) for i in hits[:3]) + (", ..." if len(hits) > 3 else "")
+    raise ValueError(
+        f"Labels file {path!r}: {ambiguous[0]!r} names {len(hits)} train images ({shown}); "
+        f"list them with their class folder (e.g. {'/'.join(names[hits[0]][-2:])!r})"
+        + (f" ({len(ambiguous)} such entries)" if len(ambiguous) > 1 else ""))
+  indices = np.array(sorted(i for hits in found.values() for i in hits), np.int64)
   if not indices.size:
+    example = "/".join(names[0]) if names else None
     raise ValueError(f"None of the {len(listed)} file names in {path!r} (e.g. "
-                     f"{min(listed)!r}) is a train example (e.g. {base[0] if base else None!r}).")
-  missing = len(listed) - len({base[i] for i in indices})
+                     f"{listed[0]!r}) is a train example (e.g. {example!r}).")
+  missing = sum(not hits for hits in found.values())
   if missing:
     logging.warning("Labels file %s: %d of its %d file names are not train examples.", path,
                     missing, len(listed))

@@ -18,6 +18,8 @@ current epoch is skipped before decoding (records are read and shuffled, not dec
 validation images' encoded bytes are read once, at the first validation eval (a pass over
 the train records for TFDS), and kept in memory.
 """
+import os
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -32,6 +34,7 @@ class _FolderSource:
   """`<root>/<split>/<class>/<image>.jpg` (tfds ImageFolder); labels from the file list."""
 
   def __init__(self, root: str):
+    self._root = root
     self.builder = tfds.folder_dataset.ImageFolder(root)
     examples = self.builder._split_examples  # pylint: disable=protected-access
     str2int = self.builder.info.features["label"].str2int
@@ -40,8 +43,9 @@ class _FolderSource:
                     for s, ex in examples.items()}
 
   def scan(self, split: str, filenames: bool = False) -> tuple[np.ndarray, list[str] | None]:
-    """(labels (N,), [image paths (N,)]) in index order."""
-    return self._labels[split], list(self._paths[split]) if filenames else None
+    """(labels (N,), [image paths relative to the root (N,)]) in index order."""
+    paths = [os.path.relpath(p, self._root) for p in self._paths[split]] if filenames else None
+    return self._labels[split], paths
 
   def dataset(self, split: str, indices: np.ndarray) -> tf.data.Dataset:
     """{"image": JPEG bytes, "label": int32} of `indices` (sorted), in that order."""
@@ -183,6 +187,10 @@ class TfdsPipeline:
                      if self._config.input[n].batch_size}
     self._next_step = step + 1
     return {n: next(it) for n, it in self._iters.items()}
+
+  @property
+  def num_test(self) -> int:
+    return self._source.builder.info.splits[self._eval_split].num_examples
 
   def eval_batches(self, global_batch: int, split: str = "test"):
     """Yields host-local {image uint8 (b, S, S, C), label, mask}, b = global_batch // P.

@@ -4,6 +4,7 @@ Contract (every module `s4l_jax/objectives/<name>.py`; `config.objective` names 
 
     REQUIRES = objectives.Requirements(streams=..., heads=..., aux=...)
              # or a function `loss_config -> Requirements` when the needs depend on `loss` keys
+    LOSS_RANGES = {"threshold": objectives.Range(0, 1), ...}   # {} when the loss reads none
 
     def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux)
         -> (loss, (new_batch_stats, metrics))
@@ -23,6 +24,12 @@ Contract (every module `s4l_jax/objectives/<name>.py`; `config.objective` names 
   - `model_noise`: the loss passes `rng` to its train-mode forward
     (`objective_lib.apply_train(..., rng)`), so the model may have dropout / stochastic
     depth (`model.dropout > 0`, `model.stochastic_depth < 1`); others reject them.
+* `LOSS_RANGES` maps every numeric `loss` key the module reads to its allowed values
+  (`Range(low, high, low_open=..., high_open=...)`; None = unbounded): `check_config` rejects
+  a value outside, naming key and range, before anything compiles (FixMatch
+  `loss.threshold=1.5`, SimCLR `loss.temperature=0`). `get` refuses a module without it, so a
+  new method cannot skip its checks. The defaults of optional keys stay where the loss reads
+  them (`loss_config.get(key, default)`); the method's config file sets the others.
 * `batch` holds the views the config asked for, already augmented, as float32 in [-1, 1]:
   `batch["labeled"] = {"image": (B, [V,] H, W, C), "label": (B,) int32, ["rotation": (B, 4)]}`
   and, when the config has an unlabeled stream, `batch["unlabeled"] = {"image": ..., ...}`
@@ -75,6 +82,34 @@ class Requirements:
       raise ValueError(f"Requirements.aux has unknown entries {sorted(unknown)}; valid: {AUX}")
 
 
+@dataclasses.dataclass(frozen=True)
+class Range:
+  """The allowed values of a numeric `loss` key: from `low` to `high` (None: unbounded), each
+  end included unless open."""
+  low: float | None = None
+  high: float | None = None
+  low_open: bool = False
+  high_open: bool = False
+
+  def __contains__(self, value) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      return False
+    low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
+    high_ok = self.high is None or (value < self.high if self.high_open else value <= self.high)
+    return low_ok and high_ok
+
+  def __str__(self) -> str:
+    low = "-inf" if self.low is None else f"{self.low:g}"
+    high = "inf" if self.high is None else f"{self.high:g}"
+    return (f"{'(' if self.low_open or self.low is None else '['}{low}, "
+            f"{high}{')' if self.high_open or self.high is None else ']'}")
+
+
+NON_NEGATIVE = Range(0)           # weights
+POSITIVE = Range(0, low_open=True)  # temperatures, radii
+AT_LEAST_ONE = Range(1)           # counts
+
+
 def get(name: str):
   """Returns the objective module `s4l_jax.objectives.<name>`."""
   try:
@@ -83,7 +118,7 @@ def get(name: str):
     if e.name == f"s4l_jax.objectives.{name}":
       raise ValueError(f"Unknown objective {name!r}: no module s4l_jax/objectives/{name}.py") from None
     raise
-  for attr in ("REQUIRES", "loss_fn"):
+  for attr in ("REQUIRES", "LOSS_RANGES", "loss_fn"):
     if not hasattr(module, attr):
       raise ValueError(f"Objective module s4l_jax/objectives/{name}.py defines no {attr}")
   return module
@@ -106,6 +141,10 @@ def check_config(config):
   """Raises ValueError (one line) unless `config` provides what its objective requires."""
   module = get(config.objective)
   name, needs = config.objective, requirements(module, config.loss)
+  for key, allowed in module.LOSS_RANGES.items():
+    if key in config.loss and config.loss[key] not in allowed:
+      raise ValueError(f"loss.{key}={config.loss[key]!r} must be in {allowed} (objective "
+                       f"{name})")
   for stream, copies in needs.streams.items():
     if stream == "unlabeled" and not config.input.unlabeled.batch_size:
       raise ValueError(f"objective {name} needs an unlabeled stream: set "

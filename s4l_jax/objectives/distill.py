@@ -23,6 +23,9 @@ from s4l_jax.objective_lib import accuracy, apply_train
 REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 1}, heads=("classes",),
                                    aux=("teacher",))
 
+LOSS_RANGES = {"temperature": objectives.POSITIVE, "distill_weight": objectives.NON_NEGATIVE,
+               "sup_weight": objectives.NON_NEGATIVE}
+
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   del rng

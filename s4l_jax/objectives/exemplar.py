@@ -12,6 +12,8 @@ from s4l_jax.objective_lib import exemplar_embeddings, exemplar_triplet
 REQUIRES = objectives.Requirements(streams={"labeled": 8, "unlabeled": 8},
                                    heads=("classes", "embeddings"))
 
+LOSS_RANGES = {"triplet_groups": objectives.AT_LEAST_ONE, "embed_dim": objectives.AT_LEAST_ONE}
+
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   del rng, aux

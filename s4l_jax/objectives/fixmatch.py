@@ -26,6 +26,8 @@ from s4l_jax.objective_lib import accuracy, apply_train
 
 REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 2}, heads=("classes",))
 
+LOSS_RANGES = {"threshold": objectives.Range(0, 1), "unlabeled_weight": objectives.NON_NEGATIVE}
+
 
 def unlabeled_loss(weak_logits, strong_logits, threshold: float):
   """(mean of mask * xent(strong, pseudo), mask (B_u,) float32, pseudo (B_u,) int32)."""

@@ -14,6 +14,8 @@ from s4l_jax.objective_lib import apply_train, jigsaw_loss
 
 REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 9},
                                    heads=("classes", "jigsaw"))
+LOSS_RANGES = {}  # loss.permutations: a table, checked by validation against the head width
+
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):

@@ -27,6 +27,9 @@ from s4l_jax.objective_lib import accuracy, apply_train
 REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 2}, heads=("classes",),
                                    aux=("progress", "ema_params"))
 
+LOSS_RANGES = {"consistency_weight": objectives.NON_NEGATIVE,
+               "consistency_rampup": objectives.Range(0, 1)}
+
 
 def consistency_weight(progress, weight: float, rampup: float):
   """`weight * exp(-5 (1 - min(progress / rampup, 1))^2)`; `weight` when rampup <= 0."""

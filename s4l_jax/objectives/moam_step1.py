@@ -21,11 +21,15 @@ per core with `model.bn_group_size`, `objective_lib.core_order`).
 import jax.numpy as jnp
 
 from s4l_jax import losses, objectives, vat
-from s4l_jax.objective_lib import (accuracy, apply_train_streams, perturbed_apply_fn,  # pylint: disable=g-multiple-import
-                                   rotation_inputs, vat_kwargs)
+from s4l_jax.objective_lib import (VAT_LOSS_RANGES, accuracy, apply_train_streams,  # pylint: disable=g-multiple-import
+                                   perturbed_apply_fn, rotation_inputs, vat_kwargs)
 
 REQUIRES = objectives.Requirements(streams={"labeled": 4, "unlabeled": 4},
                                    heads=("classes", "rotations"))
+
+LOSS_RANGES = dict(VAT_LOSS_RANGES, sup_weight=objectives.NON_NEGATIVE,
+                   vat_weight=objectives.NON_NEGATIVE, rot_weight=objectives.NON_NEGATIVE,
+                   entmin_weight=objectives.NON_NEGATIVE)
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):

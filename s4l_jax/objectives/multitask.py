@@ -20,6 +20,9 @@ from s4l_jax.objective_lib import (accuracy, apply_train, exemplar_embeddings, e
 # loss key of the task's weight -> the head it reads
 TASKS = {"rotation_weight": "rotations", "triplet_weight": "embeddings",
          "jigsaw_weight": "jigsaw", "position_weight": "relative_position"}
+LOSS_RANGES = {"class_weight": objectives.NON_NEGATIVE,
+               **{key: objectives.NON_NEGATIVE for key in TASKS}}
+
 
 
 def active_tasks(loss_config) -> list[str]:

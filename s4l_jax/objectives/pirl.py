@@ -26,6 +26,10 @@ from s4l_jax.objective_lib import apply_train, flatten_views, normalize_tiles, p
 REQUIRES = objectives.Requirements(streams={"unlabeled": 1},
                                    heads=("classes", "pirl_image", "pirl_tiles"),
                                    aux=("state",))
+LOSS_RANGES = {"bank_momentum": objectives.Range(0, 1), "nce_lambda": objectives.Range(0, 1),
+               "num_negatives": objectives.AT_LEAST_ONE, "temperature": objectives.POSITIVE,
+               "bank_size": objectives.AT_LEAST_ONE, "embed_dim": objectives.AT_LEAST_ONE}
+
 
 
 def init_state(config, rng):

@@ -14,6 +14,8 @@ from s4l_jax.objective_lib import apply_train, relative_position_loss
 
 REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 2},
                                    heads=("classes", "relative_position"))
+LOSS_RANGES = {}
+
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):

@@ -12,6 +12,8 @@ from s4l_jax.objective_lib import accuracy, apply_train_streams, rotation_inputs
 REQUIRES = objectives.Requirements(streams={"labeled": 4, "unlabeled": 4},
                                    heads=("classes", "rotations"))
 
+LOSS_RANGES = {}
+
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   del rng, loss_config, aux

@@ -22,6 +22,9 @@ from s4l_jax.objective_lib import (NUM_EXEMPLAR_VIEWS, accuracy, exemplar_embedd
 REQUIRES = objectives.Requirements(streams={"labeled": 8, "unlabeled": 8},
                                    heads=("classes", "embeddings"))
 
+LOSS_RANGES = {"triplet_weight": objectives.NON_NEGATIVE,
+               "triplet_groups": objectives.AT_LEAST_ONE, "embed_dim": objectives.AT_LEAST_ONE}
+
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   del rng, aux

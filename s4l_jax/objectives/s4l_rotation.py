@@ -15,6 +15,8 @@ from s4l_jax.objective_lib import accuracy, apply_train_streams, rotation_inputs
 REQUIRES = objectives.Requirements(streams={"labeled": 4, "unlabeled": 4},
                                    heads=("classes", "rotations"))
 
+LOSS_RANGES = {"rot_weight": objectives.NON_NEGATIVE}
+
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   del rng, aux

@@ -36,6 +36,9 @@ def REQUIRES(loss_config) -> objectives.Requirements:  # pylint: disable=invalid
   return objectives.Requirements(streams={"unlabeled": 2, "labeled": 2}, heads=("proj",),
                                  aux=memory)
 
+LOSS_RANGES = {"temperature": objectives.POSITIVE, "linear_eval_weight": objectives.NON_NEGATIVE,
+               "memory_size": objectives.Range(0)}
+
 
 def init_state(config, rng):
   """{"queue": (K, D) float32 random unit vectors}, K = loss.memory_size, D = proj's width."""

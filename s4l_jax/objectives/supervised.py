@@ -10,6 +10,8 @@ from s4l_jax.objective_lib import accuracy, apply_train
 
 REQUIRES = objectives.Requirements(streams={"labeled": 1}, heads=("classes",), model_noise=True)
 
+LOSS_RANGES = {}
+
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   del loss_config, aux

@@ -18,10 +18,13 @@ paper's / Miyato et al.'s intent. `rng` seeds the random start of the power iter
 import jax.numpy as jnp
 
 from s4l_jax import losses, objectives, vat
-from s4l_jax.objective_lib import (accuracy, apply_train_streams, perturbed_apply_fn,  # pylint: disable=g-multiple-import
-                                   vat_kwargs)
+from s4l_jax.objective_lib import (VAT_LOSS_RANGES, accuracy, apply_train_streams,  # pylint: disable=g-multiple-import
+                                   perturbed_apply_fn, vat_kwargs)
 
 REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 1}, heads=("classes",))
+
+LOSS_RANGES = dict(VAT_LOSS_RANGES, vat_weight=objectives.NON_NEGATIVE,
+                   entmin_weight=objectives.NON_NEGATIVE)
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):

@@ -13,6 +13,9 @@ from s4l_jax import losses, objectives
 from s4l_jax.objective_lib import accuracy, apply_train
 
 REQUIRES = objectives.Requirements(streams={"labeled": 1}, heads=("classes",))
+LOSS_RANGES = {"alpha": objectives.Range(0, 1), "correct_prob": objectives.Range(0, 1),
+               "temperature": objectives.POSITIVE}
+
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
