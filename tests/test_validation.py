@@ -206,7 +206,8 @@ def test_bad_config_flag_fails_in_one_line(tmp_path, config, match):
 @pytest.mark.parametrize("overrides, match", [
     ({"input.labeled.view": "pad_crop|flipp"},
      r"^input.labeled.view 'pad_crop\|flipp': unknown op 'flipp'; valid: a named view "
-     r"\(train, rotate4, exemplar8, simclr2, simclr_train, eval, simclr_eval\) or "
+     r"\(train, rotate4, exemplar8, jigsaw, relative_position, simclr2, simclr_train, eval, "
+     r"simclr_eval\) or "
      r"crop_op\[\*N\]\|op\[@k\]\|... with crop ops \(inception_crop, pad_crop, central_crop, "
      r"simclr_crop, central_crop_875\) and ops \(flip, hsv_noise, "),
     ({"input.unlabeled.view": "rotate"}, r"^input.unlabeled.view 'rotate': unknown op 'rotate'"),
