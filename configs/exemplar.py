@@ -25,13 +25,8 @@ def get_config(arg=None):
   c.loss.embed_dim = 1000  # The head follows overrides of this key (a FieldReference).
   c.loss.triplet_groups = 1
   c.loss.exemplar_id_quirk = False
-  if family == "imagenet2012":
-    c.lr.base, c.lr.scale_batch_size, c.optimizer.weight_decay = 0.1, 0, 1e-4
-    config_lib.pretext_imagenet_schedule(c)
-  else:
-    config_lib.small_data_preset(c, family)
-    c.input.labeled.batch_size = 8
-    c.input.unlabeled.batch_size = 16 if family == "digits" else 32
+  config_lib.pretext_preset(c, family, unlabeled_batch=(16, 32))
+  if family != "imagenet2012":
     c.loss.embed_dim = 128
   # The classes head gets no loss; it keeps the export contract (predict -> class logits).
   c.model.heads = dict(classes=-1, embeddings=c.loss.get_ref("embed_dim"))

@@ -25,13 +25,7 @@ def get_config(arg=None):
   c.objective = "relative_position"
   c.input.unlabeled.batch_size = 256
   config_lib.relative_position_task(c)
-  if family == "imagenet2012":
-    c.lr.base, c.lr.scale_batch_size, c.optimizer.weight_decay = 0.1, 0, 1e-4
-    config_lib.pretext_imagenet_schedule(c)
-  else:
-    config_lib.small_data_preset(c, family)
-    c.input.labeled.batch_size = 8
-    c.input.unlabeled.batch_size = 32 if family == "digits" else 64
+  config_lib.pretext_preset(c, family)
   if a.steps:
     config_lib.set_duration(c, total_steps=a.steps)
   return c

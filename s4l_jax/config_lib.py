@@ -360,6 +360,20 @@ def pretext_imagenet_schedule(c):
   set_duration(c, total_unlabeled_epochs=35.0)
 
 
+def pretext_preset(c, family: str, unlabeled_batch=(32, 64)):
+  """The pretext rows' optimisation (rotation, exemplar, jigsaw, relative position): on
+  ImageNet lr 0.1 (not batch-scaled), weight decay 1e-4, `pretext_imagenet_schedule`;
+  elsewhere `small_data_preset` with 8 labeled and `unlabeled_batch` = (digits, others)
+  unlabeled images a step."""
+  if family == "imagenet2012":
+    c.lr.base, c.lr.scale_batch_size, c.optimizer.weight_decay = 0.1, 0, 1e-4
+    pretext_imagenet_schedule(c)
+  else:
+    small_data_preset(c, family)
+    c.input.labeled.batch_size = 8
+    c.input.unlabeled.batch_size = unlabeled_batch[family != "digits"]
+
+
 JIGSAW_PERMUTATIONS = 100  # P: the lecture's subset of the 9! orders (Noroozi & Favaro: 1,000)
 
 

@@ -17,7 +17,6 @@ REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 9},
 LOSS_RANGES = {}  # loss.permutations: a table, checked by validation against the head width
 
 
-
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   del aux
   loss, acc = jigsaw_loss(model, params, batch_stats, batch["unlabeled"]["image"],

@@ -24,7 +24,6 @@ LOSS_RANGES = {"class_weight": objectives.NON_NEGATIVE,
                **{key: objectives.NON_NEGATIVE for key in TASKS}}
 
 
-
 def active_tasks(loss_config) -> list[str]:
   """The `TASKS` weight keys > 0 in `loss_config`."""
   return [key for key in TASKS if loss_config.get(key, 0.0) > 0]

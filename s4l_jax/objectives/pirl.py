@@ -31,7 +31,6 @@ LOSS_RANGES = {"bank_momentum": objectives.Range(0, 1), "nce_lambda": objectives
                "bank_size": objectives.AT_LEAST_ONE, "embed_dim": objectives.AT_LEAST_ONE}
 
 
-
 def init_state(config, rng):
   """{"bank": (bank_size, embed_dim) float32 random unit rows, "log_z": NaN (not estimated
   yet)}."""

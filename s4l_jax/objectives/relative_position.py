@@ -17,7 +17,6 @@ REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 2},
 LOSS_RANGES = {}
 
 
-
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   del rng, loss_config, aux
   loss, acc = relative_position_loss(model, params, batch_stats, batch["unlabeled"])

@@ -17,7 +17,6 @@ REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 9},
 LOSS_RANGES = {"jigsaw_weight": objectives.NON_NEGATIVE}
 
 
-
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   del aux
   labeled = batch["labeled"]

@@ -17,7 +17,6 @@ REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 2},
 LOSS_RANGES = {"position_weight": objectives.NON_NEGATIVE}
 
 
-
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   del rng, aux
   labeled = batch["labeled"]

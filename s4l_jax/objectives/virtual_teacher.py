@@ -17,7 +17,6 @@ LOSS_RANGES = {"alpha": objectives.Range(0, 1), "correct_prob": objectives.Range
                "temperature": objectives.POSITIVE}
 
 
-
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   del rng, aux
   lc, labeled = loss_config, batch["labeled"]
