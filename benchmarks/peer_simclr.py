@@ -46,6 +46,10 @@ PROJ_LAYERS, PROJ_DIM = 3, 128  # SimCLRv2's head (configs/simclrv2.py), lightly
 VIEW = "simclr_crop*2|flip|color_jitter|grey"
 PEER_VIEW = dict(min_scale=0.08, jitter_strength=1.0, grey_prob=0.2, blur_prob=0.0)
 KNN_K, KNN_T = 200, 0.1
+# This project's NT-Xent is SimCLR TF's sum of both directions' mean losses, lightly's their
+# mean: its gradient is this factor larger, so this side takes lr / 2 and weight decay x 2
+# (with coupled decay and momentum the same update: lr/2 (2 g + 2 wd w) = lr (g + wd w)).
+LOSS_SCALE = 2
 ALIGNED = [
     "same unlabeled file list (this project's train minus validation) and kNN / probe bank "
     "(its labeled draw), test split, evaluation function",
@@ -58,7 +62,9 @@ ALIGNED = [
     "over both views (BN statistics over 2B images)",
     f"SGD momentum {MOMENTUM} (no Nesterov), lr {LR_PER_128} x batch / 128 with cosine decay "
     "to 0, no warm-up, "
-    f"coupled weight decay {WEIGHT_DECAY} on conv / dense kernels only",
+    f"coupled weight decay {WEIGHT_DECAY} on conv / dense kernels only (lightly's values; this "
+    f"project's loss is {LOSS_SCALE} x lightly's, the sum of both directions, so it runs at lr "
+    f"/ {LOSS_SCALE} and weight decay x {LOSS_SCALE}: the same update)",
     "view: random resized crop (area 0.08-1, aspect 3/4-4/3) + flip + colour jitter "
     "(0.8, 0.8, 0.8, 0.2; p 0.8; random order) + greyscale (p 0.2), no blur (lightly's CIFAR "
     "setting)",
@@ -73,9 +79,12 @@ DIFFERENCES = [
     "bicubic resize without antialiasing) vs torchvision's RandomResizedCrop (log-uniform "
     "aspect, 10 tries then a central crop, bilinear with antialiasing): similar box "
     "distribution, slightly sharper crops here (small effect expected)",
-    "colour ops: TF's / torchvision's formulas of contrast (mean of the greyscale image on "
-    "both), hue (HSV round trip on both) and greyscale weights (0.2989/0.5870/0.1140 vs "
-    "ITU-R 601 0.299/0.587/0.114): equivalent to rounding",
+    "colour ops (lightly's run them on PIL images): brightness multiplicative and hue an HSV "
+    "shift on both; contrast scales around the per-channel mean here (TF) vs the greyscale "
+    "mean (PIL), saturation scales S in HSV with clipping here (TF) vs a blend with the "
+    "greyscale image (PIL, can extrapolate past S = 1); greyscale weights 0.2989/0.5870/"
+    "0.1140 vs 0.299/0.587/0.114: same ranges and probabilities, slightly different "
+    "per-image colours (a small effect on the difficulty of the task expected)",
     "pixels: lightly normalises by ImageNet's mean / std, this project maps to [-1, 1] "
     "(a per-channel affine map: no effect expected after the first BN)",
     "WRN details as in peer_parity.py (USB's first-block activation order, root conv bias, "
@@ -117,8 +126,8 @@ def ours_command(seed: int, workdir: str, a: dict) -> list[str]:
        "input.labeled.batch_size": a["bank_batch"],
        "input.unlabeled.view": VIEW, "input.labeled.view": VIEW,
        "loss.temperature": TEMPERATURE, "optimizer.name": "momentum",
-       "optimizer.momentum": MOMENTUM, "optimizer.weight_decay": WEIGHT_DECAY,
-       "lr.base": lr(a["batch"]), "lr.scaling": "linear", "lr.scale_batch_size": 0,
+       "optimizer.momentum": MOMENTUM, "optimizer.weight_decay": WEIGHT_DECAY * LOSS_SCALE,
+       "lr.base": lr(a["batch"]) / LOSS_SCALE, "lr.scaling": "linear", "lr.scale_batch_size": 0,
        "lr.schedule": "cosine", "lr.warmup_epochs": 0.0, "log_every_steps": a["log_every"]}
   fmt = lambda v: f"{v:.6g}" if isinstance(v, float) else v
   return [sys.executable, "main.py", f"--config=configs/simclrv2.py:{base}",
@@ -232,7 +241,8 @@ def run_stats(runs: str, impl: str, seed: int) -> dict | None:
   if impl == "s4l_jax":
     scalars = read_scalars(os.path.join(workdir, "pretrain"))
     tag = lambda suffix: next(v for t, v in scalars.items() if t.endswith(suffix))
-    contrast, loss = tag("contrast_accuracy"), tag("contrastive_loss")
+    contrast = tag("contrast_accuracy")
+    loss = [(s, v / LOSS_SCALE) for s, v in tag("contrastive_loss")]  # in lightly's units
     rates = [v for _, v in tag("steps_per_s")[1:]]  # the first interval includes compiling
     s_per_step = 1 / statistics.median(rates)
   else:

@@ -86,7 +86,8 @@ def test_ours_command_resolves_and_matches_the_peer_spec(folder):  # pylint: dis
   c.input.eval_batch_size = 512  # the folder preset's 500 over the suite's 8 devices
   validation.validate(c)
   assert c.input.unlabeled.batch_size + c.input.labeled.batch_size == 64
-  assert config_lib.base_learning_rate(c) == pytest.approx(ps.lr(64)) == pytest.approx(0.03)
+  ours_lr = config_lib.base_learning_rate(c)
+  assert ours_lr * ps.LOSS_SCALE == pytest.approx(ps.lr(64)) == pytest.approx(0.03)
   assert c.lr.schedule == "cosine" and c.lr.warmup_epochs == 0 and c.total_steps == 40
   assert c.optimizer.name == "momentum" and not c.optimizer.nesterov
   head = c.model.heads.proj
@@ -97,9 +98,10 @@ def test_ours_command_resolves_and_matches_the_peer_spec(folder):  # pylint: dis
   assert "blur" not in view.ops and ps.PEER_VIEW["blur_prob"] == 0
   spec = ps.peer_spec(1, {"bank_list": "b", "unlabeled_list": "u"}, "/p", a)
   assert (spec["batch"], spec["steps"], spec["seed"]) == (64, 40, 1)
-  assert spec["lr"] == config_lib.base_learning_rate(c) and spec["temperature"] == c.loss.temperature
-  assert (spec["momentum"], spec["weight_decay"]) == (c.optimizer.momentum,
-                                                      c.optimizer.weight_decay)
+  # The same SGD update: lr_ours (2 g + wd_ours w) = lr_peer (g + wd_peer w).
+  assert spec["lr"] == pytest.approx(ps.LOSS_SCALE * ours_lr)
+  assert spec["lr"] * spec["weight_decay"] == pytest.approx(ours_lr * c.optimizer.weight_decay)
+  assert spec["temperature"] == c.loss.temperature and spec["momentum"] == c.optimizer.momentum
   assert spec["bn_momentum"] == c.model.bn_momentum
   assert spec["head_bn_epsilon"] == c.model.bn_epsilon
   assert (spec["depth"], spec["width"]) == (c.model.depth, c.model.width)
@@ -119,7 +121,7 @@ def test_report_from_finished_runs(tmp_path):
     d = ps.run_dir(runs, "s4l_jax", seed)
     os.makedirs(os.path.join(d, "pretrain"))
     write_events(os.path.join(d, "pretrain"),
-                 [(s, {"train/contrast_accuracy": s / 100, "train/contrastive_loss": 5 - s / 10,
+                 [(s, {"train/contrast_accuracy": s / 100, "train/contrastive_loss": 10 - s / 5,
                        "steps_per_s": 2.0 if s > 10 else 0.1}) for s in (10, 20, 30, 40)])
     fake_features(os.path.join(d, "features.npz"), rng, separable=True)
     d = ps.run_dir(runs, "lightly", seed)
@@ -139,6 +141,7 @@ def test_report_from_finished_runs(tmp_path):
   assert r["peer_contrast"] == [0.3]
   assert r["s4l_jax_s_per_step"] == pytest.approx(0.5) and r["peer_s_per_step"] == 0.25
   assert r["curves"]["lightly"][1] is None
+  assert r["curves"]["s4l_jax"][0]["loss_curve"][-1] == [40, pytest.approx(1.0)]  # (10 - 8) / 2
   saved = json.load(open(tmp_path / "out" / "ps.json"))
   assert set(saved) == {"settings", "methods"}
   assert set(saved["methods"]["simclr"]) >= {"peer", "steps", "s4l_jax", "peer_top1",
