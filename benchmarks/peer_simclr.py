@@ -240,11 +240,11 @@ def run_stats(runs: str, impl: str, seed: int) -> dict | None:
     return None
   if impl == "s4l_jax":
     scalars = read_scalars(os.path.join(workdir, "pretrain"))
-    tag = lambda suffix: next(v for t, v in scalars.items() if t.endswith(suffix))
+    tag = lambda suffix: next((v for t, v in scalars.items() if t.endswith(suffix)), [])
     contrast = tag("contrast_accuracy")
     loss = [(s, v / LOSS_SCALE) for s, v in tag("contrastive_loss")]  # in lightly's units
     rates = [v for _, v in tag("steps_per_s")[1:]]  # the first interval includes compiling
-    s_per_step = 1 / statistics.median(rates)
+    s_per_step = 1 / statistics.median(rates) if rates else None  # None: too short to time
   else:
     with open(os.path.join(workdir, "lightly.json")) as f:
       res = json.load(f)
@@ -257,7 +257,7 @@ def run_stats(runs: str, impl: str, seed: int) -> dict | None:
 def collect(a: dict, runs: str) -> dict:
   """{"simclr": the peer_parity.json `methods` entry, plus probe / contrastive lists}."""
   rows = {impl: [run_stats(runs, impl, s) for s in a["seeds"]] for impl in ("s4l_jax", "lightly")}
-  per_seed = lambda impl, key: [r[key] for r in rows[impl] if r]
+  per_seed = lambda impl, key: [r[key] for r in rows[impl] if r and r[key] is not None]
   mean = lambda impl, key: statistics.mean(per_seed(impl, key)) if per_seed(impl, key) else None
   ours, peer = per_seed("s4l_jax", "knn_top1"), per_seed("lightly", "knn_top1")
   return {"simclr": dict(
@@ -369,7 +369,8 @@ def main(argv):
            seeds=[int(s) for s in FLAGS.seeds], impls=FLAGS.impls, batch=FLAGS.batch,
            bank_batch=FLAGS.bank_batch, depth=FLAGS.depth, width=FLAGS.width,
            log_every=FLAGS.log_every, peer_threads=FLAGS.peer_threads,
-           load=f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the start",
+           load="not recorded (--report_only)" if FLAGS.report_only else
+           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the start",
            peer_python=FLAGS.peer_python)
   runs = FLAGS.runs_dir or os.path.join("/tmp/peer_parity", FLAGS.name)
   if not FLAGS.report_only:

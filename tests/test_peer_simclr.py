@@ -150,3 +150,15 @@ def test_report_from_finished_runs(tmp_path):
   table = open(tmp_path / "out" / "ps.md").read()
   assert "| 100.00 ± 0.00 (n=2) |" in table and "**no**" in table
   assert os.path.getsize(tmp_path / "out" / "ps.png") > 1000
+
+
+def test_a_run_too_short_to_time(tmp_path):
+  """One logged step (its time includes compiling): no s / step, the rest still scored."""
+  d = ps.run_dir(str(tmp_path), "s4l_jax", 0)
+  os.makedirs(os.path.join(d, "pretrain"))
+  write_events(os.path.join(d, "pretrain"), [(1, {"contrast_accuracy": 0.5,
+                                                  "contrastive_loss": 8.0})])
+  fake_features(os.path.join(d, "features.npz"), np.random.default_rng(0), separable=True)
+  r = ps.run_stats(str(tmp_path), "s4l_jax", 0)
+  assert r["s_per_step"] is None and r["knn_top1"] == 1.0 and r["contrast_accuracy"] == 0.5
+  assert ps.collect(settings("/d", steps=1), str(tmp_path))["simclr"]["s4l_jax_s_per_step"] is None
