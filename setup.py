@@ -49,7 +49,9 @@ setuptools.setup(
         # pip install torch --index-url https://download.pytorch.org/whl/cpu first).
         "bench": ["matplotlib>=3.8", "torch>=2.4"],
         # benchmarks/peer_parity.py's peer: USB (microsoft/Semi-supervised-learning) 0.3.2,
-        # which pulls PyTorch, torchvision, timm, transformers; never in the base install.
-        "parity": ["matplotlib>=3.8", "torch>=2.4", "torchvision>=0.19", "semilearn==0.3.2"],
+        # which pulls PyTorch, torchvision, timm, transformers; peer_simclr.py's: lightly
+        # 1.6.0 (with USB's WideResNet); never in the base install.
+        "parity": ["matplotlib>=3.8", "torch>=2.4", "torchvision>=0.19", "semilearn==0.3.2",
+                   "lightly==1.6.0"],
     },
 )
