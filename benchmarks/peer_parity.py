@@ -217,12 +217,12 @@ def usb_stats(workdir: str) -> dict | None:
 
 
 def parity(ours: list[float], peer: list[float]) -> bool | None:
-  """|mean(ours) - mean(peer)| <= max(0.02, 2 x the larger std); None with no runs."""
-  if not ours or not peer:
+  """|mean(ours) - mean(peer)| <= max(0.02, 2 x the larger std over seeds); None (not
+  judged) while either side has fewer than 2 seeds: one run has no spread to judge by."""
+  if len(ours) < 2 or len(peer) < 2:
     return None
-  std = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0
   return abs(statistics.mean(ours) - statistics.mean(peer)) <= max(
-      0.02, 2 * max(std(ours), std(peer)))
+      0.02, 2 * max(statistics.stdev(ours), statistics.stdev(peer)))
 
 
 def collect(a: dict, runs: str) -> dict:
@@ -252,7 +252,7 @@ def to_markdown(settings: dict, methods: dict) -> str:
            "| method | s4l_jax | USB | parity | s4l_jax s/step | USB s/step |",
            "| --- | --- | --- | --- | --- | --- |"]
   for m, r in methods.items():
-    verdict = {True: "yes", False: "**no**", None: "-"}[r["parity"]]
+    verdict = {True: "yes", False: "**no**", None: "not judged (< 2 seeds)"}[r["parity"]]
     sec = lambda v: "-" if v is None else f"{v:.3f}"
     lines.append(f"| {m} | {pct(r['s4l_jax'])} | {pct(r['peer_top1'])} | {verdict} | "
                  f"{sec(r['s4l_jax_s_per_step'])} | {sec(r['peer_s_per_step'])} |")

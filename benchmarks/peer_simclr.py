@@ -31,7 +31,7 @@ from absl import app, flags
 import numpy as np
 
 from peer_parity import parity, write_subsets
-from scalars import read_scalars
+from s4l_jax.events import read_scalars
 
 FLAGS = flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -279,7 +279,7 @@ def to_markdown(settings: dict, methods: dict) -> str:
   pct = lambda xs: ("-" if not xs else f"{100 * statistics.mean(xs):.2f}" + (
       f" ± {100 * statistics.stdev(xs):.2f}" if len(xs) > 1 else "") + f" (n={len(xs)})")
   sec = lambda v: "-" if v is None else f"{v:.3f}"
-  verdict = {True: "yes", False: "**no**", None: "-"}[r["parity"]]
+  verdict = {True: "yes", False: "**no**", None: "not judged (< 2 seeds)"}[r["parity"]]
   lines = [f"SimCLR peer parity (lightly), WRN-{settings['depth']}-{settings['width']}, "
            f"{settings['steps']} steps, batch {settings['batch']}: %, mean ± std over seeds", "",
            "| metric | s4l_jax | lightly |", "| --- | --- | --- |",

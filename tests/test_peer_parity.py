@@ -42,7 +42,8 @@ def test_parity_verdict():
   assert pp.parity([0.40, 0.41], [0.42, 0.43])  # 2.0 points apart, stds 0.7
   assert not pp.parity([0.40, 0.41], [0.4251, 0.4251])  # 2.01 points
   assert pp.parity([0.30, 0.40], [0.42, 0.46])  # 9 points apart, 2 x std 14.1
-  assert pp.parity([0.40], []) is None
+  assert pp.parity([0.40], [0.40]) is None  # one seed: no spread to judge by
+  assert pp.parity([0.40, 0.41], []) is None
 
 
 def test_write_subsets(folder, tmp_path):
