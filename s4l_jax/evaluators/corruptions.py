@@ -10,9 +10,14 @@ corruptions.py`: on images x in [0, 1], severities 1..5 with these parameters c:
                   c = 1, 2, 3, 4, 6 at 224 px; here scaled by image_size / 224 (ours)
 * contrast:       (x - m) * c + m, m the per-channel mean of the image, c = .4, .3, .2, .1, .05
 * pixelate:       box-resized to int(S * c) px and back (PIL BOX), c = .6, .5, .4, .3, .25
+* jpeg:           saved as JPEG at quality c and decoded, c = 25, 18, 15, 10, 7: baseline
+                  JPEG (JFIF YCbCr, 8x8 DCT, the standard's luminance / chrominance tables
+                  scaled by libjpeg's quality rule, edges padded by replication), without
+                  chroma subsampling (PIL's `subsampling=0`; ImageNet-C used PIL's default
+                  4:2:0, which also halves the colour resolution)
 
-then clipped to [0, 1] and rounded to uint8 (ImageNet-C stores uint8 images). JPEG, the
-weather and digital corruptions of ImageNet-C are not implemented.
+then clipped to [0, 1] and rounded to uint8 (ImageNet-C stores uint8 images). The weather and
+the other digital corruptions of ImageNet-C are not implemented.
 """
 import jax
 import jax.numpy as jnp
@@ -24,6 +29,7 @@ SEVERITIES = {
     "gaussian_blur": (1.0, 2.0, 3.0, 4.0, 6.0),
     "contrast": (0.4, 0.3, 0.2, 0.1, 0.05),
     "pixelate": (0.6, 0.5, 0.4, 0.3, 0.25),
+    "jpeg": (25.0, 18.0, 15.0, 10.0, 7.0),
 }
 REFERENCE_SIZE = 224  # the image size ImageNet-C's blur widths are in pixels of
 
@@ -95,13 +101,71 @@ def _contrast(x, c, matrix, key):
   return (x - mean) * c + mean
 
 
+# JPEG (ITU-T T.81 Annex K): quantisation tables at quality 50, row-major 8x8.
+_LUMA_TABLE = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
+                       np.float32).reshape(8, 8)
+_CHROMA_TABLE = np.array([
+    17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99,
+    24, 26, 56, 99, 99, 99, 99, 99, 47, 66, 99, 99, 99, 99, 99, 99] + [99] * 32,
+                         np.float32).reshape(8, 8)
+_RGB_TO_YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5],
+                          [0.5, -0.418688, -0.081312]], np.float32)  # JFIF, + (0, 128, 128)
+
+
+def _dct_matrix() -> np.ndarray:
+  """(8, 8) orthonormal DCT-II: D[k, n] = a(k) cos((2n + 1) k pi / 16)."""
+  k, n = np.arange(8)[:, None], np.arange(8)[None, :]
+  return (np.sqrt(np.where(k == 0, 1 / 8, 2 / 8)) * np.cos((2 * n + 1) * k * np.pi / 16)
+          ).astype(np.float32)
+
+
+def jpeg_tables(quality):
+  """The (8, 8) luminance and chrominance quantisers at `quality` (1..100), libjpeg's
+  `jpeg_quality_scaling`: scale = floor(5000 / q) below 50, else 200 - 2 q (integers); entries
+  floor((t * scale + 50) / 100) clipped to [1, 255]."""
+  scale = jnp.where(quality < 50, jnp.floor(5000.0 / quality), 200.0 - 2.0 * quality)
+  table = lambda t: jnp.clip(jnp.floor((t * scale + 50.0) / 100.0), 1.0, 255.0)
+  return table(_LUMA_TABLE), table(_CHROMA_TABLE)
+
+
+def _jpeg(x, c, matrix, key):
+  """x (N, S, S, C) in [0, 1] through baseline JPEG at quality c and back (4:4:4): samples
+  rounded to 8 bits after the colour conversion and after the inverse DCT, as libjpeg's."""
+  del matrix, key
+  n, size, _, channels = x.shape
+  pad = -size % 8
+  x = jnp.pad(x * 255.0, ((0, 0), (0, pad), (0, pad), (0, 0)), mode="edge")
+  offset = jnp.array([0.0, 128.0, 128.0][:channels])
+  if channels == 3:
+    x = x @ _RGB_TO_YCBCR.T
+  x = jnp.clip(jnp.round(x + offset), 0.0, 255.0)
+  luma, chroma = jpeg_tables(c)
+  q = jnp.stack([luma] + [chroma] * (channels - 1), axis=-1)[:, None]  # (8, 1, 8, C)
+  side = (size + pad) // 8
+  blocks = x.reshape(n, side, 8, side, 8, channels) - 128.0
+  dct = _dct_matrix()
+  coef = jnp.einsum("ki,nhiwjc,lj->nhkwlc", dct, blocks, dct)
+  coef = jnp.round(coef / q) * q
+  blocks = jnp.einsum("ki,nhkwlc,lj->nhiwjc", dct, coef, dct) + 128.0
+  x = jnp.clip(jnp.round(blocks), 0.0, 255.0).reshape(n, side * 8, side * 8, channels)
+  x = x[:, :size, :size] - offset
+  if channels == 3:
+    x = x @ np.linalg.inv(_RGB_TO_YCBCR).T.astype(np.float32)
+  return x / 255.0
+
+
 def _spatial(x, c, matrix, key):
   del c, key
   return separable(x, matrix)
 
 
 _APPLY = {"gaussian_noise": _gaussian_noise, "shot_noise": _shot_noise,
-          "gaussian_blur": _spatial, "contrast": _contrast, "pixelate": _spatial}
+          "gaussian_blur": _spatial, "contrast": _contrast, "pixelate": _spatial,
+          "jpeg": _jpeg}
 NAMES = tuple(SEVERITIES)
 
 
