@@ -50,14 +50,10 @@ def get_config(arg=None):
   if "relative_position" in tasks:
     config_lib.relative_position_task(c)
   c.input.unlabeled.view = "exemplar8" if "exemplar" in tasks else "train"
-  if family == "imagenet2012":
-    c.lr.base, c.lr.scale_batch_size = 0.03, 0
-    if not a.s4l:
-      c.lr.base, c.optimizer.weight_decay = 0.1, 1e-4
-      config_lib.pretext_imagenet_schedule(c)
-  else:
-    config_lib.small_data_preset(c, family)
-    c.input.unlabeled.batch_size = c.input.labeled.batch_size
+  config_lib.s4l_variant_preset(c, family)
+  if family == "imagenet2012" and not a.s4l:  # the pretext row: pretext_preset's ImageNet lr
+    c.lr.base, c.optimizer.weight_decay = 0.1, 1e-4
+    config_lib.pretext_imagenet_schedule(c)
   if a.steps:
     config_lib.set_duration(c, total_steps=a.steps)
   return c

@@ -23,11 +23,7 @@ def get_config(arg=None):
   c.input.unlabeled.batch_size = 256
   config_lib.jigsaw_task(c, a.permutations)
   c.loss.jigsaw_weight = 1.0
-  if family == "imagenet2012":
-    c.lr.base, c.lr.scale_batch_size = 0.03, 0
-  else:
-    config_lib.small_data_preset(c, family)
-    c.input.unlabeled.batch_size = c.input.labeled.batch_size
+  config_lib.s4l_variant_preset(c, family)
   if a.steps:
     config_lib.set_duration(c, total_steps=a.steps)
   return c

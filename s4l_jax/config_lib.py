@@ -374,6 +374,17 @@ def pretext_preset(c, family: str, unlabeled_batch=(32, 64)):
     c.input.unlabeled.batch_size = unlabeled_batch[family != "digits"]
 
 
+def s4l_variant_preset(c, family: str):
+  """The optimisation of the S4L variants of the pretext tasks (S4L-Jigsaw, -Relative-Position,
+  -Multi): on ImageNet S4L-Rotation's lr 0.03 (not batch-scaled); elsewhere
+  `small_data_preset` with as many unlabeled images a step as labeled ones."""
+  if family == "imagenet2012":
+    c.lr.base, c.lr.scale_batch_size = 0.03, 0
+  else:
+    small_data_preset(c, family)
+    c.input.unlabeled.batch_size = c.input.labeled.batch_size
+
+
 JIGSAW_PERMUTATIONS = 100  # P: the lecture's subset of the 9! orders (Noroozi & Favaro: 1,000)
 
 
