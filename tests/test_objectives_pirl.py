@@ -94,7 +94,8 @@ def test_bad_bank_size_fails_in_one_line():
   from s4l_jax import validation  # pylint: disable=g-import-not-at-top
   c = load_config("pirl", "dataset=digits")
   c.loss.bank_size = 0
-  with pytest.raises(ValueError, match="loss.bank_size=0 must be the number of train images"):
+  with pytest.raises(ValueError,
+                     match=r"^loss.bank_size=0 must be in \[1, inf\) \(objective pirl\)$"):
     validation.validate(c)
 
 

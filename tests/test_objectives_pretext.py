@@ -143,7 +143,8 @@ def test_configs_store_the_permutation_set_and_size_the_heads():
 
 @pytest.mark.parametrize("key,value,match", [
     ("model.heads.jigsaw", 90, "must be 900: 9 blocks of P = 100"),
-    ("loss.jigsaw_weight", -1.0, "loss.jigsaw_weight=-1.0 must be >= 0"),
+    ("loss.jigsaw_weight", -1.0,
+     r"loss.jigsaw_weight=-1.0 must be in \[0, inf\) \(objective s4l_jigsaw\)"),
     ("input.unlabeled.view", "rotate4", "making 9 copies per image"),
 ])
 def test_bad_jigsaw_configs_fail_in_one_line(key, value, match):
