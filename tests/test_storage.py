@@ -99,15 +99,17 @@ def test_run_in_a_url_workdir_writes_everything_there(tmp_path, monkeypatch):
   monkeypatch.chdir(cwd)
   url = "file://" + local
   first = runner.run(supervised(steps=2), storage.join(url, "sup"))
-  resumed = runner.run(supervised(steps=4, allow_config_change=True), storage.join(url, "sup"))
+  # A longer run may resume (workdir.MAY_CHANGE); the seed may not, so its change is recorded.
+  resumed = runner.run(supervised(steps=4, seed=1, allow_config_change=True),
+                       storage.join(url, "sup"))
   assert first["resumed_from_step"] == 0 and resumed["resumed_from_step"] == 2
   sup = os.path.join(local, "sup")
   assert {"2", "4"} <= set(os.listdir(os.path.join(sup, "checkpoints")))
   assert any(n.startswith("config.before_") for n in os.listdir(sup))
   with open(os.path.join(sup, "results.json")) as f:
     assert json.load(f) == json.loads(json.dumps(resumed))
-  assert sorted(os.listdir(os.path.join(sup, "export"))) == ["export.json", "predict.jax",
-                                                             "variables"]
+  assert sorted(os.listdir(os.path.join(sup, "export"))) == [
+      "endpoints.jax", "export.json", "predict.jax", "variables"]
   scored = evaluate.evaluate_export(storage.join(url, "sup", "export"), "digits")
   assert scored["top1"] == pytest.approx(resumed["top1"], abs=1e-9)
   assert export.load_description(storage.join(url, "sup", "export"))["step"] == 4
