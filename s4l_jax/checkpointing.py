@@ -143,9 +143,11 @@ class Checkpointer:
     storage.makedirs(damaged)
     storage.rename(storage.join(self.directory, str(step)), aside)
     self._manager.reload()
-    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-    logging.warning("Checkpoint at step %d does not restore (%s: %s); moved it to %s and "
-                    "trying the previous one", step, type(error).__name__, first_line, aside)
+    cause = root_cause(error)
+    first_line = (str(cause).strip().splitlines() or [""])[0][:200]
+    logging.warning("Checkpoint at step %d does not restore (%s%s); moved it to %s and "
+                    "trying the previous one", step, type(cause).__name__,
+                    f": {first_line}" if first_line else "", aside)
 
   def rewind(self, step: int):
     """Sets aside the checkpoints newer than `step` into `<directory>_superseded/to_<step>/`
@@ -197,6 +199,14 @@ class Checkpointer:
   def close(self):
     self._write_checksums(wait=True)
     self._manager.close()
+
+
+def root_cause(error: BaseException) -> BaseException:
+  """The innermost error of `error`'s chain of causes (Orbax wraps TensorStore's, adding only
+  an unreadable spec)."""
+  while error.__cause__ is not None:
+    error = error.__cause__
+  return error
 
 
 @contextlib.contextmanager

@@ -168,6 +168,36 @@ def test_flipped_bits_of_the_same_size_fall_back_to_the_previous(tmp_path, caplo
   assert os.path.isdir(tmp_path / "checkpoints_damaged" / "4")
 
 
+def test_unreadable_checkpoint_warning_names_the_root_cause(tmp_path, caplog):
+  """A truncated array file of a checkpoint without checksums (written before them): Orbax's
+  own error shows only an unreadable TensorStore spec (`<bound method ...>`); the warning
+  gives the innermost cause instead, in one readable line."""
+  directory = str(tmp_path / "checkpoints")
+  _write(directory)
+  step_dir = os.path.join(directory, "4")
+  os.remove(os.path.join(step_dir, checkpointing.CHECKSUMS_FILE))
+  _damage(_largest_file(step_dir), "truncate")
+  ckpt = checkpointing.Checkpointer(directory, 2, 3)
+  restored = ckpt.restore_newest_intact(checkpointing.abstract_like(_state(0), SHARDING))
+  ckpt.close()
+  assert int(restored["step"]) == 2
+  warnings = [r.getMessage() for r in caplog.records if "does not restore" in r.getMessage()]
+  assert len(warnings) == 1 and "\n" not in warnings[0]
+  assert "bound method" not in warnings[0] and "TensorStore details" not in warnings[0]
+  assert "Encountered error while reading" not in warnings[0], warnings[0]
+
+
+def test_root_cause_is_the_innermost_error():
+  try:
+    try:
+      raise OSError("disk")
+    except OSError as e:
+      raise ValueError("wrapped") from e
+  except ValueError as e:
+    assert str(checkpointing.root_cause(e)) == "disk"
+  assert str(checkpointing.root_cause(KeyError("alone"))) == "'alone'"
+
+
 def test_rewind_sets_newer_checkpoints_aside_once(tmp_path):
   directory = str(tmp_path / "checkpoints")
   _write(directory)
