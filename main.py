@@ -5,8 +5,10 @@
 `--config` takes `file.py[:k=v,...]` plus `--config.key=value` overrides (a misspelt key
 fails before any work). Re-running the same command resumes from the latest checkpoint.
 """
+import errno
 import json
 import os
+import re
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -15,6 +17,8 @@ cpu_flags.apply()  # before jax starts: XLA reads XLA_FLAGS once
 
 from absl import app, flags, logging  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+from s4l_jax import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:args].",
                                           lock_config=True)
@@ -51,7 +55,7 @@ def _root_cause(error: BaseException) -> BaseException:
 def _parse_flags(argv):
   """absl's flag parsing; a bad `--config` file, `:arg` or `--config.KEY` fails in one line."""
   try:
-    argv = flags.FLAGS(argv)
+    argv = cli.parse_flags(argv, flags.FLAGS)  # --help exits 0
   except (AttributeError, KeyError) as e:  # ml_collections raises these for unknown keys
     while e.args and isinstance(e.args[0], BaseException):
       e = e.args[0]
@@ -89,6 +93,26 @@ def distributed_args(enabled: bool, coordinator_address, num_processes, process_
   return given if named else {}
 
 
+# The errors that mean the workdir cannot be written: read-only, full, over quota, denied.
+_STORAGE_ERRNOS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM)
+_OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")  # in TensorStore's errors (via Orbax)
+_QUOTED_PATH = re.compile(r'"((?:/|[a-z]+://)[^"]+)"')  # a local path or a URL, quoted
+
+
+def storage_failure(error: BaseException, workdir: str) -> str | None:
+  """'<reason>: <path>' when `error` is a failure to write the workdir (an OSError other than
+  a missing file, or Orbax's ValueError carrying TensorStore's `os_error_code` of a full or
+  read-only disk); else None."""
+  if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
+    return f"{error.strerror or error}: {error.filename or workdir}"
+  code = _OS_ERROR_CODE.search(str(error))
+  if not isinstance(error, ValueError) or not code or int(code[1]) not in _STORAGE_ERRNOS:
+    return None
+  paths = _QUOTED_PATH.findall(str(error))  # the first: the checkpoint being written
+  path = paths[0].split(".orbax-checkpoint-tmp")[0] if paths else workdir
+  return f"{os.strerror(int(code[1]))}: {path}"
+
+
 def main(argv):
   del argv
   from s4l_jax import logs  # pylint: disable=g-import-not-at-top
@@ -115,15 +139,16 @@ def main(argv):
                  else config.run_stages, _WORKDIR.value)
   try:
     results = runner.run(config, _WORKDIR.value)
-  except (ValueError, FileNotFoundError, FloatingPointError) as e:
-    # Bad config, missing or unreadable data, a diverged loss: one line, no traceback.
+  except (ValueError, FloatingPointError, OSError) as e:
+    # Bad config, missing or unreadable data, a diverged loss, a read-only or full workdir:
+    # one line, no traceback.
     logging.debug("Stopped by:", exc_info=True)
+    failure = storage_failure(e, _WORKDIR.value)
+    if failure:  # which path, and what to do
+      sys.exit(f"ERROR: {failure}: the workdir must be writable, with free space; fix that "
+               "(or pass another --workdir) and re-run the same command to resume "
+               "(--verbosity=1 shows the traceback)")
     sys.exit(f"ERROR: {e}")
-  except OSError as e:  # a read-only workdir, a full disk: which path, and what to do
-    logging.debug("Stopped by:", exc_info=True)
-    sys.exit(f"ERROR: {e.strerror or e}: {e.filename or _WORKDIR.value}: the workdir must be "
-             "writable, with free space; fix that (or pass another --workdir) and re-run the "
-             "same command to resume (--verbosity=1 shows the traceback)")
   finally:
     logs.end_progress()  # a progress line rewritten in place gets its newline first
   if jax.process_index() == 0:

@@ -122,7 +122,7 @@ class Checkpointer:
     for step in reversed(self.all_steps()):
       try:
         verify_checksums(storage.join(self.directory, str(step)))
-        with _quiet_abandoned_reads():
+        with _quiet_abandoned_io():
           mismatch = describe_mismatch(self._manager.item_metadata(step).tree, abstract_state)
           if not mismatch:
             return self.restore(abstract_state, step)
@@ -188,7 +188,8 @@ class Checkpointer:
 
   def _write_checksums(self, wait: bool):
     if wait:
-      self._manager.wait_until_finished()
+      with _quiet_abandoned_io():  # a failed save (a full disk) abandons its other writes
+        self._manager.wait_until_finished()
     kept = set(self._manager.all_steps())
     if distributed.is_writer():
       for step in self._unsummed:
@@ -210,8 +211,8 @@ def root_cause(error: BaseException) -> BaseException:
 
 
 @contextlib.contextmanager
-def _quiet_abandoned_reads():
-  """A failed read abandons Orbax's other pending reads, each of which would print a
+def _quiet_abandoned_io():
+  """A failed read or write abandons Orbax's other pending ones, each of which would print a
   traceback ('Exception ignored in coroutine' when collected, 'Event loop is closed' from
   TensorStore's threads, during the failure and after it); the caller reports the failure
   itself in one line. The two hooks drop only those, and stay after a failure."""
@@ -219,7 +220,7 @@ def _quiet_abandoned_reads():
   sys.excepthook = _drop_closed_loop_errors(sys.excepthook)
   sys.unraisablehook = _drop_abandoned_coroutines(sys.unraisablehook)
   yield
-  sys.excepthook, sys.unraisablehook = previous  # not reached when the read failed
+  sys.excepthook, sys.unraisablehook = previous  # not reached when the read or write failed
 
 
 def _is_closed_loop_error(kind, value) -> bool:

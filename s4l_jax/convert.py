@@ -335,11 +335,12 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("out", None, "Export directory to write.", required=True)
   flags.DEFINE_string("weights", "auto", "ema | raw | auto (ema if the checkpoint has "
                       "ema_model/ copies).")
   flags.DEFINE_string("classifier_input", "auto", "pre_logits | proj_1 | auto (from the "
                       "released folder name: finetuned_1pct / 10pct read proj_1).")
   flags.DEFINE_integer("image_size", 224, "Square input size of the exported predict.")
-  app.run(main)
+  from s4l_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main)

@@ -53,7 +53,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("export_dir", None, "WORKDIR/export of a finished run.", required=True)
   flags.DEFINE_string("dataset", None, "digits | cifar10 | folder:PATH.", required=True)
   flags.DEFINE_string("split", "test", "Split to embed: test, validation (held out from train, "
@@ -66,4 +66,5 @@ if __name__ == "__main__":
   flags.DEFINE_string("labels", "all", "The run's labels, for --split=validation.")
   flags.DEFINE_string("data_dir", "", "tfds data_dir, for tfds datasets.")
   flags.DEFINE_integer("batch_size", 500, "Images per call.")
-  app.run(main)
+  from s4l_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main)

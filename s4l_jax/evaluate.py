@@ -135,7 +135,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("export_dir", None, "WORKDIR/export of a finished run.", required=True)
   flags.DEFINE_string("dataset", None, "digits | cifar10 | folder:PATH.", required=True)
   flags.DEFINE_string("split", "test", "Split to score: test, validation (held out from "
@@ -148,4 +148,5 @@ if __name__ == "__main__":
   flags.DEFINE_integer("batch_size", 500, "Images per predict call.")
   flags.DEFINE_bool("rotation_average", False, "Also score the mean logits over the 4 "
                     "rotations (rot_avg_top1, rot_avg_top5).")
-  app.run(main)
+  from s4l_jax import cli  # pylint: disable=g-import-not-at-top
+  cli.run(main)

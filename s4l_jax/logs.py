@@ -8,6 +8,9 @@ decides. At the default `--verbosity=0`:
   per log interval, eval lines, checkpoints, the result); WARNING and above from anyone.
 * Third-party INFO (Orbax writes ~100 lines per run, some thousands of characters long: every
   `CheckpointManager created ...`) is dropped.
+* Orbax's tracebacks of a failed background save (one per thread and abandoned write, 200
+  lines and more on a full disk) are dropped: the save's error is raised again in the main thread, where `main.py`
+  reports it in one line.
 * On a terminal the progress line (`step N/M loss ...`) is rewritten in place (`\\r`); the next
   other line, or `end_progress()`, ends it with a newline.
 
@@ -27,6 +30,16 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 PROGRESS = "s4l_progress"  # `extra={PROGRESS: True}` marks the rewritable progress line
 
 
+def is_orbax_traceback(record) -> bool:
+  """True for a traceback logged by Orbax (the `orbax` package), or by asyncio for an Orbax
+  task whose error nobody retrieved (its writes abandoned after the first one failed)."""
+  if not record.exc_info:
+    return False
+  if f"{os.sep}orbax{os.sep}" in os.path.abspath(record.pathname or ""):
+    return True
+  return record.name == "asyncio" and f"{os.sep}orbax{os.sep}" in record.getMessage()
+
+
 def is_own(pathname: str) -> bool:
   """True for records logged by s4l_jax or by the `__main__` script (main.py)."""
   path = os.path.abspath(pathname or "")
@@ -37,7 +50,8 @@ def is_own(pathname: str) -> bool:
 
 
 class QuietFilter(std_logging.Filter):
-  """Passes WARNING+ from anyone and INFO from our code; on a tty rewrites progress in place."""
+  """Passes WARNING+ from anyone (Orbax's tracebacks aside) and INFO from our code; on a tty
+  rewrites progress in place."""
 
   def __init__(self, stream=None, in_place: bool | None = None):
     super().__init__()
@@ -59,6 +73,8 @@ class QuietFilter(std_logging.Filter):
   def filter(self, record) -> bool:
     keep = record.levelno >= std_logging.WARNING or (
         record.levelno >= std_logging.INFO and is_own(record.pathname))
+    if is_orbax_traceback(record):
+      keep = False  # re-raised in the main thread and reported there
     if not keep:
       return False
     with self._lock:

@@ -96,6 +96,30 @@ def test_quiet_filter_keeps_own_info_and_everyones_warnings():
   assert f.filter(_record(logging.INFO, own, "step 1/2", **{logs.PROGRESS: True}))
 
 
+def test_quiet_filter_drops_orbax_tracebacks_of_failed_background_saves():
+  """A full disk: each of Orbax's save threads logs the error with a traceback; the main
+  thread gets the same error and main.py reports it in one line."""
+  orbax = os.path.join(sys.prefix, "lib", "site-packages", "orbax", "checkpoint", "future.py")
+  f = logs.QuietFilter(stream=io.StringIO(), in_place=False)
+  try:
+    raise ValueError("RESOURCE_EXHAUSTED: No space left on device")
+  except ValueError:
+    traceback = sys.exc_info()
+  failed = _record(logging.ERROR, orbax)
+  failed.exc_info = traceback
+  assert not f.filter(failed)
+  assert f.filter(_record(logging.ERROR, orbax))  # without a traceback: kept
+  abandoned = _record(logging.ERROR, os.path.join(os.path.dirname(logging.__file__),
+                                                  "..", "asyncio", "base_events.py"),
+                      "Task exception was never retrieved\nfuture: <Task coro=<f() defined "
+                      f"at {orbax}>>")
+  abandoned.name, abandoned.exc_info = "asyncio", traceback
+  assert not f.filter(abandoned)
+  own = _record(logging.ERROR, os.path.join(os.path.dirname(logs.__file__), "train.py"))
+  own.exc_info = traceback
+  assert f.filter(own)
+
+
 def test_quiet_filter_rewrites_progress_in_place_on_a_terminal():
   own = os.path.join(os.path.dirname(logs.__file__), "train.py")
   stream = io.StringIO()
