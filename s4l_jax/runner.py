@@ -18,8 +18,9 @@ from s4l_jax import (config_lib, distributed, pseudo_label, storage, train, vali
 def run(config, workdir: str) -> dict:
   """Trains `config` (one run, or its stages) in `workdir`, holding the workdir's lock.
 
-  A workdir this call created is removed again when the config is refused before any file
-  but the lock was written in it (a refused run leaves nothing behind).
+  A workdir this call created is removed again when the run is refused before anything but
+  the lock and the config was written in it (by validation, or by its data before the first
+  step): a refused run leaves nothing behind.
   """
   created = not distributed.agree(storage.exists(workdir))
   try:
@@ -29,25 +30,34 @@ def run(config, workdir: str) -> dict:
       return run_one(config, workdir)
   except (ValueError, FileNotFoundError):
     if created and distributed.is_writer() and set(storage.listdir(workdir)) <= {
-        workdir_lib.LOCK_FILE}:
+        workdir_lib.LOCK_FILE, workdir_lib.CONFIG_FILE}:
       storage.rmtree(workdir)
     raise
 
 
-def run_one(config, workdir: str) -> dict:
-  for key in config_lib.EXPORT_PATH_KEYS:
-    if config[key].startswith("@"):
-      raise ValueError(f"{key}={config[key]!r}: '@<stage>' names a stage's export only inside "
-                       "a pipeline config (config.stages); give an export directory")
-  validation.validate(config)
-  workdir_lib.check_config(config, workdir)
+def run_one(config, workdir: str, stage_root: str | None = None) -> dict:
+  """Trains one run in `workdir`. A pipeline's stage (`stage_root`: the pipeline's workdir)
+  trains with its `@<stage>` references resolved to STAGE_ROOT/<stage>/export and records
+  them as written in config.json, so that a copied or moved workdir resumes."""
+  if stage_root is None:
+    for key in config_lib.EXPORT_PATH_KEYS:
+      if config[key].startswith("@"):
+        raise ValueError(f"{key}={config[key]!r}: '@<stage>' names a stage's export only "
+                         "inside a pipeline config (config.stages); give an export directory")
+  resolved = config if stage_root is None else resolve_stage_refs(config, stage_root)
+  validation.validate(resolved)
+  workdir_lib.check_config(config, workdir, stage_root)
   distributed.barrier(f"{workdir}: config checked")  # before process 0 replaces config.json
-  if config.teacher:
-    config = with_pseudo_labels(config, workdir)
+  if resolved.teacher:
+    resolved = with_pseudo_labels(resolved, workdir)
   if distributed.is_writer():
+    recorded = resolved.copy_and_resolve_references()
+    recorded.update({k: config[k] for k in config_lib.EXPORT_PATH_KEYS
+                     if config[k].startswith("@")})
     storage.makedirs(workdir)
-    storage.write_text(storage.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
-  return train.run(config, workdir)
+    storage.write_text(storage.join(workdir, workdir_lib.CONFIG_FILE),
+                       recorded.to_json_best_effort(indent=2))
+  return train.run(resolved, workdir)
 
 
 def with_pseudo_labels(config, workdir: str):
@@ -103,7 +113,8 @@ def run_stages(config, workdir: str) -> dict:
   selected = names if config.run_stages == "all" else config.run_stages.split("+")
   unknown = set(selected) - set(names)
   if unknown:
-    raise ValueError(f"run_stages names unknown stages {sorted(unknown)}; stages: {names}")
+    raise ValueError(f"no stage {', '.join(sorted(unknown))} in this pipeline (the config arg "
+                     f"step=, or --config.run_stages); its stages: {', '.join(names)}, or all")
   selected = [name for name in names if name in selected]
   for name in names:  # fail fast on everything that does not depend on an earlier stage
     stage = config.stages[name].copy_and_resolve_references()
@@ -114,16 +125,17 @@ def run_stages(config, workdir: str) -> dict:
   results = {}
   for name in selected:
     stage_dir = storage.join(workdir, name)
-    stage = resolve_stage_refs(config.stages[name], workdir)
+    stage = config.stages[name].copy_and_resolve_references()
     if config.get("allow_config_change"):
       stage.allow_config_change = True
     # Finished: results.json and a complete export, written by process 0 before a barrier;
     # otherwise the stage runs (and rewrites what its final checkpoint lacks).
     if distributed.agree(not train.unfinished_parts(stage_dir)):
-      workdir_lib.check_config(stage, stage_dir)  # a finished stage of another config is stale
+      # A finished stage of another config is stale.
+      workdir_lib.check_config(stage, stage_dir, stage_root=workdir)
       results[name] = json.loads(storage.read_text(storage.join(stage_dir, "results.json")))
       continue
-    results[name] = run_one(stage, stage_dir)
+    results[name] = run_one(stage, stage_dir, stage_root=workdir)
   last = results[selected[-1]]
   combined = dict(
       method=config.method, dataset=last["dataset"], labels=last["labels"],

@@ -79,8 +79,10 @@ def _read_holder(workdir: str) -> str:
     return "another process"
 
 
-def flat_config(config) -> dict:
-  """{'lr.base': 0.1, ...}: the config's JSON leaves, paths made absolute and real."""
+def flat_config(config, stage_root: str | None = None) -> dict:
+  """{'lr.base': 0.1, ...}: the config's JSON leaves, paths made absolute and real; in a
+  pipeline (`stage_root`: its workdir) an export path STAGE_ROOT/<stage>/export, as older
+  versions recorded it, is the `@<stage>` reference it was resolved from."""
   flat = {}
 
   def visit(prefix, value):
@@ -91,14 +93,25 @@ def flat_config(config) -> dict:
       flat[prefix[:-1]] = value
   visit("", config if isinstance(config, dict) else json.loads(config.to_json_best_effort()))
   for key in _PATH_KEYS:
-    if flat.get(key):
+    if flat.get(key) and not flat[key].startswith("@"):
       flat[key] = _real(flat[key])
+  for key in config_lib.EXPORT_PATH_KEYS:
+    if stage_root is not None and flat.get(key) and not flat[key].startswith("@"):
+      flat[key] = _as_stage_ref(flat[key], stage_root)
   for key, prefix in _PATH_PREFIXES.items():
     if isinstance(flat.get(key), str) and flat[key].startswith(prefix):
       flat[key] = prefix + _real(flat[key][len(prefix):])
   if flat.get("teacher"):  # the pseudo-label file is then written from the teacher
     flat.pop("pseudo_labels", None)
   return flat
+
+
+def _as_stage_ref(path: str, stage_root: str) -> str:
+  """'@<stage>' for the export path STAGE_ROOT/<stage>/export, else the real path."""
+  parent, leaf = os.path.split(_real(path))
+  if leaf == "export" and os.path.dirname(parent) == _real(stage_root):
+    return "@" + os.path.basename(parent)
+  return _real(path)
 
 
 def _real(path: str) -> str:
@@ -122,8 +135,9 @@ def has_run_state(workdir: str) -> bool:
                       for name in ("results.json", "pseudo_labels.npz"))
 
 
-def check_config(config, workdir: str):
-  """Raises ValueError (one line) if `config` differs from the one WORKDIR's run started with.
+def check_config(config, workdir: str, stage_root: str | None = None):
+  """Raises ValueError (one line) if `config` differs from the one WORKDIR's run started with
+  (`stage_root`: the pipeline's workdir, for a stage; see `flat_config`).
 
   With `config.allow_config_change` it warns instead and keeps the old config as
   `config.before_<time>.json` beside the new one.
@@ -132,7 +146,7 @@ def check_config(config, workdir: str):
   if not storage.exists(path) or not has_run_state(workdir):
     return
   old = json.loads(storage.read_text(path))
-  diffs = config_differences(flat_config(old), flat_config(config))
+  diffs = config_differences(flat_config(old, stage_root), flat_config(config, stage_root))
   if not diffs:
     return
   shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")

@@ -1,6 +1,7 @@
 """Multi-stage pipelines (MOAM, SimCLRv2, Noisy Student chaining) and teacher pseudo-labelling."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -52,9 +53,46 @@ def test_stages_chain_teacher_and_init(chained):
   assert np.all((confidence > 0) & (confidence <= 1))
   with open(os.path.join(workdir, "b", "config.json")) as f:
     assert json.load(f)["pseudo_labels"].endswith("b/pseudo_labels.npz")
-  # Stage c started from stage b's weights: its resolved init_from is b's export.
+  # Stage c started from stage b's weights; its config records the reference as written.
   with open(os.path.join(workdir, "c", "config.json")) as f:
-    assert json.load(f)["init_from"] == os.path.join(workdir, "b", "export")
+    assert json.load(f)["init_from"] == "@b"
+
+
+@pytest.mark.slow
+def test_copied_workdir_finds_its_stages(chained, tmp_path):
+  """A finished pipeline copied elsewhere re-reports; one copied after its first stage
+  resumes there, training the rest from the copy's own stage exports."""
+  workdir, results = chained
+  copy = str(tmp_path / "copy")
+  shutil.copytree(workdir, copy)
+  again = runner.run(three_stage_config(), copy)
+  assert again["top1"] == results["top1"]
+  assert again["stages"]["c"]["wall_s"] == results["stages"]["c"]["wall_s"]  # not re-run
+  partial = three_stage_config()
+  partial.run_stages = "a"
+  first = str(tmp_path / "first")
+  runner.run(partial, first)
+  moved = str(tmp_path / "moved")
+  shutil.move(first, moved)
+  resumed = runner.run(three_stage_config(), moved)
+  assert set(resumed["stages"]) == {"a", "b", "c"}
+  with open(os.path.join(moved, "b", "pseudo_labels.json")) as f:
+    assert json.load(f)["teacher"] == os.path.join(moved, "a", "export")
+
+
+@pytest.mark.slow
+def test_stage_recorded_with_absolute_paths_still_resumes(chained, tmp_path):
+  """config.json of older versions holds the resolved STAGE_ROOT/<stage>/export path."""
+  workdir, results = chained
+  old = str(tmp_path / "old")
+  shutil.copytree(workdir, old)
+  path = os.path.join(old, "c", "config.json")
+  with open(path) as f:
+    recorded = json.load(f)
+  recorded["init_from"] = os.path.join(old, "b", "export")
+  with open(path, "w") as f:
+    json.dump(recorded, f)
+  assert runner.run(three_stage_config(), old)["top1"] == results["top1"]
 
 
 def test_rerun_skips_finished_stages_and_resumes_mid_pipeline(chained, tmp_path):
@@ -92,6 +130,26 @@ def test_unknown_stage_and_missing_teacher_fail_fast(tmp_path):
     runner.run(supervised(teacher=str(tmp_path / "nope")), str(tmp_path / "w"))
   with pytest.raises(ValueError, match=r"^init_from='@a': '@<stage>' names a stage's export"):
     runner.run(supervised(init_from="@a"), str(tmp_path / "w"))
+
+
+def test_unknown_stage_is_named_with_the_arg_that_selects_it(tmp_path):
+  c = three_stage_config()
+  c.run_stages = "a+z"
+  with pytest.raises(ValueError, match=r"^no stage z in this pipeline \(the config arg step=, "
+                     r"or --config.run_stages\); its stages: a, b, c, or all$"):
+    runner.run(c, str(tmp_path / "w"))
+
+
+def test_run_refused_by_its_data_leaves_no_workdir(tmp_path):
+  """Too many labels for digits: refused when the data is loaded, after config.json."""
+  workdir = str(tmp_path / "w")
+  with pytest.raises(ValueError, match="asks for"):
+    runner.run(supervised(labels="5000"), workdir)
+  assert not os.path.exists(workdir)
+  os.makedirs(workdir)  # a workdir the run did not create keeps what it holds
+  with pytest.raises(ValueError, match="asks for"):
+    runner.run(supervised(labels="5000"), workdir)
+  assert os.path.isdir(workdir)
 
 
 def test_pseudo_label_threshold_keeps_confident_and_labeled(tmp_path):
