@@ -97,7 +97,8 @@ def export_split_batches(export_dir: str, dataset: str, split: str = "test", dat
     spec = validation_spec or datasets.get(dataset).validation
     indices = subsets.split_train(data.labels, labels_spec=labels_spec, validation_spec=spec,
                                   seed=0, num_classes=len(names),
-                                  filenames=data.filenames, dataset=dataset).validation
+                                  filenames=data.filenames, dataset=dataset,
+                                  class_names=names).validation
     if not indices.size:
       raise ValueError(f"--split=validation with --validation={spec!r}: no validation images")
   return pipeline.masked_batches(data, batch_size, indices=indices), description

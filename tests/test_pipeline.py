@@ -1,12 +1,14 @@
 """In-memory pipeline: the validation set is held out of both train streams, is evaluated
 once over all hosts, and `input.validation=0` gives the batches of the whole train split."""
+import os
+
 import numpy as np
 import pytest
 
 from s4l_jax.data import factory
 from s4l_jax.data import pipeline as pipeline_lib
 from s4l_jax.data import streams, subsets
-from testing_utils import load_config, tiny
+from testing_utils import load_config, tiny, write_image_folder
 
 
 def _config(validation, labels="10pct"):
@@ -135,4 +137,15 @@ def test_soft_targets_need_a_file_with_probabilities(tmp_path):
   config.pseudo_labels, config.pseudo_label_type = str(tmp_path / "pl.npz"), "soft"
   with pytest.raises(ValueError, match="hold no probabilities: they were made with "
                      "pseudo_label_type='hard'"):
+    pipeline_lib.InMemoryPipeline(config)
+
+
+def test_empty_class_folder_is_named_by_its_folder(tmp_path):
+  root = write_image_folder(tmp_path / "imgs", classes=("ant", "bee", "cat"))
+  for name in os.listdir(os.path.join(root, "train", "bee")):
+    os.remove(os.path.join(root, "train", "bee", name))
+  config = tiny(load_config("supervised", f"dataset=folder:{root},labels=2perclass"))
+  config.input.validation = "0"
+  with pytest.raises(ValueError, match=r"asks for 2 examples of class 'bee' \(label 1\), "
+                     "which has only 0"):
     pipeline_lib.InMemoryPipeline(config)

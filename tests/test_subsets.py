@@ -151,6 +151,18 @@ def test_pct_validation_skips_empty_classes():
                         num_classes=3)
 
 
+def test_short_class_is_named_by_its_name_when_given():
+  labels = np.repeat([0, 2], 10).astype(np.int32)  # class 1 (a folder "bee") has no examples
+  with pytest.raises(ValueError, match=r"asks for 2 examples of class 'bee' \(label 1\), "
+                     "which has only 0"):
+    subsets.split_train(labels, labels_spec="2perclass", validation_spec="0", seed=0,
+                        num_classes=3, class_names=["ant", "bee", "cat"])
+  with pytest.raises(ValueError, match=r"input.validation='1perclass' asks for 1 examples of "
+                     r"class 'bee' \(label 1\)"):
+    subsets.split_train(labels, labels_spec="all", validation_spec="1perclass", seed=0,
+                        num_classes=3, class_names=["ant", "bee", "cat"])
+
+
 def _imagenet_like(seed=0):
   """1,000 classes of 732-1,300 images (ImageNet's range), shuffled."""
   counts = np.random.default_rng(seed).integers(732, 1301, 1000)

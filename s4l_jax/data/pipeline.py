@@ -41,7 +41,7 @@ class InMemoryPipeline:
     split = subsets.split_train(
         self.train.labels, labels_spec=config.labels, validation_spec=config.input.validation,
         seed=config.seed, num_classes=self.num_classes, filenames=self.train.filenames,
-        dataset=config.dataset)
+        dataset=config.dataset, class_names=self.class_names)
     self.labeled_indices, self.validation_indices = split.labeled, split.validation
     self._unlabeled_indices = split.unlabeled
     self.train_labels, self.train_targets = self.train.labels, None

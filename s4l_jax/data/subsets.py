@@ -84,13 +84,15 @@ def resolve_labels_spec(spec: str, dataset: str | None) -> str:
 
 
 def select_labeled(labels: np.ndarray, spec: str, seed: int, num_classes: int,
-                   filenames: list[str] | None = None) -> np.ndarray:
+                   filenames: list[str] | None = None,
+                   class_names: list[str] | None = None) -> np.ndarray:
   """Returns sorted int64 indices into `labels` (N,) of the labeled subset for `spec`.
 
   Within each class the chosen examples are the first k of a permutation drawn from
   `np.random.default_rng([seed, c])`; for `<int>` specs the classes that get one extra example
   are drawn from `np.random.default_rng([seed, num_classes])`. `file:PATH` specs need
-  `filenames` (N,), the examples' file names (see `select_by_filenames`).
+  `filenames` (N,), the examples' file names (see `select_by_filenames`). `class_names`
+  (num_classes,): named in the error for a class with too few examples.
   """
   labels = np.asarray(labels)
   kind, value = parse_labels_spec(spec)
@@ -107,7 +109,7 @@ def select_labeled(labels: np.ndarray, spec: str, seed: int, num_classes: int,
   if kind == "all":
     return np.arange(labels.size, dtype=np.int64)
   return _draw(labels, _wanted(kind, value, labels, seed, num_classes), seed,
-               f"Labels spec {spec!r}")
+               f"Labels spec {spec!r}", class_names)
 
 
 def _wanted(kind: str, value, labels: np.ndarray, seed: int, num_classes: int) -> np.ndarray:
@@ -124,14 +126,17 @@ def _wanted(kind: str, value, labels: np.ndarray, seed: int, num_classes: int) -
   return wanted
 
 
-def _draw(labels: np.ndarray, wanted: np.ndarray, seed: int, what: str) -> np.ndarray:
+def _draw(labels: np.ndarray, wanted: np.ndarray, seed: int, what: str,
+          class_names: list[str] | None = None) -> np.ndarray:
   """Sorted int64 indices: in class c the first wanted[c] of a `default_rng([seed, c])`
-  permutation of its members; ValueError naming `what` if a class has too few."""
+  permutation of its members; ValueError naming `what` and the class (by its name in
+  `class_names`, e.g. its folder, when given) if a class has too few."""
   counts = np.bincount(labels, minlength=len(wanted))
   short = np.flatnonzero(wanted > counts)
   if short.size:
     c = short[0]
-    raise ValueError(f"{what} asks for {wanted[c]} examples of class {c}, which "
+    name = f"class {class_names[c]!r} (label {c})" if class_names else f"class {c}"
+    raise ValueError(f"{what} asks for {wanted[c]} examples of {name}, which "
                      f"has only {counts[c]} ({short.size} classes short).")
   by_class = np.split(np.argsort(labels, kind="stable"), np.cumsum(counts)[:-1])
   chosen = [np.random.default_rng([seed, c]).permutation(members)[:wanted[c]]
@@ -159,7 +164,8 @@ def parse_validation_spec(spec: str) -> tuple[str, float | int | None]:
 
 
 def carve_validation(labels: np.ndarray, spec: str, num_classes: int,
-                     exclude: np.ndarray | None = None) -> np.ndarray:
+                     exclude: np.ndarray | None = None,
+                     class_names: list[str] | None = None) -> np.ndarray:
   """Sorted int64 indices into `labels` (N,) of the class-balanced validation set of `spec`.
 
   Drawn like `select_labeled` with the fixed seed `_VALIDATION_SEED` (never config.seed)
@@ -178,7 +184,8 @@ def carve_validation(labels: np.ndarray, spec: str, num_classes: int,
     wanted[np.bincount(labels[pool], minlength=num_classes) == 0] = 0
   left = "left once the labeled images are removed" if exclude is not None else "in train"
   try:
-    chosen = _draw(labels[pool], wanted, _VALIDATION_SEED, f"input.validation={spec!r}")
+    chosen = _draw(labels[pool], wanted, _VALIDATION_SEED, f"input.validation={spec!r}",
+                   class_names)
   except ValueError as e:
     raise ValueError(f"{e} Examples {left}: {pool.size}; use a smaller input.validation "
                      "(or 0 for none).") from None
@@ -195,25 +202,27 @@ class TrainSplit:
 
 def split_train(labels: np.ndarray, *, labels_spec: str, validation_spec: str, seed: int,
                 num_classes: int, filenames: list[str] | None = None,
-                dataset: str | None = None) -> TrainSplit:
+                dataset: str | None = None, class_names: list[str] | None = None) -> TrainSplit:
   """The validation set first (`carve_validation`, independent of `seed`), then the labeled
   subset of `labels_spec` drawn with `seed` from the remaining examples (`select_labeled` on
   them; `all`: all of them). `file:PATH` labels are the listed images, and validation is
   carved from the unlisted ones. With no validation set, `labeled` is exactly
   `select_labeled` on the whole split. `dataset` (the config's) applies its family's label
-  protocol (`resolve_labels_spec`).
+  protocol (`resolve_labels_spec`); `class_names` name a class that has too few examples.
   """
   labels = np.asarray(labels)
   labels_spec = resolve_labels_spec(labels_spec, dataset)
   listed = None
   if parse_labels_spec(labels_spec)[0] == "file":
     listed = select_labeled(labels, labels_spec, seed, num_classes, filenames)
-  validation = carve_validation(labels, validation_spec, num_classes, exclude=listed)
+  validation = carve_validation(labels, validation_spec, num_classes, exclude=listed,
+                                class_names=class_names)
   rest = np.setdiff1d(np.arange(labels.size), validation)
   labeled = listed
   if labeled is None:
     try:
-      labeled = rest[select_labeled(labels[rest], labels_spec, seed, num_classes)]
+      labeled = rest[select_labeled(labels[rest], labels_spec, seed, num_classes,
+                                    class_names=class_names)]
     except ValueError as e:
       if not validation.size:
         raise

@@ -107,7 +107,7 @@ class TfdsPipeline:
     split = subsets.split_train(labels, labels_spec=config.labels,
                                 validation_spec=config.input.validation, seed=config.seed,
                                 num_classes=self.num_classes, filenames=filenames,
-                                dataset=config.dataset)
+                                dataset=config.dataset, class_names=self.class_names)
     self.labeled_indices, self.validation_indices = split.labeled, split.validation
     self._unlabeled_indices = split.unlabeled
     self._validation_cache = None  # this host's validation examples, encoded
