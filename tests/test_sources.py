@@ -201,3 +201,15 @@ def test_hidden_files_are_ignored_even_when_strict(tmp_path):
     f.write(b"\x00\x01 not an image")
   data = sources.load_split(f"folder:{root}", "train", strict=True)
   assert not data.skipped and not any(".DS_Store" in f for f in data.filenames)
+
+
+def test_hidden_folders_are_no_classes(tmp_path):
+  """A notebook's `.ipynb_checkpoints` (or `.git`) beside the class folders, in every split."""
+  root = write_image_folder(tmp_path, per_class=(2, 1))
+  for split in ("train", "test"):
+    os.makedirs(os.path.join(root, split, ".ipynb_checkpoints"))
+    with open(os.path.join(root, split, ".DS_Store"), "wb") as f:
+      f.write(b"\x00\x01 not an image")
+  assert sources.class_names(f"folder:{root}") == ["ant", "bee", "cat"]
+  data = sources.load_split(f"folder:{root}", "test", strict=True)
+  assert data.class_names == ["ant", "bee", "cat"] and len(data.labels) == 3

@@ -5,7 +5,8 @@ Names accepted by `load_split`:
     resized bilinearly to `image_size` (default 32) and replicated to RGB. `train`/`test` is a
     fixed stratified 80/20 split (`train_test_split(..., random_state=0)`): 1,437 / 360.
   * `folder:PATH`: PATH/<split>/<class>/*.jpg|jpeg|png; classes are the sorted subfolders of
-    PATH/train, for every split; hidden files (`.DS_Store`) are ignored. Images are read as
+    PATH/train, for every split; hidden files and folders (`.DS_Store`, `.ipynb_checkpoints`)
+    are ignored (`strict_data` too). Images are read as
     the viewer shows them (`_to_rgb`: EXIF orientation applied, 16-bit scaled to 8, grey,
     palette and CMYK made RGB, transparent pixels composited over black), then resized to
     `image_size` square without a crop: non-square ones are squashed (one warning gives
@@ -100,7 +101,7 @@ def _folder_classes(root: str) -> list[str]:
   train = os.path.join(root, "train")
   if not os.path.isdir(train):
     raise _layout_error(root, f"Image folder {train} does not exist")
-  classes = sorted(e.name for e in os.scandir(train) if e.is_dir())
+  classes = sorted(e.name for e in os.scandir(train) if e.is_dir() and not e.name.startswith("."))
   if not classes:
     raise _layout_error(root, f"Image folder {train} has no class subfolders")
   return classes
@@ -157,7 +158,7 @@ def _load_folder(root: str, split: str, image_size: int | None,
   if not os.path.isdir(split_dir):
     raise _layout_error(root, f"Split folder {split_dir} does not exist")
   unknown = sorted(e.name for e in os.scandir(split_dir)
-                   if e.is_dir() and e.name not in classes)
+                   if e.is_dir() and not e.name.startswith(".") and e.name not in classes)
   if unknown:
     raise _layout_error(root, f"{split_dir} has class folders {unknown} not in train")
 
