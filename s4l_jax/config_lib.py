@@ -2,6 +2,7 @@
 import importlib.util
 import math
 import os
+import re
 from typing import Any
 
 import ml_collections
@@ -15,20 +16,27 @@ from s4l_jax.data import datasets, views
 COMMON_ARGS = dict(evals="default")
 
 
+# Separates the `k=v` items of a config arg: a comma not escaped as `\,`.
+_ARG_SEPARATOR = re.compile(r"(?<!\\),")
+
+
 def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
   """Parses `k=v,k2=v2` (the text after `:` in `--config=file.py:ARG`) over `defaults` and
-  `COMMON_ARGS`.
+  `COMMON_ARGS`; a comma inside a value (a path) is written `\\,`.
 
   Values take the type of their default (bool accepts true/false/1/0). Unknown keys fail
   with a one-line error naming the key and the valid ones.
   """
   defaults = dict(COMMON_ARGS, **defaults)
   out = dict(defaults)
-  for item in filter(None, (arg or "").split(",")):
-    key, sep, value = item.partition("=")
+  for item in filter(None, _ARG_SEPARATOR.split(arg or "")):
+    key, sep, value = item.replace("\\,", ",").partition("=")
     key = key.strip()
     if key not in defaults:
-      raise ValueError(f"Unknown config arg {key!r}; valid args: {', '.join(sorted(defaults))}")
+      comma = (" (a comma inside a value, e.g. in a path, is written \\, : "
+               "dataset=folder:/data/a\\,b)") if not sep else ""
+      raise ValueError(f"Unknown config arg {key!r}; valid args: "
+                       f"{', '.join(sorted(defaults))}{comma}")
     default = defaults[key]
     if not sep and isinstance(default, bool):
       value = "true"

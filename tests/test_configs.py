@@ -10,6 +10,7 @@ import pytest
 
 from s4l_jax import config_lib, evaluators
 from s4l_jax.data import views
+from testing_utils import write_image_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
@@ -45,6 +46,24 @@ def test_parse_arg_types_and_errors():
     config_lib.parse_arg("labls=1pct", labels="10pct")
   with pytest.raises(ValueError, match="steps"):
     config_lib.parse_arg("steps=many", steps=0)
+
+
+def test_parse_arg_comma_in_a_value_is_escaped():
+  a = config_lib.parse_arg(r"dataset=folder:/data/a\,b\,c,steps=2", dataset="", steps=0)
+  assert (a.dataset, a.steps) == ("folder:/data/a,b,c", 2)
+  # Unescaped, the rest of the path is read as an arg: the error says how to escape it.
+  with pytest.raises(ValueError, match=r"^Unknown config arg 'b'; valid args: dataset, evals, "
+                     r"steps \(a comma inside a value, e.g. in a path, is written \\,"):
+    config_lib.parse_arg("dataset=folder:/data/a,b,steps=2", dataset="", steps=0)
+  with pytest.raises(ValueError, match=r"^Unknown config arg 'stpes'; valid args: dataset, "
+                     r"evals, steps$"):  # a misspelt key: no hint
+    config_lib.parse_arg("stpes=2", dataset="", steps=0)
+
+
+def test_folder_with_a_comma_in_its_path_loads(tmp_path):
+  root = write_image_folder(tmp_path / "a,b")
+  c = config_lib.load_config("supervised", f"dataset=folder:{root.replace(',', chr(92) + ',')}")
+  assert c.dataset == f"folder:{root}" and config_lib.dataset_family(c.dataset) == "folder"
 
 
 @pytest.mark.parametrize("name, arg, match", [
