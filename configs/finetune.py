@@ -7,6 +7,10 @@ Args (`--config=configs/finetune.py:pretrained=WORKDIR/export,dataset=digits`):
   labels:     10pct (default) | 1pct | <int> | <int>perclass | all
   steps:      0 = the preset's budget; > 0 overrides the number of training steps
 
+The network is the export's: its trunk architecture (export.json `model`: name, depth, width,
+BatchNorm epsilon; `config_lib.export_trunk`) replaces the preset's, so an export of any
+width (a MOAM one, 2x wider on digits) fits; `--config.model.*` overrides still apply.
+
 The supervised objective on the whole network, initialised from the export (its classes
 head, which had no loss in pretraining, included). The paper's fine-tuning hyper-parameters
 are not released; the defaults are the supervised rows (methods.md 2.6; unverified for this
@@ -26,6 +30,7 @@ def get_config(arg=None):
                              labeled_batch=256 if family == "imagenet2012" else 64)
   c.objective = "supervised"
   c.init_from = a.pretrained
+  c.model.update(config_lib.export_trunk(a.pretrained, missing_ok=True))
   c.trainable = "all"
   config_lib.supervised_preset(c, family, a.labels)
   if a.steps:

@@ -7,6 +7,10 @@ Args (`--config=configs/linear_eval.py:pretrained=WORKDIR/export,dataset=digits`
   labels:     10pct (default) | 1pct | <int> | <int>perclass | all
   steps:      0 = the preset's budget; > 0 overrides the number of training steps
 
+The network is the export's: its trunk architecture (export.json `model`: name, depth, width,
+BatchNorm epsilon; `config_lib.export_trunk`) replaces the preset's, so an export of any
+width (a MOAM one, 2x wider on digits) fits; `--config.model.*` overrides still apply.
+
 Frozen trunk (inference-mode BN, `trainable=heads`), logistic regression by the "classes"
 head reading the global-average-pooled pre_logits through stop_gradient (revisit pools
 adaptively to <= 9000-d instead).
@@ -26,6 +30,7 @@ def get_config(arg=None):
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=512)
   c.objective = "linear_eval"
   c.init_from = a.pretrained
+  c.model.update(config_lib.export_trunk(a.pretrained, missing_ok=True))
   c.model.heads = dict(classes=dict(dims=-1, stop_gradient=True))
   c.trainable = "heads"
   if family == "imagenet2012":

@@ -61,12 +61,7 @@ def start_from_export(stages: dict, export_dir: str, student: str):
   export's trunk and first projection layer (e.g. a released checkpoint converted by
   `python -m s4l_jax.convert simclrv2`), with the export's architecture (and so does the
   student with `student=same`)."""
-  from s4l_jax import export  # pylint: disable=g-import-not-at-top (jax only when used)
-  record = export.load_description(export_dir).get("model")
-  if not record:
-    raise ValueError(f"pretrained={export_dir}: its export.json has no model record; "
-                     "re-export it")
-  trunk = {k: v for k, v in record.items() if k != "heads"}
+  trunk = config_lib.export_trunk(export_dir)
   del stages["pretrain"]
   stages["finetune"].init_from = export_dir
   stages["finetune"].model.update(trunk)

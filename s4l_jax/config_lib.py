@@ -198,6 +198,26 @@ MODEL_PRESETS = {
 }
 
 
+# Keys of an export's `model` record that are choices of the run that trained it, not of the
+# network's architecture: a run starting from the export keeps its own.
+_TRAINING_MODEL_KEYS = ("heads", "dropout", "stochastic_depth", "bn_group_size", "remat", "dtype")
+
+
+def export_trunk(export_dir: str, missing_ok: bool = False) -> dict:
+  """The trunk architecture an export was trained with (its export.json `model` record: name,
+  size keys, BatchNorm momentum / epsilon; not `_TRAINING_MODEL_KEYS`), for `config.model`
+  of a run initialised from it. With `missing_ok`, {} when EXPORT_DIR has no export.json
+  (validation reports it); FileNotFoundError otherwise; ValueError without a model record."""
+  from s4l_jax import export, storage  # pylint: disable=g-import-not-at-top (jax only when used)
+  if missing_ok and not storage.exists(storage.join(export_dir, export.DESCRIPTION_FILE)):
+    return {}
+  record = export.load_description(export_dir).get("model")
+  if not record:
+    raise ValueError(f"{export_dir}: its export.json has no model record (written by an "
+                     "older version); re-export it")
+  return {k: v for k, v in record.items() if k not in _TRAINING_MODEL_KEYS}
+
+
 def simclr_projection_head(keep: int = 0) -> dict:
   """SimCLRv2's projection head (`simclr:model_util.py`, 3 layers, hidden widths 0 = the
   encoder's width, no Dense bias, BN on every layer, the last without beta, Dense init

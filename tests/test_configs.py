@@ -252,3 +252,37 @@ def test_every_config_takes_evals_full(path):
     assert all("kind" not in spec for spec in c.evals.values()), name
   with pytest.raises(ValueError, match=r"^evals='most' must be one of default, full$"):
     config_lib.load_config(path, arg + ",evals=most")
+
+
+@pytest.fixture(name="wide_export", scope="module")
+def wide_export_fixture(tmp_path_factory):
+  """(export dir, variables) of a WRN-10-2 on 10 classes (a MOAM digits export's shape),
+  wider than the WRN-10-1 the digits presets build."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from s4l_jax import export  # pylint: disable=g-import-not-at-top
+  from s4l_jax.models import build_model, init as model_init  # pylint: disable=g-import-not-at-top
+  model_config = dict(name="wrn", depth=10, width=2, bn_epsilon=1e-4)
+  variables = model_init.init_variables(build_model(model_config, 10), (8, 8, 3),
+                                        jax.random.PRNGKey(0))
+  export_dir = str(tmp_path_factory.mktemp("moam") / "export")
+  export.write_export(export_dir, model_config, variables, image_size=8, channels=3,
+                      class_names=[str(i) for i in range(10)], meta=dict(method="moam"))
+  return export_dir, variables
+
+
+@pytest.mark.parametrize("name", ["finetune", "linear_eval"])
+def test_pretrained_export_gives_the_trunk_unless_overridden(wide_export, name):
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from s4l_jax.models import build_model, init as model_init  # pylint: disable=g-import-not-at-top
+  export_dir, variables = wide_export
+  c = config_lib.load_config(name, f"pretrained={export_dir},dataset=digits")
+  assert (c.model.name, c.model.depth, c.model.width, c.model.bn_epsilon) == ("wrn", 10, 2, 1e-4)
+  start = model_init.init_variables(build_model(c.model, 10), (8, 8, 3), jax.random.PRNGKey(1),
+                                    init_from=export_dir, init_take=c.init_take)
+  jax.tree.map(np.testing.assert_array_equal, start["params"]["trunk"],
+               variables["params"]["trunk"])
+  c.model.width = 1  # --config.model.width=1 applies after get_config: the export no longer fits
+  with pytest.raises(ValueError, match=r"init_from .*: .* has shape .* in the export but"):
+    model_init.init_variables(build_model(c.model, 10), (8, 8, 3), jax.random.PRNGKey(1),
+                              init_from=export_dir, init_take=c.init_take)
