@@ -40,6 +40,10 @@ _COMPILATION_CACHE = flags.DEFINE_string(
     "compilation_cache_dir", "", "Persistent XLA compilation cache: '' = "
     "$JAX_COMPILATION_CACHE_DIR or ~/.cache/s4l_jax/xla, 'off' = none, else a directory "
     "(re-runs and later stages reuse compiled steps).")
+_CHECK_ONLY = flags.DEFINE_bool(
+    "check_only", False, "Only check the config as a run does before creating anything (keys, "
+    "values and ranges, loss keys, stage references; not the data, nor --workdir) and exit: "
+    "one line, exit status 0 if it would start (launch/run.sh runs this locally).")
 flags.mark_flags_as_required(["config"])
 
 
@@ -113,10 +117,27 @@ def storage_failure(error: BaseException, workdir: str) -> str | None:
   return f"{os.strerror(int(code[1]))}: {path}"
 
 
+def check_only(config) -> str:
+  """`--check_only`: 'config OK: ...' or, for a config that cannot train, 'ERROR: ...'."""
+  from s4l_jax import runner  # pylint: disable=g-import-not-at-top
+  try:
+    runner.check(config)
+  except ValueError as e:
+    sys.exit(f"ERROR: {e}")
+  if "stages" in config:
+    stages = runner.selected_stages(config)
+    return (f"config OK: {config.get('method', 'pipeline')} on "
+            f"{config.stages[stages[0]].dataset}, stages {', '.join(stages)}")
+  return f"config OK: {config.objective} on {config.dataset}"
+
+
 def main(argv):
   del argv
   from s4l_jax import logs  # pylint: disable=g-import-not-at-top
   logs.configure()  # third-party INFO (Orbax, JAX, TF) only with --verbosity=1
+  if _CHECK_ONLY.value:
+    print(check_only(_CONFIG.value))
+    return
   import jax  # pylint: disable=g-import-not-at-top
   from s4l_jax import compilation_cache  # pylint: disable=g-import-not-at-top
   compilation_cache.configure(_COMPILATION_CACHE.value)

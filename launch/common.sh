@@ -92,6 +92,22 @@ quote() {
   printf '%s' "${out% }"
 }
 
+# check_config_locally CONFIG WORKDIR [--config.key=value ...] : main.py --check_only, here;
+# dies with its one-line error. Skipped (with a note) when $LOCAL_PYTHON (default python3)
+# cannot import s4l_jax.
+check_config_locally() {
+  local python="${LOCAL_PYTHON:-python3}" config="$1" workdir="$2" out
+  shift 2
+  if out="$(cd "${REPO_ROOT}" && "${python}" main.py --check_only "--config=${config}" \
+            "--workdir=${workdir}" "$@" 2>&1)"; then
+    printf '%s\n' "${out}" | tail -n 1
+  elif [[ "${out}" == *ModuleNotFoundError* || -z "$(command -v "${python}")" ]]; then
+    echo "note: config not checked locally (${python} cannot run main.py: pip install -e . or set LOCAL_PYTHON)" >&2
+  else
+    die "config refused: $(printf '%s\n' "${out}" | tail -n 1)"
+  fi
+}
+
 # check_run_name NAME : run names become GCS paths and file names.
 check_run_name() {
   [[ "$1" =~ ^[A-Za-z0-9._-]+$ ]] || die "run name '$1' may only hold letters, digits, '.', '_' and '-'."

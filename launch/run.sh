@@ -11,6 +11,9 @@
 # CONFIG may be given as `s4l_rotation.py[:ARGS]`; it is then looked up in configs/.
 # FORCE=1 skips the check that no other run is alive on the workers. --dry_run prints the gcloud
 # command (with the remote script) and runs nothing.
+# First, here, `main.py --check_only` checks the config as main.py would before creating
+# anything (one line; a bad config stops here, dry run or not), with $LOCAL_PYTHON (default
+# python3) when it can import the package; otherwise it says the check was skipped.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -32,6 +35,7 @@ done
 load_env PROJECT ZONE TPU_NAME TFDS_DATA_DIR WORKDIR_ROOT
 
 workdir="${WORKDIR_ROOT%/}/${run_name}"
+check_config_locally "${config}" "${workdir}" "$@"
 train_cmd="\"\$HOME/${REMOTE_VENV}/bin/python\" $(quote main.py "--config=${config}" "--workdir=${workdir}" --jax_distributed "$@")"
 run_dir="\$HOME/${RUNS_DIR}/${run_name}"
 # The wrapper records main.py's PID (for stop.sh) and, when it ends, its exit status.

@@ -35,15 +35,35 @@ def run(config, workdir: str) -> dict:
     raise
 
 
+def check(config):
+  """Raises ValueError (one line) for a config, one run or a pipeline, that cannot train
+  whatever the machine and data (`validation.validate_config`; a pipeline's stage names and
+  references too): `main.py --check_only`. Creates nothing."""
+  if "stages" not in config:
+    _check_no_stage_refs(config)
+    validation.validate_config(config)
+    return
+  selected_stages(config)
+  for name in config.stages:
+    try:
+      validation.validate_config(config.stages[name].copy_and_resolve_references())
+    except ValueError as e:
+      raise ValueError(f"stages.{name}: {e}") from None
+
+
+def _check_no_stage_refs(config):
+  for key in config_lib.EXPORT_PATH_KEYS:
+    if config[key].startswith("@"):
+      raise ValueError(f"{key}={config[key]!r}: '@<stage>' names a stage's export only "
+                       "inside a pipeline config (config.stages); give an export directory")
+
+
 def run_one(config, workdir: str, stage_root: str | None = None) -> dict:
   """Trains one run in `workdir`. A pipeline's stage (`stage_root`: the pipeline's workdir)
   trains with its `@<stage>` references resolved to STAGE_ROOT/<stage>/export and records
   them as written in config.json, so that a copied or moved workdir resumes."""
   if stage_root is None:
-    for key in config_lib.EXPORT_PATH_KEYS:
-      if config[key].startswith("@"):
-        raise ValueError(f"{key}={config[key]!r}: '@<stage>' names a stage's export only "
-                         "inside a pipeline config (config.stages); give an export directory")
+    _check_no_stage_refs(config)
   resolved = config if stage_root is None else resolve_stage_refs(config, stage_root)
   validation.validate(resolved)
   workdir_lib.check_config(config, workdir, stage_root)
@@ -108,14 +128,21 @@ def stage_order(stages) -> list[str]:
   return order
 
 
-def run_stages(config, workdir: str) -> dict:
+def selected_stages(config) -> list[str]:
+  """The stages `config.run_stages` selects ("all", or names joined by "+"), in run order;
+  ValueError (one line) naming an unknown one."""
   names = stage_order(config.stages)
   selected = names if config.run_stages == "all" else config.run_stages.split("+")
   unknown = set(selected) - set(names)
   if unknown:
     raise ValueError(f"no stage {', '.join(sorted(unknown))} in this pipeline (the config arg "
                      f"step=, or --config.run_stages); its stages: {', '.join(names)}, or all")
-  selected = [name for name in names if name in selected]
+  return [name for name in names if name in selected]
+
+
+def run_stages(config, workdir: str) -> dict:
+  names = stage_order(config.stages)
+  selected = selected_stages(config)
   for name in names:  # fail fast on everything that does not depend on an earlier stage
     stage = config.stages[name].copy_and_resolve_references()
     try:  # `@stage` exports are checked when their stage has run

@@ -140,22 +140,31 @@ def batch_warnings(config, *, num_labeled: int, num_eval: int) -> list[str]:
   return out
 
 
-def validate(config):
-  """Raises ValueError / FileNotFoundError for a config that cannot train, before any work."""
+def validate_config(config):
+  """Raises ValueError for a config that cannot train whatever the machine and data: keys,
+  values and ranges, the objective's loss keys, parameter subtrees (`launch/run.sh` runs
+  this locally, through `main.py --check_only`, before starting anything)."""
   check_values(config)
   check_evals(config)
   # An unknown dataset or a pipeline that cannot serve it fails here, listing the valid ones.
   datasets.check_pipeline(config.dataset, config.input.pipeline)
-  datasets.check_tensorflow(config.dataset, config.input.pipeline)
-  kind, value = subsets.parse_labels_spec(config.labels)
-  if kind == "file" and not os.path.isfile(value):
-    raise FileNotFoundError(f"labels=file:{value}: no such label list file")
+  subsets.parse_labels_spec(config.labels)
   objectives.check_config(config)
   for key in ("trainable", "init_take"):  # names of top-level parameter subtrees
     subtrees.select(config[key], models.parameter_modules(config.model), key)
   if config.optimizer.lars_exclude:
     subtrees.select(config.optimizer.lars_exclude, models.parameter_modules(config.model),
                     "optimizer.lars_exclude")
+
+
+def validate(config):
+  """Raises ValueError / FileNotFoundError for a config that cannot train, before any work:
+  `validate_config`, then what this machine and its files must provide."""
+  validate_config(config)
+  datasets.check_tensorflow(config.dataset, config.input.pipeline)
+  kind, value = subsets.parse_labels_spec(config.labels)
+  if kind == "file" and not os.path.isfile(value):
+    raise FileNotFoundError(f"labels=file:{value}: no such label list file")
   # An export path `@stage` (a pipeline's earlier stage) is checked once that stage has run.
   exports = [k for k in config_lib.EXPORT_PATH_KEYS if config[k] and config[k][0] != "@"]
   for key in exports:

@@ -11,6 +11,7 @@ import os
 import pathlib
 import shlex
 import subprocess
+import sys
 import time
 
 import pytest
@@ -334,3 +335,21 @@ def test_run_until_done_does_not_rerun_a_stopped_run(env):
   assert (run_dir / "worker0.stopped").exists()
   assert (run_dir / "worker0.exit").read_text() == "0\n"  # the stand-in's status after SIGTERM
   assert sum("nohup" in a for c in _calls(env["log"]) for a in c) == 1
+
+
+@pytest.mark.slow
+def test_run_checks_the_config_locally_before_anything(env):
+  """The same one-line check main.py makes, here, dry run or not: a bad config calls nothing."""
+  e = dict(env["env"], LOCAL_PYTHON=sys.executable, FAKE_EXEC="0")
+  bad = _run([LAUNCH / "run.sh", "--dry_run", "configs/fixmatch.py", "fm",
+              "--config.loss.threshold=1.5"], e, check=False)
+  assert bad.returncode != 0 and "Traceback" not in bad.stderr
+  assert bad.stderr.strip().splitlines()[-1] == (
+      "error: config refused: ERROR: loss.threshold=1.5 must be in [0, 1] (objective fixmatch)")
+  assert _calls(env["log"]) == []
+  good = _run([LAUNCH / "run.sh", "--dry_run", "configs/moam.py", "moam"], e)
+  assert "config OK: moam on imagenet2012, stages step1, step2, step3" in good.stdout
+  # A python that cannot run main.py: the check is skipped, with a note.
+  skipped = _run([LAUNCH / "run.sh", "--dry_run", "configs/vat.py", "vat"],
+                 dict(e, LOCAL_PYTHON="no-such-python"))
+  assert "config not checked locally" in skipped.stderr

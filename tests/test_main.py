@@ -70,3 +70,17 @@ def test_full_disk_ends_in_one_line(full_disk):
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith(f"ERROR: {os.strerror(errno.ENOSPC)}: {workdir}/checkpoints/2: the "
                          "workdir must be writable, with free space"), last
+
+
+def test_check_only_checks_the_config_and_creates_nothing(tmp_path):
+  workdir = tmp_path / "w"
+  for overrides, rc, last in (
+      ([], 0, "config OK: supervised on digits"),
+      (["--config.lr.base=-1"], 1, "ERROR: lr.base=-1.0 must be > 0")):
+    proc = subprocess.run([sys.executable, "main.py", "--check_only", f"--workdir={workdir}",
+                           "--config=configs/supervised.py:dataset=digits", *overrides],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == rc, proc.stderr[-2000:]
+    assert (proc.stdout + proc.stderr).strip().splitlines()[-1] == last
+  assert not workdir.exists()
