@@ -66,6 +66,10 @@ def start_from_export(stages: dict, export_dir: str, student: str):
   if not record:
     raise ValueError(f"pretrained={export_dir}: its export.json has no model record; "
                      "re-export it")
+  if "proj" not in record["heads"]:
+    raise ValueError(f"pretrained={export_dir} has no projection head 'proj' (e.g. converted "
+                     "with --head=none); fine-tuning starts from proj_1: convert with "
+                     "--head=projection or supervised")
   trunk = {k: v for k, v in record.items() if k != "heads"}
   del stages["pretrain"]
   stages["finetune"].init_from = export_dir
