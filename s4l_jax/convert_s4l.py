@@ -25,13 +25,14 @@ heads of the same names (`classes`, `rotations`, `embeddings`). The released mod
 `resize_small(256)|crop(224)|-1_to_1` (the export's [-1, 1] input after that crop), and
 classes in the label order of the slim ImageNet TFRecords minus 1 (sorted WNIDs, as tfds).
 """
+import collections
 import os
+import re
 
 from s4l_jax import convert, export
 
 ROOT = "root_block/conv2d/kernel"  # the stem, which locates the module's scope
 BLOCK_UNITS = (3, 4, 6, 3)  # ResNet-50: the only depth of `resnet50v2`
-BN_TENSORS = convert.BN_TENSORS
 TRUNK_SCOPES = ("root_block", "block1", "block2", "block3", "block4", "batch_normalization")
 IGNORED = ("global_step",)
 EVAL_CROP = ("[-1, 1] = uint8 / 255 * 2 - 1 after resize_small(256) (area) and a central "
@@ -64,11 +65,12 @@ def infer_architecture(shapes: dict, scope: str) -> dict:
   if stem[:3] != (7, 7, 3) or remainder or k < 1:
     raise ValueError(f"{scope}{ROOT} has shape {stem}: no filters_factor gives it "
                      "(7 x 7 x 3 x 16k)")
-  units = tuple(sum(f"{scope}block{b}/unit{u}/a/conv2d/kernel" in shapes for u in range(1, 99))
-                for b in range(1, 5))
+  unit = re.compile(re.escape(scope) + r"block(\d+)/unit\d+/a/conv2d/kernel")
+  per_block = collections.Counter(int(m[1]) for m in map(unit.fullmatch, shapes) if m)
+  units = tuple(per_block[b] for b in range(1, 5))
   first = shapes.get(f"{scope}block1/unit1/a/conv2d/kernel", ())
   if units != BLOCK_UNITS or first[:2] != (1, 1):
-    raise ValueError(f"{scope}: blocks of {units} units "
+    raise ValueError(f"{scope or 'the module'}: blocks of {units} units "
                      f"{'(bottleneck)' if first[:2] == (1, 1) else '(not bottleneck)'}; this "
                      f"project's resnet50v2 is the ResNet-50 of {BLOCK_UNITS} bottleneck units")
   return dict(filters_factor=k)
@@ -95,7 +97,7 @@ def name_map(scope: str, heads) -> list[tuple[str, tuple[str, ...]]]:
   def bn(tf_scope, module):
     out.extend((f"{scope}{tf_scope}batch_normalization/{leaf}",
                 (collection, "trunk", module, ours))
-               for leaf, (collection, ours) in BN_TENSORS.items())
+               for leaf, (collection, ours) in convert.BN_TENSORS.items())
 
   conv("root_block/", "root_conv")
   for b, units in enumerate(BLOCK_UNITS):
