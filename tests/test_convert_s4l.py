@@ -149,3 +149,27 @@ def test_paths_and_options_that_are_no_module(tmp_path):
   assert result.stderr.strip().splitlines()[-1] == (
       "ERROR: --head applies to simclrv2 checkpoints, not to S4L modules")
   assert not os.path.exists(tmp_path / "export")
+
+
+REAL_MODULE_ENV = "S4L_HUB_MODULE"
+
+
+@pytest.mark.skipif(not os.environ.get(REAL_MODULE_ENV),
+                    reason=f"set {REAL_MODULE_ENV}=a released S4L Hub module folder (e.g. "
+                    "gs://s4l-models/supervised_10p, copied)")
+def test_real_module_matches_the_official_forward_pass(tmp_path):
+  path = os.environ[REAL_MODULE_ENV]
+  description = convert_s4l.convert_s4l(path, str(tmp_path / "export"), image_size=64)
+  reader = convert.CheckpointReader(convert_s4l.variables_prefix(path))
+  scope = convert_s4l.module_scope(reader.shapes)
+  values = {name[len(scope):]: reader.get(name) for name in reader.shapes}
+  images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+  heads = description["model"]["heads"]
+  want = ref.forward(ref.Variables(values), images / 255.0 * 2 - 1,
+                     filters_factor=description["model"]["filters_factor"],
+                     outputs={name: head["dims"][-1] for name, head in heads.items()})
+  model, variables, _ = export.load_model(str(tmp_path / "export"))
+  got = model.apply(variables, export.to_model_input(images), train=False)
+  for output, value in want.items():
+    np.testing.assert_array_less(np.abs(np.asarray(got[output]) - value).max(),
+                                 RTOL * np.abs(value).max(), err_msg=output)
