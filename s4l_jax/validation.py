@@ -120,6 +120,9 @@ def check_export_classes(export_dir: str, description: dict, dataset: str, names
                          role: str = "export"):
   """Rejects an export whose classes (names, in label order) are not `dataset`'s `names`."""
   theirs = list(description.get("class_names", []))
+  if not theirs:
+    raise ValueError(f"{role} {export_dir} has no classifier (features only, e.g. converted "
+                     "with --head=projection or none): it predicts no classes")
   if theirs != list(names):
     raise ValueError(f"{role} {export_dir} predicts {_describe(theirs)} but {dataset} has "
                      f"{_describe(list(names))}; they must be the same classes in the same order")
