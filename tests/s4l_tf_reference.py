@@ -14,6 +14,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from simclr_tf_reference import random_weight  # the same random draws as the SimCLRv2 reference
+
 NUM_LAYERS = (3, 4, 6, 3)  # resnet50
 BATCH_NORM_EPSILON = 1e-3  # tf.layers.batch_normalization's default
 
@@ -28,21 +30,11 @@ class Variables:
 
   def get(self, name, shape, kind):
     if self.rng is not None:
-      self.values[name] = self._random(shape, kind)
+      self.values[name] = random_weight(self.rng, shape, kind)
     value = np.asarray(self.values[name], np.float32)
     assert value.shape == tuple(shape), (name, value.shape, shape)
     self.read.append(name)
     return tf.constant(value)
-
-  def _random(self, shape, kind):
-    r = self.rng
-    if kind == "kernel":  # HWIO, fan-in scaled
-      return (r.normal(size=shape) / np.sqrt(np.prod(shape[:-1]))).astype(np.float32)
-    if kind == "gamma":
-      return r.uniform(0.5, 1.5, shape).astype(np.float32)
-    if kind == "moving_variance":
-      return r.uniform(0.5, 2.0, shape).astype(np.float32)
-    return r.normal(0.0, 0.2, shape).astype(np.float32)  # beta, moving_mean, bias
 
 
 def batch_norm(v, x, scope):
