@@ -1,10 +1,10 @@
 """Config checks that fail in seconds, with one line naming the problem, before any work."""
 import os
 
-from s4l_jax import (config_lib, distributed, evaluators, export, models, objectives,  # pylint: disable=g-multiple-import
-                     permutations, pseudo_label, storage, vat)
+from s4l_jax import (colorization, config_lib, distributed, evaluators, export, models,  # pylint: disable=g-multiple-import
+                     objectives, permutations, pseudo_label, storage, vat)
 from s4l_jax.data import datasets, sources, subsets, views
-from s4l_jax.models import subtrees
+from s4l_jax.models import heads, subtrees
 
 MIN_IMAGE_SIZE = 8  # the smallest input size tested (tests train at 8x8)
 EVAL_SPLITS = ("validation", "test")
@@ -72,6 +72,13 @@ def check_values(config):
     _require(config.model.heads.get("jigsaw") == width, f"model.heads.jigsaw="
              f"{config.model.heads.get('jigsaw')!r} must be {width}: 9 blocks of P = "
              f"{len(table)} logits (P = the rows of loss.permutations)")
+  if "colorization" in config.model.heads:
+    head = config.model.heads.colorization
+    bins = len(colorization.ab_bins())
+    _require(hasattr(head, "keys") and tuple(head.get("dims", ())) == (bins,)
+             and head.get("input") == heads.FEATURE_MAP,
+             f"model.heads.colorization must be dict(dims=({bins},), input="
+             f"{heads.FEATURE_MAP!r}): a dense head of Q = {bins} ab-bin logits")
   if config.objective == "pirl":
     _require(config.input.pipeline == "memory", "objective pirl reads each image's index, "
              "which only input.pipeline=memory carries (digits, cifar10, folder:)")
