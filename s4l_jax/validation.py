@@ -79,9 +79,16 @@ def check_values(config):
              and head.get("input") == heads.FEATURE_MAP,
              f"model.heads.colorization must be dict(dims=({bins},), input="
              f"{heads.FEATURE_MAP!r}): a dense head of Q = {bins} ab-bin logits")
+  if config.objective in ("pirl", "clusterfit"):
+    _require(config.input.pipeline == "memory", f"objective {config.objective} reads each "
+             "image's index, which only input.pipeline=memory carries (digits, cifar10, folder:)")
+  if config.objective == "clusterfit":
+    _require(bool(config.frozen_teacher), "objective clusterfit clusters the features of "
+             "frozen_teacher: set frozen_teacher=DIR/export (configs/clusterfit.py: pretrained=)")
+    _require(config.model.heads.get("clusters") == config.loss.num_clusters,
+             f"model.heads.clusters={config.model.heads.get('clusters')!r} must be "
+             f"loss.num_clusters={config.loss.num_clusters}")
   if config.objective == "pirl":
-    _require(config.input.pipeline == "memory", "objective pirl reads each image's index, "
-             "which only input.pipeline=memory carries (digits, cifar10, folder:)")
     _require(config.model.heads.get("pirl_tiles") == views.NUM_TILES * config.loss.embed_dim
              and config.model.heads.get("pirl_image") == config.loss.embed_dim,
              "model.heads.pirl_image / pirl_tiles must be loss.embed_dim / 9 x loss.embed_dim")
