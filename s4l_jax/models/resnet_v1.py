@@ -39,7 +39,7 @@ class ResNetV1(Trunk):
       nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"))
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool, spatial: bool = False):
     if self.depth not in BLOCKS:
       raise ValueError(f"ResNet v1 depth must be one of {sorted(BLOCKS)}, got {self.depth}.")
     w = self.width_multiplier
@@ -62,7 +62,7 @@ class ResNetV1(Trunk):
         stride = 2 if b > 0 and u == 0 else 1
         x = unit(x, 64 * w * 2**b, stride, train, f"block{b + 1}_unit{u + 1}", next(survival))
       self.sow_block(b + 1, x)
-    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    return self.outputs(x, spatial)
 
   def _unit(self, x, filters, stride, train, name, survival):
     """Bottleneck unit (simclr `bottleneck_block`): (N, H, W, C) -> (N, H/s, W/s, 4 filters);
