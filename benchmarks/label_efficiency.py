@@ -319,10 +319,10 @@ def to_markdown(summary: dict, header: str = "") -> str:
                  f"{pct(s, 'val_top1')} | {pct(s, 'best_val_top1')} | "
                  f"{pct(s, 'median5_val_top1')} | {s['wall_s']:.0f} | "
                  f"{s['images_per_s']:.0f} |")
-  signal = [f"- {m}: mask rate {100 * s['mask_rate']:.1f} %, accuracy of the masked "
-            f"pseudo-labels {100 * s['masked_pseudo_label_accuracy']:.1f} % (last 10 % of "
-            "the logged steps)" for m, s in summary.items()
-            if s.get("masked_pseudo_label_accuracy") is not None]
+  masked = lambda s: ("none above the threshold" if s.get("masked_pseudo_label_accuracy") is None
+                      else f"{100 * s['masked_pseudo_label_accuracy']:.1f} % correct")
+  signal = [f"- {m}: mask rate {100 * s['mask_rate']:.1f} % ({masked(s)}; last 10 % of the "
+            "logged steps)" for m, s in summary.items() if s.get("mask_rate") is not None]
   if signal:
     lines += ["", "Pseudo-labels of the confidence-masked methods:", ""] + signal
   staged = {m: s["stages"] for m, s in summary.items() if s.get("stages")}
@@ -339,7 +339,9 @@ def plot(results: dict, summary: dict, path: str, title: str):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5))
+  masked = [m for m in summary if any(r.get("pseudo_label_curve") for r in results[m])]
+  fig, axes = plt.subplots(1, 3 if masked else 2, figsize=(19 if masked else 13, 4.5))
+  ax1, ax2 = axes[:2]
   names = list(summary)
   ax1.bar(range(len(names)), [100 * summary[m]["test_top1"] for m in names],
           yerr=[100 * summary[m]["test_top1_std"] for m in names], capsize=4, color="C0")
@@ -354,6 +356,17 @@ def plot(results: dict, summary: dict, path: str, title: str):
   ax2.set_xlabel("step (last stage)")
   ax2.set_ylabel("validation top-1 %")
   ax2.legend(fontsize=7)
+  for i, m in enumerate(masked):  # FixMatch's signal: mask rate, accuracy of the masked labels
+    for j, r in enumerate(results[m]):
+      steps, rate, accuracy = zip(*r["pseudo_label_curve"])
+      axes[2].plot(steps, [100 * v for v in rate], color=f"C{i}",
+                   label=f"{m}: mask rate" if j == 0 else None)
+      axes[2].plot(steps, [None if v is None else 100 * v for v in accuracy], color=f"C{i}",
+                   linestyle=":", label=f"{m}: masked correct" if j == 0 else None)
+  if masked:
+    axes[2].set_xlabel("step")
+    axes[2].set_ylabel("% of the unlabeled batch / of the masked")
+    axes[2].legend(fontsize=7)
   fig.suptitle(title)
   fig.tight_layout()
   fig.savefig(path, dpi=100)

@@ -41,9 +41,9 @@ Args: dataset (imagenet2012), labels (10pct), model (r50_1x | r50_2x_sk | r152_3
 ImageNet only), student (same | r50_1x), step (0 = all three; 1|2|3 = that one: an earlier
 stage's export must exist), steps (> 0: that many steps per stage), memory (0 = off; K > 0:
 the queue's size), pretrained (an export, e.g. a released checkpoint converted by
-`python -m s4l_jax.convert simclrv2`: no pretraining stage; fine-tuning starts from its trunk
-and proj_1 with its architecture, as does the student with student=same; step 0 = fine-tune
-and distill, 2|3 = one of them).
+`python -m s4l_jax.convert simclrv2` with --head=supervised or projection: no pretraining
+stage; fine-tuning starts from its trunk and proj_1 with its architecture, as does the
+student with student=same; step 0 = fine-tune and distill, 2|3 = one of them).
 Re-running resumes at the stage and step where it stopped; stage keys can be overridden:
 `--config.stages.finetune.lr.base=0.01`.
 """
@@ -61,7 +61,12 @@ def start_from_export(stages: dict, export_dir: str, student: str):
   export's trunk and first projection layer (e.g. a released checkpoint converted by
   `python -m s4l_jax.convert simclrv2`), with the export's architecture (and so does the
   student with `student=same`)."""
-  trunk = config_lib.export_trunk(export_dir)
+  trunk = config_lib.export_trunk(export_dir)  # its architecture; ValueError without a record
+  from s4l_jax import export  # pylint: disable=g-import-not-at-top (jax only when used)
+  if "proj" not in export.load_description(export_dir)["model"]["heads"]:
+    raise ValueError(f"pretrained={export_dir} has no projection head 'proj' (e.g. converted "
+                     "with --head=none); fine-tuning starts from proj_1: convert with "
+                     "--head=projection or supervised")
   del stages["pretrain"]
   stages["finetune"].init_from = export_dir
   stages["finetune"].model.update(trunk)

@@ -7,8 +7,9 @@ from typing import Any
 
 import ml_collections
 
-from s4l_jax import evaluators, permutations
+from s4l_jax import colorization, evaluators, permutations
 from s4l_jax.data import datasets, views
+from s4l_jax.models import heads
 
 
 # Config args every config takes, with their defaults: `evals=full` turns on every
@@ -431,6 +432,16 @@ def relative_position_task(c):
   the head "relative_position": 2 blocks (centre, neighbour) of 8 logits per patch."""
   c.input.unlabeled.view = "relative_position"
   c.model.heads.relative_position = 2 * len(views.NEIGHBOURS)
+
+
+def colorization_task(c):
+  """The colorization pretext task on the unlabeled stream (view `train`): the dense head
+  "colorization" (Q = the ab bins' count logits per feature-map position) and Zhang et al.'s
+  soft targets (5 nearest bins, sigma 5) and rebalancing (lambda 0.5)."""
+  c.input.unlabeled.view = "train"
+  c.model.heads.colorization = dict(dims=(len(colorization.ab_bins()),),
+                                    input=heads.FEATURE_MAP)
+  c.loss.update(dict(neighbours=5, sigma=5.0, rebalance_lambda=0.5))
 
 
 def supervised_preset(c, family: str, labels: str):

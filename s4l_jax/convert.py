@@ -1,7 +1,12 @@
 """Released SimCLRv2 TF1 checkpoints -> this project's export (`export.write_export`).
 
     python -m s4l_jax.convert simclrv2 CKPT_DIR_OR_PREFIX --out=EXPORT_DIR
-        [--weights=auto|ema|raw] [--classifier_input=auto|pre_logits|proj_1] [--image_size=224]
+        [--weights=auto|ema|raw] [--head=supervised|projection|none]
+        [--classifier_input=auto|pre_logits|proj_1] [--image_size=224]
+    python -m s4l_jax.convert s4l HUB_MODULE_DIR --out=EXPORT_DIR [--image_size=224]
+
+(the second: S4L's released TF1 Hub modules, `s4l_jax/convert_s4l.py`; this module holds the
+CLI and the checkpoint reading both share)
 
 reads a name-based TF1 checkpoint of google-research/simclr (`base_model/conv2d[_N]/kernel`,
 `base_model/batch_normalization[_N]/{gamma,beta,moving_mean,moving_variance}`,
@@ -13,10 +18,14 @@ export every run writes (`predict.jax`, `variables/`, `export.json`), so `init_f
 the checkpoint.
 
 The model: `resnet_v1` (depth, width multiplier and SK inferred from the checkpoint's counts
-and shapes: R50 has 53 convolutions and 53 BatchNorms, with SK 87 and 71), the 3-layer
-projection head `proj` and the checkpoint's linear classifier as `classes`, reading the
-pooled features (`pre_logits`: pretrained, supervised and finetuned_100pct checkpoints) or
-the first projection layer (`proj_1`: finetuned_1pct / 10pct, SimCLR's `ft_proj_selector=1`).
+and shapes: R50 has 53 convolutions and 53 BatchNorms, with SK 87 and 71) and, by `--head`:
+`supervised` (default) the 3-layer projection head `proj` and the checkpoint's linear
+classifier as `classes`, reading the pooled features (`pre_logits`: pretrained, supervised
+and finetuned_100pct checkpoints) or the first projection layer (`proj_1`: finetuned_1pct /
+10pct, SimCLR's `ft_proj_selector=1`); `projection` the projection head and no classifier
+(an export of features and projections, no predict.jax: fine-tuning from `proj_1` takes
+trunk and proj_1 from it); `none` the trunk alone. The heads left out are skipped on purpose;
+a requested head the checkpoint lacks fails in one line.
 The TF variable names are generated from (depth, SK) in the official code's creation order
 (`conv2d_10` follows `conv2d_9`); every selected tensor fills exactly one variable of the
 model, with its shape, or the conversion fails in one line naming the tensor.
@@ -40,7 +49,11 @@ from s4l_jax.models import resnet_v1  # pylint: disable=g-import-not-at-top,wron
 IGNORED = ("global_step", "memory")
 SLOT_SUFFIX = "/Momentum"
 EMA_PREFIX = "ema_model/"
-CLASSIFIER = "head_supervised/linear_layer/dense/"
+SUPERVISED_SCOPE, PROJECTION_SCOPE = "head_supervised/", "head_contrastive/"
+CLASSIFIER = SUPERVISED_SCOPE + "linear_layer/dense/"
+# --head -> the checkpoint scopes the export takes besides base_model/
+HEAD_SCOPES = {"supervised": (PROJECTION_SCOPE, SUPERVISED_SCOPE),
+               "projection": (PROJECTION_SCOPE,), "none": ()}
 CLASSIFIER_INPUTS = ("pre_logits", "proj_1")
 # Released checkpoint folders (gs://simclr-checkpoints/simclrv2/<folder>/...) -> the input of
 # their classifier (`--classifier_input=auto`).
@@ -135,9 +148,10 @@ def infer_architecture(shapes: dict, prefix: str) -> dict:
               sk_ratio=config_lib.SIMCLR_SK_RATIO if sk else 0.0)
 
 
-def name_map(depth: int, sk: bool) -> list[tuple[str, tuple[str, ...]]]:
+def name_map(depth: int, sk: bool, head: str = "supervised"
+             ) -> list[tuple[str, tuple[str, ...]]]:
   """[(TF name without the ema prefix, (collection, *path in the flax variables))], in the
-  order simclr's resnet.py and model_util.py create the variables."""
+  order simclr's resnet.py and model_util.py create the variables; the heads of `--head`."""
   out, counts = [], {"conv2d": 0, "batch_normalization": 0}
 
   def conv(module):
@@ -171,22 +185,28 @@ def name_map(depth: int, sk: bool) -> list[tuple[str, tuple[str, ...]]]:
         conv(f"{unit}_sk_conv2")
       conv(f"{unit}_conv3")
       bn(f"{unit}_bn3")
-  for k in range(3):  # head_contrastive/nl_k: dense (no bias) -> BN (the last without beta)
-    module = f"head_proj_{k + 1}"
-    out.append((f"head_contrastive/nl_{k}/dense/kernel", ("params", module, "kernel")))
-    for leaf, (collection, ours) in BN_TENSORS.items():
-      if not (k == 2 and leaf == "beta"):
-        out.append((f"head_contrastive/nl_{k}/batch_normalization/{leaf}",
-                    (collection, module, "bn", ours)))
-  out += [(CLASSIFIER + "kernel", ("params", "head_classes", "kernel")),
-          (CLASSIFIER + "bias", ("params", "head_classes", "bias"))]
+  if PROJECTION_SCOPE in HEAD_SCOPES[head]:
+    for k in range(3):  # head_contrastive/nl_k: dense (no bias) -> BN (the last without beta)
+      module = f"head_proj_{k + 1}"
+      out.append((f"{PROJECTION_SCOPE}nl_{k}/dense/kernel", ("params", module, "kernel")))
+      for leaf, (collection, ours) in BN_TENSORS.items():
+        if not (k == 2 and leaf == "beta"):
+          out.append((f"{PROJECTION_SCOPE}nl_{k}/batch_normalization/{leaf}",
+                      (collection, module, "bn", ours)))
+  if SUPERVISED_SCOPE in HEAD_SCOPES[head]:
+    out += [(CLASSIFIER + "kernel", ("params", "head_classes", "kernel")),
+            (CLASSIFIER + "bias", ("params", "head_classes", "bias"))]
   return out
 
 
-def released_model_record(architecture: dict, classifier_input: str) -> dict:
-  """The export's `model`: SimCLRv2's resnet_v1, projection head and linear classifier."""
-  heads = dict(proj=config_lib.simclr_projection_head(),
-               classes=dict(dims=-1, input=classifier_input))
+def released_model_record(architecture: dict, head: str, classifier_input: str) -> dict:
+  """The export's `model`: SimCLRv2's resnet_v1 with the heads `--head` keeps (projection
+  head `proj`, linear classifier `classes` on `classifier_input`)."""
+  heads = {}
+  if PROJECTION_SCOPE in HEAD_SCOPES[head]:
+    heads["proj"] = config_lib.simclr_projection_head()
+  if SUPERVISED_SCOPE in HEAD_SCOPES[head]:
+    heads["classes"] = dict(dims=-1, input=classifier_input)
   return dict(name="resnet_v1", **architecture, **config_lib.SIMCLR_BN, heads=heads)
 
 
@@ -200,6 +220,18 @@ def _choose_weights(shapes: dict, weights: str) -> str:
     raise ValueError(f"--weights=ema but the checkpoint has no {EMA_PREFIX} tensors; "
                      "use --weights=raw")
   return weights
+
+
+def _check_head(shapes: dict, head: str):
+  """ValueError (one line) for an unknown `--head` or one whose scopes the checkpoint lacks."""
+  if head not in HEAD_SCOPES:
+    raise ValueError(f"--head={head!r}; valid: {', '.join(HEAD_SCOPES)}")
+  what = {SUPERVISED_SCOPE: "no classifier", PROJECTION_SCOPE: "no projection head"}
+  for scope in HEAD_SCOPES[head]:
+    if not any(n.startswith((scope, EMA_PREFIX + scope)) for n in shapes):
+      keep = [h for h, scopes in HEAD_SCOPES.items() if scope not in scopes]
+      raise ValueError(f"--head={head} but the checkpoint has {what[scope]} (no {scope} "
+                       f"tensors); use --head={' or '.join(keep)}")
 
 
 def resolve_classifier_input(path: str, classifier_input: str) -> str:
@@ -220,63 +252,97 @@ def resolve_classifier_input(path: str, classifier_input: str) -> str:
 
 
 def convert_variables(reader: CheckpointReader, weights: str = "auto",
-                      classifier_input: str = "auto", image_size: int = 224):
+                      classifier_input: str = "auto", image_size: int = 224,
+                      head: str = "supervised"):
   """Returns (model record, {"params", "batch_stats"} numpy float32, source description).
 
-  Fails with a one-line ValueError on an architecture no resnet_v1 has, a tensor the model
-  does not use, a tensor it needs and the checkpoint lacks, or a shape that differs.
+  Fails with a one-line ValueError on an architecture no resnet_v1 has, a requested head the
+  checkpoint lacks, a tensor the model does not use (outside the heads `head` leaves out), a
+  tensor it needs and the checkpoint lacks, or a shape that differs.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from s4l_jax import models  # pylint: disable=g-import-not-at-top
   shapes = reader.shapes
   weights = _choose_weights(shapes, weights)
   prefix = EMA_PREFIX if weights == "ema" else ""
-  classifier_input = resolve_classifier_input(reader.prefix, classifier_input)
+  _check_head(shapes, head)
+  supervised = SUPERVISED_SCOPE in HEAD_SCOPES[head]
+  if supervised:
+    classifier_input = resolve_classifier_input(reader.prefix, classifier_input)
+  elif classifier_input != "auto":
+    raise ValueError(f"--classifier_input={classifier_input} but --head={head} exports no "
+                     "classifier (it applies to --head=supervised)")
   architecture = infer_architecture(shapes, prefix)
   classifier_prefix = prefix if prefix + CLASSIFIER + "kernel" in shapes else ""
-  kernel = shapes.get(classifier_prefix + CLASSIFIER + "kernel")
-  if kernel is None:
-    raise ValueError(f"tensor {prefix}{CLASSIFIER}kernel (the classifier"
-                     f"{f', or {CLASSIFIER}kernel' if prefix else ''}) is missing")
-  record = released_model_record(architecture, classifier_input)
-  model = models.build_model(record, kernel[-1])
-  expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(
-      (1, image_size, image_size, 3)), train=False))
-  expected = {tuple(k.key for k in path): leaf.shape
-              for path, leaf in jax.tree_util.tree_flatten_with_path(expected)[0]}
-
-  variables, used = {}, set()
-  for name, path in name_map(architecture["depth"], architecture["sk_ratio"] > 0):
-    name = (classifier_prefix if name.startswith(CLASSIFIER) else prefix) + name
-    if name not in shapes:
-      raise ValueError(f"tensor {name} is missing from {reader.prefix} (a resnet_v1 "
-                       f"{_describe(architecture)} needs it)")
-    if path not in expected or tuple(shapes[name]) != tuple(expected[path]):
-      raise ValueError(f"tensor {name} has shape {shapes[name]} but {'/'.join(path)} of a "
-                       f"resnet_v1 {_describe(architecture)} has {expected.get(path)}")
-    node = variables
-    for key in path[:-1]:
-      node = node.setdefault(key, {})
-    node[path[-1]] = reader.get(name).astype(np.float32)
-    used.add(name)
-    del expected[path]
-  if expected:
-    raise ValueError(f"model variable {'/'.join(next(iter(expected)))} has no tensor")
+  num_classes = 0
+  if supervised:
+    kernel = shapes.get(classifier_prefix + CLASSIFIER + "kernel")
+    if kernel is None:
+      raise ValueError(f"tensor {prefix}{CLASSIFIER}kernel (the classifier"
+                       f"{f', or {CLASSIFIER}kernel' if prefix else ''}) is missing")
+    num_classes = kernel[-1]
+  record = released_model_record(architecture, head, classifier_input)
+  pairs = [((classifier_prefix if name.startswith(CLASSIFIER) else prefix) + name, path)
+           for name, path in name_map(architecture["depth"], architecture["sk_ratio"] > 0,
+                                      head)]
+  variables, used = fill_variables(reader, pairs, record, num_classes, image_size,
+                                   f"a resnet_v1 {_describe(architecture)}")
   def other_copy(name):  # the unselected copy (raw or ema) of a tensor that was used
     return (EMA_PREFIX + name in used) if prefix else (
         name.startswith(EMA_PREFIX) and name[len(EMA_PREFIX):] in used)
+  left_out = tuple(s for s in (PROJECTION_SCOPE, SUPERVISED_SCOPE) if s not in HEAD_SCOPES[head])
   extra = sorted(n for n in shapes if n not in used and n.split("/")[0] not in IGNORED
-                 and not n.endswith(SLOT_SUFFIX) and not other_copy(n))
+                 and not n.endswith(SLOT_SUFFIX) and not other_copy(n)
+                 and not n.removeprefix(EMA_PREFIX).startswith(left_out))
   if extra:
     raise ValueError(f"tensor {extra[0]} (and {len(extra) - 1} more) of {reader.prefix} is "
                      f"not part of a resnet_v1 {_describe(architecture)} with its heads")
   step = int(reader.get("global_step")) if "global_step" in shapes else 0
   source = dict(format="simclrv2_tf1_checkpoint", checkpoint=reader.prefix, weights=weights,
-                classifier_weights="ema" if classifier_prefix else "raw",
-                classifier_input=classifier_input, global_step=step,
-                preset=preset_name(record), released_preprocessing=EVAL_CROP)
+                head=head, global_step=step, preset=preset_name(record),
+                released_preprocessing=EVAL_CROP)
+  if supervised:
+    source.update(classifier_weights="ema" if classifier_prefix else "raw",
+                  classifier_input=classifier_input)
   return record, variables, source
+
+
+def fill_variables(reader: CheckpointReader, pairs, record: dict, num_classes: int,
+                   image_size: int, model_name: str, dense_from_conv=frozenset()):
+  """({"params", "batch_stats"} of `record`'s model, numpy float32, every variable filled by
+  its tensor of `pairs` [(TF name, (collection, *path))], the TF names used).
+
+  `dense_from_conv`: TF names of 1x1-convolution kernels (1, 1, in, out) that fill Dense
+  kernels (in, out). ValueError (one line, naming it) for a tensor missing or of another
+  shape, or a model variable no tensor fills; `model_name` ("a resnet_v1 depth 50 ...")
+  says whose.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from s4l_jax import models  # pylint: disable=g-import-not-at-top
+  model = models.build_model(record, num_classes)
+  expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(
+      (1, image_size, image_size, 3)), train=False))
+  expected = {tuple(k.key for k in path): tuple(leaf.shape)
+              for path, leaf in jax.tree_util.tree_flatten_with_path(expected)[0]}
+  variables, used = {}, set()
+  for name, path in pairs:
+    if name not in reader.shapes:
+      raise ValueError(f"tensor {name} is missing from {reader.prefix} ({model_name} "
+                       "needs it)")
+    want = expected.get(path)
+    stored = (1, 1) + want if want is not None and name in dense_from_conv else want
+    if want is None or reader.shapes[name] != stored:
+      raise ValueError(f"tensor {name} has shape {reader.shapes[name]} but {'/'.join(path)} "
+                       f"of {model_name} has {stored}")
+    node = variables
+    for key in path[:-1]:
+      node = node.setdefault(key, {})
+    node[path[-1]] = reader.get(name).astype(np.float32).reshape(want)
+    used.add(name)
+    del expected[path]
+  if expected:
+    raise ValueError(f"model variable {'/'.join(next(iter(expected)))} of {model_name} has "
+                     "no tensor")
+  return variables, used
 
 
 def preset_name(record: dict) -> str | None:
@@ -299,11 +365,14 @@ def imagenet_class_names(num_classes: int) -> list[str]:
 
 
 def convert_simclrv2(checkpoint: str, out: str, *, weights: str = "auto",
-                     classifier_input: str = "auto", image_size: int = 224) -> dict:
+                     classifier_input: str = "auto", image_size: int = 224,
+                     head: str = "supervised") -> dict:
   """Converts `checkpoint` into the export `out`; returns export.json's contents."""
   reader = CheckpointReader(checkpoint)
-  record, variables, source = convert_variables(reader, weights, classifier_input, image_size)
-  class_names = imagenet_class_names(variables["params"]["head_classes"]["bias"].shape[0])
+  record, variables, source = convert_variables(reader, weights, classifier_input, image_size,
+                                                head)
+  classifier = variables["params"].get("head_classes")
+  class_names = imagenet_class_names(classifier["bias"].shape[0] if classifier else 0)
   meta = dict(method="simclrv2_checkpoint", dataset="imagenet2012" if len(class_names) == 1000
               else "", labels="", step=source["global_step"], weights=weights, top1=None,
               source=source)
@@ -312,35 +381,44 @@ def convert_simclrv2(checkpoint: str, out: str, *, weights: str = "auto",
   return export.load_description(out)
 
 
-CONVERTERS = {"simclrv2": convert_simclrv2}
+SIMCLRV2_OPTIONS = ("weights", "head", "classifier_input")
 
 
 def main(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
+  from s4l_jax import convert_s4l  # pylint: disable=g-import-not-at-top (it imports this module)
   f = flags.FLAGS
-  if len(argv) != 3 or argv[1] not in CONVERTERS:
-    sys.exit(f"ERROR: usage: python -m s4l_jax.convert {'|'.join(CONVERTERS)} "
-             "CKPT_DIR_OR_PREFIX --out=EXPORT_DIR")
+  converters = {"simclrv2": convert_simclrv2, "s4l": convert_s4l.convert_s4l}
+  if len(argv) != 3 or argv[1] not in converters:
+    sys.exit("ERROR: usage: python -m s4l_jax.convert simclrv2 CKPT_DIR_OR_PREFIX "
+             "--out=EXPORT_DIR | python -m s4l_jax.convert s4l HUB_MODULE_DIR --out=EXPORT_DIR")
+  options = {name: f[name].value for name in SIMCLRV2_OPTIONS}
+  if argv[1] == "s4l":
+    given = [name for name in SIMCLRV2_OPTIONS if f[name].present]
+    if given:
+      sys.exit(f"ERROR: --{given[0]} applies to simclrv2 checkpoints, not to S4L modules")
+    options = {}
   try:
-    description = CONVERTERS[argv[1]](argv[2], f.out, weights=f.weights,
-                                      classifier_input=f.classifier_input,
-                                      image_size=f.image_size)
+    description = converters[argv[1]](argv[2], f.out, image_size=f.image_size, **options)
   except (ValueError, FileNotFoundError) as e:
     sys.exit(f"ERROR: {e}")
-  print(f"wrote {f.out}: resnet_v1 depth {description['model']['depth']} width "
-        f"{description['model']['width_multiplier']}x sk_ratio "
-        f"{description['model']['sk_ratio']}, {description['num_classes']} classes, "
-        f"classifier on {description['source']['classifier_input']}, "
-        f"{description['source']['weights']} weights")
+  m = description["model"]
+  architecture = " ".join(f"{k} {m[k]}" for k in ("depth", "width_multiplier", "sk_ratio",
+                                                  "filters_factor") if k in m)
+  print(f"wrote {f.out}: {m['name']} {architecture}, heads {', '.join(m['heads']) or 'none'}, "
+        f"{description['num_classes']} classes")
 
 
 if __name__ == "__main__":
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("out", None, "Export directory to write.", required=True)
-  flags.DEFINE_string("weights", "auto", "ema | raw | auto (ema if the checkpoint has "
-                      "ema_model/ copies).")
-  flags.DEFINE_string("classifier_input", "auto", "pre_logits | proj_1 | auto (from the "
-                      "released folder name: finetuned_1pct / 10pct read proj_1).")
-  flags.DEFINE_integer("image_size", 224, "Square input size of the exported predict.")
+  flags.DEFINE_string("weights", "auto", "simclrv2: ema | raw | auto (ema if the checkpoint "
+                      "has ema_model/ copies).")
+  flags.DEFINE_string("head", "supervised", "simclrv2: supervised (projection head and "
+                      "classifier) | projection (no classifier) | none (the trunk only).")
+  flags.DEFINE_string("classifier_input", "auto", "simclrv2 with --head=supervised: "
+                      "pre_logits | proj_1 | auto (from the released folder name: "
+                      "finetuned_1pct / 10pct read proj_1).")
+  flags.DEFINE_integer("image_size", 224, "Square input size of the exported functions.")
   from s4l_jax import cli  # pylint: disable=g-import-not-at-top
   cli.run(main)

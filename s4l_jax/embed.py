@@ -19,9 +19,10 @@ from s4l_jax import evaluate, export as export_lib, storage
 def embed_export(export_dir: str, dataset: str, split: str = "test", endpoint: str = "pre_logits",
                  data_dir: str = "", batch_size: int = 500, validation_spec: str = "",
                  labels_spec: str = "all") -> dict:
-  """{"features" (N, D), "labels" (N,), "endpoint"} of the export on `dataset`'s `split`."""
+  """{"features" (N, D), "labels" (N,), "endpoint"} of the export on `dataset`'s `split`; the
+  export's classes (if any) need not be the dataset's (e.g. ImageNet weights on a folder)."""
   batches, _ = evaluate.export_split_batches(export_dir, dataset, split, data_dir, batch_size,
-                                             validation_spec, labels_spec)
+                                             validation_spec, labels_spec, same_classes=False)
   fn, _ = export_lib.load_endpoints(export_dir, endpoint)
   features, labels = [], []
   for batch in batches:

@@ -78,9 +78,10 @@ def accumulate(step_fn, batches) -> dict:
 
 def export_split_batches(export_dir: str, dataset: str, split: str = "test", data_dir: str = "",
                          batch_size: int = 500, validation_spec: str = "",
-                         labels_spec: str = "all"):
+                         labels_spec: str = "all", same_classes: bool = True):
   """(batches {image, label, mask} of `dataset`'s `split` at the export's input size, the
-  export's description); ValueError first if their classes differ.
+  export's description); ValueError first if their classes differ (`same_classes`; False
+  for features, which any export gives for any dataset).
 
   `split="validation"`: the train images that `input.validation=validation_spec` ('' = the
   dataset's default) and `labels=labels_spec` hold out (`subsets.split_train`).
@@ -89,7 +90,8 @@ def export_split_batches(export_dir: str, dataset: str, split: str = "test", dat
   from s4l_jax.data import datasets, pipeline, sources, subsets  # pylint: disable=g-import-not-at-top
   names = sources.class_names(dataset, data_dir or None)
   description = export_lib.load_description(export_dir)
-  validation.check_export_classes(export_dir, description, dataset, names)
+  if same_classes:
+    validation.check_export_classes(export_dir, description, dataset, names)
   data = sources.load_split(dataset, "train" if split == "validation" else split,
                             image_size=description["input_size"][0], data_dir=data_dir or None)
   indices = None

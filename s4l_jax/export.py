@@ -2,7 +2,9 @@
 
 * `predict.jax`: `jax.export`-serialized `predict(images uint8 (B, S, S, C)) -> logits
   float32 (B, num_classes)`, batch dimension polymorphic, weights embedded, lowered for CPU,
-  CUDA and TPU. Loading it needs jax only (`load_predict`).
+  CUDA and TPU. Loading it needs jax only (`load_predict`). Absent from an export whose
+  model has no classifier (`num_classes` 0: features only, e.g. a released checkpoint
+  converted with `--head=projection|none`).
 * `endpoints.jax`: `jax.export`-serialized `endpoints(variables, images uint8 (B, S, S, C))
   -> {endpoint: float32 (B, D)}` (`s4l_jax.endpoints`: pooled block outputs, pre_logits,
   projection-head endpoints, logits), the weights an argument (read from variables/, not a
@@ -25,7 +27,9 @@ from s4l_jax.data import views
 
 PLATFORMS = ("cpu", "cuda", "tpu")
 DESCRIPTION_FILE = "export.json"
+PREDICT_FILE = "predict.jax"
 ENDPOINTS_FILE = "endpoints.jax"
+CLASSIFIER = "classes"  # the head predict.jax returns
 PREPROCESSING = "x = uint8 image / 255 * 2 - 1 (range [-1, 1]); input already at input_size"
 
 
@@ -36,7 +40,7 @@ def to_model_input(images):
 
 def make_predict(model, variables):
   def predict(images):
-    return model.apply(variables, to_model_input(images), train=False)["classes"]
+    return model.apply(variables, to_model_input(images), train=False)[CLASSIFIER]
   return predict
 
 
@@ -48,7 +52,8 @@ def make_endpoints(model):
 
 def write_export(export_dir: str, model_config, variables, *, image_size: int, channels: int,
                  class_names, meta: dict):
-  """Writes predict.jax, export.json and variables/ (replacing a previous export).
+  """Writes predict.jax (when the model has a classifier), endpoints.jax, export.json and
+  variables/ (replacing a previous export).
 
   Every process of a job calls it: process 0 writes the plain files into `<export_dir>.tmp`,
   all take part in Orbax's save of variables/, then process 0 renames the whole.
@@ -64,9 +69,10 @@ def write_export(export_dir: str, model_config, variables, *, image_size: int, c
     storage.makedirs(tmp)
     spec = jax.ShapeDtypeStruct(
         jax.export.symbolic_shape(f"b, {image_size}, {image_size}, {channels}"), jnp.uint8)
-    exported = jax.export.export(jax.jit(make_predict(model, variables)),
-                                 platforms=PLATFORMS)(spec)
-    storage.write_bytes(storage.join(tmp, "predict.jax"), exported.serialize())
+    if CLASSIFIER in record["heads"]:
+      exported = jax.export.export(jax.jit(make_predict(model, variables)),
+                                   platforms=PLATFORMS)(spec)
+      storage.write_bytes(storage.join(tmp, PREDICT_FILE), exported.serialize())
     weights = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), variables)
     exported = jax.export.export(jax.jit(make_endpoints(model)),
                                  platforms=PLATFORMS)(weights, spec)
@@ -88,14 +94,18 @@ def write_export(export_dir: str, model_config, variables, *, image_size: int, c
   distributed.barrier(f"export: {export_dir} in place")
 
 
-# What a complete export holds (relative paths); variables/ is complete once Orbax has written
-# its metadata, the last file of its save.
-PARTS = ("predict.jax", ENDPOINTS_FILE, DESCRIPTION_FILE, "variables/_CHECKPOINT_METADATA")
+# What a complete export holds (relative paths; predict.jax only with a classifier);
+# variables/ is complete once Orbax has written its metadata, the last file of its save.
+PARTS = (PREDICT_FILE, ENDPOINTS_FILE, DESCRIPTION_FILE, "variables/_CHECKPOINT_METADATA")
 
 
 def missing_parts(export_dir: str) -> list[str]:
   """The entries of PARTS absent from `export_dir` ([] = complete)."""
-  return [part for part in PARTS if not storage.exists(storage.join(export_dir, *part.split("/")))]
+  missing = [part for part in PARTS
+             if not storage.exists(storage.join(export_dir, *part.split("/")))]
+  if DESCRIPTION_FILE not in missing and not load_description(export_dir)["num_classes"]:
+    return [part for part in missing if part != PREDICT_FILE]
+  return missing
 
 
 def load_description(export_dir: str) -> dict:
@@ -107,9 +117,14 @@ def load_description(export_dir: str) -> dict:
 
 
 def load_predict(export_dir: str):
-  """Returns (predict, description); `predict(uint8 images) -> logits` needs only jax."""
+  """Returns (predict, description); `predict(uint8 images) -> logits` needs only jax.
+  ValueError (one line) for an export without a classifier."""
   description = load_description(export_dir)
-  serialized = storage.read_bytes(storage.join(export_dir, "predict.jax"))
+  if not description["num_classes"]:
+    raise ValueError(f"{export_dir} has no classifier (no '{CLASSIFIER}' head: features only, "
+                     "e.g. converted with --head=projection or none); read its features with "
+                     "load_endpoints or python -m s4l_jax.embed")
+  serialized = storage.read_bytes(storage.join(export_dir, PREDICT_FILE))
   exported = jax.export.deserialize(bytearray(serialized))
   return exported.call, description
 

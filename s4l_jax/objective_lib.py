@@ -1,5 +1,6 @@
 """Helpers shared by the objectives (`s4l_jax/objectives/*`): forward passes, view flattening,
-rotation inputs, the grouped exemplar triplet, VAT wiring, accuracy.
+rotation inputs, the grouped exemplar triplet, VAT wiring, the puzzle and colorization
+losses, accuracy.
 
 Objectives import this module and `losses`, never each other.
 """
@@ -7,8 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from s4l_jax import losses, objectives
+from s4l_jax import colorization, losses, objectives
 from s4l_jax.data import views
+from s4l_jax.models.heads import dense_logits
 
 NUM_EXEMPLAR_VIEWS = views.copies("exemplar8")
 
@@ -182,3 +184,38 @@ def relative_position_loss(model, params, batch_stats, stream):
   order = jnp.broadcast_to(jnp.arange(2), (tiles.shape[0], 2))
   return tile_puzzle_loss(model, params, batch_stats, tiles, order, stream["position"][:, 0],
                           "relative_position")
+
+
+def colorization_state():
+  """The colorization objectives' state at step 0: {"bin_counts": (Q,) float32 zeros}."""
+  return {"bin_counts": jnp.zeros(len(colorization.ab_bins()), jnp.float32)}
+
+
+def colorization_loss(model, params, batch_stats, images, bin_counts, loss_config):
+  """Colorization (Zhang et al. 2016) of images (B, H, W, 3) in [-1, 1] by the dense head
+  "colorization" (Q logits per position of the trunk's h x w feature map).
+
+  The network sees L only (L / 50 - 1 in all 3 channels); the targets are the images' ab
+  averaged over each h x w cell, soft-encoded over the Q bins (`colorization.soft_encode`,
+  `loss.neighbours`, `loss.sigma`); each position's cross-entropy is weighted by the
+  rebalancing weight of its nearest bin (`colorization.rebalance_weights`,
+  `loss.rebalance_lambda`; 1 = no rebalancing) under the prior of the bins counted so far,
+  `bin_counts` (Q,) plus this batch's. One train-mode pass whose BN statistics are discarded.
+  Returns (mean weighted cross-entropy, accuracy of the nearest bin, new bin_counts).
+  """
+  bins = jnp.asarray(colorization.ab_bins())
+  lab = colorization.rgb_to_lab((images + 1.0) / 2.0)
+  grey = jnp.repeat(lab[..., :1] / 50.0 - 1.0, 3, axis=-1)
+  outputs, _ = apply_train(model, params, batch_stats, grey)
+  logits = dense_logits(outputs["colorization"], bins.shape[0])
+  (b, h, w, _), size = logits.shape, images.shape[1]
+  ab = lab[..., 1:].reshape(b, h, size // h, w, size // w, 2).mean(axis=(2, 4))
+  sigma = loss_config.get("sigma", 5.0)
+  targets = colorization.soft_encode(ab, bins, loss_config.get("neighbours", 5), sigma)
+  nearest = jnp.argmin(colorization.squared_distances(ab, bins), axis=-1)
+  counts = bin_counts + jnp.zeros_like(bin_counts).at[nearest.reshape(-1)].add(1.0)
+  weights = colorization.rebalance_weights(counts / counts.sum(), bins,
+                                           loss_config.get("rebalance_lambda", 0.5), sigma)
+  xent = -jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1)
+  loss = jnp.mean(jax.lax.stop_gradient(weights[nearest]) * xent)
+  return loss, accuracy(logits, nearest), counts

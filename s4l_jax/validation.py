@@ -1,10 +1,10 @@
 """Config checks that fail in seconds, with one line naming the problem, before any work."""
 import os
 
-from s4l_jax import (config_lib, distributed, evaluators, export, models, objectives,  # pylint: disable=g-multiple-import
-                     permutations, pseudo_label, storage, vat)
+from s4l_jax import (colorization, config_lib, distributed, evaluators, export, models,  # pylint: disable=g-multiple-import
+                     objectives, permutations, pseudo_label, storage, vat)
 from s4l_jax.data import datasets, sources, subsets, views
-from s4l_jax.models import subtrees
+from s4l_jax.models import heads, subtrees
 
 MIN_IMAGE_SIZE = 8  # the smallest input size tested (tests train at 8x8)
 EVAL_SPLITS = ("validation", "test")
@@ -72,9 +72,23 @@ def check_values(config):
     _require(config.model.heads.get("jigsaw") == width, f"model.heads.jigsaw="
              f"{config.model.heads.get('jigsaw')!r} must be {width}: 9 blocks of P = "
              f"{len(table)} logits (P = the rows of loss.permutations)")
+  if "colorization" in config.model.heads:
+    head = config.model.heads.colorization
+    bins = len(colorization.ab_bins())
+    _require(hasattr(head, "keys") and tuple(head.get("dims", ())) == (bins,)
+             and head.get("input") == heads.FEATURE_MAP,
+             f"model.heads.colorization must be dict(dims=({bins},), input="
+             f"{heads.FEATURE_MAP!r}): a dense head of Q = {bins} ab-bin logits")
+  if config.objective in ("pirl", "clusterfit"):
+    _require(config.input.pipeline == "memory", f"objective {config.objective} reads each "
+             "image's index, which only input.pipeline=memory carries (digits, cifar10, folder:)")
+  if config.objective == "clusterfit":
+    _require(bool(config.frozen_teacher), "objective clusterfit clusters the features of "
+             "frozen_teacher: set frozen_teacher=DIR/export (configs/clusterfit.py: pretrained=)")
+    _require(config.model.heads.get("clusters") == config.loss.num_clusters,
+             f"model.heads.clusters={config.model.heads.get('clusters')!r} must be "
+             f"loss.num_clusters={config.loss.num_clusters}")
   if config.objective == "pirl":
-    _require(config.input.pipeline == "memory", "objective pirl reads each image's index, "
-             "which only input.pipeline=memory carries (digits, cifar10, folder:)")
     _require(config.model.heads.get("pirl_tiles") == views.NUM_TILES * config.loss.embed_dim
              and config.model.heads.get("pirl_image") == config.loss.embed_dim,
              "model.heads.pirl_image / pirl_tiles must be loss.embed_dim / 9 x loss.embed_dim")
@@ -120,6 +134,9 @@ def check_export_classes(export_dir: str, description: dict, dataset: str, names
                          role: str = "export"):
   """Rejects an export whose classes (names, in label order) are not `dataset`'s `names`."""
   theirs = list(description.get("class_names", []))
+  if not theirs:
+    raise ValueError(f"{role} {export_dir} has no classifier (features only, e.g. converted "
+                     "with --head=projection or none): it predicts no classes")
   if theirs != list(names):
     raise ValueError(f"{role} {export_dir} predicts {_describe(theirs)} but {dataset} has "
                      f"{_describe(list(names))}; they must be the same classes in the same order")

@@ -19,6 +19,19 @@ BATCH_NORM_EPSILON = 1e-5
 SK_RATIO, SK_MIN_DIM = 0.0625, 32
 
 
+def random_weight(rng, shape, kind):
+  """A random float32 tensor of a checkpoint variable of `kind`: kernels (conv HWIO or dense
+  (in, out)) fan-in scaled, BN gammas U(0.5, 1.5), moving variances U(0.5, 2), the rest
+  (betas, moving means, biases) N(0, 0.2)."""
+  if kind == "kernel":
+    return (rng.normal(size=shape) / np.sqrt(np.prod(shape[:-1]))).astype(np.float32)
+  if kind == "gamma":
+    return rng.uniform(0.5, 1.5, shape).astype(np.float32)
+  if kind == "moving_variance":
+    return rng.uniform(0.5, 2.0, shape).astype(np.float32)
+  return rng.normal(0.0, 0.2, shape).astype(np.float32)
+
+
 class Variables:
   """Variables by name. With `rng`: created (random, recorded in `values`); else read from
   `values` (a dict name -> array) with the name prefix `prefix` (`ema_model/`), the classifier
@@ -35,7 +48,7 @@ class Variables:
 
   def get(self, name, shape, kind):
     if self.rng is not None:
-      self.values[name] = self._random(shape, kind)
+      self.values[name] = random_weight(self.rng, shape, kind)
       return tf.constant(self.values[name])
     if self.prefix + name in self.values or not name.startswith("head_supervised/"):
       name = self.prefix + name
@@ -43,16 +56,6 @@ class Variables:
     assert value.shape == tuple(shape), (name, value.shape, shape)
     self.read.append(name)
     return tf.constant(value)
-
-  def _random(self, shape, kind):
-    r = self.rng
-    if kind == "kernel":  # conv HWIO or dense (in, out): fan-in scaled
-      return (r.normal(size=shape) / np.sqrt(np.prod(shape[:-1]))).astype(np.float32)
-    if kind == "gamma":
-      return r.uniform(0.5, 1.5, shape).astype(np.float32)
-    if kind == "moving_variance":
-      return r.uniform(0.5, 2.0, shape).astype(np.float32)
-    return r.normal(0.0, 0.2, shape).astype(np.float32)  # beta, moving_mean, bias
 
 
 def batch_norm_relu(v, x, scope, relu=True, center=True):

@@ -96,7 +96,8 @@ def test_load_config_by_name_or_path():
   by_path = config_lib.load_config(os.path.join(ROOT, "configs", "vat_entmin.py"), "dataset=digits")
   assert by_name == by_path and by_name.loss.entmin_weight == 1.0
   assert config_lib.load_config("vat", "dataset=digits").loss.entmin_weight == 0.0
-  with pytest.raises(ValueError, match=r"^No config file 'vta'; configs: exemplar, finetune"):
+  with pytest.raises(ValueError, match=r"^No config file 'vta'; configs: clusterfit, "
+                                       r"colorization, exemplar, finetune"):
     config_lib.load_config("vta")
 
 

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from s4l_jax import convert, export, runner
+from s4l_jax import convert, embed, export, runner
 from testing_utils import ROOT, load_config
 import simclr_tf_reference as ref
 
@@ -110,10 +110,93 @@ def test_export_json_records_the_source(r50, r50_sk):
   assert d_sk["model"]["heads"]["classes"]["input"] == "proj_1"
   assert d["source"]["classifier_input"] == "pre_logits" and d["source"]["weights"] == "ema"
   assert d["source"]["classifier_weights"] == "raw" and d["step"] == 250228
+  assert d["source"]["head"] == "supervised" and set(d["model"]["heads"]) == {"proj", "classes"}
   assert d["input_size"] == [SIZE, SIZE, 3] and "0.875" in d["source"]["released_preprocessing"]
   names = d["class_names"]  # tfds imagenet2012's order: sorted WNIDs
   assert len(names) == 1000 and names == sorted(names) and names[0] == "n01440764"
   assert d_sk["class_names"] == [str(i) for i in range(10)] and d["dataset"] == "imagenet2012"
+
+
+HEAD_OUTPUTS = {"projection": {"pre_logits", "proj", "proj_0", "proj_1", "proj_2", "proj_3"},
+                "none": {"pre_logits"}}
+HEAD_PARAMS = {"projection": {"trunk", "head_proj_1", "head_proj_2", "head_proj_3"},
+               "none": {"trunk"}}
+
+
+@pytest.fixture(name="r26_heads", scope="module")
+def r26_heads_fixture(r26, tmp_path_factory):
+  """The R26 checkpoint converted with --head=projection and --head=none, and the TF
+  reference's outputs (EMA weights) with the names it read."""
+  prefix, written, images = r26
+  reader = ref.Variables(values=written, prefix="ema_model/")
+  want = ref.forward(reader, images / 255.0, depth=26, width=1, sk=False, num_classes=10,
+                     ft_proj_selector=0)
+  exports = {}
+  for head in HEAD_OUTPUTS:
+    out = str(tmp_path_factory.mktemp(head) / "export")
+    description = convert.convert_simclrv2(os.path.dirname(prefix), out, image_size=SIZE,
+                                           head=head)
+    model, variables, _ = export.load_model(out)
+    got = model.apply(variables, export.to_model_input(images), train=False)
+    exports[head] = dict(dir=out, description=description, variables=variables,
+                         got={k: np.asarray(v) for k, v in got.items()})
+  return dict(want=want, read=reader.read, written=written, exports=exports, images=images)
+
+
+@pytest.mark.parametrize("head", HEAD_OUTPUTS)
+def test_head_choice_exports_the_heads_it_names(r26_heads, head):
+  """--head=projection: trunk and projection head, no classifier (no predict.jax); --head=none:
+  the trunk. Their outputs equal the TF reference's; their variables are exactly the
+  reference's tensors of those scopes."""
+  e = r26_heads["exports"][head]
+  assert set(e["got"]) == HEAD_OUTPUTS[head]
+  for output in {"pre_logits", "proj_1", "proj"} & HEAD_OUTPUTS[head]:
+    want = r26_heads["want"][output]
+    np.testing.assert_array_less(np.abs(e["got"][output] - want).max(),
+                                 RTOL * np.abs(want).max(), err_msg=output)
+  assert set(e["variables"]["params"]) == HEAD_PARAMS[head]
+  scopes = ("ema_model/base_model/",) + (("ema_model/head_contrastive/",)
+                                         if head == "projection" else ())
+  taken = [n for n in r26_heads["read"] if n.startswith(scopes)]
+  assert _fingerprints(jax.tree.leaves(e["variables"])) == _fingerprints(
+      [r26_heads["written"][n] for n in taken])
+  d = e["description"]
+  assert d["num_classes"] == 0 and d["class_names"] == [] and d["source"]["head"] == head
+  assert "classifier_input" not in d["source"] and "classes" not in d["model"]["heads"]
+  assert not os.path.exists(os.path.join(e["dir"], export.PREDICT_FILE))
+  assert export.missing_parts(e["dir"]) == []
+  with pytest.raises(ValueError, match="has no classifier"):
+    export.load_predict(e["dir"])
+
+
+def test_trunk_only_export_gives_features_without_tensorflow(r26_heads):
+  """export.load_endpoints (jax and orbax only) reads the features, and s4l_jax.embed writes
+  them for a dataset of other classes (digits)."""
+  e = r26_heads["exports"]["none"]
+  features, _ = export.load_endpoints(e["dir"], "pre_logits")
+  np.testing.assert_allclose(features(r26_heads["images"]), e["got"]["pre_logits"],
+                             rtol=1e-5, atol=1e-5 * np.abs(e["got"]["pre_logits"]).max())
+  arrays = embed.embed_export(e["dir"], "digits", "test", "pre_logits", batch_size=128)
+  assert arrays["features"].shape == (len(arrays["labels"]), 2048)
+  assert np.isfinite(arrays["features"]).all() and arrays["features"].std() > 0
+
+
+def test_projection_export_starts_finetuning_from_proj_1(r26_heads):
+  """`simclrv2.py:pretrained=` takes trunk and proj_1 from a --head=projection export; a
+  --head=none export has no proj_1 and fails in one line."""
+  exported = r26_heads["exports"]["projection"]["dir"]
+  finetune = load_config("simclrv2", f"dataset=digits,steps=2,pretrained={exported}"
+                         ).stages.finetune
+  from s4l_jax.models import build_model, init as model_init  # pylint: disable=g-import-not-at-top
+  start = model_init.init_variables(build_model(finetune.model, 10), (8, 8, 3),
+                                    jax.random.PRNGKey(0), init_from=exported,
+                                    init_take=finetune.init_take)
+  for collection in ("params", "batch_stats"):
+    for name in ("trunk", "head_proj_1"):
+      jax.tree.map(np.testing.assert_array_equal, start[collection][name],
+                   r26_heads["exports"]["projection"]["variables"][collection][name])
+  with pytest.raises(ValueError, match=r"has no projection head 'proj' .* --head=projection"):
+    load_config("simclrv2", "dataset=digits,pretrained=" + r26_heads["exports"]["none"]["dir"])
 
 
 def test_raw_weights_read_the_trained_copy(r26):
@@ -197,6 +280,33 @@ def test_bad_checkpoints_fail_in_one_line(r26, tmp_path, drop, add, weights, mes
   with pytest.raises(ValueError, match=message) as error:
     convert.convert_variables(convert.CheckpointReader(prefix), weights, "auto", SIZE)
   assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("drop,head,message", [
+    (("head_supervised/",), "supervised", r"^--head=supervised but the checkpoint has no "
+     r"classifier \(no head_supervised/ tensors\); use --head=projection or none$"),
+    (("head_supervised/", "head_contrastive/"), "projection", r"^--head=projection but the "
+     r"checkpoint has no projection head \(no head_contrastive/ tensors\); use --head=none$"),
+    ((), "linear", r"^--head='linear'; valid: supervised, projection, none$"),
+])
+def test_requested_head_absent_fails_in_one_line(r26, tmp_path, drop, head, message):
+  prefix = _rewrite(r26, tmp_path, [n for n in r26[1]
+                                    if n.removeprefix("ema_model/").startswith(drop)])
+  with pytest.raises(ValueError, match=message):
+    convert.convert_variables(convert.CheckpointReader(prefix), "auto", "auto", SIZE, head)
+
+
+def test_trunk_only_checkpoint_converts_with_head_none(r26, tmp_path):
+  prefix = _rewrite(r26, tmp_path, [n for n in r26[1] if "head_" in n])
+  reader = convert.CheckpointReader(prefix)
+  record, variables, source = convert.convert_variables(reader, "raw", "auto", SIZE, "none")
+  assert set(variables["params"]) == {"trunk"} and record["heads"] == {}
+  assert source["head"] == "none" and source["weights"] == "raw"
+  np.testing.assert_array_equal(variables["params"]["trunk"]["root_conv"]["kernel"],
+                                r26[1]["base_model/conv2d/kernel"])
+  with pytest.raises(ValueError, match="^--classifier_input=proj_1 but --head=none exports no "
+                     "classifier"):
+    convert.convert_variables(reader, "raw", "proj_1", SIZE, "none")
 
 
 def test_paths_and_options_that_are_no_checkpoint(r26, tmp_path):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from s4l_jax.models import TRUNKS, build_model, model_record, noise, parameter_modules
+from s4l_jax.models import heads as heads_lib
 from s4l_jax.models.normalization import BatchNorm
 
 
@@ -239,6 +240,23 @@ def test_head_reads_another_heads_output_declared_after_it():
   np.testing.assert_array_equal(out["a"], out["a_2"])
   np.testing.assert_allclose(out["b"], np.asarray(out["a"]) @ head["kernel"] + head["bias"],
                              rtol=1e-5, atol=1e-6)
+
+
+def test_dense_head_is_a_1x1_conv_on_the_feature_map_flattened_position_major():
+  model = build_model(dict(TINY, heads=dict(classes=-1, dense=dict(dims=5, input="feature_map"))),
+                      3)
+  x = jax.random.uniform(jax.random.PRNGKey(2), (2, 8, 8, 3), minval=-1, maxval=1)
+  variables = _init(model, x)
+  out = model.apply(variables, x, train=False)
+  trunk_vars = {k: v["trunk"] for k, v in variables.items()}
+  pooled, feature_map = model.trunk.apply(trunk_vars, x, train=False, spatial=True)
+  assert feature_map.shape == (2, 2, 2, pooled.shape[-1])  # WRN: 8 px / 4
+  np.testing.assert_allclose(out["pre_logits"], feature_map.mean(axis=(1, 2)), rtol=1e-6)
+  head = variables["params"]["head_dense"]
+  want = np.asarray(feature_map) @ head["kernel"] + head["bias"]
+  np.testing.assert_allclose(out["dense"], want.reshape(2, 20), rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(heads_lib.dense_logits(out["dense"], 5), out["dense"].reshape(
+      2, 2, 2, 5))
 
 
 @pytest.mark.parametrize("heads, match", [

@@ -21,9 +21,10 @@ def test_every_objective_declares_its_requirements(name):
   needs = objectives.requirements(objectives.get(name), ml_collections.ConfigDict())
   assert isinstance(needs, objectives.Requirements)
   # Every config has both streams; an objective reads the labeled one unless it is a pure
-  # per-image pretext loss on the unlabeled stream (PIRL: each image's memory-bank row).
+  # per-image pretext loss on the unlabeled stream (PIRL: each image's memory-bank row;
+  # ClusterFit: each image's cluster).
   assert set(needs.streams) <= {"labeled", "unlabeled"}
-  assert "labeled" in needs.streams or name in ("pirl",)
+  assert "labeled" in needs.streams or name in ("pirl", "clusterfit")
 
 
 def _shipped_runs():

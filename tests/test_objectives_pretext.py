@@ -156,8 +156,8 @@ def test_bad_jigsaw_configs_fail_in_one_line(key, value, match):
     validation.validate(c)
 
 
-def _digits(name, steps=4):
-  c = tiny(load_config(name, "dataset=digits"), steps=steps, batch=8, image_size=16)
+def _digits(name, steps=4, arg=""):
+  c = tiny(load_config(name, f"dataset=digits{arg}"), steps=steps, batch=8, image_size=16)
   c.checkpoint_every_steps = 2
   return c
 
@@ -169,13 +169,17 @@ def test_relative_position_runs_on_digits_and_exports(tmp_path):
   assert export.load_description(str(tmp_path / "export"))["method"] == "s4l_relative_position"
 
 
-def test_s4l_jigsaw_resumes_bit_identically(tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize("name,arg", [("s4l_jigsaw", ""), ("relative_position", ""),
+                                      ("multitask", ",s4l=true")])
+def test_digits_run_resumes_bit_identically(tmp_path, name, arg):
+  """(multitask with s4l=true: rotation, jigsaw, relative position and the class loss.)"""
   full, resumed = tmp_path / "full", tmp_path / "resumed"
-  runner.run(_digits("s4l_jigsaw"), str(full))
+  runner.run(_digits(name, arg=arg), str(full))
   with sigterm_during_step(2):
     with pytest.raises(SystemExit, match="SIGTERM: saved step 2"):
-      runner.run(_digits("s4l_jigsaw"), str(resumed))
-  assert runner.run(_digits("s4l_jigsaw"), str(resumed))["resumed_from_step"] == 2
+      runner.run(_digits(name, arg=arg), str(resumed))
+  assert runner.run(_digits(name, arg=arg), str(resumed))["resumed_from_step"] == 2
   a, b = (export.load_variables(str(d / "export")) for d in (full, resumed))
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)

@@ -11,6 +11,7 @@ import pytest
 
 from s4l_jax import config_lib
 from s4l_jax.models import build_model, model_record
+from s4l_jax.models import resnet_v1
 from s4l_jax.models.resnet_v1 import ResNetV1
 
 SK = 0.0625  # the released SimCLRv2 SK models' sk_ratio
@@ -159,6 +160,20 @@ def _np_avg_pool_2x2(x, stride):
   h, w = (x.shape[1] - 2) // stride + 1, (x.shape[2] - 2) // stride + 1
   return sum(x[:, i:i + stride * h:stride, j:j + stride * w:stride]
              for i in range(2) for j in range(2)) / 4
+
+
+@pytest.mark.parametrize("shape", [(5, 1, 1, 1024), (2, 1, 1, 2048), (3, 3, 5, 64),
+                                   (2, 4, 4, 8)])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_resnet_d_shortcut_pool_is_the_same_jitted_and_eager(shape, stride):
+  """The ResNet-D shortcut's pool equals TF's definition eager and jitted; (5, 1, 1, 1024)
+  is where pad + reduce_window came out 4x too large under jit on XLA:CPU."""
+  x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+  expected = _np_avg_pool_2x2(x.astype(np.float64), stride)
+  eager = resnet_v1._avg_pool_2x2(jnp.asarray(x), stride)
+  jitted = jax.jit(resnet_v1._avg_pool_2x2, static_argnums=1)(jnp.asarray(x), stride)
+  np.testing.assert_allclose(eager, expected, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(jitted, expected, rtol=1e-6, atol=1e-6)
 
 
 def _np_unit(x, p, filters, stride, sk_ratio):

@@ -1,6 +1,8 @@
 """Teacher-free KD (configs/tf_kd.py): the virtual teacher and its loss against NumPy, the
-variants' stage configs, and the self-teacher pipeline end to end on digits."""
+variants' stage configs, and the self-teacher pipeline end to end on digits, resumed
+bit-identically."""
 import functools
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -9,7 +11,7 @@ import pytest
 
 from s4l_jax import config_lib, export, losses, objectives, runner
 from s4l_jax.models import build_model
-from testing_utils import load_config, tiny
+from testing_utils import load_config, sigterm_during_step, tiny
 
 
 def test_virtual_teacher_distribution():
@@ -62,10 +64,24 @@ def test_variants_stage_configs():
     load_config("tf_kd", "teacher=bad")
 
 
-def test_self_teacher_pipeline_runs_on_digits(tmp_path):
-  c = load_config("tf_kd", "dataset=digits")
-  for stage in c.stages.values():
-    tiny(stage, steps=2, batch=8)
-  results = runner.run(c, str(tmp_path))
-  assert list(results["stages"]) == ["teacher", "student"]
-  assert export.load_description(str(tmp_path / "student" / "export"))["method"] == "distill"
+@pytest.mark.slow
+def test_self_teacher_pipeline_runs_on_digits_and_resumes_bit_identically(tmp_path):
+  """Teacher then student; the student stage interrupted at step 2 and re-run (the finished
+  teacher is skipped) ends with the uninterrupted pipeline's weights."""
+  def config():
+    c = load_config("tf_kd", "dataset=digits")
+    tiny(c.stages.teacher, steps=2, batch=8)
+    tiny(c.stages.student, steps=4, batch=8)
+    return c
+  full, resumed = tmp_path / "full", tmp_path / "resumed"
+  assert list(runner.run(config(), str(full))["stages"]) == ["teacher", "student"]
+  assert export.load_description(str(full / "student" / "export"))["method"] == "distill"
+  shutil.copytree(full / "teacher", resumed / "teacher")
+  with sigterm_during_step(2):
+    with pytest.raises(SystemExit, match="SIGTERM: saved step 2"):
+      runner.run(config(), str(resumed))
+  results = runner.run(config(), str(resumed))
+  assert results["stages"]["student"]["resumed_from_step"] == 2
+  a, b = (export.load_variables(str(d / "student" / "export")) for d in (full, resumed))
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)

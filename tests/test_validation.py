@@ -185,6 +185,13 @@ def test_evaluate_export_on_other_classes_fails_before_scoring(tmp_path):
   assert len(lines) <= 2 and lines[-1].startswith("ERROR: export "), proc.stderr[-2000:]
 
 
+def test_export_without_a_classifier_is_no_teacher(tmp_path):
+  export_dir = _fake_export(tmp_path / "export", [])  # e.g. converted with --head=none
+  with pytest.raises(ValueError, match=r"^frozen teacher .* has no classifier \(features only"):
+    validation.check_export_classes(export_dir, {"class_names": []}, "digits", ["0", "1"],
+                                    role="frozen teacher")
+
+
 @pytest.mark.parametrize("config, match", [
     ("configs/supervised.py:datset=digits", r"Unknown config arg 'datset'; valid args: "
                                             r"dataset, evals, fidelity, labels, steps"),

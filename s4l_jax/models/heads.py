@@ -9,6 +9,11 @@ or a dict with the keys of `HeadSpec` (only `dims` is required). Examples:
                  classes=dict(dims=-1, input="proj_1"))         # SimCLRv2 fine-tuning
     heads = dict(classes=dict(dims=-1, stop_gradient=True))     # linear evaluation
 
+A head whose `input` is `feature_map` (the trunk's last feature map (N, h, w, C) before
+pooling) is dense: its layers act at every position (1x1 convolutions) and each of its
+endpoints is returned flattened, (N, h * w * width), position-major (colorization's per-pixel
+classifier; `dense_logits` restores (N, h, w, width)).
+
 Endpoints: `pre_logits` (trunk) and, for a head `h` of L >= 2 layers, `h_0` (its input) and
 `h_k` (the output of layer k, after BatchNorm and ReLU for hidden layers). Parameters: a
 1-layer head is the top-level module `head_<h>`; layer k of a deeper head is `head_<h>_<k>`.
@@ -24,6 +29,7 @@ import jax.numpy as jnp
 from s4l_jax.models.normalization import BatchNorm
 
 TRUNK_ENDPOINT = "pre_logits"
+FEATURE_MAP = "feature_map"  # the trunk's spatial output, read by dense heads only
 # HeadSpec.kernel_init -> Dense kernel initialiser ("normal": SimCLR's N(0, 0.01^2)).
 KERNEL_INITS = {"glorot": nn.initializers.glorot_uniform(),
                 "normal": nn.initializers.normal(stddev=0.01)}
@@ -36,7 +42,7 @@ class HeadSpec:
   Attributes:
     dims: output width of each layer (-1 = num_classes until resolved; 0 = the width of the
       layer's input, as SimCLR's projection head: hidden width = encoder width).
-    input: endpoint the head reads (`pre_logits` or another head's `h_k`).
+    input: endpoint the head reads (`pre_logits`, `feature_map` or another head's `h_k`).
     batch_norm: BatchNorm after every layer (hidden layers: Dense -> BN -> ReLU).
     use_bias: Dense layers have a bias.
     zero_init: the output layer's kernel starts at zero.
@@ -117,7 +123,8 @@ def parse_heads(heads: Any, num_classes: int) -> dict[str, HeadSpec]:
   Fails with one line on an unknown endpoint, a cycle or a name clash.
   """
   specs = {name: parse_head(name, spec, num_classes) for name, spec in heads.items()}
-  produced = {TRUNK_ENDPOINT: None, **{n: n for n in specs}}  # endpoint -> head making it
+  produced = {TRUNK_ENDPOINT: None, FEATURE_MAP: None,
+              **{n: n for n in specs}}  # endpoint -> head making it
   for name, spec in specs.items():
     for endpoint in spec.endpoints(name):
       if endpoint in produced:
@@ -127,7 +134,7 @@ def parse_heads(heads: Any, num_classes: int) -> dict[str, HeadSpec]:
   ordered, pending = {}, dict(specs)
   while pending:
     ready = [n for n, s in pending.items()
-             if s.input == TRUNK_ENDPOINT or produced.get(s.input) in ordered]
+             if s.input in (TRUNK_ENDPOINT, FEATURE_MAP) or produced.get(s.input) in ordered]
     if not ready:
       name, spec = next(iter(pending.items()))
       raise ValueError(f"model.heads.{name}.input={spec.input!r} is not an endpoint (or the "
@@ -169,15 +176,24 @@ class DenseLayer(nn.Module):
     return nn.relu(y) if self.relu else y
 
 
+def dense_logits(flat, width: int):
+  """A dense head's output (N, h * w * width) -> (N, h, w, width) (square maps, h = w)."""
+  side = round((flat.shape[-1] // width) ** 0.5)
+  return flat.reshape(flat.shape[0], side, side, width)
+
+
 def apply_heads(specs: Mapping[str, HeadSpec], pre_logits: jax.Array, train: bool,
-                bn: Mapping[str, Any]) -> dict[str, jax.Array]:
+                bn: Mapping[str, Any], feature_map: jax.Array | None = None
+                ) -> dict[str, jax.Array]:
   """Runs every head (call inside a compact method); returns {endpoint or head: (N, dim)}.
 
-  `bn`: bn_momentum, bn_epsilon, bn_group_size for heads with batch_norm.
+  `bn`: bn_momentum, bn_epsilon, bn_group_size for heads with batch_norm; `feature_map`
+  (N, h, w, C): the input of dense heads (see the module docstring).
   """
   out = {TRUNK_ENDPOINT: pre_logits}
   for name, spec in specs.items():
-    x = out[spec.input]
+    dense = spec.input == FEATURE_MAP
+    x = feature_map if dense else out[spec.input]
     if spec.stop_gradient:
       x = lax.stop_gradient(x)
     layers = [x]
@@ -188,6 +204,7 @@ def apply_heads(specs: Mapping[str, HeadSpec], pre_logits: jax.Array, train: boo
                      bn_bias=spec.output_bn_bias or k < last, name=module_name,
                      **bn)(x, train)
       layers.append(x)
-    out[name] = x
-    out.update(zip(spec.endpoints(name), layers))
+    flat = (lambda a: a.reshape(a.shape[0], -1)) if dense else (lambda a: a)
+    out[name] = flat(x)
+    out.update(zip(spec.endpoints(name), map(flat, layers)))
   return out

@@ -39,7 +39,7 @@ class ResNetV1(Trunk):
       nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal"))
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool, spatial: bool = False):
     if self.depth not in BLOCKS:
       raise ValueError(f"ResNet v1 depth must be one of {sorted(BLOCKS)}, got {self.depth}.")
     w = self.width_multiplier
@@ -62,7 +62,7 @@ class ResNetV1(Trunk):
         stride = 2 if b > 0 and u == 0 else 1
         x = unit(x, 64 * w * 2**b, stride, train, f"block{b + 1}_unit{u + 1}", next(survival))
       self.sow_block(b + 1, x)
-    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    return self.outputs(x, spatial)
 
   def _unit(self, x, filters, stride, train, name, survival):
     """Bottleneck unit (simclr `bottleneck_block`): (N, H, W, C) -> (N, H/s, W/s, 4 filters);
@@ -103,5 +103,11 @@ def _avg_pool_2x2(x, stride):
   out of the mean), else `fixed_padding(x, 2)` (one zero row/column after) and VALID."""
   if stride == 1:
     return nn.avg_pool(x, (2, 2), (1, 1), padding="SAME", count_include_pad=False)
-  x = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
-  return nn.avg_pool(x, (2, 2), (stride, stride), padding="VALID")
+  if stride != 2:
+    raise ValueError(f"ResNet-D shortcut pools with stride 1 or 2, got {stride}.")
+  # Strided slices rather than pad + reduce_window: XLA:CPU (jax 0.10.2) folds the pad into
+  # the reduce-window's padding and its YNNPACK path then sums the padded cells as copies of
+  # the edge on large inputs (e.g. (5, 1, 1, 1024): 4x the mean), so jitted and eager differed.
+  h, w = x.shape[1:3]
+  x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
+  return (x[:, 0::2, 0::2] + x[:, 1::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 1::2]) / 4

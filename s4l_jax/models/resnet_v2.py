@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from s4l_jax.models.noise import residual_sum, survival_probabilities
-from s4l_jax.models.heads import HeadSpec, apply_heads
+from s4l_jax.models.heads import FEATURE_MAP, HeadSpec, apply_heads
 from s4l_jax.models.trunk import Trunk
 
 
@@ -20,7 +20,7 @@ class ResNet50V2(Trunk):
   filters_factor: int = 4
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool, spatial: bool = False):
     k = self.filters_factor
     x = self.conv(16 * k, 7, 2, name="root_conv")(x.astype(self.dtype))
     x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -33,8 +33,7 @@ class ResNet50V2(Trunk):
         stride = 2 if b > 0 and u == 0 else 1
         x = unit(x, out, stride, train, f"block{b + 1}_unit{u + 1}", next(survival))
       self.sow_block(b + 1, x)
-    x = self.bn_relu(x, train, "final_bn")
-    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    return self.outputs(self.bn_relu(x, train, "final_bn"), spatial)
 
   def _unit(self, x, out, stride, train, name, survival):
     """Pre-activation bottleneck unit (bottleneck_v2); `survival`: stochastic depth's p."""
@@ -61,7 +60,7 @@ class WideResNet(Trunk):
   width: int = 2
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool, spatial: bool = False):
     if (self.depth - 4) % 6 or self.depth < 10:
       raise ValueError(f"WRN depth must be 6n + 4 with n >= 1, got {self.depth}.")
     units = (self.depth - 4) // 6
@@ -74,8 +73,7 @@ class WideResNet(Trunk):
         x = unit(x, out, stride if u == 0 else 1, train, f"block{b + 1}_unit{u + 1}",
                  next(survival))
       self.sow_block(b + 1, x)
-    x = self.bn_relu(x, train, "final_bn")
-    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    return self.outputs(self.bn_relu(x, train, "final_bn"), spatial)
 
   def _unit(self, x, out, stride, train, name, survival):
     """Pre-activation basic unit (two 3x3 convs); `survival`: stochastic depth's p."""
@@ -105,9 +103,11 @@ class Model(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> dict[str, jax.Array]:
     """x: (N, H, W, C) float32 in [-1, 1]; returns float32 pre_logits (N, D), each head
     (N, dims[-1]) and each MLP endpoint (N, width)."""
-    pre_logits = self.trunk(x, train=train).astype(jnp.float32)
+    spatial = any(spec.input == FEATURE_MAP for spec in self.heads.values())
+    pre_logits, feature_map = (self.trunk(x, train=train, spatial=True) if spatial
+                               else (self.trunk(x, train=train), None))
     if train and self.dropout:
       pre_logits = nn.Dropout(self.dropout, deterministic=False)(pre_logits)
     bn = dict(bn_momentum=self.trunk.bn_momentum, bn_epsilon=self.trunk.bn_epsilon,
               bn_group_size=self.trunk.bn_group_size)
-    return apply_heads(self.heads, pre_logits, train, bn)
+    return apply_heads(self.heads, pre_logits, train, bn, feature_map)

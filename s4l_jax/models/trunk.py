@@ -11,8 +11,8 @@ INTERMEDIATES = "intermediates"  # the flax collection of the pooled block outpu
 
 
 class Trunk(nn.Module):
-  """Compute dtype, BN settings, remat and stochastic depth; subclasses define `__call__` and
-  `_unit`.
+  """Compute dtype, BN settings, remat and stochastic depth; subclasses define `__call__`
+  (`(x, train, spatial=False)`, ending with `self.outputs(x, spatial)`) and `_unit`.
 
   `_unit(self, x, filters, stride, train, name, survival)` is one residual unit (the last five
   arguments static, for `remat`; `survival`: its stochastic-depth keep probability, applied by
@@ -35,6 +35,13 @@ class Trunk(nn.Module):
     if self.is_mutable_collection(INTERMEDIATES) and not self.is_initializing():
       self.sow(INTERMEDIATES, f"block{index}",
                jnp.mean(x.astype(jnp.float32), axis=(1, 2)))
+
+  def outputs(self, x, spatial: bool):
+    """The trunk's result from its last feature map x (N, h, w, C): pre_logits, its global
+    average (N, C) float32, or with `spatial` (pre_logits, x as float32)."""
+    x = x.astype(jnp.float32)
+    pooled = jnp.mean(x, axis=(1, 2))
+    return (pooled, x) if spatial else pooled
 
   def unit_fn(self):
     """`self._unit`, rematerialised when `remat` (same parameters, same gradients)."""
