@@ -248,10 +248,11 @@ def test_pretrained_export_starts_finetune_and_distill(r26, tmp_path):
     assert (stage.model.name, stage.model.depth, stage.model.sk_ratio) == ("resnet_v1", 26, 0.0)
   step3 = load_config("simclrv2", f"dataset=digits,step=3,pretrained={exported}")
   assert step3.run_stages == "distill"
-  from s4l_jax.models import build_model, init as model_init  # pylint: disable=g-import-not-at-top
-  start = model_init.init_variables(build_model(finetune.model, 10), (8, 8, 3),
-                                    jax.random.PRNGKey(0), init_from=exported,
-                                    init_take=finetune.init_take)["params"]
+  from s4l_jax import initialization  # pylint: disable=g-import-not-at-top
+  from s4l_jax.models import build_model  # pylint: disable=g-import-not-at-top
+  start = initialization.init_variables(build_model(finetune.model, 10), (8, 8, 3),
+                                        jax.random.PRNGKey(0), init_from=exported,
+                                        init_take=finetune.init_take)["params"]
   converted = export.load_variables(exported)["params"]
   assert set(start) == {"trunk", "head_proj_1", "head_classes"}
   for name in ("trunk", "head_proj_1"):

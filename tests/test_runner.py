@@ -238,12 +238,13 @@ def test_simclrv2_config_runs_three_stages_and_resumes_mid_pipeline(tmp_path):
   with open(tmp_path / "distill" / "config.json") as f:
     assert json.load(f)["frozen_teacher"] == str(tmp_path / "finetune" / "export")
 
-  from s4l_jax.models import build_model, init as model_init  # pylint: disable=g-import-not-at-top
+  from s4l_jax import initialization  # pylint: disable=g-import-not-at-top
+  from s4l_jax.models import build_model  # pylint: disable=g-import-not-at-top
   finetune = config("").stages.finetune
   model = build_model(finetune.model, 10)
-  start = model_init.init_variables(model, (8, 8, 3), jax.random.PRNGKey(0),
-                                    init_from=str(tmp_path / "pretrain" / "export"),
-                                    init_take=finetune.init_take)["params"]
+  start = initialization.init_variables(model, (8, 8, 3), jax.random.PRNGKey(0),
+                                        init_from=str(tmp_path / "pretrain" / "export"),
+                                        init_take=finetune.init_take)["params"]
   pretrained = export.load_variables(str(tmp_path / "pretrain" / "export"))["params"]
   assert set(start) == {"trunk", "head_proj_1", "head_classes"}
   for name in ("trunk", "head_proj_1"):
