@@ -252,6 +252,7 @@ def test_vat_shortening_factor_is_gradient_norm_over_1e_6(x64):
     assert (got < 1).all() if xi == 1e-6 else (got == pytest.approx(1.0))
 
 
+@pytest.mark.slow
 def test_cpu_peer_times_the_jax_arms_and_their_losses_agree(tmp_path):
   """benchmarks/cpu_peer.py end to end without PyTorch (an optional extra): both jax arms
   (main.py's CPU flags on and off) start from the same weights and batch, so their first

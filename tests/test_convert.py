@@ -20,6 +20,8 @@ from s4l_jax import convert, export, runner
 from testing_utils import ROOT, load_config
 import simclr_tf_reference as ref
 
+pytestmark = pytest.mark.tf
+
 RTOL = 2e-5
 SIZE = 32
 REAL_CHECKPOINT_ENV = "S4L_SIMCLRV2_CHECKPOINT"

@@ -162,6 +162,7 @@ def _digits(name, steps=4):
   return c
 
 
+@pytest.mark.slow
 def test_relative_position_runs_on_digits_and_exports(tmp_path):
   """(The pretext rows share these views and loss helpers; their losses are tested above.)"""
   results = runner.run(_digits("s4l_relative_position", steps=2), str(tmp_path))
@@ -169,6 +170,7 @@ def test_relative_position_runs_on_digits_and_exports(tmp_path):
   assert export.load_description(str(tmp_path / "export"))["method"] == "s4l_relative_position"
 
 
+@pytest.mark.slow
 def test_s4l_jigsaw_resumes_bit_identically(tmp_path):
   full, resumed = tmp_path / "full", tmp_path / "resumed"
   runner.run(_digits("s4l_jigsaw"), str(full))

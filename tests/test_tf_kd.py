@@ -62,6 +62,7 @@ def test_variants_stage_configs():
     load_config("tf_kd", "teacher=bad")
 
 
+@pytest.mark.slow
 def test_self_teacher_pipeline_runs_on_digits(tmp_path):
   c = load_config("tf_kd", "dataset=digits")
   for stage in c.stages.values():

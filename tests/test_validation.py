@@ -185,6 +185,7 @@ def test_evaluate_export_on_other_classes_fails_before_scoring(tmp_path):
   assert len(lines) <= 2 and lines[-1].startswith("ERROR: export "), proc.stderr[-2000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config, match", [
     ("configs/supervised.py:datset=digits", r"Unknown config arg 'datset'; valid args: "
                                             r"dataset, evals, fidelity, labels, steps"),
@@ -224,6 +225,7 @@ def test_composed_view_is_valid():
   validation.validate(_digits(**{"input.labeled.view": "inception_crop|flip|hsv_noise"}))
 
 
+@pytest.mark.slow
 def test_bad_view_op_fails_in_one_line_from_main(tmp_path):
   proc = subprocess.run([sys.executable, "main.py", "--config=configs/supervised.py:dataset=digits",
                          "--config.input.labeled.view=pad_crop|flipp",
