@@ -85,6 +85,7 @@ def _fingerprints(arrays):
   return sorted((a.shape, round(float(np.sum(a, dtype=np.float64)), 3)) for a in arrays)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["r50", "r50_sk"])
 def test_export_matches_the_official_forward_pass(case, request):
   """Logits, the projection head's output, its first layer and the pooled features equal the
@@ -220,6 +221,7 @@ def test_paths_and_options_that_are_no_checkpoint(r26, tmp_path):
   assert convert.resolve_classifier_input("/d/finetuned_1pct/r50_1x_sk0", "auto") == "proj_1"
 
 
+@pytest.mark.slow
 def test_cli_fails_in_one_line_without_traceback(tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "s4l_jax.convert", "simclrv2", str(tmp_path / "none"),
@@ -231,6 +233,7 @@ def test_cli_fails_in_one_line_without_traceback(tmp_path):
   assert not os.path.exists(tmp_path / "export")
 
 
+@pytest.mark.slow
 def test_pretrained_export_starts_finetune_and_distill(r26, tmp_path):
   """`simclrv2.py:pretrained=EXPORT` on digits: the pipeline is fine-tune -> distill with no
   pretraining stage, both with the export's architecture; the fine-tuning's initial weights

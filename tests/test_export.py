@@ -37,6 +37,7 @@ def exported(tmp_path_factory):
   return export_dir, variables
 
 
+@pytest.mark.slow
 def test_load_model_rebuilds_the_exported_network(exported):
   export_dir, variables = exported
   model, loaded, description = export.load_model(export_dir)
@@ -79,6 +80,7 @@ def _init_from(heads, export_dir, take):
   return fresh, taken
 
 
+@pytest.mark.slow
 def test_init_from_takes_exactly_the_named_subtrees(exported):
   export_dir, variables = exported
   fresh, taken = _init_from(dict(classes=-1), export_dir, "trunk")
@@ -102,6 +104,7 @@ def test_init_from_takes_exactly_the_named_subtrees(exported):
                             variables["params"]["head_classes"]["kernel"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("heads, take, match", [
     (dict(classes=-1), "all", r"params/head_classes/kernel has shape \(6, 3\) in the export but "
      r"\(64, 3\) in the model"),
@@ -117,6 +120,7 @@ def test_init_from_mismatch_fails_in_one_line(exported, heads, take, match):
     _init_from(heads, export_dir, take)
 
 
+@pytest.mark.slow
 def test_simclr_resnet_v1_export_round_trips(tmp_path):
   """ResNet-26 v1 + SK with SimCLRv2's head options (normal init, last BN without beta):
   load_model rebuilds the same module, variables (no bias in the last BN) and outputs."""
@@ -184,6 +188,7 @@ def test_resnet50v2_endpoints():
       block1=64, block2=128, block3=256, block4=512, pre_logits=512, classes=3)
 
 
+@pytest.mark.slow
 def test_last_block_of_resnet_v1_is_its_pooled_features():
   """ResNet v1 pools its last block's output into pre_logits: the two endpoints are equal."""
   model = build_model(dict(name="resnet_v1", depth=26), len(CLASSES))
