@@ -24,6 +24,8 @@ from absl import logging
 from s4l_jax import distributed, storage
 
 CHECKSUMS_FILE = "s4l_checksums.json"
+# The state is Orbax's one unnamed item, saved in `<step>/ITEM/`.
+ITEM = ocp.checkpoint_manager.DEFAULT_ITEM_NAME
 
 
 class CheckpointMismatchError(ValueError):
@@ -82,10 +84,12 @@ class Checkpointer:
     self.directory = storage.absolute(directory)
     self.every_steps = max(int(every_steps), 1)
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True, enable_async_checkpointing=True,
-        cleanup_tmp_directories=True)
+        preservation_policy=ocp.checkpoint_managers.LatestN(n=keep), create=True,
+        enable_async_checkpointing=True, cleanup_tmp_directories=True)
+    handlers = ocp.handlers.create_default_handler_registry(
+        **{ITEM: ocp.StandardCheckpointHandler()})
     self._manager = ocp.CheckpointManager(storage.as_path(self.directory), options=options,
-                                          item_handlers=ocp.StandardCheckpointHandler())
+                                          handler_registry=handlers)
     self._unsummed = []  # saved steps whose checksums are not written yet
 
   def latest_step(self) -> int | None:
@@ -121,7 +125,12 @@ class Checkpointer:
     self._write_checksums(wait=True)  # a save of this process in flight commits first
     for step in reversed(self.all_steps()):
       try:
-        verify_checksums(storage.join(self.directory, str(step)))
+        step_dir = storage.join(self.directory, str(step))
+        # Checked before Orbax reads the step: Orbax infers its single-item mode from the
+        # first step it reads and keeps that mode, so a step lacking ITEM/ must not be first.
+        if not storage.isdir(storage.join(step_dir, ITEM)):
+          raise FileNotFoundError(f"{ITEM}/ is missing")
+        verify_checksums(step_dir)
         with _quiet_abandoned_io():
           mismatch = describe_mismatch(self._manager.item_metadata(step).tree, abstract_state)
           if not mismatch:

@@ -25,7 +25,8 @@ from s4l_jax import evaluators as evaluators_lib, logs, objectives
 from s4l_jax import metrics as metrics_lib, optim, storage, train_state, validation
 from s4l_jax.data import factory
 from s4l_jax.data import views
-from s4l_jax.models import build_model, init as model_init
+from s4l_jax import initialization
+from s4l_jax.models import build_model
 
 
 def ema_decay(config, steps_per_epoch: int) -> float:
@@ -277,8 +278,9 @@ def _init(config, workdir: str) -> _Run:
                                   images_per_step=data.images_per_step,
                                   devices=jax.device_count(), workdir=workdir))
 
-  variables = model_init.init_variables(model, data.image_shape, jax.random.PRNGKey(config.seed),
-                                        init_from=config.init_from, init_take=config.init_take)
+  variables = initialization.init_variables(
+      model, data.image_shape, jax.random.PRNGKey(config.seed), init_from=config.init_from,
+      init_take=config.init_take)
   schedule = optim.make_schedule(
       config.lr, config_lib.base_learning_rate(config),
       config_lib.schedule_steps_per_epoch(config, data.num_labeled, data.num_unlabeled), num_steps)

@@ -27,7 +27,3 @@ def x64_fixture():
   jax.config.update("jax_enable_x64", True)
   yield
   jax.config.update("jax_enable_x64", prev)
-
-
-def pytest_configure(config):
-  config.addinivalue_line("markers", "slow: trains or spawns main.py")

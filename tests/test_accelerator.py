@@ -70,6 +70,7 @@ def test_parse_model():
                                                                      dtype="bfloat16")
 
 
+@pytest.mark.slow
 def test_smoke_run_end_to_end(tmp_path):
   """Every phase runs and reports: tests pass, every throughput row is timed, every method
   trains at the smoke label count and is scored on the 100 fake test images."""

@@ -142,6 +142,7 @@ def test_step_cost_markdown():
   assert "| float32 | True | 4.00 | 1.00 | 8.00 | 13.00 | - | - |" in md
 
 
+@pytest.mark.slow
 def test_step_cost_per_step_wait_is_timed_against_free_queuing():
   c = step_cost.method_config("supervised", "folder:/unused", 2,
                               dict(name="wrn", depth=10, width=1))
@@ -216,6 +217,7 @@ def test_simclr_memory_accounting():
   assert md.count("| d | 16 | 1 (2) |") == 3 and "needs this many GPUs: float32: 2." in md
 
 
+@pytest.mark.slow
 def test_vat_shortening_factor_is_gradient_norm_over_1e_6(x64):
   """factor = min(1, |g| / 1e-6), g = grad_r mean KL(p(x + r) || p(x)) at r = xi d0 / |d0|,
   on a linear softmax model in float64 (in float32 at xi = 1e-6, g is mostly rounding noise,
@@ -252,6 +254,7 @@ def test_vat_shortening_factor_is_gradient_norm_over_1e_6(x64):
     assert (got < 1).all() if xi == 1e-6 else (got == pytest.approx(1.0))
 
 
+@pytest.mark.slow
 def test_cpu_peer_times_the_jax_arms_and_their_losses_agree(tmp_path):
   """benchmarks/cpu_peer.py end to end without PyTorch (an optional extra): both jax arms
   (main.py's CPU flags on and off) start from the same weights and batch, so their first
@@ -308,6 +311,7 @@ def test_learning_rate_sweep_rows():
   assert swept == recipe[:3] + [f"--workdir={workdir}"] + recipe[4:] + ["--config.lr.base=0.1"]
 
 
+@pytest.mark.slow
 def test_digits_seeds_table_at_tiny_size(tmp_path):
   """2 seeds of supervised at 2 steps: each seed's own workdir and results, the row's mean and
   sample std of their top-1, the markdown line; the seeds differ in the config only."""

@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -81,6 +82,24 @@ def test_no_intact_checkpoint_restores_nothing(tmp_path):
   assert ckpt.latest_step() is None
   ckpt.close()
   assert sorted(os.listdir(str(tmp_path / "checkpoints_damaged"))) == ["2", "4"]
+
+
+def test_step_without_its_item_directory_falls_back_to_the_previous(tmp_path, caplog):
+  """The newest step lost `default/` and its checksums (killed before they were written): it
+  is set aside in one warning and the older step restores (Orbax, reading it first, would
+  have taken the step for a multi-item one and refused every older step too)."""
+  directory = str(tmp_path / "checkpoints")
+  _write(directory)
+  step_dir = os.path.join(directory, "4")
+  shutil.rmtree(os.path.join(step_dir, checkpointing.ITEM))
+  os.remove(os.path.join(step_dir, checkpointing.CHECKSUMS_FILE))
+  ckpt = checkpointing.Checkpointer(directory, 2, 3)
+  restored = ckpt.restore_newest_intact(checkpointing.abstract_like(_state(0), SHARDING))
+  ckpt.close()
+  assert int(restored["step"]) == 2
+  warnings = [r.getMessage() for r in caplog.records if "does not restore" in r.getMessage()]
+  assert len(warnings) == 1 and "FileNotFoundError: default/ is missing" in warnings[0]
+  assert os.path.isdir(tmp_path / "checkpoints_damaged" / "4")
 
 
 def test_checkpoint_of_another_model_is_refused_in_one_line(tmp_path):

@@ -44,6 +44,7 @@ def test_unwritable_dir_warns_and_runs_without(tmp_path, updates):
   assert compilation_cache.configure(str(blocker / "xla")) is None and not updates
 
 
+@pytest.mark.slow
 def test_second_run_compiles_nothing_new(tmp_path):
   """main.py stores its compiled programs; the same config in a fresh workdir adds none."""
   cache = tmp_path / "xla"

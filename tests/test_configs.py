@@ -173,6 +173,7 @@ def test_supervised_1pct_imagenet_adds_hsv_noise_like_the_released_config():
   assert spec.crop == "inception_crop" and spec.ops == ("flip", "hsv_noise")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override, key", [
     ("--config.lr.bsae=0.1", "bsae"),
     ("--config=configs/supervised.py:labls=1pct", "labls"),

@@ -20,6 +20,8 @@ from s4l_jax import convert, embed, export, runner
 from testing_utils import ROOT, load_config
 import simclr_tf_reference as ref
 
+pytestmark = pytest.mark.tf
+
 RTOL = 2e-5
 SIZE = 32
 REAL_CHECKPOINT_ENV = "S4L_SIMCLRV2_CHECKPOINT"
@@ -83,6 +85,7 @@ def _fingerprints(arrays):
   return sorted((a.shape, round(float(np.sum(a, dtype=np.float64)), 3)) for a in arrays)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["r50", "r50_sk"])
 def test_export_matches_the_official_forward_pass(case, request):
   """Logits, the projection head's output, its first layer and the pooled features equal the
@@ -328,6 +331,7 @@ def test_paths_and_options_that_are_no_checkpoint(r26, tmp_path):
   assert convert.resolve_classifier_input("/d/finetuned_1pct/r50_1x_sk0", "auto") == "proj_1"
 
 
+@pytest.mark.slow
 def test_cli_fails_in_one_line_without_traceback(tmp_path):
   result = subprocess.run(
       [sys.executable, "-m", "s4l_jax.convert", "simclrv2", str(tmp_path / "none"),
@@ -339,6 +343,7 @@ def test_cli_fails_in_one_line_without_traceback(tmp_path):
   assert not os.path.exists(tmp_path / "export")
 
 
+@pytest.mark.slow
 def test_pretrained_export_starts_finetune_and_distill(r26, tmp_path):
   """`simclrv2.py:pretrained=EXPORT` on digits: the pipeline is fine-tune -> distill with no
   pretraining stage, both with the export's architecture; the fine-tuning's initial weights
@@ -358,10 +363,11 @@ def test_pretrained_export_starts_finetune_and_distill(r26, tmp_path):
     assert (stage.model.name, stage.model.depth, stage.model.sk_ratio) == ("resnet_v1", 26, 0.0)
   step3 = load_config("simclrv2", f"dataset=digits,step=3,pretrained={exported}")
   assert step3.run_stages == "distill"
-  from s4l_jax.models import build_model, init as model_init  # pylint: disable=g-import-not-at-top
-  start = model_init.init_variables(build_model(finetune.model, 10), (8, 8, 3),
-                                    jax.random.PRNGKey(0), init_from=exported,
-                                    init_take=finetune.init_take)["params"]
+  from s4l_jax import initialization  # pylint: disable=g-import-not-at-top
+  from s4l_jax.models import build_model  # pylint: disable=g-import-not-at-top
+  start = initialization.init_variables(build_model(finetune.model, 10), (8, 8, 3),
+                                        jax.random.PRNGKey(0), init_from=exported,
+                                        init_take=finetune.init_take)["params"]
   converted = export.load_variables(exported)["params"]
   assert set(start) == {"trunk", "head_proj_1", "head_classes"}
   for name in ("trunk", "head_proj_1"):

@@ -107,6 +107,7 @@ def test_jpeg_tables_follow_libjpeg_quality_scaling():
   assert luma7[0, 0] == (16 * 714 + 50) // 100 and luma7.max() == 255
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size, channels", [(32, 3), (30, 1)])
 def test_jpeg_is_pils_encoder_and_decoder(size, channels):
   """ImageNet-C's jpeg: PIL save(quality=c) and reload; here 4:4:4 (subsampling=0). libjpeg's

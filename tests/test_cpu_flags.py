@@ -49,6 +49,7 @@ def test_an_installed_accelerator_plugin_means_no_cpu_flags(monkeypatch):
   assert cpu_flags.cpu_is_the_platform({"JAX_PLATFORMS": "cpu"})  # the user's choice wins
 
 
+@pytest.mark.slow
 def test_main_applies_them_before_jax_starts():
   code = ("import os, sys; sys.argv = ['main.py']; import main, jax; "
           "print(os.environ['XLA_FLAGS']); print(jax.default_backend())")
@@ -85,6 +86,7 @@ print(json.dumps(losses))
 """
 
 
+@pytest.mark.slow
 def test_the_flags_keep_the_losses_of_the_default_path():
   """With and without the flags (the installed jaxlib accepts them: an unknown flag aborts),
   three training steps give the same losses to float32 rounding."""

@@ -45,6 +45,7 @@ def test_check_pipeline(dataset, pipeline, match):
   datasets.check_pipeline("folder:/x", "memory")
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("dataset, pipeline, needs", [
     ("imagenet2012", "tfdata", True), ("cifar10", "memory", True), ("digits", "memory", False),
     ("folder:/x", "memory", False), ("folder:/x", "tfdata", True)])

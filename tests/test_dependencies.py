@@ -13,6 +13,7 @@ import subprocess
 import sys
 from unittest import mock
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -92,6 +93,7 @@ def test_blocker_blocks_what_the_base_install_lacks():
   assert "No module named 'tensorflow'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_base_install_trains_exports_and_evaluates_digits(tmp_path):
   blocked = blocked_modules(requirement_closure(install_requires()))
   workdir = str(tmp_path / "sup")

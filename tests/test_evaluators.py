@@ -27,6 +27,7 @@ def full_run(tmp_path_factory):
   return workdir, runner.run(config, workdir)
 
 
+@pytest.mark.slow
 def test_every_evaluator_on_every_split(full_run):
   workdir, results = full_run
   evals = results["evals"]
@@ -52,6 +53,7 @@ def test_every_evaluator_on_every_split(full_run):
     assert json.load(f)["evals"] == json.loads(json.dumps(evals))
 
 
+@pytest.mark.slow
 def test_tensorboard_has_periodic_validation_and_final_figures(full_run):
   workdir, results = full_run
   scalars = events.read_scalars(workdir)
@@ -66,6 +68,7 @@ def test_tensorboard_has_periodic_validation_and_final_figures(full_run):
   assert results["validation_top1_median"] == pytest.approx(np.median(curve))
 
 
+@pytest.mark.slow
 def test_embed_writes_the_exports_features(full_run, tmp_path):
   workdir, results = full_run
   out = str(tmp_path / "f.npz")
@@ -83,6 +86,7 @@ def test_embed_writes_the_exports_features(full_run, tmp_path):
     embed.embed_export(f"{workdir}/export", "digits", "test", "logits")
 
 
+@pytest.mark.slow
 def test_aggregate_over_runs(full_run):
   workdir, results = full_run
   summary = aggregate.aggregate([workdir, workdir])

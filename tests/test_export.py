@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from s4l_jax import endpoints, export
-from s4l_jax.models import build_model, init as model_init
+from s4l_jax import endpoints, export, initialization
+from s4l_jax.models import build_model
 
 CLASSES = ("ant", "bee", "cat")
 TINY = dict(name="wrn", depth=10, width=1)
@@ -27,7 +27,7 @@ def exported(tmp_path_factory):
   """(export_dir, variables): an export with trained-looking BN statistics everywhere."""
   config = dict(TINY, heads=HEADS)
   model = build_model(config, len(CLASSES))
-  variables = model_init.init_variables(model, (8, 8, 3), jax.random.PRNGKey(0))
+  variables = initialization.init_variables(model, (8, 8, 3), jax.random.PRNGKey(0))
   _, new = model.apply(variables, export.to_model_input(jnp.asarray(_images(16, seed=0))),
                        train=True, mutable=["batch_stats"])
   variables = jax.device_get({**variables, **new})
@@ -37,6 +37,7 @@ def exported(tmp_path_factory):
   return export_dir, variables
 
 
+@pytest.mark.slow
 def test_load_model_rebuilds_the_exported_network(exported):
   export_dir, variables = exported
   model, loaded, description = export.load_model(export_dir)
@@ -97,12 +98,13 @@ def test_old_export_loads_but_cannot_be_rebuilt(exported, tmp_path):
 
 def _init_from(heads, export_dir, take):
   model = build_model(dict(TINY, heads=heads), len(CLASSES))
-  fresh = model_init.init_variables(model, (8, 8, 3), jax.random.PRNGKey(1))
-  taken = model_init.init_variables(model, (8, 8, 3), jax.random.PRNGKey(1),
-                                    init_from=export_dir, init_take=take)
+  fresh = initialization.init_variables(model, (8, 8, 3), jax.random.PRNGKey(1))
+  taken = initialization.init_variables(model, (8, 8, 3), jax.random.PRNGKey(1),
+                                        init_from=export_dir, init_take=take)
   return fresh, taken
 
 
+@pytest.mark.slow
 def test_init_from_takes_exactly_the_named_subtrees(exported):
   export_dir, variables = exported
   fresh, taken = _init_from(dict(classes=-1), export_dir, "trunk")
@@ -126,6 +128,7 @@ def test_init_from_takes_exactly_the_named_subtrees(exported):
                             variables["params"]["head_classes"]["kernel"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("heads, take, match", [
     (dict(classes=-1), "all", r"params/head_classes/kernel has shape \(6, 3\) in the export but "
      r"\(64, 3\) in the model"),
@@ -141,6 +144,7 @@ def test_init_from_mismatch_fails_in_one_line(exported, heads, take, match):
     _init_from(heads, export_dir, take)
 
 
+@pytest.mark.slow
 def test_simclr_resnet_v1_export_round_trips(tmp_path):
   """ResNet-26 v1 + SK with SimCLRv2's head options (normal init, last BN without beta):
   load_model rebuilds the same module, variables (no bias in the last BN) and outputs."""
@@ -150,7 +154,7 @@ def test_simclr_resnet_v1_export_round_trips(tmp_path):
                               kernel_init="normal", output_bn_bias=False),
                     classes=dict(dims=-1, input="proj_1", kernel_init="normal")))
   model = build_model(config, len(CLASSES))
-  variables = jax.device_get(model_init.init_variables(model, (8, 8, 3), jax.random.PRNGKey(0)))
+  variables = jax.device_get(initialization.init_variables(model, (8, 8, 3), jax.random.PRNGKey(0)))
   assert set(variables["params"]["head_proj_2"]["bn"]) == {"scale"}
   export_dir = str(tmp_path / "export")
   export.write_export(export_dir, config, variables, image_size=8, channels=3,
@@ -206,10 +210,11 @@ def test_resnet50v2_endpoints():
       block1=64, block2=128, block3=256, block4=512, pre_logits=512, classes=3)
 
 
+@pytest.mark.slow
 def test_last_block_of_resnet_v1_is_its_pooled_features():
   """ResNet v1 pools its last block's output into pre_logits: the two endpoints are equal."""
   model = build_model(dict(name="resnet_v1", depth=26), len(CLASSES))
-  variables = model_init.init_variables(model, (8, 8, 3), jax.random.PRNGKey(0))
+  variables = initialization.init_variables(model, (8, 8, 3), jax.random.PRNGKey(0))
   assert "intermediates" not in variables  # init keeps no block outputs
   out = endpoints.apply_endpoints(model, variables, export.to_model_input(jnp.asarray(_images())))
   np.testing.assert_array_equal(out["block4"], out["pre_logits"])

@@ -1,4 +1,5 @@
-"""The package's import graph: no circles, and objectives import no other objective.
+"""The package's import graph: no circles between modules nor between layers (a subpackage
+is one layer), and objectives import no other objective.
 
 Every `import` / `from ... import` in a module counts, at module level or inside a function.
 """
@@ -65,6 +66,26 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
   return None
 
 
+# objective_lib is the objectives' shared helpers (its docstring), a part of that layer kept
+# beside the subpackage.
+LAYER_OF = {f"{PACKAGE}.objective_lib": f"{PACKAGE}.objectives"}
+
+
+def layer(module: str) -> str:
+  """The top-level module or subpackage `module` belongs to (`s4l_jax.models.heads` ->
+  `s4l_jax.models`)."""
+  return ".".join(LAYER_OF.get(module, module).split(".")[:2])
+
+
+def layer_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+  """`graph` with each subpackage's modules merged into one node, edges inside it dropped."""
+  layers = {}
+  for module, imports in graph.items():
+    layers.setdefault(layer(module), set()).update(
+        layer(i) for i in imports if layer(i) != layer(module))
+  return layers
+
+
 def test_find_cycle_names_the_circle():
   assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
   assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
@@ -79,6 +100,20 @@ def test_graph_sees_imports_inside_functions():
 def test_no_import_cycles():
   cycle = find_cycle(import_graph())
   assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+def test_layer_graph_sees_a_circle_through_a_subpackage():
+  """models/init.py -> export.py -> models/__init__.py: no circle between modules (Python
+  imports it), but one between the models layer and export."""
+  graph = {"s4l_jax.models": {"s4l_jax.models.heads"}, "s4l_jax.models.heads": set(),
+           "s4l_jax.models.init": {"s4l_jax.export"}, "s4l_jax.export": {"s4l_jax.models"}}
+  assert find_cycle(graph) is None
+  assert find_cycle(layer_graph(graph)) == ["s4l_jax.export", "s4l_jax.models", "s4l_jax.export"]
+
+
+def test_no_import_cycles_between_layers():
+  cycle = find_cycle(layer_graph(import_graph()))
+  assert cycle is None, "import circle between layers: " + " -> ".join(cycle)
 
 
 def test_no_objective_imports_another():

@@ -63,6 +63,7 @@ def test_in_memory_pipeline(folder, tmp_path, fmt):
   assert set(batch["label"]) <= {CLASSES.index(p.split("/")[1]) for p in expected}
 
 
+@pytest.mark.tf
 @pytest.mark.parametrize("fmt", ["json", "txt"])
 def test_tfds_pipeline(folder, tmp_path, fmt):
   text, expected = LISTS[fmt]
@@ -72,6 +73,7 @@ def test_tfds_pipeline(folder, tmp_path, fmt):
   assert sorted(os.path.relpath(p, folder) for p in paths) == expected  # ImageFolder order
 
 
+@pytest.mark.tf
 def test_tfds_builder_file_names(tmp_path):
   """imagenet2012 (mock data): names come from the `file_name` feature."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -121,7 +123,7 @@ def same_names_fixture(tmp_path_factory):
   return write_image_folder(tmp_path_factory.mktemp("same"), CLASSES, per_class=(3, 1), size=8)
 
 
-@pytest.mark.parametrize("pipeline", ["memory", "tfdata"])
+@pytest.mark.parametrize("pipeline", ["memory", pytest.param("tfdata", marks=pytest.mark.tf)])
 def test_entries_with_folders_name_one_file_each(same_names, tmp_path, pipeline):
   """The issue's list: 3 entries with folders label 3 images, not the 9 sharing base names."""
   path = _write(tmp_path, "train/ant/000.jpg\nbee/001.png\n/elsewhere/train/cat/002.jpg\n")

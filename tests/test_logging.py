@@ -11,6 +11,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from s4l_jax import logs
 from testing_utils import ROOT
 
@@ -30,6 +32,7 @@ def _main(workdir, steps, *overrides):
   return proc
 
 
+@pytest.mark.slow
 def test_default_verbosity_is_a_short_readable_screen(tmp_path):
   steps = 16
   proc = _main(tmp_path, steps, "--config.log_every_steps=4", "--config.checkpoint_every_steps=4",
@@ -62,6 +65,7 @@ def test_default_verbosity_is_a_short_readable_screen(tmp_path):
   assert results["images_per_s"] > 2 * wall_rate, (results["images_per_s"], wall_rate)
 
 
+@pytest.mark.slow
 def test_first_progress_line_has_no_eta_and_verbosity_1_shows_everything(tmp_path):
   proc = _main(tmp_path, 3, "--config.log_every_steps=1", "--config.eval_every_steps=0",
                "--verbosity=1")

@@ -97,6 +97,7 @@ def _init(model, x):
   return jax.device_get(model.init(jax.random.PRNGKey(0), jnp.zeros_like(x[:1]), train=False))
 
 
+@pytest.mark.slow
 def test_int_head_is_the_linear_head_spec():
   """`classes=-1` == an explicit 1-layer spec: same parameter names, values and outputs,
   and the outputs are pre_logits @ kernel + bias."""
@@ -120,6 +121,7 @@ def _np_bn(y, params, stats, train, eps=1e-3):
   return (y - mean) / np.sqrt(var + eps) * params["scale"] + params["bias"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("train", [True, False])
 def test_mlp_head_with_batch_norm_matches_numpy(train):
   """SimCLRv2-style head: proj = 2 x (Dense without bias -> BN), ReLU between; classes reads
@@ -154,6 +156,7 @@ def test_mlp_head_with_batch_norm_matches_numpy(train):
     np.testing.assert_allclose(out[name], expected, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow
 def test_simclr_projection_head_options():
   """kernel_init="normal": N(0, 0.01^2) kernels (default: Glorot-uniform, within its bound);
   output_bn_bias=False: the last BN has only a scale (hidden ones keep their bias), so in
@@ -182,6 +185,7 @@ def test_simclr_projection_head_options():
   np.testing.assert_allclose(z.var(0), scale**2 * y.var(0) / (y.var(0) + 1e-3), rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_kept_layers_and_input_width_dims():
   """dims 0 = the layer's input width; `keep=1` builds the first layer only, under the same
   names, and its output is the full head's `proj_1` (SimCLRv2 fine-tuning from proj_1); a
@@ -214,6 +218,7 @@ def test_kept_layers_and_input_width_dims():
     np.testing.assert_array_equal(out_kept["classes"], 0.0)
 
 
+@pytest.mark.slow
 def test_stop_gradient_and_zero_init():
   x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 3), minval=-1, maxval=1)
   trunk_grads = {}
@@ -306,6 +311,7 @@ def _bn_inputs(shape=(8, 3, 3, 5), seed=0):
   return jnp.asarray(x), {"params": params, "batch_stats": stats}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype, use_bias", [(jnp.float32, True), (jnp.bfloat16, True),
                                              (jnp.float32, False)])
 def test_batchnorm_matches_flax(dtype, use_bias):
@@ -335,6 +341,7 @@ def _bn_residuals(bn, variables, x):
   return [r for r in jax.tree.leaves(vjp) if r.size >= x.size]  # activation-sized ones
 
 
+@pytest.mark.slow
 def test_batchnorm_gradients_match_flax_and_keep_only_the_input():
   x, variables = _bn_inputs((16, 4, 4, 8))
   ours, ref = BatchNorm(momentum=0.9, epsilon=1e-3), nn.BatchNorm(momentum=0.9, epsilon=1e-3)
@@ -412,6 +419,7 @@ def _train_fn(model):
       model.apply, train=True, mutable=["batch_stats"]))
 
 
+@pytest.mark.slow
 def test_wrn_train_and_eval(wrn_inputs):
   x, variables = wrn_inputs
   model = _small_wrn(bn_group_size=2)
@@ -444,6 +452,7 @@ def test_bfloat16_returns_float32(wrn_inputs):
   assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(new16))
 
 
+@pytest.mark.slow
 def test_remat_keeps_parameters_gradients_and_stats():
   """model.remat recomputes activations in the backward pass; results are unchanged."""
   x = jax.random.normal(jax.random.PRNGKey(1), (8, 16, 16, 3))
@@ -497,6 +506,7 @@ def test_each_residual_unit_gets_its_survival_probability(monkeypatch, name, cfg
   assert seen[-1] == pytest.approx(0.6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg", [dict(dropout=0.5), dict(stochastic_depth=0.5),
                                  dict(dropout=0.3, stochastic_depth=0.7, remat=True)])
 def test_noise_is_on_in_training_and_off_at_eval(cfg):

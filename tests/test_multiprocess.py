@@ -147,6 +147,8 @@ def test_distributed_args():
       coordinator_address="10.0.0.1:1234", num_processes=2, process_id=1)
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_processes_equal_one(runs):
   """Same results.json accuracies as one process, and the same exported weights up to float32
   rounding: the gradient all-reduce adds the 8 devices' shares in another order across
@@ -163,6 +165,8 @@ def test_two_processes_equal_one(runs):
   assert not os.path.exists(os.path.join(runs[1], "logs"))  # one process: stderr only
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_processes_equal_one_for_s4l_rotation(tmp_path):
   """S4L-Rotation (two streams, 4 rotations, global BN over both): as for supervised, the same
   accuracies and the same weights up to the cross-process summation order."""
@@ -177,6 +181,8 @@ def test_two_processes_equal_one_for_s4l_rotation(tmp_path):
   assert_same_variables(variables2, variables1, atol=1e-6)
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_second_job_refused(tmp_path):
   """The workdir's lock lets the processes of one job in and refuses every process of a
   second job (here the lock is held by this test, as another job's process 0 would)."""
@@ -191,6 +197,8 @@ def test_second_job_refused(tmp_path):
     assert returncode != 0 and "is in use by pid 1 on elsewhere" in log, f"{i}:\n{log[-2000:]}"
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_sigterm_to_one_process(runs, tmp_path):
   """SIGTERM to process 1 only: both save the same step and exit; re-running resumes and ends
   with the uninterrupted weights."""
@@ -212,6 +220,8 @@ def test_sigterm_to_one_process(runs, tmp_path):
   assert_same_variables(variables, expected_variables)
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_sigkill_of_one_process(runs, tmp_path):
   """SIGKILL of process 1: process 0 fails once the heartbeat times out instead of hanging;
   re-running both resumes from the last complete checkpoint and ends with the uninterrupted
@@ -231,6 +241,8 @@ def test_sigkill_of_one_process(runs, tmp_path):
   assert_same_variables(variables, expected_variables)
 
 
+@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_moam_stages(tmp_path):
   """MOAM's three stages across 2 processes: each stage is trained once by each process,
   the pseudo-labels written once, the combined results.json covers all three."""

@@ -143,6 +143,7 @@ def _norm(tree):
   return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 
+@pytest.mark.slow
 def test_train_step_fills_aux_with_step_progress_ema_and_a_frozen_teacher():
   """A probe objective reports what it received; the teacher is another, frozen network."""
   config = _config("supervised", "dataset=digits,labels=10pct")

@@ -104,6 +104,7 @@ def test_no_gradient_flows_through_the_pseudo_label():
   np.testing.assert_allclose(g_strong, want, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_main_trains_the_digits_preset_and_evaluates_with_the_ema(tmp_path):
   workdir = str(tmp_path / "fm")
   proc = subprocess.run(

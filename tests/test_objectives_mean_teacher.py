@@ -73,6 +73,7 @@ def test_no_gradient_reaches_the_teacher(setup):
   assert all(not np.any(g) for g in jax.tree.leaves(grads))
 
 
+@pytest.mark.slow
 def test_config_provides_what_the_objective_requires_and_trains_on_digits(tmp_path):
   config = tiny(load_config("mean_teacher", "dataset=digits"), steps=3)
   objectives.check_config(config)

@@ -99,6 +99,7 @@ def test_bad_bank_size_fails_in_one_line():
     validation.validate(c)
 
 
+@pytest.mark.slow
 def test_digits_run_resumes_the_bank_bit_identically(tmp_path):
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   def config():

@@ -162,6 +162,7 @@ def _digits(name, steps=4, arg=""):
   return c
 
 
+@pytest.mark.slow
 def test_relative_position_runs_on_digits_and_exports(tmp_path):
   """(The pretext rows share these views and loss helpers; their losses are tested above.)"""
   results = runner.run(_digits("s4l_relative_position", steps=2), str(tmp_path))

@@ -214,6 +214,7 @@ def rotation_export(tmp_path_factory):
   return os.path.join(workdir, "export")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["s4l_rotation", "s4l_exemplar", "exemplar", "linear_eval",
                                   "finetune"])
 def test_runs_on_digits(name, rotation_export, tmp_path):

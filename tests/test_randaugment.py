@@ -128,6 +128,7 @@ def test_ra_ranges_are_the_papers_table():
     assert (lo, hi) == (want[name] or (0.0, 0.0)), name
 
 
+@pytest.mark.slow
 def test_randaugment_applies_two_drawn_ops_with_drawn_magnitudes():
   """Reproduces `randaugment` from its documented draws with the ops called directly."""
   x = jnp.asarray(_image(6), jnp.float32) / 255.0

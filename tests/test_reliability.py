@@ -100,6 +100,7 @@ def reference(tmp_path_factory):
   return _outputs(workdir)
 
 
+@pytest.mark.slow
 def test_sigkill_and_sigterm_resume_bit_identical(reference, tmp_path):
   """SIGKILL after a step, SIGKILL inside an async save, SIGTERM: the 4th run equals reference."""
   rng = random.Random(0)
@@ -130,6 +131,7 @@ def test_sigkill_and_sigterm_resume_bit_identical(reference, tmp_path):
   assert results["wall_s"] == pytest.approx(sum(results["wall_segments_s"]))
 
 
+@pytest.mark.slow
 def test_sigterm_saves_after_the_step_in_flight_whatever_log_every_steps(tmp_path):
   """Steps of about 0.1-0.3 s, no log or save step before the end: SIGTERM 3 s into training
   saves and exits within a few steps (the loop waits on each previous step, so the host never
@@ -170,6 +172,7 @@ def _last_line(stderr):
   return stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_and_a_changed_config_cannot_resume(reference, tmp_path):
   """SIGINT saves like SIGTERM; resuming under another config stops in one line, the same
   config with other logging resumes bit-identically, and a finished re-run changes nothing."""
@@ -209,6 +212,7 @@ def test_ctrl_c_saves_and_a_changed_config_cannot_resume(reference, tmp_path):
     assert f.read() == finished  # the original run's wall_s and images_per_s
 
 
+@pytest.mark.slow
 def test_second_process_on_a_workdir_stops_at_once(reference, tmp_path):
   workdir = str(tmp_path / "w")
   log_path = tmp_path / "first.log"
@@ -232,6 +236,7 @@ def test_second_process_on_a_workdir_stops_at_once(reference, tmp_path):
   _assert_identical(workdir, reference)
 
 
+@pytest.mark.slow
 def test_workdir_that_is_a_file_fails_in_one_line(tmp_path):
   path = tmp_path / "results"
   path.write_text("not a directory")
@@ -241,6 +246,7 @@ def test_workdir_that_is_a_file_fails_in_one_line(tmp_path):
   assert path.read_text() == "not a directory"
 
 
+@pytest.mark.slow
 def test_damaged_newest_checkpoint_resumes_from_the_previous(reference, tmp_path):
   """2 KB of bits flipped in the largest file of the newest checkpoint, its size unchanged:
   its checksum sets it aside in one warning, the run resumes from the older one."""
@@ -306,6 +312,7 @@ def bad_folder_fixture(tmp_path):
   return root, sorted(bad)
 
 
+@pytest.mark.slow
 def test_bad_images_are_reported_and_skipped(bad_folder, tmp_path):
   root, bad = bad_folder
   workdir = str(tmp_path / "w")
@@ -320,6 +327,7 @@ def test_bad_images_are_reported_and_skipped(bad_folder, tmp_path):
   assert results["num_labeled"] == 33 and results["steps"] == 2  # 36 less 10% validation
 
 
+@pytest.mark.slow
 def test_strict_data_stops_on_first_bad_file(bad_folder, tmp_path):
   root, bad = bad_folder
   workdir = str(tmp_path / "w")
@@ -370,6 +378,7 @@ def _run_parallel(tmp_path, cases):
   return out
 
 
+@pytest.mark.slow
 def test_bad_configs_fail_fast_with_one_line(tmp_path):
   runs = _run_parallel(tmp_path, {k: v[:2] for k, v in BAD_CONFIGS.items()})
   for name, (returncode, stderr, wall, workdir) in runs.items():
@@ -384,6 +393,7 @@ def test_bad_configs_fail_fast_with_one_line(tmp_path):
     assert not os.path.exists(workdir), (name, os.listdir(workdir))
 
 
+@pytest.mark.slow
 def test_unwritable_workdir_fails_in_one_line(tmp_path):
   """sysfs takes no new directories, even from root (chmod would not stop root)."""
   workdir = f"/sys/s4l_jax_test_{os.getpid()}"
@@ -393,6 +403,7 @@ def test_unwritable_workdir_fails_in_one_line(tmp_path):
                   _last_line(stderr)), stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_unprepared_tfds_fails_fast_with_steps(tmp_path):
   empty = tmp_path / "tfds"
   empty.mkdir()
@@ -406,6 +417,7 @@ def test_unprepared_tfds_fails_fast_with_steps(tmp_path):
     assert not os.path.exists(os.path.join(workdir, "checkpoints")), name
 
 
+@pytest.mark.slow
 def test_nonfinite_stops_at_its_step_and_keeps_finite_checkpoints(tmp_path):
   """lr jumps x1e37 after about 5 updates: that step explodes the params (loss still finite
   there)."""
@@ -434,6 +446,7 @@ def test_nonfinite_stops_at_its_step_and_keeps_finite_checkpoints(tmp_path):
   assert not os.path.exists(tmp_path / "results.json")
 
 
+@pytest.mark.slow
 def test_divergence_stops_before_its_checkpoint_and_a_new_lr_resumes_from_an_earlier_one(
     tmp_path):
   """lr x1e4 at update 7: the loss, still finite, leaves its running median behind and the run

@@ -100,6 +100,7 @@ def r26_sk():
   return model, x, jax.device_get(init(jax.random.key(0, impl="rbg"), x))
 
 
+@pytest.mark.slow
 def test_init_zero_last_bn_scale_and_conv_init(r26_sk):
   """The last BN of every unit starts with scale 0 (so each unit starts as ReLU(shortcut));
   every other BN with 1; conv kernels ~ truncated normal, std sqrt(1 / fan_in)."""
@@ -117,6 +118,7 @@ def test_init_zero_last_bn_scale_and_conv_init(r26_sk):
   assert np.abs(kernel).max() <= 2 / 0.8796 / np.sqrt(fan_in)  # truncated at 2 std
 
 
+@pytest.mark.slow
 def test_input_is_mapped_to_unit_range(r26_sk):
   """The stem sees (x + 1) / 2: its first conv output equals a NumPy 3x3/2 conv (fixed
   padding 1) of that."""
@@ -219,6 +221,7 @@ def _random_params(params, seed=0):
   return jax.tree_util.tree_map_with_path(draw, params)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sk_ratio, in_channels, stride", [
     (0.0, 16, 2), (SK, 16, 2), (SK, 12, 1), (SK, 32, 1), (0.0, 32, 1)])
 def test_unit_matches_numpy(sk_ratio, in_channels, stride, x64):
@@ -240,6 +243,7 @@ def test_unit_matches_numpy(sk_ratio, in_channels, stride, x64):
                              rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_sk_mixing_weights_sum_to_one():
   """With identical streams (U1 = U2 = U) the SK output is U whatever the attention
   parameters, iff the two mixing weights of each channel sum to 1: the unit's last 1x1 conv
@@ -261,6 +265,7 @@ def test_sk_mixing_weights_sum_to_one():
                              u[..., :8] @ p["u_conv3"]["kernel"][0, 0], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_remat_keeps_parameters_and_gradients(x64):
   """Rematerialisation recomputes the same function: same parameters and, in float64, the same
   gradients to 1e-10. (In float32 the two programs round differently: with XLA's Eigen

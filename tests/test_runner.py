@@ -37,6 +37,7 @@ def chained(tmp_path_factory):
   return workdir, runner.run(three_stage_config(), workdir)
 
 
+@pytest.mark.slow
 def test_stages_chain_teacher_and_init(chained):
   workdir, results = chained
   assert set(results["stages"]) == {"a", "b", "c"}
@@ -95,6 +96,7 @@ def test_stage_recorded_with_absolute_paths_still_resumes(chained, tmp_path):
   assert runner.run(three_stage_config(), old)["top1"] == results["top1"]
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_stages_and_resumes_mid_pipeline(chained, tmp_path):
   workdir, results = chained
   again = runner.run(three_stage_config(), workdir)
@@ -110,6 +112,7 @@ def test_rerun_skips_finished_stages_and_resumes_mid_pipeline(chained, tmp_path)
   assert resumed["stages"]["b"]["resumed_from_step"] == 0
 
 
+@pytest.mark.slow
 def test_finished_stage_of_another_config_is_not_reused(chained):
   """A finished pipeline re-run with other stage settings stops instead of re-reporting."""
   workdir, results = chained
@@ -121,6 +124,7 @@ def test_finished_stage_of_another_config_is_not_reused(chained):
     assert json.load(f)["top1"] == results["top1"]
 
 
+@pytest.mark.slow
 def test_unknown_stage_and_missing_teacher_fail_fast(tmp_path):
   c = three_stage_config()
   c.run_stages = "z"
@@ -170,6 +174,7 @@ def test_pseudo_label_threshold_keeps_confident_and_labeled(tmp_path):
   np.testing.assert_array_equal(student.train_labels[data.labeled_indices], truth)
 
 
+@pytest.mark.slow
 def test_moam_config_runs_three_steps_end_to_end(tmp_path):
   """configs/moam.py itself: step 1 (rotation+VAT+EntMin) -> pseudo-labels -> fine-tune."""
   c = load_config("moam", "dataset=digits,steps=2")
@@ -224,6 +229,7 @@ def noisy_student(tmp_path_factory):
   return workdir, proc.stdout
 
 
+@pytest.mark.slow
 def test_noisy_student_config_runs_teacher_and_students_end_to_end(noisy_student):
   workdir, stdout = noisy_student
   with open(os.path.join(workdir, "results.json")) as f:
@@ -240,6 +246,7 @@ def test_noisy_student_config_runs_teacher_and_students_end_to_end(noisy_student
     assert config["pseudo_label_type"] == "soft"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage, teacher, temperature", [("student1", "teacher", 2.0),
                                                          ("student2", "student1", 1.0)])
 def test_noisy_student_soft_labels_are_the_teachers_tempered_softmax(noisy_student, stage,
@@ -258,6 +265,7 @@ def test_noisy_student_soft_labels_are_the_teachers_tempered_softmax(noisy_stude
   np.testing.assert_allclose(confidence, softmax(logits).max(-1), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_noisy_student_export_is_the_noiseless_eval(noisy_student):
   """The student trains with dropout and stochastic depth; its export and its in-process
   evaluation are noiseless and agree; training passes with different rngs differ."""
@@ -278,6 +286,7 @@ def test_noisy_student_export_is_the_noiseless_eval(noisy_student):
   assert not np.allclose(train(0), train(1))
 
 
+@pytest.mark.slow
 def test_simclrv2_config_runs_three_stages_and_resumes_mid_pipeline(tmp_path):
   """configs/simclrv2.py: pretrain (NT-Xent) -> fine-tune from proj_1 -> distill, resumed after
   the first stage; the fine-tuning starts from the pretrained encoder and first projection
@@ -296,12 +305,13 @@ def test_simclrv2_config_runs_three_stages_and_resumes_mid_pipeline(tmp_path):
   with open(tmp_path / "distill" / "config.json") as f:
     assert json.load(f)["frozen_teacher"] == "@finetune"  # recorded as written
 
-  from s4l_jax.models import build_model, init as model_init  # pylint: disable=g-import-not-at-top
+  from s4l_jax import initialization  # pylint: disable=g-import-not-at-top
+  from s4l_jax.models import build_model  # pylint: disable=g-import-not-at-top
   finetune = config("").stages.finetune
   model = build_model(finetune.model, 10)
-  start = model_init.init_variables(model, (8, 8, 3), jax.random.PRNGKey(0),
-                                    init_from=str(tmp_path / "pretrain" / "export"),
-                                    init_take=finetune.init_take)["params"]
+  start = initialization.init_variables(model, (8, 8, 3), jax.random.PRNGKey(0),
+                                        init_from=str(tmp_path / "pretrain" / "export"),
+                                        init_take=finetune.init_take)["params"]
   pretrained = export.load_variables(str(tmp_path / "pretrain" / "export"))["params"]
   assert set(start) == {"trunk", "head_proj_1", "head_classes"}
   for name in ("trunk", "head_proj_1"):
@@ -311,6 +321,7 @@ def test_simclrv2_config_runs_three_stages_and_resumes_mid_pipeline(tmp_path):
   assert described["model"]["heads"]["classes"]["input"] == "proj_1"
 
 
+@pytest.mark.slow
 def test_simclrv2_memory_runs_end_to_end_and_resumes_bit_identically(tmp_path):
   """`simclrv2.py:dataset=digits,memory=96` (3 steps of keys): the pretraining stage interrupted
   after step 2 and resumed ends in the checkpoint of an uninterrupted run bit for bit, its queue

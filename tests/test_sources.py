@@ -124,6 +124,7 @@ def test_no_tensorflow_import(tmp_path):
   subprocess.run([sys.executable, "-c", code], check=True, cwd=_REPO)
 
 
+@pytest.mark.tf
 def test_tfds_fails_fast_offline(tmp_path):
   from s4l_jax.data import tfds_sources  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets  # pylint: disable=g-import-not-at-top,unused-import
@@ -136,6 +137,7 @@ def test_tfds_fails_fast_offline(tmp_path):
     sources.load_split("cifar10", "train", data_dir=str(tmp_path))
 
 
+@pytest.mark.tf
 def test_tfds_mock_cifar10(tmp_path):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   with tfds.testing.mock_data(num_examples=12), mock.patch.object(

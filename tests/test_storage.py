@@ -91,6 +91,7 @@ def supervised(steps, **kw):
   return config
 
 
+@pytest.mark.slow
 def test_run_in_a_url_workdir_writes_everything_there(tmp_path, monkeypatch):
   """Checkpoints, resume, results.json, export and its evaluation, pseudo-labels and stage
   results all land in the `file://` workdir; nothing appears under the cwd."""

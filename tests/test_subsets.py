@@ -170,6 +170,7 @@ def _imagenet_like(seed=0):
   return _labels(tuple(counts), seed)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec,per_class", [("10pct", 128), ("1pct", 13)])
 def test_imagenet_pct_is_the_s4l_protocol(spec, per_class):
   labels = _imagenet_like()

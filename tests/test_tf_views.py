@@ -8,6 +8,8 @@ import tensorflow as tf
 from s4l_jax.data import tf_views
 from s4l_jax.data import views
 
+pytestmark = pytest.mark.tf
+
 
 def _ks(a, b):
   """Two-sample Kolmogorov-Smirnov statistic."""

@@ -15,6 +15,8 @@ from s4l_jax.data import factory
 from s4l_jax.data import tf_views, views
 from testing_utils import load_config, tiny
 
+pytestmark = pytest.mark.tf
+
 CLASSES = ("ant", "bee", "cat")
 NUM_TRAIN, NUM_TEST, SIZE = 12, 5, 32
 
@@ -44,6 +46,7 @@ def _config(folder, name="supervised", labels="2perclass"):
   return config
 
 
+@pytest.mark.slow
 def test_runner_trains_and_evaluates(folder, tmp_path):
   config = _config(folder)
   results = runner.run(config, str(tmp_path))
@@ -220,6 +223,7 @@ def test_imagenet2012_mock_one_percent_is_13_per_class(tmp_path, labels, per_cla
   assert not np.intersect1d(data.labeled_indices, data.validation_indices).size
 
 
+@pytest.mark.slow
 def test_pseudo_labels_on_the_tfdata_path(folder, tmp_path):
   """Teacher export -> pseudo-label every train image (tf.data eval view, by index) -> student."""
   teacher = str(tmp_path / "teacher")

@@ -59,6 +59,7 @@ def uninterrupted(tmp_path_factory):
   return workdir, runner.run(digits_config(steps=6), workdir)
 
 
+@pytest.mark.slow
 def test_run_writes_results_config_and_export(uninterrupted):
   workdir, results = uninterrupted
   with open(os.path.join(workdir, "results.json")) as f:
@@ -79,6 +80,7 @@ def test_run_writes_results_config_and_export(uninterrupted):
   assert description["input_size"] == [8, 8, 3] and len(description["class_names"]) == 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lost", ["export/predict.jax", "export/variables", "results.json"])
 def test_finished_run_missing_a_result_rewrites_it_from_the_final_checkpoint(
     uninterrupted, tmp_path, lost, caplog):
@@ -99,6 +101,7 @@ def test_finished_run_missing_a_result_rewrites_it_from_the_final_checkpoint(
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_resume_gives_identical_weights(uninterrupted, tmp_path):
   full_dir, full = uninterrupted
   workdir = str(tmp_path / "resumed")
@@ -114,6 +117,7 @@ def test_resume_gives_identical_weights(uninterrupted, tmp_path):
   assert resumed["top1"] == full["top1"] and resumed["top5"] == full["top5"]
 
 
+@pytest.mark.slow
 def test_export_reproduces_in_process_logits(uninterrupted):
   workdir, results = uninterrupted
   export_dir = os.path.join(workdir, "export")
@@ -142,6 +146,7 @@ def test_export_reproduces_in_process_logits(uninterrupted):
                                                  abs=1e-9)
 
 
+@pytest.mark.slow
 def test_folder_dataset_smoke(tmp_path):
   root = write_image_folder(tmp_path / "imgs")
   config = tiny(load_config("supervised", f"dataset=folder:{root},labels=all"), steps=3,
@@ -153,6 +158,7 @@ def test_folder_dataset_smoke(tmp_path):
   assert np.isfinite(results["top1"])
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_without_checkpointing_it(tmp_path):
   config = digits_config(steps=6)
   config.lr.base = 1e30  # diverges within a step or two
@@ -166,6 +172,7 @@ def test_nan_loss_stops_without_checkpointing_it(tmp_path):
   assert not os.path.exists(tmp_path / "results.json")
 
 
+@pytest.mark.slow
 def test_in_memory_training_never_imports_tensorflow(tmp_path):
   """GPU machines often have no TensorFlow: a digits run must not import it."""
   import subprocess  # pylint: disable=g-import-not-at-top
@@ -271,6 +278,7 @@ def test_batch_stats_norm_is_zero_without_batch_norm():
   train.DivergenceGuard(100.0).check(metrics, 1, "")
 
 
+@pytest.mark.slow
 def test_frozen_teacher_from_an_export_is_an_input_not_state(uninterrupted, tmp_path):
   """`frozen_teacher`: rebuilt from its export, read through aux["teacher"], never checkpointed."""
   import sys  # pylint: disable=g-import-not-at-top
@@ -312,6 +320,7 @@ def test_ema_decay_per_step_or_from_the_half_life(halflife, decay, want):
   assert train.ema_decay(config, steps_per_epoch=10) == pytest.approx(want, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_progress_is_logged_by_time_as_well_as_by_step_count(tmp_path, monkeypatch, caplog):
   """log_every_steps=1000 on a 5-step run: with PROGRESS_EVERY_S=0 every step logs its line
   (the time-based rule); with an hour, only the last step does, and the first step's line

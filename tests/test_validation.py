@@ -192,6 +192,7 @@ def test_export_without_a_classifier_is_no_teacher(tmp_path):
                                     role="frozen teacher")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config, match", [
     ("configs/supervised.py:datset=digits", r"Unknown config arg 'datset'; valid args: "
                                             r"dataset, evals, fidelity, labels, steps"),
@@ -231,6 +232,7 @@ def test_composed_view_is_valid():
   validation.validate(_digits(**{"input.labeled.view": "inception_crop|flip|hsv_noise"}))
 
 
+@pytest.mark.slow
 def test_bad_view_op_fails_in_one_line_from_main(tmp_path):
   proc = subprocess.run([sys.executable, "main.py", "--config=configs/supervised.py:dataset=digits",
                          "--config.input.labeled.view=pad_crop|flipp",

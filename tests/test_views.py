@@ -248,6 +248,7 @@ def test_to_pm1_is_the_export_scaling():
                                 views.to_pm1(jnp.asarray(x), max_value=255))
 
 
+@pytest.mark.slow
 def test_composed_view_trains(tmp_path):
   """A view written in the config as a composition trains end to end on digits."""
   config = tiny(load_config("supervised", "dataset=digits"), steps=3)
@@ -326,6 +327,7 @@ def test_bicubic_closed_forms():
   assert np.abs(out[inside, 0, 0] - src[inside]).max() <= 0.5 / 1024 + 2e-5
 
 
+@pytest.mark.tf
 def test_bicubic_matches_tf_image_resize():
   tf = pytest.importorskip("tensorflow")
   img = np.random.RandomState(2).rand(41, 33, 3).astype(np.float32)
