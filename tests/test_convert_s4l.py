@@ -20,6 +20,8 @@ from s4l_jax import convert, convert_s4l, export
 from testing_utils import ROOT
 import s4l_tf_reference as ref
 
+pytestmark = [pytest.mark.tf, pytest.mark.slow]  # TensorFlow; converts a ResNet-50 (about a minute)
+
 RTOL = 2e-5
 SIZE = 32
 OUTPUTS = {"classes": 1000, "rotations": 4}  # an S4L-Rotation module's heads
