@@ -7,8 +7,10 @@ Run by `benchmarks/peer_simclr.py` in a PyTorch environment with lightly and sem
 this project's base install). SPEC (JSON) names the folder `root` (root/train/<class>/*,
 root/test/<class>/*), the unlabeled, kNN-bank file lists (paths relative to root, one per line,
 written by peer_simclr.py) and the settings both implementations share. This script
-  * trains USB's WideResNet trunk (`semilearn.nets.wrn.wrn.WideResNet`, its pooled features,
-    BN momentum / leaky slope set to the shared values, as peer_usb.py) + lightly's
+  * trains a WRN trunk: `trunk` "usb" (default), USB's WideResNet
+    (`semilearn.nets.wrn.wrn.WideResNet`, its pooled features, BN momentum / leaky slope set to
+    the shared values, as peer_usb.py), or "s4l_jax", this project's (`S4lWideResNet`, a
+    port); pixels normalised as `pixels` says (`PIXELS`, default lightly's "imagenet"); + lightly's
     `SimCLRProjectionHead` (Linear weights N(0, 0.01^2), this project's SimCLR init) with
     lightly's `NTXentLoss` on two `SimCLRTransform` views of `batch` unlabeled images per step,
     SGD momentum (no Nesterov), weight decay on conv / linear weights only, cosine lr to 0;
@@ -35,6 +37,10 @@ from lightly.transforms import SimCLRTransform
 from lightly.transforms.utils import IMAGENET_NORMALIZE
 from semilearn.nets.wrn.wrn import WideResNet
 from torchvision import transforms
+
+# spec["pixels"] -> the per-channel input normalisation: lightly's default (ImageNet mean /
+# std) or this project's [0, 1] -> [-1, 1] (`views.to_pm1`).
+PIXELS = {"imagenet": IMAGENET_NORMALIZE, "pm1": {"mean": [0.5] * 3, "std": [0.5] * 3}}
 
 
 def read_list(root: str, path: str) -> list[str]:
@@ -157,9 +163,10 @@ def main(spec_path: str):
   classes = sorted(e.name for e in os.scandir(os.path.join(root, "train")) if e.is_dir())
   unlabeled = load(root, read_list(root, spec["unlabeled_list"]))
   size = unlabeled[0].size[0]
+  pixels = PIXELS[spec.get("pixels", "imagenet")]
   transform = SimCLRTransform(input_size=size, cj_strength=spec["jitter_strength"],
                               min_scale=spec["min_scale"], gaussian_blur=spec["blur_prob"],
-                              random_gray_scale=spec["grey_prob"])
+                              random_gray_scale=spec["grey_prob"], normalize=pixels)
 
   class Views(torch.utils.data.Dataset):
     def __len__(self):
@@ -202,8 +209,7 @@ def main(spec_path: str):
   wall = time.time() - start
 
   normalize = transforms.Compose([transforms.ToTensor(),
-                                  transforms.Normalize(IMAGENET_NORMALIZE["mean"],
-                                                       IMAGENET_NORMALIZE["std"])])
+                                  transforms.Normalize(pixels["mean"], pixels["std"])])
   bank_names = read_list(root, spec["bank_list"])
   test_names = sorted(os.path.join("test", c, e.name) for c in classes
                       for e in os.scandir(os.path.join(root, "test", c)) if e.is_file())
