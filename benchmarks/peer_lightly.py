@@ -7,8 +7,10 @@ Run by `benchmarks/peer_simclr.py` in a PyTorch environment with lightly and sem
 this project's base install). SPEC (JSON) names the folder `root` (root/train/<class>/*,
 root/test/<class>/*), the unlabeled, kNN-bank file lists (paths relative to root, one per line,
 written by peer_simclr.py) and the settings both implementations share. This script
-  * trains USB's WideResNet trunk (`semilearn.nets.wrn.wrn.WideResNet`, its pooled features,
-    BN momentum / leaky slope set to the shared values, as peer_usb.py) + lightly's
+  * trains a WRN trunk: `trunk` "usb" (default), USB's WideResNet
+    (`semilearn.nets.wrn.wrn.WideResNet`, its pooled features, BN momentum / leaky slope set to
+    the shared values, as peer_usb.py), or "s4l_jax", this project's (`S4lWideResNet`, a
+    port); pixels normalised as `pixels` says (`PIXELS`, default lightly's "imagenet"); + lightly's
     `SimCLRProjectionHead` (Linear weights N(0, 0.01^2), this project's SimCLR init) with
     lightly's `NTXentLoss` on two `SimCLRTransform` views of `batch` unlabeled images per step,
     SGD momentum (no Nesterov), weight decay on conv / linear weights only, cosine lr to 0;
@@ -36,6 +38,10 @@ from lightly.transforms.utils import IMAGENET_NORMALIZE
 from semilearn.nets.wrn.wrn import WideResNet
 from torchvision import transforms
 
+# spec["pixels"] -> the per-channel input normalisation: lightly's default (ImageNet mean /
+# std) or this project's [0, 1] -> [-1, 1] (`views.to_pm1`).
+PIXELS = {"imagenet": IMAGENET_NORMALIZE, "pm1": {"mean": [0.5] * 3, "std": [0.5] * 3}}
+
 
 def read_list(root: str, path: str) -> list[str]:
   with open(path) as f:
@@ -62,13 +68,52 @@ def contrast_accuracy(z0: torch.Tensor, z1: torch.Tensor) -> float:
   return (sim.argmax(1) == positive).float().mean().item()
 
 
+class S4lWideResNet(torch.nn.Module):
+  """This project's WRN trunk in PyTorch (s4l_jax/models/resnet_v2.py `WideResNet`): root 3x3
+  conv without bias, pre-activation basic units (BN-ReLU `a` feeds both conv1 and, when the
+  shape changes, the 1x1 projection shortcut), final BN-ReLU, average pool; BN eps 1e-3;
+  conv kernels glorot-uniform (flax's `glorot_uniform` = torch's `xavier_uniform_` on convs).
+  For swapping the trunk in lightly's run (`spec["trunk"] = "s4l_jax"`)."""
+
+  def __init__(self, depth: int, width: int, bn_epsilon: float = 1e-3):
+    super().__init__()
+    bn = lambda c: torch.nn.BatchNorm2d(c, eps=bn_epsilon)
+    conv = lambda i, o, k, s=1: torch.nn.Conv2d(i, o, k, s, (k - 1) // 2, bias=False)
+    self.root_conv, units, c = conv(3, 16, 3), [], 16
+    for b, stride in enumerate((1, 2, 2)):
+      out = 16 * width * 2**b
+      for u in range((depth - 4) // 6):
+        s = stride if u == 0 else 1
+        units.append(torch.nn.ModuleDict(dict(
+            bn0=bn(c), conv1=conv(c, out, 3, s), bn1=bn(out), conv2=conv(out, out, 3),
+            **({"proj": conv(c, out, 1, s)} if s > 1 or c != out else {}))))
+        c = out
+    self.units, self.final_bn, self.num_features = torch.nn.ModuleList(units), bn(c), c
+    for m in self.modules():
+      if isinstance(m, torch.nn.Conv2d):
+        torch.nn.init.xavier_uniform_(m.weight)
+
+  def forward(self, x, only_feat=True):
+    del only_feat
+    relu = torch.nn.functional.relu
+    x = self.root_conv(x)
+    for unit in self.units:
+      a = relu(unit["bn0"](x))
+      shortcut = unit["proj"](a) if "proj" in unit else x
+      x = unit["conv2"](relu(unit["bn1"](unit["conv1"](a)))) + shortcut
+    return relu(self.final_bn(x)).mean(dim=(2, 3))
+
+
 class SimCLR(torch.nn.Module):
   """Trunk (pooled features) + projection head."""
 
   def __init__(self, spec: dict):
     super().__init__()
-    self.trunk = WideResNet(first_stride=1, num_classes=1, depth=spec["depth"],
-                            widen_factor=spec["width"])
+    if spec.get("trunk", "usb") == "s4l_jax":
+      self.trunk = S4lWideResNet(spec["depth"], spec["width"])
+    else:
+      self.trunk = WideResNet(first_stride=1, num_classes=1, depth=spec["depth"],
+                              widen_factor=spec["width"])
     for m in self.trunk.modules():
       if isinstance(m, torch.nn.BatchNorm2d):
         m.momentum = 1 - spec["bn_momentum"]  # torch: new = (1 - m) * old + m * batch
@@ -118,9 +163,10 @@ def main(spec_path: str):
   classes = sorted(e.name for e in os.scandir(os.path.join(root, "train")) if e.is_dir())
   unlabeled = load(root, read_list(root, spec["unlabeled_list"]))
   size = unlabeled[0].size[0]
+  pixels = PIXELS[spec.get("pixels", "imagenet")]
   transform = SimCLRTransform(input_size=size, cj_strength=spec["jitter_strength"],
                               min_scale=spec["min_scale"], gaussian_blur=spec["blur_prob"],
-                              random_gray_scale=spec["grey_prob"])
+                              random_gray_scale=spec["grey_prob"], normalize=pixels)
 
   class Views(torch.utils.data.Dataset):
     def __len__(self):
@@ -163,8 +209,7 @@ def main(spec_path: str):
   wall = time.time() - start
 
   normalize = transforms.Compose([transforms.ToTensor(),
-                                  transforms.Normalize(IMAGENET_NORMALIZE["mean"],
-                                                       IMAGENET_NORMALIZE["std"])])
+                                  transforms.Normalize(pixels["mean"], pixels["std"])])
   bank_names = read_list(root, spec["bank_list"])
   test_names = sorted(os.path.join("test", c, e.name) for c in classes
                       for e in os.scandir(os.path.join(root, "test", c)) if e.is_file())

@@ -45,6 +45,11 @@ PROJ_LAYERS, PROJ_DIM = 3, 128  # SimCLRv2's head (configs/simclrv2.py), lightly
 # random resized crop (area 0.08-1) + flip + colour jitter (strength 1, p 0.8) + grey (p 0.2).
 VIEW = "simclr_crop*2|flip|color_jitter|grey"
 PEER_VIEW = dict(min_scale=0.08, jitter_strength=1.0, grey_prob=0.2, blur_prob=0.0)
+# The network and input scaling on lightly's side: this project's WRN trunk (peer_lightly's
+# PyTorch port) on [-1, 1] pixels. With USB's WideResNet (trunk "usb", the network of
+# peer_parity.py) lightly gained kNN points that this trunk does not (README, "SimCLR
+# pretraining vs lightly"): the trunk is not what this comparison is about.
+PEER_NETWORK = dict(trunk="s4l_jax", pixels="pm1")
 KNN_K, KNN_T = 200, 0.1
 # This project's NT-Xent is SimCLR TF's sum of both directions' mean losses, lightly's their
 # mean: its gradient is this factor larger, so this side takes lr / 2 and weight decay x 2
@@ -53,8 +58,10 @@ LOSS_SCALE = 2
 ALIGNED = [
     "same unlabeled file list (this project's train minus validation) and kNN / probe bank "
     "(its labeled draw), test split, evaluation function",
-    f"WRN-depth-width trunk (USB's WideResNet on lightly's side, BN momentum {BN_MOMENTUM}, "
-    "leaky slope 0 as peer_parity.py) + the 3-layer projection head of SimCLRv2 (lightly's "
+    "this project's WRN-depth-width trunk on both sides (peer_lightly's PyTorch port on lightly's "
+    "side: same forward pass and gradients, checked to 1e-6 / 2e-3 relative from the same "
+    f"weights; glorot-uniform convs, BN eps 1e-3, momentum {BN_MOMENTUM}) on pixels in "
+    "[-1, 1] + the 3-layer projection head of SimCLRv2 (lightly's "
     "SimCLRProjectionHead(num_layers=3, batch_norm=True): Linear without bias -> BN -> ReLU "
     f"x2 -> Linear -> BN with bias; {PROJ_DIM}-d; Linear init N(0, 0.01^2) on both; head BN "
     f"momentum {BN_MOMENTUM}, eps {HEAD_BN_EPSILON})",
@@ -77,18 +84,16 @@ DIFFERENCES = [
     "images, the bank images slightly oversampled (no effect expected)",
     "crop: TF's sample_distorted_bounding_box (integer heights, first valid of 100 tries, "
     "bicubic resize without antialiasing) vs torchvision's RandomResizedCrop (log-uniform "
-    "aspect, 10 tries then a central crop, bilinear with antialiasing): similar box "
-    "distribution, slightly sharper crops here (small effect expected)",
+    "aspect, 10 tries then a central crop, bilinear with antialiasing): smaller crops here "
+    "(the height drawn uniformly: mean area 0.43 vs 0.49 of the image), slightly sharper "
+    "(positive pairs a little harder: NT-Xent of one fixed network 0.03 higher; small "
+    "effect expected)",
     "colour ops (lightly's run them on PIL images): brightness multiplicative and hue an HSV "
     "shift on both; contrast scales around the per-channel mean here (TF) vs the greyscale "
     "mean (PIL), saturation scales S in HSV with clipping here (TF) vs a blend with the "
     "greyscale image (PIL, can extrapolate past S = 1); greyscale weights 0.2989/0.5870/"
     "0.1140 vs 0.299/0.587/0.114: same ranges and probabilities, slightly different "
     "per-image colours (a small effect on the difficulty of the task expected)",
-    "pixels: lightly normalises by ImageNet's mean / std, this project maps to [-1, 1] "
-    "(a per-channel affine map: no effect expected after the first BN)",
-    "WRN details as in peer_parity.py (USB's first-block activation order, root conv bias, "
-    "kaiming-normal init, BN eps 1e-5 inside the trunk vs 1e-3 here)",
     "randomness: different generators (data order, crops, initialisation): seeds are not "
     "comparable across sides, only means",
     "timing: lightly augments on the host in the training process (num_workers 0, PIL), this "
@@ -142,7 +147,7 @@ def peer_spec(seed: int, lists: dict, workdir: str, a: dict) -> dict:
               proj_layers=PROJ_LAYERS, temperature=TEMPERATURE, lr=lr(a["batch"]),
               momentum=MOMENTUM,
               weight_decay=WEIGHT_DECAY, log_every=a["log_every"], threads=a["peer_threads"],
-              **PEER_VIEW, out=os.path.join(workdir, "lightly.json"),
+              **PEER_VIEW, **PEER_NETWORK, out=os.path.join(workdir, "lightly.json"),
               features=os.path.join(workdir, "features.npz"))
 
 
@@ -327,7 +332,8 @@ def write_report(a: dict, runs: str, name: str, out_dir: str) -> dict:
   settings = {k: v for k, v in a.items() if k != "peer_python"}
   settings.update(temperature=TEMPERATURE, lr=lr(a["batch"]), momentum=MOMENTUM,
                   weight_decay=WEIGHT_DECAY,
-                  bn_momentum=BN_MOMENTUM, view=VIEW, peer_view=PEER_VIEW, knn_k=KNN_K,
+                  bn_momentum=BN_MOMENTUM, view=VIEW, peer_view=PEER_VIEW,
+                  peer_network=PEER_NETWORK, knn_k=KNN_K,
                   knn_t=KNN_T, aligned=ALIGNED)
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, name + ".json"), "w") as f:

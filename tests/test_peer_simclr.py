@@ -105,6 +105,8 @@ def test_ours_command_resolves_and_matches_the_peer_spec(folder):  # pylint: dis
   assert spec["bn_momentum"] == c.model.bn_momentum
   assert spec["head_bn_epsilon"] == c.model.bn_epsilon
   assert (spec["depth"], spec["width"]) == (c.model.depth, c.model.width)
+  # The peer trains this project's trunk (its port) on this project's [-1, 1] pixels.
+  assert c.model.name == "wrn" and (spec["trunk"], spec["pixels"]) == ("s4l_jax", "pm1")
 
 
 def fake_features(path, rng, separable: bool):
