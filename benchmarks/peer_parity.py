@@ -284,14 +284,28 @@ def plot(methods: dict, path: str, title: str):
   plt.close(fig)
 
 
+SIMCLR_REPORT = "peer_parity_simclr.json"  # benchmarks/peer_simclr.py's report, beside this one
+
+
+def pretraining_methods(out_dir: str) -> dict:
+  """The SimCLR entry of `peer_simclr.py`'s report in `out_dir` (its own settings: lightly,
+  kNN / probe metrics), so that peer_parity.json lists every compared method; {} without it."""
+  path = os.path.join(out_dir, SIMCLR_REPORT)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return {"simclr": dict(json.load(f)["methods"]["simclr"], report=SIMCLR_REPORT)}
+
+
 def write_report(a: dict, runs: str, name: str, out_dir: str) -> dict:
   methods = collect(a, runs)
   settings = {k: v for k, v in a.items() if k not in ("peer_python",)}
   settings.update(lr=LR, weight_decay=WEIGHT_DECAY, bn_momentum=BN_MOMENTUM, ema_decay=EMA_DECAY,
                   mu=MU, aligned=ALIGNED)
   os.makedirs(out_dir, exist_ok=True)
+  summary = dict(methods, **pretraining_methods(out_dir))
   with open(os.path.join(out_dir, name + ".json"), "w") as f:
-    json.dump(dict(settings=settings, methods=methods), f, indent=1)
+    json.dump(dict(settings=settings, methods=summary), f, indent=1)
   md = to_markdown(settings, methods)
   with open(os.path.join(out_dir, name + ".md"), "w") as f:
     f.write(md)

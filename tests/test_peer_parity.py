@@ -125,3 +125,12 @@ def test_report_from_finished_runs(tmp_path):
   table = open(tmp_path / "out" / "pp.md").read()
   assert "| fixmatch | 51.00 ± 1.41 (n=2) | 42.00 ± 1.41 (n=2) | **no** |" in table
   assert os.path.getsize(tmp_path / "out" / "pp.png") > 1000
+
+
+def test_summary_lists_the_simclr_comparison_when_its_report_is_beside_it(tmp_path):
+  assert pp.pretraining_methods(str(tmp_path)) == {}
+  entry = {"peer": "lightly", "s4l_jax": [0.29, 0.30], "peer_top1": [0.28, 0.29], "parity": True}
+  with open(tmp_path / pp.SIMCLR_REPORT, "w") as f:
+    json.dump({"settings": {}, "methods": {"simclr": entry}}, f)
+  assert pp.pretraining_methods(str(tmp_path)) == {
+      "simclr": dict(entry, report="peer_parity_simclr.json")}
