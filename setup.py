@@ -7,6 +7,13 @@ setuptools.setup(
     description="S4L (Self-Supervised Semi-Supervised Learning) in JAX/Flax",
     packages=setuptools.find_packages(include=["s4l_jax", "s4l_jax.*"]),
     python_requires=">=3.11",
+    # The trainer and the configs are inside the package (s4l_jax/train_main.py, configs/).
+    entry_points={"console_scripts": [
+        "s4l-train = s4l_jax.train_main:run",
+        "s4l-evaluate = s4l_jax.evaluate:run",
+        "s4l-embed = s4l_jax.embed:run",
+        "s4l-convert = s4l_jax.convert:run",
+    ]},
     install_requires=[
         # jax 0.10.2 is the newest on Python 3.11; 3.12 resolves 0.11/0.12.
         "jax>=0.10.2,<0.13",

@@ -60,18 +60,28 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
 # Config keys that name an export directory (`@<stage>` in a pipeline of stages).
 EXPORT_PATH_KEYS = ("teacher", "init_from", "frozen_teacher")
 
-CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "configs")
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def config_names() -> list[str]:
+  """The packaged configs' names (`s4l_jax/configs/<name>.py`)."""
+  return sorted(n[:-3] for n in os.listdir(CONFIGS_DIR)
+                if n.endswith(".py") and not n.startswith("_"))
+
+
+def config_path(path_or_name: str) -> str:
+  """A config file's path: `path_or_name` itself, or a packaged config's name (`vat` ->
+  s4l_jax/configs/vat.py)."""
+  if os.sep in path_or_name or path_or_name.endswith(".py"):
+    return path_or_name
+  return os.path.join(CONFIGS_DIR, f"{path_or_name}.py")
 
 
 def load_config(path_or_name: str, arg: str | None = None) -> ml_collections.ConfigDict:
-  """`get_config(arg)` of a config file: a path, or a name in configs/ (`vat` -> vat.py)."""
-  path = path_or_name
-  if os.sep not in path and not path.endswith(".py"):
-    path = os.path.join(CONFIGS_DIR, f"{path}.py")
+  """`get_config(arg)` of a config file: a path, or a packaged config's name."""
+  path = config_path(path_or_name)
   if not os.path.isfile(path):
-    names = sorted(n[:-3] for n in os.listdir(CONFIGS_DIR) if n.endswith(".py"))
-    raise ValueError(f"No config file {path_or_name!r}; configs: {', '.join(names)}")
+    raise ValueError(f"No config file {path_or_name!r}; configs: {', '.join(config_names())}")
   spec = importlib.util.spec_from_file_location(
       f"s4l_config_{os.path.basename(path)[:-3]}", path)
   module = importlib.util.module_from_spec(spec)

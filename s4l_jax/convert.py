@@ -6,7 +6,7 @@
     python -m s4l_jax.convert s4l HUB_MODULE_DIR --out=EXPORT_DIR [--image_size=224]
 
 (the second: S4L's released TF1 Hub modules, `s4l_jax/convert_s4l.py`; this module holds the
-CLI and the checkpoint reading both share)
+CLI; the checkpoint reading both share is `s4l_jax/tf_checkpoint.py`)
 
 reads a name-based TF1 checkpoint of google-research/simclr (`base_model/conv2d[_N]/kernel`,
 `base_model/batch_normalization[_N]/{gamma,beta,moving_mean,moving_variance}`,
@@ -41,7 +41,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads (when it does)
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from s4l_jax import config_lib, export  # pylint: disable=g-import-not-at-top,wrong-import-position
+from s4l_jax import (  # pylint: disable=g-import-not-at-top,wrong-import-position
+    config_lib, convert_s4l, export, tf_checkpoint)
 from s4l_jax.models import resnet_v1  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Top-level names of non-weight tensors (the step, the contrastive memory's queue), ignored
@@ -62,44 +63,6 @@ RELEASED_CLASSIFIER_INPUT = {"pretrained": "pre_logits", "supervised": "pre_logi
                              "finetuned_1pct": "proj_1"}
 EVAL_CROP = ("RGB in [0, 1]; central crop of 0.875 of the shorter side, resized (bicubic) to "
              "224 x 224 (simclr data_util.preprocess_for_eval)")
-BN_TENSORS = {"gamma": ("params", "scale"), "beta": ("params", "bias"),
-              "moving_mean": ("batch_stats", "mean"), "moving_variance": ("batch_stats", "var")}
-
-
-class CheckpointReader:
-  """Names, shapes and values of a TF1 name-based checkpoint (`tf.train.load_checkpoint`)."""
-
-  def __init__(self, path: str):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top (the [tf] extra)
-    self.prefix = checkpoint_prefix(path)
-    try:
-      self._reader = tf.train.load_checkpoint(self.prefix)
-    except (tf.errors.OpError, ValueError) as e:
-      raise ValueError(f"{path} is not a readable TF checkpoint: "
-                       f"{str(e).splitlines()[0]}") from None
-    self.shapes = {name: tuple(shape)
-                   for name, shape in self._reader.get_variable_to_shape_map().items()}
-
-  def get(self, name: str) -> np.ndarray:
-    return np.asarray(self._reader.get_tensor(name))
-
-
-def checkpoint_prefix(path: str) -> str:
-  """A checkpoint prefix (`DIR/model.ckpt-250228`) or a folder holding one checkpoint."""
-  if not os.path.isdir(path):
-    if not os.path.exists(path + ".index"):
-      raise ValueError(f"{path} is not a TF checkpoint: no {path}.index (give the folder or "
-                       "the prefix, e.g. r50_1x_sk0/model.ckpt-250228)")
-    return path
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  latest = tf.train.latest_checkpoint(path)
-  if latest:
-    return latest
-  indexes = sorted(n[:-len(".index")] for n in os.listdir(path) if n.endswith(".index"))
-  if len(indexes) != 1:
-    raise ValueError(f"{path} holds {len(indexes)} TF checkpoints (*.index) and no "
-                     "'checkpoint' file naming one; give the prefix")
-  return os.path.join(path, indexes[0])
 
 
 def _layer(kind: str, index: int) -> str:
@@ -161,7 +124,7 @@ def name_map(depth: int, sk: bool, head: str = "supervised"
 
   def bn(module):
     layer = _layer("batch_normalization", counts["batch_normalization"])
-    for leaf, (collection, ours) in BN_TENSORS.items():
+    for leaf, (collection, ours) in tf_checkpoint.BN_TENSORS.items():
       out.append((f"base_model/{layer}/{leaf}", (collection, "trunk", module, ours)))
     counts["batch_normalization"] += 1
 
@@ -189,7 +152,7 @@ def name_map(depth: int, sk: bool, head: str = "supervised"
     for k in range(3):  # head_contrastive/nl_k: dense (no bias) -> BN (the last without beta)
       module = f"head_proj_{k + 1}"
       out.append((f"{PROJECTION_SCOPE}nl_{k}/dense/kernel", ("params", module, "kernel")))
-      for leaf, (collection, ours) in BN_TENSORS.items():
+      for leaf, (collection, ours) in tf_checkpoint.BN_TENSORS.items():
         if not (k == 2 and leaf == "beta"):
           out.append((f"{PROJECTION_SCOPE}nl_{k}/batch_normalization/{leaf}",
                       (collection, module, "bn", ours)))
@@ -251,7 +214,7 @@ def resolve_classifier_input(path: str, classifier_input: str) -> str:
   return classifier_input
 
 
-def convert_variables(reader: CheckpointReader, weights: str = "auto",
+def convert_variables(reader: tf_checkpoint.CheckpointReader, weights: str = "auto",
                       classifier_input: str = "auto", image_size: int = 224,
                       head: str = "supervised"):
   """Returns (model record, {"params", "batch_stats"} numpy float32, source description).
@@ -283,8 +246,8 @@ def convert_variables(reader: CheckpointReader, weights: str = "auto",
   pairs = [((classifier_prefix if name.startswith(CLASSIFIER) else prefix) + name, path)
            for name, path in name_map(architecture["depth"], architecture["sk_ratio"] > 0,
                                       head)]
-  variables, used = fill_variables(reader, pairs, record, num_classes, image_size,
-                                   f"a resnet_v1 {_describe(architecture)}")
+  variables, used = tf_checkpoint.fill_variables(
+      reader, pairs, record, num_classes, image_size, f"a resnet_v1 {_describe(architecture)}")
   def other_copy(name):  # the unselected copy (raw or ema) of a tensor that was used
     return (EMA_PREFIX + name in used) if prefix else (
         name.startswith(EMA_PREFIX) and name[len(EMA_PREFIX):] in used)
@@ -305,46 +268,6 @@ def convert_variables(reader: CheckpointReader, weights: str = "auto",
   return record, variables, source
 
 
-def fill_variables(reader: CheckpointReader, pairs, record: dict, num_classes: int,
-                   image_size: int, model_name: str, dense_from_conv=frozenset()):
-  """({"params", "batch_stats"} of `record`'s model, numpy float32, every variable filled by
-  its tensor of `pairs` [(TF name, (collection, *path))], the TF names used).
-
-  `dense_from_conv`: TF names of 1x1-convolution kernels (1, 1, in, out) that fill Dense
-  kernels (in, out). ValueError (one line, naming it) for a tensor missing or of another
-  shape, or a model variable no tensor fills; `model_name` ("a resnet_v1 depth 50 ...")
-  says whose.
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from s4l_jax import models  # pylint: disable=g-import-not-at-top
-  model = models.build_model(record, num_classes)
-  expected = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(
-      (1, image_size, image_size, 3)), train=False))
-  expected = {tuple(k.key for k in path): tuple(leaf.shape)
-              for path, leaf in jax.tree_util.tree_flatten_with_path(expected)[0]}
-  variables, used = {}, set()
-  for name, path in pairs:
-    if name not in reader.shapes:
-      raise ValueError(f"tensor {name} is missing from {reader.prefix} ({model_name} "
-                       "needs it)")
-    want = expected.get(path)
-    stored = (1, 1) + want if want is not None and name in dense_from_conv else want
-    if want is None or reader.shapes[name] != stored:
-      raise ValueError(f"tensor {name} has shape {reader.shapes[name]} but {'/'.join(path)} "
-                       f"of {model_name} has {stored}")
-    node = variables
-    for key in path[:-1]:
-      node = node.setdefault(key, {})
-    node[path[-1]] = reader.get(name).astype(np.float32).reshape(want)
-    used.add(name)
-    del expected[path]
-  if expected:
-    raise ValueError(f"model variable {'/'.join(next(iter(expected)))} of {model_name} has "
-                     "no tensor")
-  return variables, used
-
-
 def preset_name(record: dict) -> str | None:
   """The `config_lib.MODEL_PRESETS` entry with `record`'s architecture (`r50_1x`), or None."""
   return next((name for name, preset in config_lib.MODEL_PRESETS.items()
@@ -356,23 +279,16 @@ def _describe(architecture: dict) -> str:
           f"{'with' if architecture['sk_ratio'] else 'without'} SK")
 
 
-def imagenet_class_names(num_classes: int) -> list[str]:
-  """tfds imagenet2012's label order (sorted WNIDs) for 1000 outputs, else '0'..'K-1'."""
-  if num_classes != 1000:
-    return [str(i) for i in range(num_classes)]
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top (the [tf] extra)
-  return list(tfds.builder("imagenet2012").info.features["label"].names)
-
-
 def convert_simclrv2(checkpoint: str, out: str, *, weights: str = "auto",
                      classifier_input: str = "auto", image_size: int = 224,
                      head: str = "supervised") -> dict:
   """Converts `checkpoint` into the export `out`; returns export.json's contents."""
-  reader = CheckpointReader(checkpoint)
+  reader = tf_checkpoint.CheckpointReader(checkpoint)
   record, variables, source = convert_variables(reader, weights, classifier_input, image_size,
                                                 head)
   classifier = variables["params"].get("head_classes")
-  class_names = imagenet_class_names(classifier["bias"].shape[0] if classifier else 0)
+  class_names = tf_checkpoint.imagenet_class_names(
+      classifier["bias"].shape[0] if classifier else 0)
   meta = dict(method="simclrv2_checkpoint", dataset="imagenet2012" if len(class_names) == 1000
               else "", labels="", step=source["global_step"], weights=weights, top1=None,
               source=source)
@@ -386,7 +302,6 @@ SIMCLRV2_OPTIONS = ("weights", "head", "classifier_input")
 
 def main(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from s4l_jax import convert_s4l  # pylint: disable=g-import-not-at-top (it imports this module)
   f = flags.FLAGS
   converters = {"simclrv2": convert_simclrv2, "s4l": convert_s4l.convert_s4l}
   if len(argv) != 3 or argv[1] not in converters:
@@ -409,7 +324,9 @@ def main(argv):
         f"{description['num_classes']} classes")
 
 
-if __name__ == "__main__":
+def run():
+  """The command line (`s4l-convert`, `python -m s4l_jax.convert`): its flags, then `main`;
+  defined here, not at import, so that importing this module defines no flag."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("out", None, "Export directory to write.", required=True)
   flags.DEFINE_string("weights", "auto", "simclrv2: ema | raw | auto (ema if the checkpoint "
@@ -422,3 +339,7 @@ if __name__ == "__main__":
   flags.DEFINE_integer("image_size", 224, "Square input size of the exported functions.")
   from s4l_jax import cli  # pylint: disable=g-import-not-at-top
   cli.run(main)
+
+
+if __name__ == "__main__":
+  run()

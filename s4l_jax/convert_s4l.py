@@ -29,7 +29,7 @@ import collections
 import os
 import re
 
-from s4l_jax import convert, export
+from s4l_jax import export, tf_checkpoint
 
 ROOT = "root_block/conv2d/kernel"  # the stem, which locates the module's scope
 BLOCK_UNITS = (3, 4, 6, 3)  # ResNet-50: the only depth of `resnet50v2`
@@ -97,7 +97,7 @@ def name_map(scope: str, heads) -> list[tuple[str, tuple[str, ...]]]:
   def bn(tf_scope, module):
     out.extend((f"{scope}{tf_scope}batch_normalization/{leaf}",
                 (collection, "trunk", module, ours))
-               for leaf, (collection, ours) in convert.BN_TENSORS.items())
+               for leaf, (collection, ours) in tf_checkpoint.BN_TENSORS.items())
 
   conv("root_block/", "root_conv")
   for b, units in enumerate(BLOCK_UNITS):
@@ -118,7 +118,7 @@ def name_map(scope: str, heads) -> list[tuple[str, tuple[str, ...]]]:
   return out
 
 
-def convert_variables(reader: convert.CheckpointReader, image_size: int = 224):
+def convert_variables(reader: tf_checkpoint.CheckpointReader, image_size: int = 224):
   """Returns (model record, {"params", "batch_stats"} numpy float32, source description);
   ValueError (one line, naming it) for another architecture, a tensor missing, left over or
   of another shape."""
@@ -130,7 +130,7 @@ def convert_variables(reader: convert.CheckpointReader, image_size: int = 224):
   record = dict(name="resnet50v2", **architecture, heads=widths)
   model_name = f"a resnet50v2 with filters_factor {architecture['filters_factor']}"
   pairs = name_map(scope, heads)
-  variables, used = convert.fill_variables(
+  variables, used = tf_checkpoint.fill_variables(
       reader, pairs, record, widths.get(export.CLASSIFIER, 0), image_size, model_name,
       dense_from_conv={f"{scope}{head}/kernel" for head in heads})
   extra = sorted(n for n in shapes if n not in used and n[len(scope):] not in IGNORED)
@@ -145,9 +145,9 @@ def convert_variables(reader: convert.CheckpointReader, image_size: int = 224):
 def convert_s4l(module_dir: str, out: str, *, image_size: int = 224) -> dict:
   """Converts the Hub module `module_dir` into the export `out`; returns export.json's
   contents (no classifier and no predict.jax if the module has no `classes` head)."""
-  reader = convert.CheckpointReader(variables_prefix(module_dir))
+  reader = tf_checkpoint.CheckpointReader(variables_prefix(module_dir))
   record, variables, source = convert_variables(reader, image_size)
-  class_names = convert.imagenet_class_names(record["heads"].get(export.CLASSIFIER, 0))
+  class_names = tf_checkpoint.imagenet_class_names(record["heads"].get(export.CLASSIFIER, 0))
   meta = dict(method="s4l_hub_module", dataset="imagenet2012" if len(class_names) == 1000
               else "", labels="", step=0, weights="module", top1=None, source=source)
   export.write_export(out, record, variables, image_size=image_size, channels=3,

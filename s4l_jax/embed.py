@@ -53,7 +53,10 @@ def main(argv):
         f"{arrays['labels'].shape}")
 
 
-if __name__ == "__main__":
+
+def run():
+  """The command line (`s4l-embed`, `python -m s4l_jax.embed`): its flags, then `main`;
+  defined here, not at import, so that importing this module defines no flag."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("export_dir", None, "WORKDIR/export of a finished run.", required=True)
   flags.DEFINE_string("dataset", None, "digits | cifar10 | folder:PATH.", required=True)
@@ -69,3 +72,7 @@ if __name__ == "__main__":
   flags.DEFINE_integer("batch_size", 500, "Images per call.")
   from s4l_jax import cli  # pylint: disable=g-import-not-at-top
   cli.run(main)
+
+
+if __name__ == "__main__":
+  run()

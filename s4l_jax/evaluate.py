@@ -86,12 +86,11 @@ def export_split_batches(export_dir: str, dataset: str, split: str = "test", dat
   `split="validation"`: the train images that `input.validation=validation_spec` ('' = the
   dataset's default) and `labels=labels_spec` hold out (`subsets.split_train`).
   """
-  from s4l_jax import validation  # pylint: disable=g-import-not-at-top
   from s4l_jax.data import datasets, pipeline, sources, subsets  # pylint: disable=g-import-not-at-top
   names = sources.class_names(dataset, data_dir or None)
   description = export_lib.load_description(export_dir)
   if same_classes:
-    validation.check_export_classes(export_dir, description, dataset, names)
+    export_lib.check_classes(export_dir, description, dataset, names)
   data = sources.load_split(dataset, "train" if split == "validation" else split,
                             image_size=description["input_size"][0], data_dir=data_dir or None)
   indices = None
@@ -137,7 +136,10 @@ def main(argv):
   print(json.dumps(results))
 
 
-if __name__ == "__main__":
+
+def run():
+  """The command line (`s4l-evaluate`, `python -m s4l_jax.evaluate`): its flags, then `main`;
+  defined here, not at import, so that importing this module defines no flag."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string("export_dir", None, "WORKDIR/export of a finished run.", required=True)
   flags.DEFINE_string("dataset", None, "digits | cifar10 | folder:PATH.", required=True)
@@ -153,3 +155,7 @@ if __name__ == "__main__":
                     "rotations (rot_avg_top1, rot_avg_top5).")
   from s4l_jax import cli  # pylint: disable=g-import-not-at-top
   cli.run(main)
+
+
+if __name__ == "__main__":
+  run()

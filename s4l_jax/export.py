@@ -160,3 +160,21 @@ def load_model(export_dir: str):
                      "with a new --workdir")
   model = models.build_model(description["model"], description["num_classes"])
   return model, load_variables(export_dir), description
+
+
+def describe_classes(names) -> str:
+  shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+  return f"{len(names)} class{'es' if len(names) != 1 else ''} ({shown})"
+
+
+def check_classes(export_dir: str, description: dict, dataset: str, names,
+                  role: str = "export"):
+  """Rejects an export whose classes (names, in label order) are not `dataset`'s `names`."""
+  theirs = list(description.get("class_names", []))
+  if not theirs:
+    raise ValueError(f"{role} {export_dir} has no classifier (features only, e.g. converted "
+                     "with --head=projection or none): it predicts no classes")
+  if theirs != list(names):
+    raise ValueError(f"{role} {export_dir} predicts {describe_classes(theirs)} but {dataset} "
+                     f"has {describe_classes(list(names))}; they must be the same classes in "
+                     "the same order")

@@ -125,23 +125,6 @@ def check_evals(config):
            f"{sorted(splits)}: set input.validation (e.g. 10pct) or eval_every_steps=0")
 
 
-def _describe(names) -> str:
-  shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-  return f"{len(names)} class{'es' if len(names) != 1 else ''} ({shown})"
-
-
-def check_export_classes(export_dir: str, description: dict, dataset: str, names,
-                         role: str = "export"):
-  """Rejects an export whose classes (names, in label order) are not `dataset`'s `names`."""
-  theirs = list(description.get("class_names", []))
-  if not theirs:
-    raise ValueError(f"{role} {export_dir} has no classifier (features only, e.g. converted "
-                     "with --head=projection or none): it predicts no classes")
-  if theirs != list(names):
-    raise ValueError(f"{role} {export_dir} predicts {_describe(theirs)} but {dataset} has "
-                     f"{_describe(list(names))}; they must be the same classes in the same order")
-
-
 def batch_warnings(config, *, num_labeled: int, num_eval: int) -> list[str]:
   """One line for each batch larger than what it draws from (legal, but likely a mistake):
   a labeled batch repeating the labeled images within a step, an eval batch over the size of
@@ -195,9 +178,9 @@ def validate(config):
   # Reads folder names or TFDS metadata only; an unprepared TFDS dataset fails here with the
   # steps to prepare it.
   names = sources.class_names(config.dataset, config.data_dir or None)
-  _require(len(names) >= 2, f"{config.dataset} has {_describe(names)}; classification needs "
+  _require(len(names) >= 2, f"{config.dataset} has {export.describe_classes(names)}; classification needs "
            "at least 2 (a folder: dataset has one class per subfolder of PATH/train)")
   for key in ("teacher", "frozen_teacher"):
     if key in exports:
-      check_export_classes(config[key], export.load_description(config[key]), config.dataset,
+      export.check_classes(config[key], export.load_description(config[key]), config.dataset,
                            names, role=key.replace("_", " "))

@@ -1,6 +1,5 @@
 """Every config loads for each supported arg; typos fail at once, naming the key."""
 import ast
-import glob
 import math
 import os
 import subprocess
@@ -13,7 +12,7 @@ from s4l_jax.data import views
 from testing_utils import write_image_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
+CONFIGS = [config_lib.config_path(name) for name in config_lib.config_names()]
 DATASETS = ["imagenet2012", "cifar10", "digits", "folder:/data/cifar10"]
 LABELS = ["10pct", "1pct", "4000", "400perclass"]
 REQUIRED_ARGS = {"linear_eval": "pretrained=/runs/rotation/export,",
@@ -262,7 +261,8 @@ def wide_export_fixture(tmp_path_factory):
   wider than the WRN-10-1 the digits presets build."""
   import jax  # pylint: disable=g-import-not-at-top
   from s4l_jax import export  # pylint: disable=g-import-not-at-top
-  from s4l_jax.models import build_model, init as model_init  # pylint: disable=g-import-not-at-top
+  from s4l_jax import initialization as model_init  # pylint: disable=g-import-not-at-top
+  from s4l_jax.models import build_model  # pylint: disable=g-import-not-at-top
   model_config = dict(name="wrn", depth=10, width=2, bn_epsilon=1e-4)
   variables = model_init.init_variables(build_model(model_config, 10), (8, 8, 3),
                                         jax.random.PRNGKey(0))
@@ -276,7 +276,8 @@ def wide_export_fixture(tmp_path_factory):
 def test_pretrained_export_gives_the_trunk_unless_overridden(wide_export, name):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from s4l_jax.models import build_model, init as model_init  # pylint: disable=g-import-not-at-top
+  from s4l_jax import initialization as model_init  # pylint: disable=g-import-not-at-top
+  from s4l_jax.models import build_model  # pylint: disable=g-import-not-at-top
   export_dir, variables = wide_export
   c = config_lib.load_config(name, f"pretrained={export_dir},dataset=digits")
   assert (c.model.name, c.model.depth, c.model.width, c.model.bn_epsilon) == ("wrn", 10, 2, 1e-4)

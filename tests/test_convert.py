@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from s4l_jax import convert, embed, export, runner
+from s4l_jax import convert, embed, export, runner, tf_checkpoint
 from testing_utils import ROOT, load_config
 import simclr_tf_reference as ref
 
@@ -190,7 +190,8 @@ def test_projection_export_starts_finetuning_from_proj_1(r26_heads):
   exported = r26_heads["exports"]["projection"]["dir"]
   finetune = load_config("simclrv2", f"dataset=digits,steps=2,pretrained={exported}"
                          ).stages.finetune
-  from s4l_jax.models import build_model, init as model_init  # pylint: disable=g-import-not-at-top
+  from s4l_jax import initialization as model_init  # pylint: disable=g-import-not-at-top
+  from s4l_jax.models import build_model  # pylint: disable=g-import-not-at-top
   start = model_init.init_variables(build_model(finetune.model, 10), (8, 8, 3),
                                     jax.random.PRNGKey(0), init_from=exported,
                                     init_take=finetune.init_take)
@@ -204,7 +205,7 @@ def test_projection_export_starts_finetuning_from_proj_1(r26_heads):
 
 def test_raw_weights_read_the_trained_copy(r26):
   prefix, written, _ = r26
-  reader = convert.CheckpointReader(prefix)
+  reader = tf_checkpoint.CheckpointReader(prefix)
   for weights, source in (("raw", ""), ("ema", "ema_model/")):
     _, variables, info = convert.convert_variables(reader, weights, "pre_logits", SIZE)
     assert info["weights"] == weights
@@ -281,7 +282,7 @@ def _rewrite(r26, directory, drop=(), add=None):
 def test_bad_checkpoints_fail_in_one_line(r26, tmp_path, drop, add, weights, message):
   prefix = _rewrite(r26, tmp_path, drop, add)
   with pytest.raises(ValueError, match=message) as error:
-    convert.convert_variables(convert.CheckpointReader(prefix), weights, "auto", SIZE)
+    convert.convert_variables(tf_checkpoint.CheckpointReader(prefix), weights, "auto", SIZE)
   assert "\n" not in str(error.value)
 
 
@@ -296,12 +297,12 @@ def test_requested_head_absent_fails_in_one_line(r26, tmp_path, drop, head, mess
   prefix = _rewrite(r26, tmp_path, [n for n in r26[1]
                                     if n.removeprefix("ema_model/").startswith(drop)])
   with pytest.raises(ValueError, match=message):
-    convert.convert_variables(convert.CheckpointReader(prefix), "auto", "auto", SIZE, head)
+    convert.convert_variables(tf_checkpoint.CheckpointReader(prefix), "auto", "auto", SIZE, head)
 
 
 def test_trunk_only_checkpoint_converts_with_head_none(r26, tmp_path):
   prefix = _rewrite(r26, tmp_path, [n for n in r26[1] if "head_" in n])
-  reader = convert.CheckpointReader(prefix)
+  reader = tf_checkpoint.CheckpointReader(prefix)
   record, variables, source = convert.convert_variables(reader, "raw", "auto", SIZE, "none")
   assert set(variables["params"]) == {"trunk"} and record["heads"] == {}
   assert source["head"] == "none" and source["weights"] == "raw"
@@ -315,14 +316,14 @@ def test_trunk_only_checkpoint_converts_with_head_none(r26, tmp_path):
 def test_paths_and_options_that_are_no_checkpoint(r26, tmp_path):
   (tmp_path / "notes.txt").write_text("not a checkpoint")
   with pytest.raises(ValueError, match="holds 0 TF checkpoints"):
-    convert.CheckpointReader(str(tmp_path))
+    tf_checkpoint.CheckpointReader(str(tmp_path))
   with pytest.raises(ValueError, match="no .*notes.txt.index"):
-    convert.CheckpointReader(str(tmp_path / "notes.txt"))
+    tf_checkpoint.CheckpointReader(str(tmp_path / "notes.txt"))
   (tmp_path / "bad.index").write_text("garbage")
   with pytest.raises(ValueError, match="is not a readable TF checkpoint"):
-    convert.CheckpointReader(str(tmp_path / "bad"))
+    tf_checkpoint.CheckpointReader(str(tmp_path / "bad"))
   raw_only = _rewrite(r26, tmp_path / "raw", drop=[n for n in r26[1] if n.startswith("ema_")])
-  reader = convert.CheckpointReader(raw_only)
+  reader = tf_checkpoint.CheckpointReader(raw_only)
   with pytest.raises(ValueError, match="no ema_model/ tensors; use --weights=raw"):
     convert.convert_variables(reader, "ema", "pre_logits", SIZE)
   assert convert.convert_variables(reader, "auto", "pre_logits", SIZE)[2]["weights"] == "raw"
@@ -384,7 +385,7 @@ def test_real_checkpoint_matches_the_official_forward_pass(tmp_path):
   path = os.environ[REAL_CHECKPOINT_ENV]
   description = convert.convert_simclrv2(path, str(tmp_path / "export"), image_size=64)
   m, source = description["model"], description["source"]
-  reader = convert.CheckpointReader(path)
+  reader = tf_checkpoint.CheckpointReader(path)
   values = {name: reader.get(name) for name in reader.shapes}
   images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
   want = ref.forward(ref.Variables(values, "ema_model/" if source["weights"] == "ema" else ""),

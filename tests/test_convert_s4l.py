@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 
-from s4l_jax import convert, convert_s4l, export
+from s4l_jax import convert, convert_s4l, export, tf_checkpoint
 from testing_utils import ROOT
 import s4l_tf_reference as ref
 
@@ -104,7 +104,7 @@ def test_scope_and_heads_are_found_by_name():
 def _rewrite(module, directory, drop=(), add=None):
   values = {n: v for n, v in module["values"].items() if n not in drop} | (add or {})
   ref.save_module_variables(str(directory), values)
-  return convert.CheckpointReader(convert_s4l.variables_prefix(str(directory)))
+  return tf_checkpoint.CheckpointReader(convert_s4l.variables_prefix(str(directory)))
 
 
 def test_module_without_a_classifier_has_features_only(module, tmp_path):
@@ -162,7 +162,7 @@ REAL_MODULE_ENV = "S4L_HUB_MODULE"
 def test_real_module_matches_the_official_forward_pass(tmp_path):
   path = os.environ[REAL_MODULE_ENV]
   description = convert_s4l.convert_s4l(path, str(tmp_path / "export"), image_size=64)
-  reader = convert.CheckpointReader(convert_s4l.variables_prefix(path))
+  reader = tf_checkpoint.CheckpointReader(convert_s4l.variables_prefix(path))
   scope = convert_s4l.module_scope(reader.shapes)
   values = {name[len(scope):]: reader.get(name) for name in reader.shapes}
   images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)

@@ -58,7 +58,7 @@ def test_export_without_a_classifier_gives_features_only(tmp_path):
   exports endpoints and variables but no predict.jax, and is complete without it."""
   config = dict(TINY, heads=dict(proj=HEADS["proj"]))
   model = build_model(config, 0)
-  variables = model_init.init_variables(model, (8, 8, 3), jax.random.PRNGKey(0))
+  variables = initialization.init_variables(model, (8, 8, 3), jax.random.PRNGKey(0))
   export_dir = str(tmp_path / "export")
   export.write_export(export_dir, config, variables, image_size=8, channels=3, class_names=[],
                       meta=dict(method="test"))

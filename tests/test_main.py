@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-import main
+from s4l_jax import train_main as main
 from testing_utils import ROOT
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")

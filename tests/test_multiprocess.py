@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-import main
+from s4l_jax import train_main as main
 from s4l_jax import export
 from testing_utils import ROOT
 

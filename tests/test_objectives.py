@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from s4l_jax import objectives, optim, train, train_state
+from s4l_jax import config_lib, objectives, optim, train, train_state
 from s4l_jax.models import build_model
 from testing_utils import load_config, tiny
 
@@ -29,8 +29,7 @@ def test_every_objective_declares_its_requirements(name):
 
 def _shipped_runs():
   """(config file, run config) for every config file's runs (a pipeline's stages), on digits."""
-  configs = os.path.join(os.path.dirname(os.path.dirname(objectives.__file__)), "..", "configs")
-  for name in sorted(f[:-3] for f in os.listdir(configs) if f.endswith(".py")):
+  for name in config_lib.config_names():
     export_arg = {"finetune": ",pretrained=/x", "linear_eval": ",pretrained=/x",
                   "pseudo_label": ",teacher=/x"}.get(name, "")
     config = load_config(name, "dataset=digits" + export_arg)

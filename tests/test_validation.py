@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from s4l_jax import evaluate, runner, validation
+from s4l_jax import config_lib, evaluate, export, runner, validation
 from s4l_jax.data import pipeline, sources
 from test_configs import REQUIRED_ARGS
 from testing_utils import ROOT, load_config, tiny, write_image_folder
 
-CONFIGS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py"))
+CONFIGS = config_lib.config_names()
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
 
 
@@ -188,7 +188,7 @@ def test_evaluate_export_on_other_classes_fails_before_scoring(tmp_path):
 def test_export_without_a_classifier_is_no_teacher(tmp_path):
   export_dir = _fake_export(tmp_path / "export", [])  # e.g. converted with --head=none
   with pytest.raises(ValueError, match=r"^frozen teacher .* has no classifier \(features only"):
-    validation.check_export_classes(export_dir, {"class_names": []}, "digits", ["0", "1"],
+    export.check_classes(export_dir, {"class_names": []}, "digits", ["0", "1"],
                                     role="frozen teacher")
 
 
