@@ -61,7 +61,7 @@ DEVICES = {
 
 
 def simclr_model(preset: str, dtype: str, remat: bool):
-  """The preset trunk with the pretraining heads of configs/simclrv2.py (methods.md 3.3)."""
+  """The preset trunk with the pretraining heads of configs/simclrv2.py (`simclr:model_util.py`)."""
   heads = config_lib.load_config("simclrv2").stages.pretrain.model.heads  # any encoder
   cfg = dict(config_lib.MODEL_PRESETS[preset], dtype=dtype, remat=remat, heads=heads.to_dict())
   return build_model(cfg, NUM_CLASSES)

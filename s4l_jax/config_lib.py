@@ -127,7 +127,7 @@ def check_duration(config):
 
 
 def steps_per_epoch(num_labeled: int, labeled_batch: int) -> int:
-  """S4L's epoch is one pass over the *labeled* subset (methods.md 2.1)."""
+  """S4L's epoch is one pass over the *labeled* subset (`s4l:trainer.py`)."""
   return max(1, num_labeled // labeled_batch)
 
 
@@ -192,7 +192,7 @@ def base_learning_rate(config) -> float:
   return config.lr.base
 
 
-SIMCLR_BN = dict(bn_momentum=0.9, bn_epsilon=1e-5)  # simclr:resnet.py (methods.md 3.2)
+SIMCLR_BN = dict(bn_momentum=0.9, bn_epsilon=1e-5)  # simclr:resnet.py, run.py defaults
 SIMCLR_SK_RATIO = 0.0625  # the selective-kernel ratio of every released SimCLRv2 SK model
 SIMCLR_PROJ_DIM = 128  # SimCLRv2's projection output width
 MODEL_PRESETS = {
@@ -239,8 +239,9 @@ def simclr_projection_head(keep: int = 0) -> dict:
 
 def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: int = 0,
                 model: str = "", evals: str = "default") -> ml_collections.ConfigDict:
-  """Every key any trainer reads, with the paper's defaults (methods.md 2.4, 2.6); `evals`:
-  the config arg (`evaluators.add_evals`).
+  """Every key any trainer reads, with the paper's defaults (S4L's released supervised 10%
+  row, `s4l:config/supervised_imagenet_10p.sh`); `evals`: the config arg
+  (`evaluators.add_evals`).
 
   Configs start from this, set the objective and its own `loss` section, and return; the
   result is locked by `main.py` so that misspelt overrides fail before any work.
@@ -361,7 +362,7 @@ def unreleased_one_percent_preset(c, labels: str, hparams: str):
     c.lr.base, c.optimizer.weight_decay = c.lr.base / 10, c.optimizer.weight_decay * 10
 
 
-# TPU cores of the S4L README's reproductions (methods.md 2.6): v3-8 for the supervised and
+# TPU cores of the S4L README's reproductions (`s4l:README.md`): v3-8 for the supervised and
 # pseudo-label rows, v3-32 for VAT, VAT+EntMin, S4L-Rotation and S4L-Exemplar.
 PAPER_CORES = {"supervised": 8, "pseudo_label": 8, "vat": 32, "vat_entmin": 32,
                "s4l_rotation": 32, "s4l_exemplar": 32}
@@ -455,7 +456,8 @@ def colorization_task(c):
 
 
 def supervised_preset(c, family: str, labels: str):
-  """The supervised rows' schedule (methods.md 2.6), or `small_data_preset` off ImageNet.
+  """The supervised rows' schedule (`s4l:config/supervised_imagenet_{10p,1p}.sh`), or
+  `small_data_preset` off ImageNet.
 
   ImageNet 10%: lr 0.1, wd 1e-3, decays 140/160/180, end 200 epochs (the base_config
   defaults); 1%: lr 0.01, wd 1e-2, decays 700/800/900, end 1000 epochs.
@@ -517,7 +519,7 @@ def vat_config(arg: str | None, entmin_weight: float) -> ml_collections.ConfigDi
   c.objective = "vat"
   if family == "imagenet2012":
     c.lr.base, c.lr.scale_batch_size = 0.03, 0
-    # unverified: no released 1% VAT config (methods.md 2.6).
+    # unverified: google-research/s4l releases no 1% VAT config.
     unreleased_one_percent_preset(c, a.labels, a.hparams_1pct)
   else:
     small_data_preset(c, family)

@@ -1,4 +1,4 @@
-"""Pure loss functions shared by the S4L objectives (methods.md 2.5).
+"""Pure loss functions shared by the S4L objectives (`s4l:semi_supervised/`).
 
 All functions are jnp-only, compute in float32 (or the input's wider float
 type) and average over the leading batch axis unless documented otherwise.
@@ -45,7 +45,7 @@ def softmax_xent(logits: Array, labels: Array,
 def entropy(logits: Array, mask: Optional[Array] = None) -> Array:
   """Mean conditional entropy -sum_c p_c log p_c of softmax(logits).
 
-  The gradient flows into `logits` (EntMin, methods.md 2.5d).
+  The gradient flows into `logits` (EntMin, as `s4l:semi_supervised/vat.py`).
 
   Args:
     logits: (N, C) logits.
@@ -167,7 +167,7 @@ def exemplar_ids(num_images: int, num_views: int, quirk: bool = False) -> Array:
   Views are flattened from (num_images, num_views, ...), so the correct
   identity of view j is j // num_views (as in S4L `exemplar_ablation.py`).
 
-  quirk=True reproduces the released `exemplar.py` bug (methods.md 2.5c, 2.8.1):
+  quirk=True reproduces the released `s4l:semi_supervised/exemplar.py` bug:
   `do_triplet(emb, ninstances, nexamples)` swaps its arguments, so the labels
   become repeat(range(num_views), num_images), i.e. id = j // num_images.
   This is only correct when num_images == num_views (8 images per core);
@@ -187,8 +187,7 @@ def exemplar_ids(num_images: int, num_views: int, quirk: bool = False) -> Array:
 
 def nt_xent(z1: Array, z2: Array, temperature: float = 0.1, normalize: bool = True,
             queue: Optional[Array] = None) -> Array:
-  """SimCLR's NT-Xent as coded (`simclr:objective.py`, methods.md 3.5): the SUM of the two
-  directional means.
+  """SimCLR's NT-Xent as coded (`simclr:objective.py`): the SUM of the two directional means.
 
   Row i of `z1` and row i of `z2` are the two views of image i. Anchor z1_i's 2N logits are
   [z1_i . z2_j / t for all j (positive j = i)] + [z1_i . z1_j / t for j != i (self masked)],

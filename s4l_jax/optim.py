@@ -1,11 +1,11 @@
-"""Optimizers and learning-rate schedules (methods.md 2.4, 3.6).
+"""Optimizers and learning-rate schedules (`s4l:trainer.py`, `simclr:lars_optimizer.py`).
 
 * `momentum`: TF `MomentumOptimizer` semantics, `v = m*v + g + wd*W; W -= lr*v`, i.e. the
   paper's coupled L2 (`wd/2 * ||W||^2` in the loss) on kernels only, lr applied after momentum.
 * `lars`: `optax.lars` (SimCLR's "classic" momentum, `v = m*v + lr*trust*(g + wd*W)`) with
   weight decay on kernels only and the trust ratio on kernels outside `lars_exclude` (SimCLR
   excludes BN parameters, biases and `head_supervised` from both; its classifier kernel gets
-  a plain L2 term instead, i.e. weight decay without the trust ratio: methods.md 3.6).
+  a plain L2 term instead, i.e. weight decay without the trust ratio: `simclr:model_util.py`).
 Schedules count in steps; configs give them in epochs of the labeled subset.
 """
 import jax

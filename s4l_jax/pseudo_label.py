@@ -1,4 +1,4 @@
-"""Pseudo-labels from a teacher export (methods.md 2.5e; MOAM step 2; Noisy Student).
+"""Pseudo-labels from a teacher export (`s4l:pseudo_labeling/`; MOAM step 2; Noisy Student).
 
 Every train image gets `argmax` of the teacher's logits on its central, unrotated view (the
 in-memory image itself, or the tf.data eval view: short side resized, central crop), with

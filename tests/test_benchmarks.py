@@ -220,8 +220,8 @@ def test_simclr_memory_accounting():
 @pytest.mark.slow
 def test_vat_shortening_factor_is_gradient_norm_over_1e_6(x64):
   """factor = min(1, |g| / 1e-6), g = grad_r mean KL(p(x + r) || p(x)) at r = xi d0 / |d0|,
-  on a linear softmax model in float64 (in float32 at xi = 1e-6, g is mostly rounding noise,
-  methods.md 2.5d); a last partial batch is dropped."""
+  on a linear softmax model in float64 (in float32 at xi = 1e-6, x + r mostly rounds to x and
+  g is rounding noise); a last partial batch is dropped."""
   del x64
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
 

@@ -76,7 +76,8 @@ def test_pipeline_step_out_of_range_names_the_arg(name, arg, match):
 
 
 def test_supervised_imagenet_rows_match_paper():
-  """methods.md 2.6: 10% lr 0.1 wd 1e-3 decays 140/160/180 end 200; 1% lr 0.01 wd 1e-2 ..."""
+  """`s4l:config/supervised_imagenet_*.sh`: 10% lr 0.1 wd 1e-3 decays 140/160/180 end 200;
+  1% lr 0.01 wd 1e-2 ..."""
   path = os.path.join(ROOT, "configs", "supervised.py")
   c10, c1 = (config_lib.load_config(path, f"labels={labels}") for labels in ("10pct", "1pct"))
   assert (c10.lr.base, c10.optimizer.weight_decay, tuple(c10.lr.decay_epochs),
@@ -187,7 +188,7 @@ def test_bad_key_fails_fast_naming_it(tmp_path, override, key):
   assert not os.path.exists(tmp_path / "w" / "checkpoints")
 
 
-# fidelity=paper: BN group = one core's images of the S4L README's TPU (methods.md 2.6).
+# fidelity=paper: BN group = one core's images of the S4L README's TPU (`s4l:README.md`).
 PER_CORE = {  # row: (cores, images per step, bn_group_size, triplet_groups)
     "supervised": (8, 256, 32, None), "pseudo_label": (8, 256, 32, None),
     "vat": (32, 256 + 256, 16, None), "vat_entmin": (32, 256 + 256, 16, None),

@@ -1,7 +1,7 @@
 """S4L-Rotation / S4L-Exemplar / self-supervised pretraining / linear eval / fine-tune.
 
 Each loss is checked against a NumPy recomputation from the model's own outputs, with
-hand-built batches for the row bookkeeping; configs against methods.md 2.6; every method
+hand-built batches for the row bookkeeping; configs against `s4l:config/*.sh`; every method
 runs end to end on digits; the loss falls on a fixed repeated batch.
 """
 import functools
@@ -166,7 +166,8 @@ def test_linear_eval_freezes_trunk_and_bn(model_and_vars):
                                            batch["labeled"]["label"]), rtol=1e-5)
 
 
-# methods.md 2.6: (config, B_l, B_u, lr, lr scaling, wd, warm-up, decays, end, steps at 10%).
+# `s4l:config/s4l_{rotation,exemplar}.sh`: (config, B_l, B_u, lr, lr scaling, wd, warm-up,
+# decays, end, steps at 10%).
 PAPER_ROWS = [
     ("s4l_rotation", 256, 256, 0.03, 0, 1e-3, 5, (140, 160, 180), 200, 100_000),
     ("s4l_exemplar", 512, 512, 0.1, 0, 1e-3, 10, (140, 160, 180), 200, 50_000),

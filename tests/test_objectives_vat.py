@@ -17,7 +17,7 @@ from s4l_jax.objectives import moam_step1
 from s4l_jax.objectives import vat as vat_objective
 from testing_utils import load_config, tiny
 
-# methods.md 2.6, rows "VAT 10%" and "VAT+EntMin 10%" (`vat.sh`, `vat_entmin.sh`).
+# The released rows "VAT 10%" and "VAT+EntMin 10%" (`s4l:config/vat.sh`, `vat_entmin.sh`).
 PAPER_ROWS = {
     "vat": dict(B_l=256, B_u=256, lr=0.03, lr_scale=0, wd=1e-3, warmup=5,
                 decays=(140, 160, 180), end=200, eps=40.0, w_vat=0.5, ent=0.0, xi=1e-6,

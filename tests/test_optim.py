@@ -136,7 +136,7 @@ def test_bad_names_fail():
 def test_lars_matches_simclr_reference_with_exclusions():
   """LARS with `lars_exclude="head_classes"` == simclr:lars_optimizer.py written out in NumPy:
   kernels outside the classifier get wd + trust ratio; the classifier kernel wd only; BN and
-  biases neither (methods.md 3.6), classic momentum v = m v + lr trust g, w -= v."""
+  biases neither (`simclr:model_util.py`), classic momentum v = m v + lr trust g, w -= v."""
   lrs, wd, m, eta = [0.1, 0.3, 0.2], 0.1, 0.9, 0.001
   config = opt_config("lars", wd)
   config.lars_exclude = "head_classes"

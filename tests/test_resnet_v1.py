@@ -29,7 +29,7 @@ def _abstract_init(model, shape, **kw):
 
 
 def _closed_form_count(units, w, sk_ratio):
-  """Trunk parameters: convs without bias, BN scale + bias (methods.md 3.2)."""
+  """Trunk parameters: convs without bias, BN scale + bias (`simclr:resnet.py`)."""
   bn = lambda c: 2 * c  # noqa: E731
   if sk_ratio:  # ResNet-D stem: 3x3 convs 32w (stride 2), 32w, 64w
     n = 9 * 3 * 32 * w + bn(32 * w) + 9 * 32 * w * 32 * w + bn(32 * w)

@@ -265,7 +265,7 @@ def test_views_import_does_not_load_tensorflow():
   subprocess.run([sys.executable, "-c", code], check=True)
 
 
-# ---- SimCLRv2 (methods.md 3.4): NumPy references, independent of the JAX code ----
+# ---- SimCLRv2 (`simclr:data_util.py`): NumPy references, independent of the JAX code ----
 
 def _np_keys(x, a=-0.5):
   """Keys cubic kernel, float64."""

@@ -6,7 +6,7 @@ Args (`--config=configs/exemplar.py:dataset=digits`):
            batch, which the loss uses as further unlabeled images (labels ignored)
   steps:   0 = the preset's budget; > 0 overrides the number of training steps
 
-The S4L pretraining configs are not released (methods.md 2.6). ImageNet defaults (unverified):
+The S4L pretraining configs are not released (google-research/s4l). ImageNet defaults (unverified):
 the revisit schedule (35 passes, warm-up 5, decays 15/25) with S4L-Exemplar's loss and sizes:
 ResNet50v2 k=4, 8 views, B_u = 512, batch-hard soft-margin triplet on a 1000-d embedding
 normalised per example (revisit: ResNet50 v1 k=12, semi-hard margin 0.5, batch-axis

@@ -13,9 +13,9 @@ width (a MOAM one, 2x wider on digits) fits; `--config.model.*` overrides still 
 
 The supervised objective on the whole network, initialised from the export (its classes
 head, which had no loss in pretraining, included). The paper's fine-tuning hyper-parameters
-are not released; the defaults are the supervised rows (methods.md 2.6; unverified for this
-use): 10%: lr 0.1, wd 1e-3, decays 140/160/180, end 200; 1%: lr 0.01, wd 1e-2, 700/800/900,
-end 1000.
+are not released; the defaults are the supervised rows (`s4l:config/supervised_imagenet_*.sh`;
+unverified for this use): 10%: lr 0.1, wd 1e-3, decays 140/160/180, end 200; 1%: lr 0.01,
+wd 1e-2, 700/800/900, end 1000.
 """
 from s4l_jax import config_lib
 

@@ -5,9 +5,10 @@ Args (`--config=configs/mean_teacher.py:dataset=digits`):
   labels:  10pct (default) | 1pct | <int> | <int>perclass | all
   steps:   0 = the preset's budget; > 0 overrides the number of training steps
 
-The student is the supervised rows' network and schedule (methods.md 2.6; `small_data_preset`
-off ImageNet) with an unlabeled stream (the whole train split, B_u = B_l) whose view takes two
-independent crops of each image, each flipped: one for the student, one for the teacher.
+The student is the supervised rows' network and schedule (S4L's released
+`config/supervised_imagenet_*.sh`; `small_data_preset` off ImageNet) with an unlabeled stream
+(the whole train split, B_u = B_l) whose view takes two independent crops of each image, each
+flipped: one for the student, one for the teacher.
 The teacher is the EMA of the student with a half-life of one labeled epoch. Consistency:
 softmax MSE with weight 8.0, ramped up over the first 40 % of training (Oliver et al. 2018's
 WRN-28-2 setting, used for every dataset here). Unverified for ImageNet: the S4L paper quotes

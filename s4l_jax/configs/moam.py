@@ -3,7 +3,7 @@
   step1: S4L-Rotation + VAT + EntMin (0.4 rot / 0.3 cls / 0.3 VAT eps 32 / 0.3 EntMin),
          4x wide ResNet-50 v2 (filters_factor 16), global BN, Polyak averaging
          (half-life one epoch, decay 0.5**(1/steps_per_epoch)); lr 0.2 @256 -> 0.1,
-         wd 2e-4, warm-up 10, decays 100/150/190, end 200 epochs (methods.md 2.5f, 2.6).
+         wd 2e-4, warm-up 10, decays 100/150/190, end 200 epochs (`s4l:config/moam_step_1.sh`).
   step2: pseudo-label every train image with the step-1 (EMA) export, retrain the same
          network from scratch on ground truth + pseudo-labels (pseudo_labels.sh recipe:
          lr 0.1 @256, wd 1e-4, warm-up 5, decays 30/60/90, end 100 epochs over all images).

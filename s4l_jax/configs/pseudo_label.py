@@ -1,4 +1,4 @@
-"""Pseudo-label student (S4L Table 1, "Pseudo-labels"; methods.md 2.5e).
+"""Pseudo-label student (S4L Table 1, "Pseudo-labels"; `s4l:pseudo_labeling/`).
 
 The teacher (an export of a supervised run on the same labels) labels every train image with
 argmax of its central, unrotated view; a student is trained from scratch on ground truth
@@ -8,7 +8,7 @@ paper (`--config.pseudo_label_threshold=0.9` keeps only confident pseudo-labels)
 Args: teacher=WORKDIR/export (required), dataset (imagenet2012), labels (10pct), steps,
 fidelity (default | paper: ImageNet's per-TPU-core BN of the paper's v3-8, groups of 32).
 ImageNet: batch 256, lr 0.1 @256, wd 1e-4, warm-up 5, decays 30/60/90, end 100 epochs over
-all 1,281,167 images (~500k steps), methods.md 2.6.
+all 1,281,167 images (~500k steps), `s4l:config/pseudo_labels.sh`.
 """
 from s4l_jax import config_lib
 

@@ -6,7 +6,7 @@ Args (`--config=configs/rotation.py:dataset=digits`):
            batch, which the loss uses as further unlabeled images (labels ignored)
   steps:   0 = the preset's budget; > 0 overrides the number of training steps
 
-The S4L pretraining configs are not released (methods.md 2.6). ImageNet defaults follow the
+The S4L pretraining configs are not released (google-research/s4l). ImageNet defaults follow the
 revisit repo's rotation recipe where it applies (unverified): 35 passes over the train split,
 warm-up 5, decays at 15/25, lr 0.1 x B_u/256, here with B_u = 256 (x4 rotations) and the
 S4L trunk (ResNet50v2 k=4, so that `linear_eval` / `finetune` load it); wd 1e-4 is a guess.

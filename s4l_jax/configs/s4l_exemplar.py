@@ -9,13 +9,13 @@ Args (`--config=configs/s4l_exemplar.py:labels=1pct,dataset=digits`):
   fidelity: default | paper: ImageNet's per-TPU-core BN and triplet of the paper's v3-32
            (BN groups of (16 + 16) x 8 = 256 images, triplet_groups 32)
 
-ImageNet defaults are the paper's 10% row (methods.md 2.6, `s4l_exemplar.sh`): B_l = B_u = 512
+ImageNet defaults are the paper's 10% row (`s4l:config/s4l_exemplar.sh`): B_l = B_u = 512
 images (x8 views = 8,192 forward images), lr 0.1 without batch scaling, wd 1e-3, warm-up 10,
 decays at 140/160/180, end 200 epochs (50k steps), triplet weight 1.0, embedding dim 1000.
 The triplet runs over each stream's global batch; `loss.triplet_groups` = number of cores
 (32 on the README's v3-32) restores the per-core triplet, `loss.exemplar_id_quirk=True` the
 released code's identity bug. labels=1pct takes the supervised-1% schedule with lr 0.1 and wd
-1e-3 (hparams_1pct=supervised: 0.01 and 1e-2); all of it is a guess (methods.md 2.6).
+1e-3 (hparams_1pct=supervised: 0.01 and 1e-2); all of it is a guess (no 1% row is released).
 """
 from s4l_jax import config_lib
 

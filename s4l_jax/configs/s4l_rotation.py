@@ -9,11 +9,11 @@ Args (`--config=configs/s4l_rotation.py:labels=1pct,dataset=digits`):
   fidelity: default | paper: ImageNet's per-TPU-core BN of the paper's v3-32 (groups of
            (8 + 8) x 4 = 64 images, `config_lib.per_core_fidelity`)
 
-ImageNet defaults are the paper's 10% row (methods.md 2.6, `s4l_rotation.sh`): B_l = B_u = 256
+ImageNet defaults are the paper's 10% row (`s4l:config/s4l_rotation.sh`): B_l = B_u = 256
 images (x4 rotations = 2,048 forward images), lr 0.03 without batch scaling, wd 1e-3,
 warm-up 5, decays at 140/160/180, end 200 epochs (100k steps). The 1% row is not released:
 labels=1pct takes the supervised-1% schedule (decays 700/800/900, end 1000) with lr 0.03 and
-wd 1e-3 (hparams_1pct=supervised: 0.003 and 1e-2); all of it is a guess (methods.md 2.6).
+wd 1e-3 (hparams_1pct=supervised: 0.003 and 1e-2); all of it is a guess.
 """
 from s4l_jax import config_lib
 

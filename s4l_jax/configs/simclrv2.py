@@ -1,5 +1,5 @@
 """SimCLRv2 (Chen et al. 2020): pretrain, fine-tune from the projection head, distill; three
-stages in one command, `WORKDIR/pretrain`, `WORKDIR/finetune`, `WORKDIR/distill` (methods.md 3).
+stages in one command, `WORKDIR/pretrain`, `WORKDIR/finetune`, `WORKDIR/distill`.
 
   pretrain: NT-Xent (temperature 0.1) on two `simclr2` views of every train image (the
             unlabeled stream plus the labeled one, negatives from the whole global batch),

@@ -1,4 +1,4 @@
-"""VAT on labeled + unlabeled images (S4L Table 1, "VAT"; methods.md 2.5d).
+"""VAT on labeled + unlabeled images (S4L Table 1, "VAT"; `s4l:semi_supervised/vat.py`).
 
 Args (`--config=configs/vat.py:labels=1pct,dataset=digits`):
   dataset: imagenet2012 (default, the paper's setting) | cifar10 | digits | folder:PATH
@@ -9,7 +9,7 @@ Args (`--config=configs/vat.py:labels=1pct,dataset=digits`):
   fidelity: default | paper: ImageNet's per-TPU-core BN of the paper's v3-32 (groups of
            8 + 8 = 16 images, also in the perturbed passes)
 
-ImageNet defaults are the paper's row (methods.md 2.6, `s4l:config/vat.sh`): B_l = B_u = 256,
+ImageNet defaults are the paper's row (`s4l:config/vat.sh`): B_l = B_u = 256,
 lr 0.03 without batch scaling, wd 1e-3, warm-up 5, decays at 140/160/180, end 200 epochs
 (100k steps), eps 40, w_vat 0.5, xi 1e-6, 1 power iteration, VAT on labeled images too.
 1%: no released config; guessed: the supervised-1% schedule (700/800/900, end 1000 epochs)

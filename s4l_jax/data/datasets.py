@@ -25,7 +25,7 @@ class DatasetFamily:
       `subsets.split_train`), e.g. the S4L paper's 1,000 ImageNet images (one per class).
     label_protocol: labels specs this family reads as another (`subsets.resolve_labels_spec`),
       e.g. ImageNet's `10pct` / `1pct` = S4L's lists of exactly 128 / 13 images per class
-      (`label_map_count_128000_index_0` / `..._13000_...`, methods.md 1.1).
+      (google-research/s4l `label_map_count_128000_index_0` / `..._13000_...`).
   """
   name: str
   source: str

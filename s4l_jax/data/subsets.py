@@ -19,7 +19,7 @@ Spec strings (`config.labels`):
     `select_by_filenames`), cifar10 (TFDS `id`), imagenet2012 (`file_name`).
 
 The computed draws are a pure function of (labels, spec, seed), like S4L's fixed
-`label_map_count_*` lists (methods.md 1.1) but computed rather than shipped; `file:` uses
+`label_map_count_*` lists (google-research/s4l) but computed rather than shipped; `file:` uses
 such a list as is.
 
 Validation specs (`config.input.validation`): `<int>` (`1000`), `<int>perclass`

@@ -1,5 +1,5 @@
-"""ResNet v1 trunk of SimCLRv2 (`simclr:resnet.py`, methods.md 3.2): v1.5 bottlenecks,
-width multiplier and optional selective kernels (SK)."""
+"""ResNet v1 trunk of SimCLRv2 (`simclr:resnet.py`): v1.5 bottlenecks, width multiplier and
+optional selective kernels (SK)."""
 from typing import ClassVar
 
 import flax.linen as nn

@@ -1,4 +1,4 @@
-"""Distillation / self-training from a frozen teacher (SimCLRv2 eq. 2-3, methods.md 3.9).
+"""Distillation / self-training from a frozen teacher (SimCLRv2 eq. 2-3).
 
 The teacher is rebuilt from the export `config.frozen_teacher` (`aux["teacher"]`: inference-
 mode BN, no gradient) and sees exactly the student's augmented unlabeled images, in the same

@@ -1,4 +1,4 @@
-"""MOAM step 1 = S4L-Rotation + VAT + EntMin (methods.md 2.5f, `s4l:rotation_vat.py`).
+"""MOAM step 1 = S4L-Rotation + VAT + EntMin (`s4l:semi_supervised/rotation_vat.py`).
 
     L = rot_weight * L_rot + sup_weight * L_cls + vat_weight * L_vat + entmin_weight * L_ent
 

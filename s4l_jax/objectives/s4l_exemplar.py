@@ -1,4 +1,4 @@
-"""S4L-Exemplar (methods.md 2.5c): batch-hard triplet on 8 views per image + class loss.
+"""S4L-Exemplar: batch-hard triplet on 8 views per image + class loss (`s4l:semi_supervised/`).
 
 Both streams use the `exemplar8` view, flattened image-major to (8B, H, W, C). One forward
 pass on concat[unlabeled; labeled] (with `model.bn_group_size`, BN groups per core:
@@ -8,10 +8,11 @@ pass on concat[unlabeled; labeled] (with `model.bn_group_size`, BN groups per co
     L     = L_cls + loss.triplet_weight * L_ex
 The triplet identity of view j is j // 8 within its stream;
 `loss.exemplar_id_quirk=True` reproduces the released code's swapped arguments
-(id = j // images_per_group, methods.md 2.8.1). The paper computes the triplet per TPU core;
-here it is over the global batch of each stream unless `loss.triplet_groups` = G > 1
-splits each stream into G contiguous groups of images (G = cores mimics the original;
-on a data-sharded batch group g is device g's shard), averaging the per-group losses.
+(`do_triplet(emb, ninstances, nexamples)` in `exemplar.py`: id = j // images_per_group). The
+paper computes the triplet per TPU core; here it is over the global batch of each stream
+unless `loss.triplet_groups` = G > 1 splits each stream into G contiguous groups of images
+(G = cores mimics the original; on a data-sharded batch group g is device g's shard),
+averaging the per-group losses.
 """
 import jax.numpy as jnp
 

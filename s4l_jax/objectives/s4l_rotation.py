@@ -1,4 +1,4 @@
-"""S4L-Rotation (methods.md 2.5b): rotation prediction on both streams + class loss.
+"""S4L-Rotation: rotation prediction on both streams + class loss (`s4l:semi_supervised/`).
 
 Both streams use the `rotate4` view, flattened image-major to (4B, H, W, C) (row 4i + r is
 image i turned r quarter turns). One forward pass on concat[unlabeled; labeled] (with

@@ -1,4 +1,4 @@
-"""SimCLR(v2) contrastive pretraining: NT-Xent on two views of every image (methods.md 3.5).
+"""SimCLR(v2) contrastive pretraining: NT-Xent on two views of every image (`simclr:objective.py`).
 
 Both streams use a 2-copy view (`simclr2`): images (B, 2, H, W, C). One forward pass runs on
 concat[view 1 of (unlabeled; labeled), view 2 of (unlabeled; labeled)] (2N images, N = B_u +

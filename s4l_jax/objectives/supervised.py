@@ -1,4 +1,4 @@
-"""Supervised baseline (methods.md 2.5a): cross-entropy on the labeled images only.
+"""Supervised baseline: cross-entropy on the labeled images only (`s4l:semi_supervised/`).
 
 With soft pseudo-labels (`pseudo_label_type="soft"`, Noisy Student) the labeled stream carries
 `soft_label` (B, K) probabilities and the loss is the soft cross-entropy

@@ -1,4 +1,4 @@
-"""VAT and VAT+EntMin (methods.md 2.5d, `s4l:semi_supervised/vat.py`).
+"""VAT and VAT+EntMin (`s4l:semi_supervised/vat.py`).
 
     L = L_cls + vat_weight * L_vat + entmin_weight * L_ent
 
