@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from s4l_jax import colorization, config_lib, export, objectives, runner
+from s4l_jax import colorization, config_lib, export, objectives
 from s4l_jax.models import build_model
-from testing_utils import load_config, sigterm_during_step, tiny
+from testing_utils import load_config, run_full_and_interrupted, tiny
 
 # sRGB (D65) -> CIE Lab of the primaries, secondaries and neutrals: the published reference
 # values (Lindbloom's / EasyRGB's calculators), independent of this implementation.
@@ -149,21 +149,13 @@ def test_bad_colorization_configs_fail_in_one_line():
 
 @pytest.mark.slow
 def test_digits_run_resumes_bit_identically_and_exports(tmp_path):
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   config = lambda: tiny(load_config("colorization", "dataset=digits"), steps=4, batch=8,
                         image_size=16)
-  full, resumed = tmp_path / "full", tmp_path / "resumed"
-  runner.run(config(), str(full))
-  with sigterm_during_step(2):
-    with pytest.raises(SystemExit, match="SIGTERM: saved step 2"):
-      runner.run(config(), str(resumed))
-  assert runner.run(config(), str(resumed))["resumed_from_step"] == 2
-  with ocp.StandardCheckpointer() as checkpointer:
-    a, b = (checkpointer.restore(str(d / "checkpoints" / "4" / "default")) for d in (full, resumed))
+  a, b = run_full_and_interrupted(config, tmp_path)
   # digits are grey: every cell is the neutral bin, 4 steps x 8 images x 4 x 4 cells
   neutral = colorization.ab_bins().tolist().index([0, 0])
   assert a["objective_state"]["bin_counts"][neutral] == a["objective_state"]["bin_counts"].sum()
   assert a["objective_state"]["bin_counts"].sum() == 4 * 8 * 16
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
-  assert export.load_description(str(resumed / "export"))["method"] == "colorization"
+  assert export.load_description(str(tmp_path / "resumed" / "export"))["method"] == "colorization"

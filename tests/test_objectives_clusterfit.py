@@ -10,7 +10,7 @@ import pytest
 from s4l_jax import embed, export, kmeans, runner
 from s4l_jax.models import build_model
 from s4l_jax.objectives import clusterfit
-from testing_utils import load_config, sigterm_during_step, tiny
+from testing_utils import load_config, run_full_and_interrupted, tiny
 
 
 def test_loss_is_the_xent_of_each_images_cluster():
@@ -65,7 +65,6 @@ def test_bad_configs_fail_in_one_line(key, value, match):
 
 @pytest.mark.slow
 def test_digits_clusters_are_kmeans_of_the_export_and_resume_bit_identically(tmp_path):
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   features = tiny(load_config("rotation", "dataset=digits"), steps=2, batch=8, image_size=16)
   runner.run(features, str(tmp_path / "features"))
   teacher = str(tmp_path / "features" / "export")
@@ -74,17 +73,10 @@ def test_digits_clusters_are_kmeans_of_the_export_and_resume_bit_identically(tmp
     c = load_config("clusterfit", "dataset=digits,clusters=6").stages.clusterfit
     c.frozen_teacher = teacher
     return tiny(c, steps=4, batch=8, image_size=16)
-  full, resumed = tmp_path / "full", tmp_path / "resumed"
-  runner.run(config(), str(full))
-  with sigterm_during_step(2):
-    with pytest.raises(SystemExit, match="SIGTERM: saved step 2"):
-      runner.run(config(), str(resumed))
-  assert runner.run(config(), str(resumed))["resumed_from_step"] == 2
-  with ocp.StandardCheckpointer() as checkpointer:
-    a, b = (checkpointer.restore(str(d / "checkpoints" / "4" / "default")) for d in (full, resumed))
+  a, b = run_full_and_interrupted(config, tmp_path)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
   feats = embed.embed_export(teacher, "digits", "train")["features"]
   np.testing.assert_array_equal(a["objective_state"]["assignments"],
                                 kmeans.kmeans(feats, 6, seed=0)[1])
-  assert export.load_description(str(full / "export"))["method"] == "clusterfit"
+  assert export.load_description(str(tmp_path / "full" / "export"))["method"] == "clusterfit"

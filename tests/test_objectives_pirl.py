@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from s4l_jax import config_lib, export, losses, objectives, runner
+from s4l_jax import config_lib, export, losses, objectives
 from s4l_jax.data import views
 from s4l_jax.models import build_model
 from s4l_jax.objectives import pirl
-from testing_utils import load_config, sigterm_during_step, tiny
+from testing_utils import load_config, run_full_and_interrupted, tiny
 
 
 def unit(x):
@@ -106,19 +106,14 @@ def test_digits_run_resumes_the_bank_bit_identically(tmp_path):
     c = tiny(load_config("pirl", "dataset=digits"), steps=4, batch=8, image_size=16)
     c.loss.num_negatives = 64
     return c
-  full, resumed = tmp_path / "full", tmp_path / "resumed"
-  runner.run(config(), str(full))
-  with sigterm_during_step(2):
-    with pytest.raises(SystemExit, match="SIGTERM: saved step 2"):
-      runner.run(config(), str(resumed))
-  assert runner.run(config(), str(resumed))["resumed_from_step"] == 2
+  a, b = run_full_and_interrupted(config, tmp_path)
   with ocp.StandardCheckpointer() as checkpointer:
-    a, b = (checkpointer.restore(str(d / "checkpoints" / "4" / "default")) for d in (full, resumed))
-    start = checkpointer.restore(str(full / "checkpoints" / "2" / "default"))
+    start = checkpointer.restore(str(tmp_path / "full" / "checkpoints" / "2" / "default"))
   assert a["objective_state"]["bank"].shape == (1437, 128)
   # Z is estimated at step 0 and then kept.
   assert a["objective_state"]["log_z"] == start["objective_state"]["log_z"] != 0
   assert not np.array_equal(a["objective_state"]["bank"], start["objective_state"]["bank"])
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
-  assert set(export.load_variables(str(resumed / "export"))) == {"params", "batch_stats"}
+  resumed_export = str(tmp_path / "resumed" / "export")
+  assert set(export.load_variables(resumed_export)) == {"params", "batch_stats"}

@@ -49,3 +49,20 @@ def sigterm_during_step(step: int):
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(train._Preemption, "requested_at", requested_at)  # pylint: disable=protected-access
     yield
+
+
+def run_full_and_interrupted(config_fn, tmp_path, stop_at: int = 2) -> tuple[dict, dict]:
+  """`config_fn()` trained to its end in tmp_path/full, and in tmp_path/resumed stopped by
+  SIGTERM during step `stop_at` then re-run (asserted to resume there); returns the two runs'
+  last checkpoints (restored state trees), which a bit-identical resume makes equal."""
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from s4l_jax import runner  # pylint: disable=g-import-not-at-top
+  full, resumed = tmp_path / "full", tmp_path / "resumed"
+  last = runner.run(config_fn(), str(full))["steps"]
+  with sigterm_during_step(stop_at):
+    with pytest.raises(SystemExit, match=f"SIGTERM: saved step {stop_at}"):
+      runner.run(config_fn(), str(resumed))
+  assert runner.run(config_fn(), str(resumed))["resumed_from_step"] == stop_at
+  with ocp.StandardCheckpointer() as checkpointer:
+    return tuple(checkpointer.restore(str(d / "checkpoints" / str(last) / "default"))
+                 for d in (full, resumed))
