@@ -127,6 +127,8 @@ def stage_overrides(kind: str, prefix: str, *, steps, batch, labels, model, eval
   spe = max(1, num_labeled // batch)
   o = {"seed": seed, "input.labeled.batch_size": batch,
        "eval_every_steps": 0 if kind == "rotation" else steps // evals,  # no class loss
+       # Resumable from its last evaluation whatever the preset's (FixMatch's: 10,000 steps).
+       "checkpoint_every_steps": max(1, steps // evals),
        "evals.validation.rotation_average": False, "evals.test.rotation_average": False}
   if kind in UNLABELED:
     o["input.unlabeled.batch_size"] = batch * UNLABELED_RATIO.get(kind, 1)

@@ -81,6 +81,7 @@ def test_commands_chain_prerequisites():
   (_, fixmatch), = le.commands("fixmatch", 0, "/r", SETTINGS)
   assert "--config.input.unlabeled.batch_size=112" in fixmatch  # mu = 7
   assert "--config.ema_decay=0.561231" in fixmatch  # half-life 0.02 * 60 = 1.2 steps
+  assert "--config.checkpoint_every_steps=10" in fixmatch  # at each of the 6 evaluations
   (ns_dir, ns), = le.commands("noisy_student", 0, "/r", SETTINGS)
   assert ns_dir == "/r/noisy_student_s0" and "iterations=2" in ns[2]
   assert "--config.stages.student2.lr.warmup_epochs=0.00096" in ns  # students: all images
