@@ -47,6 +47,7 @@ setuptools.setup(
         ],
         "test": [
             "pytest>=8",
+            "pytest-xdist>=3.5",  # -n auto: one test process per core (.ci/run, Quick start)
             "tensorflow-cpu>=2.18,<2.22",
             "tensorflow-datasets>=4.9.9,<5",
             "importlib_resources>=6",
