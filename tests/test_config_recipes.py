@@ -1,0 +1,58 @@
+"""Every config x dataset x arg combination resolves as the committed dump says
+(`tests/resolved_configs.py`), except the changes listed in `INTENDED_CHANGES`."""
+import re
+
+import pytest
+
+import resolved_configs
+
+ABSENT = object()  # an INTENDED_CHANGES value: the key is gone
+# Changes of the resolved configs made on purpose since the dump was written:
+# (combination-key regex, flattened key path, new value, why). Each must match some combination.
+INTENDED_CHANGES = ()
+
+
+@pytest.fixture(name="dump", scope="module")
+def dump_fixture():
+  return resolved_configs.load()
+
+
+def expected_config(key: str, dumped: dict) -> dict:
+  """The dumped combination's flattened config with the intended changes applied."""
+  flat = resolved_configs.flatten(dumped)
+  for pattern, path, value, _ in INTENDED_CHANGES:
+    if re.search(pattern, key):
+      if value is ABSENT:
+        flat.pop(path, None)
+      else:
+        flat[path] = value
+  return flat
+
+
+@pytest.mark.slow  # ~14 s on 2 cores: 828 loads, the jigsaw permutations and ab bins once
+def test_every_combination_resolves_as_dumped(dump):
+  actual = resolved_configs.resolve_all()
+  assert sorted(actual) == sorted(dump), "combinations added or removed: regenerate the dump"
+  differences = []
+  for key in sorted(dump):
+    expected = expected_config(key, dump[key])
+    got = resolved_configs.flatten(actual[key])
+    diff = resolved_configs.first_difference(expected, got)
+    if diff:
+      differences.append(f"{key}: {diff}")
+  assert not differences, f"{len(differences)} combinations differ:\n" + "\n".join(
+      differences[:40])
+
+
+def test_every_intended_change_matches_a_combination(dump):
+  for pattern, path, _, why in INTENDED_CHANGES:
+    assert any(re.search(pattern, k) for k in dump), (pattern, why)
+    assert why, pattern
+
+
+def test_first_difference_names_the_path():
+  assert resolved_configs.first_difference({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}}) \
+      == "a.c: 2 -> 3"
+  assert resolved_configs.first_difference({"a": 1.0}, {"a": 1}) == "a: 1.0 -> 1"  # types count
+  assert resolved_configs.first_difference({"a": 1}, {"a": 1, "b": 0}) == "b: '<absent>' -> 0"
+  assert resolved_configs.first_difference({"a": [1, 2]}, {"a": [1, 2]}) is None
