@@ -73,7 +73,7 @@ def combinations() -> list[tuple[str, str]]:
 
 
 def harness_combinations() -> list[tuple[str, list[str]]]:
-  """(`--config=` arg, [`--config.k=v` overrides]) of every method of
+  """(key, `--config=` arg, [`--config.k=v` overrides]) of every run of
   benchmarks/label_efficiency.py at tests/test_benchmarks.py's settings, and on digits."""
   sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
   import label_efficiency as le  # pylint: disable=g-import-not-at-top
@@ -83,10 +83,11 @@ def harness_combinations() -> list[tuple[str, list[str]]]:
   out = []
   for s in (settings, dict(settings, dataset="digits", labels="100", model="")):
     for method in (*le.KNOWN, *(f"{m}_control" for m in le.CONTROLS), "fixmatch@0.1"):
-      for _, argv in le.commands(method, 0, "/r", s):
+      for workdir, argv in le.commands(method, 0, "/r", s):
         config = next(a for a in argv if a.startswith("--config="))
         overrides = [a for a in argv if a.startswith("--config.")]
-        out.append((config.removeprefix("--config=configs/"), overrides))
+        key = f"label_efficiency {s['dataset']} {method} {os.path.basename(workdir)}"
+        out.append((key, config.removeprefix("--config=configs/"), overrides))
   return out
 
 
@@ -130,10 +131,9 @@ def resolve(name: str, arg: str, overrides=()) -> dict:
 def resolve_all() -> dict[str, dict]:
   """{combination key: resolved config} of every combination."""
   out = {f"{name}:{arg}": resolve(name, arg) for name, arg in combinations()}
-  for config, overrides in harness_combinations():
+  for key, config, overrides in harness_combinations():
     name, _, arg = config.partition(":")
-    out["label_efficiency " + " ".join([config, *overrides])] = resolve(
-        name.removesuffix(".py"), arg, overrides)
+    out[key] = resolve(name.removesuffix(".py"), arg, overrides)
   return out
 
 
