@@ -103,7 +103,8 @@ def test_load_config_by_name_or_path():
 
 
 def test_configs_import_only_the_package():
-  """Configs share code through config_lib, never by loading another config file."""
+  """Configs share code through the package (config_lib, configs/common.py), never by loading
+  another config file."""
   for path in CONFIGS:
     with open(path) as f:
       tree = ast.parse(f.read(), path)
