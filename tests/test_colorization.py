@@ -107,6 +107,7 @@ def np_loss(model, variables, images, counts, lam):
 
 
 @pytest.mark.parametrize("name", ["colorization", "s4l_colorization"])
+@pytest.mark.slow
 def test_losses_match_numpy_and_count_the_bins(model_and_vars, name):
   model, variables = model_and_vars
   rng = np.random.default_rng(3)

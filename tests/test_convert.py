@@ -103,6 +103,7 @@ def test_export_matches_the_official_forward_pass(case, request):
   assert _fingerprints(leaves) == _fingerprints([c["written"][n] for n in c["read"]])
 
 
+@pytest.mark.slow
 def test_export_json_records_the_source(r50, r50_sk):
   d, d_sk = r50["description"], r50_sk["description"]
   assert d["model"]["name"] == "resnet_v1"
@@ -147,6 +148,7 @@ def r26_heads_fixture(r26, tmp_path_factory):
 
 
 @pytest.mark.parametrize("head", HEAD_OUTPUTS)
+@pytest.mark.slow
 def test_head_choice_exports_the_heads_it_names(r26_heads, head):
   """--head=projection: trunk and projection head, no classifier (no predict.jax); --head=none:
   the trunk. Their outputs equal the TF reference's; their variables are exactly the
@@ -172,6 +174,7 @@ def test_head_choice_exports_the_heads_it_names(r26_heads, head):
     export.load_predict(e["dir"])
 
 
+@pytest.mark.slow
 def test_trunk_only_export_gives_features_without_tensorflow(r26_heads):
   """export.load_endpoints (jax and orbax only) reads the features, and s4l_jax.embed writes
   them for a dataset of other classes (digits)."""
@@ -184,6 +187,7 @@ def test_trunk_only_export_gives_features_without_tensorflow(r26_heads):
   assert np.isfinite(arrays["features"]).all() and arrays["features"].std() > 0
 
 
+@pytest.mark.slow
 def test_projection_export_starts_finetuning_from_proj_1(r26_heads):
   """`simclrv2.py:pretrained=` takes trunk and proj_1 from a --head=projection export; a
   --head=none export has no proj_1 and fails in one line."""

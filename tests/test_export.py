@@ -53,6 +53,7 @@ def test_load_model_rebuilds_the_exported_network(exported):
   assert set(outputs) == {"pre_logits", "proj", "proj_0", "proj_1", "proj_2", "classes"}
 
 
+@pytest.mark.slow
 def test_export_without_a_classifier_gives_features_only(tmp_path):
   """A model with no `classes` head (e.g. a checkpoint converted with --head=projection)
   exports endpoints and variables but no predict.jax, and is complete without it."""
@@ -77,6 +78,7 @@ def test_export_without_a_classifier_gives_features_only(tmp_path):
   assert export.missing_parts(export_dir) == [export.ENDPOINTS_FILE]
 
 
+@pytest.mark.slow
 def test_old_export_loads_but_cannot_be_rebuilt(exported, tmp_path):
   export_dir, variables = exported
   old_dir = str(tmp_path / "old")
@@ -137,6 +139,7 @@ def test_init_from_takes_exactly_the_named_subtrees(exported):
     (dict(classes=-1, rotations=4), "trunk+rotations",
      r"params/head_rotations/bias has shape missing in the export but \(4,\) in the model"),
 ])
+@pytest.mark.slow
 def test_init_from_mismatch_fails_in_one_line(exported, heads, take, match):
   export_dir, _ = exported
   with pytest.raises(ValueError, match=rf"^init_from {export_dir}: {match}; choose the "
@@ -193,6 +196,7 @@ def _check_endpoints(export_dir, model, variables, blocks):
   return dims
 
 
+@pytest.mark.slow
 def test_export_endpoints_with_a_projection_head(exported):
   export_dir, variables = exported
   model, _, _ = export.load_model(export_dir)

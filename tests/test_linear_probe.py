@@ -2,11 +2,13 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from sklearn.linear_model import LogisticRegression
 
 from s4l_jax.evaluators import linear_probe
 
 
+@pytest.mark.slow
 def test_probe_matches_sklearn_logistic_regression():
   rng = np.random.default_rng(0)
   n, l2 = 240, 1e-2

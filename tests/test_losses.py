@@ -161,6 +161,7 @@ def test_pairwise_distances_gradient_matches_float64():
   np.testing.assert_allclose(grad, want, rtol=1e-3, atol=5e-3 * np.abs(want).max())
 
 
+@pytest.mark.slow
 def test_pairwise_distances_identical_rows_have_finite_zero_gradient():
   import jax  # pylint: disable=g-import-not-at-top
   e = np.repeat(np.random.RandomState(5).randn(3, 4).astype(np.float32), 2, axis=0)
@@ -215,6 +216,7 @@ def _np_batch_hard_grad(e, ids):
   return grad
 
 
+@pytest.mark.slow
 def test_batch_hard_triplet_near_duplicate_positives():
   """Pairs of views 1e-5 .. 1e-2 apart (each id's only positive): loss and gradient match
   float64. Through the old expansion the noisy d_pos put 40-50% of the largest gradient entry

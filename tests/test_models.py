@@ -236,6 +236,7 @@ def test_stop_gradient_and_zero_init():
   assert any(np.any(g) for g in trunk_grads[False])
 
 
+@pytest.mark.slow
 def test_head_reads_another_heads_output_declared_after_it():
   model = build_model(dict(TINY, heads=dict(b=dict(dims=2, input="a"), a=dict(dims=(4, 3)))), 3)
   x = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, 8, 3), minval=-1, maxval=1)
@@ -247,6 +248,7 @@ def test_head_reads_another_heads_output_declared_after_it():
                              rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_dense_head_is_a_1x1_conv_on_the_feature_map_flattened_position_major():
   model = build_model(dict(TINY, heads=dict(classes=-1, dense=dict(dims=5, input="feature_map"))),
                       3)

@@ -185,6 +185,7 @@ def test_train_step_fills_aux_with_step_progress_ema_and_a_frozen_teacher():
     np.testing.assert_array_equal(a, b)  # an input of every step, never updated
 
 
+@pytest.mark.slow
 def test_no_gradient_reaches_the_teacher():
   config = _config("supervised", "dataset=digits,labels=10pct")
   model = build_model(config.model, 10)

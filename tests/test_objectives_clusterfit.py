@@ -13,6 +13,7 @@ from s4l_jax.objectives import clusterfit
 from testing_utils import load_config, run_full_and_interrupted, tiny
 
 
+@pytest.mark.slow
 def test_loss_is_the_xent_of_each_images_cluster():
   model = build_model(dict(name="wrn", depth=10, width=1, heads=dict(classes=-1, clusters=7)), 3)
   x = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 3)).astype(np.float32)

@@ -54,6 +54,7 @@ def _logits(model, variables, batch):
                     np.float64)
 
 
+@pytest.mark.slow
 def test_loss_matches_numpy_on_one_forward_pass(setup):
   config, model, variables, batch = setup
   logits = _logits(model, variables, batch)

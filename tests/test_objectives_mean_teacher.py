@@ -40,6 +40,7 @@ def setup():
   return config, model, variables, ema, batch
 
 
+@pytest.mark.slow
 def test_loss_matches_numpy(setup):
   config, model, variables, ema, batch = setup
   aux = {"progress": jnp.float32(0.1), "ema_params": ema}

@@ -24,6 +24,7 @@ def np_nce(m, q, neg, tau, ratio, z=1.0):
                   for i in range(len(q))])
 
 
+@pytest.mark.slow
 def test_nce_matches_numpy():
   rng = np.random.default_rng(0)
   m, q, neg = (unit(rng.normal(size=s)) for s in ((3, 4), (3, 4), (5, 4)))
@@ -45,6 +46,7 @@ def test_bank_update_moves_only_the_batch_rows():
   np.testing.assert_array_equal(new[[0, 2, 3, 5]], bank[[0, 2, 3, 5]])
 
 
+@pytest.mark.slow
 def test_loss_matches_numpy_from_the_models_outputs():
   heads = dict(classes=-1, pirl_image=4, pirl_tiles=36)
   model = build_model(dict(name="wrn", depth=10, width=1, heads=heads), 3)

@@ -89,6 +89,7 @@ def _run(name, model, variables, batch, loss, rng):
 
 
 @pytest.mark.parametrize("name", ["jigsaw", "s4l_jigsaw"])
+@pytest.mark.slow
 def test_jigsaw_losses_match_numpy(model_and_vars, name):
   model, variables = model_and_vars
   rng, key = np.random.default_rng(1), jax.random.PRNGKey(3)
@@ -186,6 +187,7 @@ def test_digits_run_resumes_bit_identically(tmp_path, name, arg):
     np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_multitask_loss_matches_numpy(model_and_vars):
   from s4l_jax.data import views  # pylint: disable=g-import-not-at-top
   model, variables = model_and_vars

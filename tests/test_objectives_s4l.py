@@ -77,6 +77,7 @@ def run_objective(name, model, variables, batch, config):
   return float(loss), stats, jax.tree.map(float, metrics)
 
 
+@pytest.mark.slow
 def test_s4l_rotation_loss_and_bookkeeping(model_and_vars):
   model, variables = model_and_vars
   rng = np.random.default_rng(0)
@@ -237,6 +238,7 @@ def test_runs_on_digits(name, rotation_export, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["s4l_rotation", "s4l_exemplar"])
+@pytest.mark.slow
 def test_loss_decreases_on_fixed_batch(name):
   config = tiny(load_config(name, "dataset=digits"), batch=2)
   model = build_model(config.model, 10)
@@ -312,6 +314,7 @@ def test_bn_groups_are_per_core_batches_numpy():
   assert not np.allclose(contiguous, want, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_bn_groups_match_separate_runs_per_core(model_and_vars):
   """S4L-Rotation with `bn_group_size` = one core's rows equals running each core's batch
   (its unlabeled + labeled images, all rotations) through a global-BN model separately."""

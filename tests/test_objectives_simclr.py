@@ -40,6 +40,7 @@ def simclr_loss(model, variables, batch, **loss):
                         loss_config=ml_collections.ConfigDict(loss), aux={})
 
 
+@pytest.mark.slow
 def test_simclr_loss_is_nt_xent_of_both_views_plus_linear_eval(simclr_setup):
   model, variables, batch = simclr_setup
   loss, (_, metrics) = simclr_loss(model, variables, batch, temperature=0.2)
@@ -58,6 +59,7 @@ def test_simclr_loss_is_nt_xent_of_both_views_plus_linear_eval(simclr_setup):
                              rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_linear_eval_head_never_moves_the_encoder(simclr_setup):
   model, variables, batch = simclr_setup
   grad = lambda w: jax.grad(lambda p: simclr_loss(
@@ -85,6 +87,7 @@ def normalized(x):
   return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+@pytest.mark.slow
 def test_simclr_memory_adds_the_queue_and_enqueues_the_memory_networks_keys(simclr_setup):
   """memory_size > 0: NT-Xent with the K queue rows as extra negatives; the new queue starts
   with the EMA network's normalised proj of view 2 (train-mode BN over those 8 images), then
@@ -153,6 +156,7 @@ def test_memory_config_needs_the_ema_and_a_nonnegative_size():
   assert objectives.init_state(simclr, off, jax.random.PRNGKey(0)) == {}
 
 
+@pytest.mark.slow
 def test_memory_train_steps_on_8_devices_match_1_device():
   """Two jitted train steps with the memory on (global batch N = 32, K = 48): the queue stays
   replicated, its old rows move down by N bit for bit (newest first), and 8 devices == 1."""
@@ -202,6 +206,7 @@ def distill_setup():
 
 
 @pytest.mark.parametrize("temperature, sup_weight, t2", [(1.0, 0.0, False), (2.0, 0.5, True)])
+@pytest.mark.slow
 def test_distill_loss_matches_reference(distill_setup, temperature, sup_weight, t2):
   student, s_vars, teacher, t_vars, batch = distill_setup
   teacher_fn = lambda x: teacher.apply(t_vars, x, train=False)
@@ -223,6 +228,7 @@ def test_distill_loss_matches_reference(distill_setup, temperature, sup_weight, 
                              np.mean(s_logits[4:].argmax(-1) == t_logits.argmax(-1)))
 
 
+@pytest.mark.slow
 def test_distill_step_leaves_the_teacher_untouched(distill_setup):
   """A jitted train step: no gradient reaches the frozen teacher's variables, which are the
   same arrays afterwards; the student's parameters move."""

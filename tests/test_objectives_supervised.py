@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from s4l_jax import losses
 from s4l_jax.models import build_model
@@ -24,6 +25,7 @@ def _loss(model, variables, labeled, rng):
                             rng, model=model, loss_config={}, aux={})
 
 
+@pytest.mark.slow
 def test_without_noise_the_rng_changes_nothing_bit_for_bit():
   """Defaults (dropout 0, stochastic_depth 1): the loss, stats and gradients are those of the
   forward without an rng, whatever the rng."""

@@ -102,6 +102,7 @@ def vat_outputs():
   return vat_and_recomputation(True, "perturbed_clean")
 
 
+@pytest.mark.slow
 def test_vat_loss_and_grads_match_recomputation(vat_outputs):
   ((loss, (_, metrics)), grads), ((want, (_, want_metrics)), want_grads) = vat_outputs
   np.testing.assert_allclose(loss, want, rtol=1e-6)
@@ -113,6 +114,7 @@ def test_vat_loss_and_grads_match_recomputation(vat_outputs):
 
 
 @pytest.mark.parametrize("normalization", ["exact_eps", "released"])
+@pytest.mark.slow
 def test_vat_unlabeled_only_and_reverse_kl_match_recomputation(normalization):
   (loss, (_, metrics)), (want, (_, want_metrics)) = vat_and_recomputation(
       False, "clean_perturbed", grads=False, normalization=normalization)
@@ -136,6 +138,7 @@ def test_vat_batch_stats_come_from_the_clean_pass_only(vat_outputs):
 
 
 @pytest.mark.parametrize("xi", [1e-6, 1.0])
+@pytest.mark.slow
 def test_vat_perturbation_has_norm_eps(xi):
   config = vat_config()
   model, params, bs = init(config)
@@ -147,6 +150,7 @@ def test_vat_perturbation_has_norm_eps(xi):
   np.testing.assert_allclose(norms, config.loss.vat_eps, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_moam_step1_bookkeeping():
   config = moam_config()
   model, params, bs = init(config)
@@ -233,6 +237,7 @@ def test_vat_config_is_vat_entmin_without_entmin():
 
 
 @pytest.mark.parametrize("name", ["vat_entmin", "moam_step1"])
+@pytest.mark.slow
 def test_short_training_lowers_the_loss(name, tmp_path):
   """12 steps on the same 16 labeled digits (labels=16, batch 16) must lower the loss."""
   config = moam_config(steps=12) if name == "moam_step1" else vat_config(name, steps=12)

@@ -29,6 +29,7 @@ def test_kernel_mask_selects_only_kernels():
 
 
 @pytest.mark.parametrize("name", ["momentum", "lars"])
+@pytest.mark.slow
 def test_decay_leaves_bn_and_biases_alone(name):
   """With zero gradients only the weight decay acts: kernels move, BN params and biases don't."""
   tx = optim.make_optimizer(opt_config(name), lambda _: 0.5, PARAMS)
@@ -41,6 +42,7 @@ def test_decay_leaves_bn_and_biases_alone(name):
     np.testing.assert_array_equal(leaf, 0.0)
 
 
+@pytest.mark.slow
 def test_momentum_equals_l2_in_loss_tf_semantics():
   """momentum+wd == TF MomentumOptimizer on loss + wd/2*||W||^2 (kernels), lr after momentum."""
   lrs = [0.1, 0.2, 0.05]
@@ -133,6 +135,7 @@ def test_bad_names_fail():
     optim.make_schedule(lr_config(schedule="linear"), 1.0, 10, 100)
 
 
+@pytest.mark.slow
 def test_lars_matches_simclr_reference_with_exclusions():
   """LARS with `lars_exclude="head_classes"` == simclr:lars_optimizer.py written out in NumPy:
   kernels outside the classifier get wd + trust ratio; the classifier kernel wd only; BN and

@@ -56,6 +56,7 @@ def _closed_form_count(units, w, sk_ratio):
     ("r50_1x", (3, 4, 6, 3), 1, 0.0, 23.5),
     ("r152_3x_sk", (3, 8, 36, 3), 3, SK, 795),
 ])
+@pytest.mark.slow
 def test_parameter_counts_and_output(preset, units, width, sk, millions):
   """R50-1x: 23,508,032 = torchvision's ResNet-50 (25,557,032) without its 1000-way fc;
   R152-3x+SK: the released model's 795M (backbone up to the pooling, simclr#118)."""
@@ -167,6 +168,7 @@ def _np_avg_pool_2x2(x, stride):
 @pytest.mark.parametrize("shape", [(5, 1, 1, 1024), (2, 1, 1, 2048), (3, 3, 5, 64),
                                    (2, 4, 4, 8)])
 @pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.slow
 def test_resnet_d_shortcut_pool_is_the_same_jitted_and_eager(shape, stride):
   """The ResNet-D shortcut's pool equals TF's definition eager and jitted; (5, 1, 1, 1024)
   is where pad + reduce_window came out 4x too large under jit on XLA:CPU."""

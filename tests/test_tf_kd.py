@@ -20,6 +20,7 @@ def test_virtual_teacher_distribution():
                              rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_virtual_teacher_loss_matches_numpy():
   model = build_model(dict(name="wrn", depth=10, width=1, heads=dict(classes=-1)), 5)
   variables = jax.device_get(jax.jit(functools.partial(model.init, train=False))(

@@ -24,6 +24,7 @@ def _features(image, seed=(1, 2)):
 
 
 @pytest.mark.parametrize("h,w", [(224, 224), (180, 300)])
+@pytest.mark.slow
 def test_jax_box_sampler_matches_tf(h, w):
   n = 10_000
   seeds = tf.random.experimental.stateless_split([0, 0], n)
@@ -40,6 +41,7 @@ def test_jax_box_sampler_matches_tf(h, w):
     assert ks < 0.05, (name, ks)  # 0.05 >> 0.027 (alpha=0.001 at n=10k).
 
 
+@pytest.mark.slow
 def test_tf_multi_crop_matches_jax_crop_and_resize():
   img = np.random.RandomState(0).randint(0, 256, (64, 48, 3)).astype(np.uint8)
   seeds = [tf.constant([i, 7], tf.int64) for i in range(4)]

@@ -142,6 +142,7 @@ def _host(view, image, crop, seed=(3, 4)):
 
 
 @pytest.mark.parametrize("crop", ["pad_crop", "inception"])
+@pytest.mark.slow
 def test_rotate4_host_crop_and_device_view(crop):
   image = np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)
   host = _host("rotate4", image, crop)
@@ -157,6 +158,7 @@ def test_rotate4_host_crop_and_device_view(crop):
   np.testing.assert_allclose(out["image"][0], tf_rot, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_exemplar8_canvas_finished_on_device():
   image = np.random.default_rng(3).integers(0, 256, (40, 40, 3), dtype=np.uint8)
   hosts = [_host("exemplar8", image, "inception", (s, 1)) for s in range(8)]

@@ -21,6 +21,7 @@ def digits_config(**kw):
   return c
 
 
+@pytest.mark.slow
 def test_sharded_step_matches_single_device():
   """One step on 8 devices (global BN) == the same step on 1 device, to float32 round-off."""
   assert jax.device_count() == 8
@@ -194,6 +195,7 @@ print("loaded", sorted(m for m in sys.modules if m.split(".")[0].startswith("ten
   assert os.path.exists(tmp_path / "export" / "predict.jax")
 
 
+@pytest.mark.slow
 def test_divergence_guard_covers_batch_norm_statistics():
   """Poisoned BN running statistics leave loss, gradients and params finite (train mode uses the
   batch's statistics), so only batch_stats_norm shows them; the guard must stop on it."""

@@ -185,6 +185,7 @@ class _BNNet(nn.Module):
     return nn.Dense(3)(nn.relu(x))
 
 
+@pytest.mark.slow
 def test_vat_with_batchnorm_leaves_batch_stats_unchanged():
   _, _, x = _setup(n=6, seed=4)
   model = _BNNet()

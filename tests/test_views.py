@@ -199,6 +199,7 @@ def test_composition_names_its_crop_and_named_views_follow_input_crop():
                                     ("pad_crop|flip|rotate4", 4),
                                     ("inception_crop|flip|hsv_noise", 1), ("pad_crop*2|flip", 2),
                                     ("inception_crop*3|flip|rotate4", 12)])
+@pytest.mark.slow
 def test_copies_match_the_view_output(view, n):
   assert views.copies(view) == n
   out = views.make_view_fn(view, image_size=8, crop="pad_crop")(
@@ -209,6 +210,7 @@ def test_copies_match_the_view_output(view, n):
 @pytest.mark.parametrize("named,composed", [
     ("train", "pad_crop|flip"), ("rotate4", "pad_crop|flip|rotate4"),
     ("exemplar8", "pad_crop*8|flip|hsv_noise")])
+@pytest.mark.slow
 def test_named_view_equals_its_composition(named, composed):
   """Same ops, same keys: the registry's composition reproduces the named view exactly."""
   imgs, rng = _rand_images(h=16, w=16), jax.random.key(4)
@@ -220,6 +222,7 @@ def test_named_view_equals_its_composition(named, composed):
 
 
 @pytest.mark.parametrize("view", ["train", "rotate4", "simclr2", "exemplar8", "simclr_train"])
+@pytest.mark.slow
 def test_host_cropped_batch_gets_the_same_ops(view):
   """tf.data's uint8 crops finished on the device == the in-memory view of those crops with
   a no-op crop (central_crop at size): same registered ops, same keys after the crop."""
@@ -308,6 +311,7 @@ def test_bicubic_matches_numpy_keys_cubic(box, size):
   np.testing.assert_allclose(got, _np_bicubic(img, box, size), atol=2e-6)
 
 
+@pytest.mark.slow
 def test_bicubic_closed_forms():
   """Identity at the crop's size; constants kept (renormalised edges); a ramp is reproduced
   where all 4 taps are inside, at the source position rounded to 1/1024 px (TF's table)."""
@@ -328,6 +332,7 @@ def test_bicubic_closed_forms():
 
 
 @pytest.mark.tf
+@pytest.mark.slow
 def test_bicubic_matches_tf_image_resize():
   tf = pytest.importorskip("tensorflow")
   img = np.random.RandomState(2).rand(41, 33, 3).astype(np.float32)
@@ -338,6 +343,7 @@ def test_bicubic_matches_tf_image_resize():
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_saturation_is_tf_adjust_saturation_not_a_luma_blend():
   out = views.adjust_saturation(jnp.array([[[0.2, 0.5, 0.8]]]), 1.5)
   np.testing.assert_allclose(out[0, 0], [0.0, 0.4, 0.8], atol=1e-6)
@@ -359,6 +365,7 @@ _NP_JITTER = (
 
 @pytest.mark.parametrize("index,factor", [(0, 0.2), (0, 1.7), (1, 0.3), (1, 1.8), (2, 0.2),
                                           (2, 1.8), (3, -0.2), (3, 0.15)])
+@pytest.mark.slow
 def test_each_jitter_op_at_a_fixed_factor(index, factor):
   img = np.random.RandomState(3).rand(6, 5, 3)
   got = views.JITTER_OPS[index](jnp.asarray(img, jnp.float32), factor)
@@ -377,6 +384,7 @@ def test_color_jitter_applies_ops_in_order_clipping_each(order):
   np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_color_jitter_brightness_range():
   """On a grey image only brightness acts: out = 0.5 * U(0.2, 1.8) at strength 1."""
   grey = jnp.full((2, 2, 3), 0.5)
@@ -389,6 +397,7 @@ def test_color_jitter_brightness_range():
 
 
 @pytest.mark.parametrize("size,taps", [(224, 23), (32, 3), (96, 9), (19, 1)])
+@pytest.mark.slow
 def test_blur_kernel_size_and_normalisation(size, taps):
   sigma = 2.0
   delta = np.zeros((size, size, 1), np.float32)
@@ -415,6 +424,7 @@ def _frequency(fn, image, n=20_000):
 
 @pytest.mark.parametrize("name,p", [("color_jitter", 0.8), ("grey", 0.2), ("blur", 0.5),
                                     ("flip", 0.5)])
+@pytest.mark.slow
 def test_random_op_frequencies(monkeypatch, name, p):
   """The ops of simclr_augment fire with SimCLR's probabilities (5 binomial sd)."""
   # Any blur must show: a tiny sigma is exactly the identity in float32.
@@ -441,6 +451,7 @@ def test_simclr_eval_is_the_bicubic_central_875_crop():
     np.testing.assert_allclose(out[b], np.clip(want * 2 - 1, -1, 1), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_simclr_train_is_a_bicubic_simclr_box_and_a_flip():
   imgs, rng = _rand_images(b=3, h=24, w=20), jax.random.key(8)
   out = np.asarray(views.make_view_fn("simclr_train", image_size=16, crop="inception")(
@@ -458,6 +469,7 @@ def test_simclr_train_is_a_bicubic_simclr_box_and_a_flip():
 @pytest.mark.parametrize("named,composed", [("simclr2", "simclr_crop*2|simclr_augment"),
                                             ("simclr_train", "simclr_crop|flip"),
                                             ("simclr_eval", "central_crop_875")])
+@pytest.mark.slow
 def test_simclr_views_equal_their_compositions(named, composed):
   """With input.crop=inception the SimCLR views are their `simclr_crop` compositions."""
   imgs, rng = _rand_images(h=20, w=20), jax.random.key(9)
@@ -467,6 +479,7 @@ def test_simclr_views_equal_their_compositions(named, composed):
   assert views.parse_view(composed).resize == "bicubic"
 
 
+@pytest.mark.slow
 def test_bicubic_canvas_crops_are_resized_bicubic():
   """tf.data canvas + boxes of a bicubic view: resized here with the bicubic resize."""
   canvas = _rand_images(b=2, h=40, w=40, seed=6)
@@ -483,6 +496,7 @@ def _mark(rng, x):
   return jnp.full_like(x, jax.random.uniform(rng))
 
 
+@pytest.mark.slow
 def test_op_at_k_touches_only_crop_k_with_one_key_per_image(monkeypatch):
   monkeypatch.setitem(views.OPS, "mark", views.Op(_mark))
   imgs = _rand_images(b=3, h=8, w=8)
@@ -544,6 +558,7 @@ def test_shift_takes_a_window_of_the_reflect_padded_crop(size):
   assert {0, 2 * pad} <= {dy for dy, _ in offsets}  # the whole range of shifts is used
 
 
+@pytest.mark.slow
 def test_fixmatch_views_weak_copy_is_untouched_and_strong_is_deterministic_per_key(monkeypatch):
   view = "central_crop*2|flip|shift|randaugment@1|cutout@1"
   imgs = _rand_images(b=4, h=16, w=16)
@@ -621,6 +636,7 @@ def test_patch_pair_is_the_centre_and_the_labelled_neighbour():
   assert set(labels) == set(range(8))
 
 
+@pytest.mark.slow
 def test_color_drop_keeps_one_channel_and_fills_the_others_with_faint_noise():
   rng = np.random.default_rng(0)
   image = jnp.asarray(rng.uniform(0, 1, (6, 6, 3)), jnp.float32)
@@ -637,6 +653,7 @@ def test_color_drop_keeps_one_channel_and_fills_the_others_with_faint_noise():
   assert kept_channels == {0, 1, 2}
 
 
+@pytest.mark.slow
 def test_named_pretext_views_copies_and_labels():
   images = _rand_images(b=3)
   for name, copies, label in (("jigsaw", 9, None), ("relative_position", 2, "position")):
