@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from s4l_jax.data import randaugment as ra
+from s4l_jax.data.ops import randaugment as ra
 
 S = 24
 
