@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from s4l_jax.data import tf_views
 from s4l_jax.data import views
-from s4l_jax.data.ops import crops, registry, resize
+from s4l_jax.data.ops import crops as crop_ops, registry, resize
 
 pytestmark = pytest.mark.tf
 
@@ -32,7 +32,7 @@ def test_jax_box_sampler_matches_tf(h, w):
       lambda sd: tf_views.sample_box(sd, [h, w, 3])[1][:2], s,
       fn_output_signature=tf.int32, parallel_iterations=64))
   tf_hw = sample(seeds).numpy().astype(np.float64)
-  jax_hw = np.asarray(crops.inception_crop_boxes(jax.random.key(1), n, h, w),
+  jax_hw = np.asarray(crop_ops.inception_crop_boxes(jax.random.key(1), n, h, w),
                       np.float64)[:, 2:]
   for name, stat in (("area", lambda s: s[:, 0] * s[:, 1] / (h * w)),
                      ("aspect", lambda s: s[:, 1] / s[:, 0]),
@@ -44,8 +44,8 @@ def test_jax_box_sampler_matches_tf(h, w):
 def test_tf_multi_crop_matches_jax_crop_and_resize():
   img = np.random.RandomState(0).randint(0, 256, (64, 48, 3)).astype(np.uint8)
   seeds = [tf.constant([i, 7], tf.int64) for i in range(4)]
-  got = tf_views._multi_crop(tf.constant(img), seeds, 16, crops.S4L_AREA,
-                             crops.S4L_ASPECT).numpy()
+  got = tf_views._multi_crop(tf.constant(img), seeds, 16, crop_ops.S4L_AREA,
+                             crop_ops.S4L_ASPECT).numpy()
   for seed, crop in zip(seeds, got):
     begin, size, _ = tf_views.sample_box(seed, [64, 48, 3])
     box = jnp.array([begin[0], begin[1], size[0], size[1]])
@@ -111,7 +111,7 @@ def test_unknown_view_raises():
 def test_every_crop_op_has_a_host_twin():
   assert tf_views.supported_crops() == list(registry.CROPS)
   twins = {registry.CROPS[name]().host.name for name in registry.CROPS}
-  assert twins == set(tf_views.HOST_TWINS) | {crops.SAMPLED_BOX.name}
+  assert twins == set(tf_views.HOST_TWINS) | {crop_ops.SAMPLED_BOX.name}
 
 
 def _jax_bicubic_uint8(img, box, size):
@@ -129,7 +129,7 @@ def test_tf_simclr_crops_are_the_jax_bicubic_of_the_box(view, crops):
       _features(img, (4, 9)))["image"].numpy().reshape(crops, 16, 16, 3)
   seeds = [seed] if crops == 1 else tf_views._split(seed, crops)
   for s, crop in zip(seeds, got):
-    begin, size, _ = tf_views.sample_box(s, [64, 48, 3], crops.SIMCLR_AREA, crops.SIMCLR_ASPECT)
+    begin, size, _ = tf_views.sample_box(s, [64, 48, 3], crop_ops.SIMCLR_AREA, crop_ops.SIMCLR_ASPECT)
     box = [begin[0], begin[1], size[0], size[1]]
     np.testing.assert_allclose(crop, _jax_bicubic_uint8(img, box, 16), atol=0.5 + 1e-3)
 
@@ -138,5 +138,5 @@ def test_tf_simclr_eval_is_the_jax_central_875_crop():
   img = np.random.RandomState(4).randint(0, 256, (36, 50, 3)).astype(np.uint8)
   got = tf_views.make_tf_crop_fn("simclr_eval", image_size=16, crop="inception", decode=False)(
       _features(img))["image"].numpy()
-  want = _jax_bicubic_uint8(img, crops.simclr_central_box(36, 50), 16)
+  want = _jax_bicubic_uint8(img, crop_ops.simclr_central_box(36, 50), 16)
   np.testing.assert_allclose(got, want, atol=0.5 + 1e-3)

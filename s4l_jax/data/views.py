@@ -30,8 +30,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from s4l_jax.data import ops as _ops  # pylint: disable=unused-import (registers every op)
-from s4l_jax.data.ops import registry
+# Every op family, imported to register its ops.
+from s4l_jax.data.ops import colour, crops, geometry, pretext, randaugment, registry, simclr  # pylint: disable=unused-import
 from s4l_jax.data.ops.crops import BICUBIC, S4L_ASPECT, S4L_AREA, SIMCLR_CROP  # pylint: disable=g-multiple-import
 from s4l_jax.data.ops.pretext import NEIGHBOURS, NUM_TILES  # pylint: disable=unused-import (config_lib, validation)
 from s4l_jax.data.ops.resize import RESIZES

@@ -1,5 +1,4 @@
-"""Augmentation ops by family, each registered by decorator in `registry` (importing this
-package registers them all): `crops` (crop ops and their tf.data twins; `resize` the resizes
-they use), `geometry`, `colour`, `simclr`, `pretext`, `randaugment` (FixMatch's ops).
+"""Augmentation ops by family, each registered by decorator in `registry`: `crops` (crop ops and
+their tf.data twins; `resize` the resizes they use), `geometry`, `colour`, `simclr`, `pretext`,
+`randaugment` (FixMatch's ops). `views` imports every family, which registers them.
 """
-from s4l_jax.data.ops import colour, crops, geometry, pretext, randaugment, registry, simclr  # pylint: disable=unused-import
