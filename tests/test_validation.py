@@ -216,8 +216,8 @@ def test_bad_config_flag_fails_in_one_line(tmp_path, config, match):
      r"^input.labeled.view 'pad_crop\|flipp': unknown op 'flipp'; valid: a named view "
      r"\(train, rotate4, exemplar8, jigsaw, relative_position, simclr2, simclr_train, eval, "
      r"simclr_eval\) or "
-     r"crop_op\[\*N\]\|op\[@k\]\|... with crop ops \(inception_crop, pad_crop, central_crop, "
-     r"simclr_crop, central_crop_875\) and ops \(flip, hsv_noise, "),
+     r"crop_op\[\(args\)\]\[\*N\]\|op\[\(args\)\]\[@k\]\|... with crop ops \(inception_crop, "
+     r"pad_crop, central_crop, simclr_crop, central_crop_875\) and ops \(hsv_noise, "),
     ({"input.unlabeled.view": "rotate"}, r"^input.unlabeled.view 'rotate': unknown op 'rotate'"),
     ({"input.labeled.view": "flip|pad_crop"},
      r"view 'flip\|pad_crop': exactly one crop op, first \(inception_crop, pad_crop, "),

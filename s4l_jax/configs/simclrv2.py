@@ -50,10 +50,12 @@ Re-running resumes at the stage and step where it stopped; stage keys can be ove
 import ml_collections
 
 from s4l_jax import config_lib
+from s4l_jax.data import views
 
 STAGES = ("pretrain", "finetune", "distill")
 IMAGENET_MODELS = ("r50_1x", "r50_2x_sk", "r152_3x_sk")
 STUDENTS = ("same", "r50_1x")
+JITTER_STRENGTH = {"cifar10": 0.5}  # SimCLR's CIFAR recipe; elsewhere 1 (its ImageNet value)
 
 
 def start_from_export(stages: dict, export_dir: str, student: str):
@@ -105,7 +107,9 @@ def get_config(arg=None):
   pretrain, finetune, distill = (stages[n] for n in STAGES)
 
   pretrain.objective = "simclr"
-  pretrain.input.labeled.view = pretrain.input.unlabeled.view = "simclr2"
+  pretrain.input.labeled.view = pretrain.input.unlabeled.view = (
+      f"{views.INPUT_CROPS[pretrain.input.crop]}*2|simclr_augment({JITTER_STRENGTH[family]})"
+      if family in JITTER_STRENGTH else "simclr2")
   pretrain.model.heads = dict(proj=config_lib.simclr_projection_head(),
                               classes=dict(dims=-1, stop_gradient=True))
   pretrain.loss.temperature = 0.1

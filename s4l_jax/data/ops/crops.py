@@ -146,12 +146,6 @@ def inception_crop():
   return registry.Crop(_inception_crop, host=SAMPLED_BOX)
 
 
-@registry.register_crop("simclr_crop")
-def simclr_crop():
-  """SimCLR's crop: `inception_crop`'s sampler at SimCLR's ranges, resized bicubic."""
-  return registry.Crop(_inception_crop, view_fields=SIMCLR_CROP, host=SAMPLED_BOX)
-
-
 @registry.register_crop("pad_crop")
 def pad_crop_op(pad: int = PAD):
   """Reflect pad by `pad` px, random size x size window per crop."""
@@ -172,6 +166,12 @@ def central_crop():
     del rng
     return central_crop_resize(_repeat(images, view.crops), size, RESIZES[view.resize].fn)
   return registry.Crop(fn, random=False, host=registry.HostTwin("central"))
+
+
+@registry.register_crop("simclr_crop")
+def simclr_crop():
+  """SimCLR's crop: `inception_crop`'s sampler at SimCLR's ranges, resized bicubic."""
+  return registry.Crop(_inception_crop, view_fields=SIMCLR_CROP, host=SAMPLED_BOX)
 
 
 @registry.register_crop("central_crop_875")
