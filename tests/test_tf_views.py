@@ -114,6 +114,17 @@ def test_every_crop_op_has_a_host_twin():
   assert twins == set(tf_views.HOST_TWINS) | {crop_ops.SAMPLED_BOX.name}
 
 
+def test_tf_data_refuses_a_device_only_crop_in_one_line(monkeypatch):
+  monkeypatch.setitem(registry.CROPS, "device_only",
+                      lambda: registry.Crop(lambda rng, images, size, view: images))
+  assert views.copies("device_only|flip") == 1  # the device path takes it
+  with pytest.raises(ValueError) as e:
+    tf_views.make_tf_crop_fn("device_only|flip", image_size=8, crop="none", decode=False)
+  assert str(e.value) == (
+      "crop op 'device_only' has no tf.data twin: tf.data supports inception_crop, pad_crop, "
+      "central_crop, simclr_crop, central_crop_875 (or use input.pipeline=memory)")
+
+
 def _jax_bicubic_uint8(img, box, size):
   crop = resize.bicubic_crop_and_resize(jnp.asarray(img, jnp.float32), jnp.asarray(box), size)
   return np.clip(np.asarray(crop), 0, 255)

@@ -378,15 +378,18 @@ def test_color_jitter_applies_ops_in_order_clipping_each(order):
   np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-def test_color_jitter_brightness_range():
-  """On a grey image only brightness acts: out = 0.5 * U(0.2, 1.8) at strength 1."""
+@pytest.mark.parametrize("strength", [1.0, 0.5])
+def test_color_jitter_brightness_range(strength):
+  """On a grey image only brightness acts: out = 0.5 * U(1 - 0.8 s, 1 + 0.8 s) at strength s
+  (0.2..1.8 at SimCLR's ImageNet strength 1, 0.6..1.4 at its CIFAR strength 0.5)."""
   grey = jnp.full((2, 2, 3), 0.5)
   keys = jax.random.split(jax.random.key(0), 4000)
-  out = np.asarray(jax.vmap(colour.color_jitter, in_axes=(0, None))(keys, grey))
+  out = np.asarray(jax.vmap(colour.color_jitter, in_axes=(0, None, None))(keys, grey, strength))
   np.testing.assert_allclose(out, out[:, :1, :1, :1] * np.ones_like(out), atol=1e-6)
   f = out[:, 0, 0, 0] / 0.5
-  assert 0.2 <= f.min() < 0.21 and 1.79 < f.max() <= 1.8
-  assert abs(f.mean() - 1.0) < 0.03  # sd of the mean: 0.46 / sqrt(4000) = 0.007
+  lo, hi = 1 - 0.8 * strength, 1 + 0.8 * strength
+  assert lo - 1e-6 <= f.min() < lo + 0.01 and hi - 0.01 < f.max() <= hi + 1e-6
+  assert abs(f.mean() - 1.0) < 0.03  # sd of the mean: 0.46 / sqrt(4000) = 0.007 at s = 1
 
 
 @pytest.mark.parametrize("size,taps", [(224, 23), (32, 3), (96, 9), (19, 1)])
@@ -658,3 +661,41 @@ def test_ops_fn_applies_a_views_ops_to_images_in_pm1():
   pairs = views.make_ops_fn("patch_pair|color_drop")(jax.random.PRNGKey(0),
                                                       views.to_pm1(images, max_value=255))
   assert pairs["image"].shape == (2, 2, 4, 4, 3) and pairs["position"].shape == (2, 2)
+
+
+# ---- Ops with arguments ----
+
+@pytest.mark.parametrize("explicit, bare, changed", [
+    ("pad_crop(4)*2|flip|shift(0.125)|randaugment(2, None)@1|cutout(fraction=0.5)@1",
+     "pad_crop*2|flip|shift|randaugment@1|cutout@1",
+     "pad_crop*2|flip|shift|randaugment(2, 27)@1|cutout@1"),
+    ("simclr_crop*2|simclr_augment(strength=1.0)", "simclr2", "simclr_crop*2|simclr_augment(0.5)"),
+    ("pad_crop|color_jitter(1.0, 0.8)|grey(p=0.2)|blur(0.5)", "pad_crop|color_jitter|grey|blur",
+     "pad_crop|color_jitter|grey(0.3)|blur"),
+    ("central_crop_875(0.875)", "simclr_eval", "central_crop_875(0.5)"),
+])
+def test_op_with_its_default_arguments_is_the_bare_op_bit_for_bit(explicit, bare, changed):
+  """The same traced program (jaxpr and its constants), so the same bits for every input and
+  key; another argument gives another program."""
+  batch, rng = {"image": _rand_images(h=12, w=12)}, jax.random.key(3)
+
+  def program(view):
+    closed = jax.make_jaxpr(views.make_view_fn(view, image_size=8, crop="inception"))(rng, batch)
+    return str(closed.jaxpr), [np.asarray(c).tobytes() for c in closed.consts]
+  assert program(explicit) == program(bare) != program(changed)
+
+
+def test_op_arguments_change_what_the_op_does():
+  imgs, rng = _rand_images(h=8, w=8), jax.random.key(2)
+  run = lambda view: np.asarray(views.make_view_fn(view, image_size=8, crop="none")(
+      rng, {"image": imgs})["image"])
+  plain = np.asarray(views.to_pm1(imgs, max_value=255))
+  np.testing.assert_array_equal(run("pad_crop(0)"), plain)  # no padding: the image itself
+  grey = run("central_crop|grey(p=1.0)")
+  np.testing.assert_allclose(grey, grey[..., :1].repeat(3, -1), atol=1e-6)
+  np.testing.assert_array_equal(run("central_crop|grey(p=0.0)"), plain)
+  # The op's arguments reach the maths: color_jitter(s, p=1) is `color_jitter` at strength s.
+  image = jnp.asarray(np.random.RandomState(0).rand(2, 2, 3), jnp.float32)
+  op = registry.build("color_jitter(0.5, p=1.0)", registry.OPS)
+  np.testing.assert_array_equal(op.fn(rng, image), colour.color_jitter(
+      jax.random.split(rng)[0], image, strength=0.5))
