@@ -175,20 +175,6 @@ HOST_TWINS = {
 }
 
 
-def supported_crops() -> list[str]:
-  """The crop ops with a host twin (the rest are device-only)."""
-  return [name for name, factory in registry.CROPS.items() if factory().host]
-
-
-def host_crop(spec: views.View) -> registry.HostTwin:
-  """The host twin of a resolved view's crop op; a one-line ValueError when it has none."""
-  twin = views.build_crop(spec).host
-  if twin is None:
-    raise ValueError(f"crop op {spec.crop!r} has no tf.data twin: tf.data supports "
-                     f"{', '.join(supported_crops())} (or use input.pipeline=memory)")
-  return twin
-
-
 def make_tf_crop_fn(view: str, *, image_size: int, crop: str, decode: bool) -> TFViewFn:
   """Returns `fn(features) -> dict` for `tf.data.Dataset.map`: the host crops of a view.
 
@@ -205,7 +191,7 @@ def make_tf_crop_fn(view: str, *, image_size: int, crop: str, decode: bool) -> T
   image zero-padded to (CANVAS, CANVAS, 3) plus "boxes" int32 (K, 4), resized on the device.
   """
   spec = views.resolve(view, crop)
-  twin = host_crop(spec)
+  twin = views.host_twin(spec)
   inception = twin == SAMPLED_BOX
   crop_decoded = lambda image, seed: HOST_TWINS[twin.name](image, seed, image_size, spec,
                                                            **dict(twin.kwargs))

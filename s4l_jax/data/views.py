@@ -166,6 +166,20 @@ def build_crop(spec: View) -> registry.Crop:
   return registry.build(spec.crop, registry.CROPS)
 
 
+def host_crops() -> list[str]:
+  """The crop ops that tf.data supports: those with a host twin (the rest are device-only)."""
+  return [name for name, factory in registry.CROPS.items() if factory().host]
+
+
+def host_twin(spec: View) -> registry.HostTwin:
+  """The tf.data twin of a resolved view's crop op; a one-line ValueError when it has none."""
+  twin = build_crop(spec).host
+  if twin is None:
+    raise ValueError(f"crop op {spec.crop!r} has no tf.data twin: tf.data supports "
+                     f"{', '.join(host_crops())} (or use input.pipeline=memory)")
+  return twin
+
+
 def _build_ops(spec: View) -> list[tuple[registry.Op, int | None]]:
   """[(op, k of `op@k` or None)] of a view's ops, in order."""
   return [(registry.build(call, registry.OPS), k) for call, k in map(_only, spec.ops)]
