@@ -96,7 +96,8 @@ def _only(op: str) -> tuple[str, int | None]:
 
 
 def _canonical(call: str) -> str:
-  """A call's canonical text (`registry.format_call`): spaces and default-free spelling."""
+  """A call's canonical text (`registry.format_call`: spacing and literals normalised, e.g.
+  `cutout( 0.50 )` -> `cutout(0.5)`); arguments equal to the defaults are kept as written."""
   return registry.format_call(*registry.parse_call(call))
 
 
@@ -119,7 +120,7 @@ def parse_view(view: str) -> View:
   if view in NAMED_VIEWS:
     return NAMED_VIEWS[view]
   parts = [part.strip() for part in view.split("|")]
-  first, star, count = parts[0].partition("*")
+  first, star, count_text = parts[0].partition("*")
   try:
     calls = [_canonical(first)] + [_canonical(_only(part)[0]) for part in parts[1:]]
   except ValueError as e:
@@ -130,11 +131,11 @@ def parse_view(view: str) -> View:
       raise ValueError(f"view {view!r}: unknown op {name!r}; {_valid()}")
   if names[0] not in registry.CROPS or any(name in registry.CROPS for name in names[1:]):
     raise ValueError(f"view {view!r}: exactly one crop op, first ({', '.join(registry.CROPS)})")
-  crops = count.strip()
-  if star and not (crops.isdigit() and int(crops) >= 1):
+  count_text = count_text.strip()
+  if star and not (count_text.isdigit() and int(count_text) >= 1):
     raise ValueError(f"view {view!r}: the crop count after '*' must be an integer >= 1, "
-                     f"got {crops!r}")
-  crops = int(crops) if star else 1
+                     f"got {count_text!r}")
+  num_crops = int(count_text) if star else 1
   try:
     crop_op = registry.build(calls[0], registry.CROPS)
     ops = [registry.build(call, registry.OPS) for call in calls[1:]]
@@ -142,12 +143,12 @@ def parse_view(view: str) -> View:
     raise ValueError(f"view {view!r}: {e}") from None
   only = [_only(part)[1] for part in parts[1:]]
   for part, op, k in zip(parts[1:], ops, only):
-    if k is not None and not (op.copies == 1 and 0 <= k < crops):
-      raise ValueError(f"view {view!r}: {part!r} needs a random op and 0 <= k < {crops}, "
+    if k is not None and not (op.copies == 1 and 0 <= k < num_crops):
+      raise ValueError(f"view {view!r}: {part!r} needs a random op and 0 <= k < {num_crops}, "
                        "the crop count after '*'")
   return View(calls[0], tuple(call if k is None else f"{call}{ONLY}{k}"
                               for call, k in zip(calls[1:], only)),
-              crops=crops, **crop_op.view_fields)
+              crops=num_crops, **crop_op.view_fields)
 
 
 def resolve(view: str, crop: str) -> View:
