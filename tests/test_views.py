@@ -694,7 +694,11 @@ def test_op_arguments_change_what_the_op_does():
   grey = run("central_crop|grey(p=1.0)")
   np.testing.assert_allclose(grey, grey[..., :1].repeat(3, -1), atol=1e-6)
   np.testing.assert_array_equal(run("central_crop|grey(p=0.0)"), plain)
-  # The op's arguments reach the maths: color_jitter(s, p=1) is `color_jitter` at strength s.
+
+
+def test_color_jitter_arguments_reach_the_jitter():
+  """color_jitter(s, p=1) is `color_jitter` at strength s, always applied."""
+  rng = jax.random.key(2)
   image = jnp.asarray(np.random.RandomState(0).rand(2, 2, 3), jnp.float32)
   op = registry.build("color_jitter(0.5, p=1.0)", registry.OPS)
   np.testing.assert_array_equal(op.fn(rng, image), colour.color_jitter(
