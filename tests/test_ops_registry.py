@@ -48,6 +48,7 @@ def test_view_parses_args_kwargs_copies_and_only():
     ("pad_crop|cutout(1.5)", r"cutout: fraction must be in \(0, 1\], got 1.5"),
     ("pad_crop|randaugment(2, 31)", r"magnitude must be None or in \[0, 30\], got 31"),
     ("pad_crop|randaugment(0)", r"num_ops must be an int >= 1, got 0"),
+    ("pad_crop|cutout('half')", r"op \"cutout\('half'\)\": '<' not supported .*; cutout takes"),
     ("pad_crop(-1)|flip", r"pad must be an int >= 0, got -1"),
     ("pad_crop|color_jitter(p=2)", r"p must be in \[0, 1\]"),
     ("central_crop*2|rotate4@1", r"'rotate4@1' needs a random op"),

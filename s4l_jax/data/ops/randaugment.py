@@ -8,11 +8,13 @@ machinery vmaps them over crops. Registered: `randaugment(num_ops=2, magnitude=N
 RandAugment as the FixMatch paper (Sohn et al. 2020, Table 12) defines it: for each image,
 `num_ops` ops drawn uniformly (with replacement) from the 14 below, each with its own
 magnitude drawn uniformly from its range (FixMatch's "RA with random magnitude"), applied in
-turn. With a fixed `magnitude` m (RandAugment's integer scale, 0..`MAX_MAGNITUDE` = 30; Noisy
-Student: 27), every op takes the point m / 30 of its range from low to high, and the signed
-ops (Rotate, ShearX/Y, TranslateX/Y: ranges symmetric about 0) +-m / 30 of their bound with a
-random sign, as AutoAugment negates them half the time. Ranges, in the paper's units
-(`RA_OPS`):
+turn. With a fixed `magnitude` m on a 0..`MAX_MAGNITUDE` = 30 scale (Noisy Student: 27),
+every op takes the point m / 30 of its range from low to high, and the signed ops (Rotate,
+ShearX/Y, TranslateX/Y: ranges symmetric about 0) +-m / 30 of their bound with a random sign,
+as AutoAugment negates them half the time. This reading keeps every op in the paper's ranges;
+the released Noisy Student code (`google-research/noisystudent` `randaugment.py`) divides
+magnitudes by 10 (`_MAX_LEVEL`), so its 27 extrapolates past AutoAugment's ranges (rotations
+of 81 degrees). Ranges, in the paper's units (`RA_OPS`):
 
   AutoContrast  -                 Equalize    -              Identity  -
   Brightness    B in [0.05, 0.95]  Color    C in [0.05, 0.95]  Contrast  C in [0.05, 0.95]
@@ -47,7 +49,7 @@ import jax.numpy as jnp
 
 from s4l_jax.data.ops import crops, registry
 
-MAX_MAGNITUDE = 30  # RandAugment's magnitude scale (Noisy Student's 27 is on it)
+MAX_MAGNITUDE = 30  # the top of the fixed-magnitude scale (Noisy Student's 27 is 90 % of it)
 FILL = 0.5  # grey, for pixels from outside the image and for Cutout
 LUMA = (0.299, 0.587, 0.114)  # PIL's convert("L")
 

@@ -123,10 +123,10 @@ def build(text: str, table: dict):
   factory = table[name]
   try:
     inspect.signature(factory).bind(*args, **kwargs)
-  except TypeError as e:
+    return factory(*args, **kwargs)
+  except TypeError as e:  # arguments it does not take, or of a type its checks cannot compare
     raise ValueError(f"op {text.strip()!r}: {e}; {name} takes "
                      f"{inspect.signature(factory)}") from None
-  return factory(*args, **kwargs)
 
 
 def check(condition: bool, message: str):
