@@ -16,7 +16,8 @@ with overlapping method lists can run in parallel. Chained pipelines:
                      RUNS/noisy_student_s<seed>/teacher, student1, ...
   simclrv2:          configs/simclrv2.py, RUNS/simclrv2_s<seed>/pretrain, finetune, distill
                      (--simclrv2_stages=pretrain+finetune: report the fine-tuned network).
-Every stage gets the same labeled batch (and unlabeled batch = labeled where the method has
+Every config gets `regime=small` (the small-data recipes) and `steps=` (the budget) as args;
+every stage gets the same labeled batch (and unlabeled batch = labeled where the method has
 an unlabeled stream; FixMatch: 7 x labeled, its paper's mu, and an EMA decay with a half-life
 of `ema_frac` of the budget), model, step budget, `eval_every_steps = steps // evals`, plain
 (not rotation-averaged) evaluation, and a warm-up of `warmup_frac` of the budget (the
@@ -147,7 +148,8 @@ def stage_overrides(kind: str, prefix: str, *, steps, batch, labels, model, eval
 
 def commands(method: str, seed: int, runs: str, a: dict):
   """[(workdir, argv)] of the pipeline, prerequisites first."""
-  base = f"dataset={a['dataset']},labels={a['labels']},steps={a['steps']}"
+  # The small-data recipes (`regime=small`, whatever the dataset) at this step budget.
+  base = f"dataset={a['dataset']},labels={a['labels']},steps={a['steps']},regime=small"
   kw = dict(steps=a["steps"], batch=a["batch"], labels=a["labels"], model=a["model"],
             evals=a["evals"], warmup_frac=a["warmup_frac"], ema_frac=a["ema_frac"],
             num_train=a["num_train"], seed=seed)

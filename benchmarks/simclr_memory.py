@@ -37,9 +37,9 @@ import optax
 
 from activation_memory import saved_activation_bytes, tree_bytes
 from s4l_jax import config_lib, losses, optim
-from s4l_jax.models import build_model
+from s4l_jax.models import build_model, presets
 
-_PRESET = flags.DEFINE_string("preset", "r152_3x_sk", "config_lib.MODEL_PRESETS key.")
+_PRESET = flags.DEFINE_string("preset", "r152_3x_sk", "presets.MODEL_PRESETS key.")
 _ROWS = flags.DEFINE_list("model_rows", ["float32", "bfloat16", "bfloat16+remat"],
                           "Model dtype, +remat: every residual unit rematerialised.")
 _COMPILE = flags.DEFINE_list("compile_rows", ["float32", "bfloat16+remat"],
@@ -63,7 +63,7 @@ DEVICES = {
 def simclr_model(preset: str, dtype: str, remat: bool):
   """The preset trunk with the pretraining heads of configs/simclrv2.py (`simclr:model_util.py`)."""
   heads = config_lib.load_config("simclrv2").stages.pretrain.model.heads  # any encoder
-  cfg = dict(config_lib.MODEL_PRESETS[preset], dtype=dtype, remat=remat, heads=heads.to_dict())
+  cfg = dict(presets.MODEL_PRESETS[preset], dtype=dtype, remat=remat, heads=heads.to_dict())
   return build_model(cfg, NUM_CLASSES)
 
 

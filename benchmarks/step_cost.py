@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from activation_memory import saved_activation_bytes, tree_bytes
-from s4l_jax import config_lib, objectives, optim, train, train_state
+from s4l_jax import budget, config_lib, objectives, optim, train, train_state
 from s4l_jax.data import views
 from s4l_jax.models import build_model
 
@@ -103,7 +103,7 @@ def images_per_step(c) -> int:
 def build_step(c, image_shape, views_on_device=True, num_classes=NUM_CLASSES):
   """(jitted train step, `rng -> state`) with the config's real optimizer and objective."""
   model = build_model(c.model, num_classes)
-  schedule = optim.make_schedule(c.lr, config_lib.base_learning_rate(c), 100, 1000)
+  schedule = optim.make_schedule(c.lr, budget.base_learning_rate(c), 100, 1000)
   variables = jax.eval_shape(
       lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *image_shape)), train=False))
   tx = optim.make_optimizer(c.optimizer, schedule, variables["params"], c.trainable)

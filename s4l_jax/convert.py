@@ -42,8 +42,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads (w
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from s4l_jax import (  # pylint: disable=g-import-not-at-top,wrong-import-position
-    config_lib, convert_s4l, export, tf_checkpoint)
-from s4l_jax.models import resnet_v1  # pylint: disable=g-import-not-at-top,wrong-import-position
+    convert_s4l, export, tf_checkpoint)
+from s4l_jax.models import presets, resnet_v1  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Top-level names of non-weight tensors (the step, the contrastive memory's queue), ignored
 # like every optimizer slot (`.../Momentum`).
@@ -108,7 +108,7 @@ def infer_architecture(shapes: dict, prefix: str) -> dict:
     raise ValueError(f"{scope}conv2d/kernel has {stem[-1]} output channels: no width "
                      f"multiplier gives it (64 x width, SK: 32 x width)")
   return dict(depth=depth, width_multiplier=width,
-              sk_ratio=config_lib.SIMCLR_SK_RATIO if sk else 0.0)
+              sk_ratio=presets.SIMCLR_SK_RATIO if sk else 0.0)
 
 
 def name_map(depth: int, sk: bool, head: str = "supervised"
@@ -167,10 +167,10 @@ def released_model_record(architecture: dict, head: str, classifier_input: str) 
   head `proj`, linear classifier `classes` on `classifier_input`)."""
   heads = {}
   if PROJECTION_SCOPE in HEAD_SCOPES[head]:
-    heads["proj"] = config_lib.simclr_projection_head()
+    heads["proj"] = presets.simclr_projection_head()
   if SUPERVISED_SCOPE in HEAD_SCOPES[head]:
     heads["classes"] = dict(dims=-1, input=classifier_input)
-  return dict(name="resnet_v1", **architecture, **config_lib.SIMCLR_BN, heads=heads)
+  return dict(name="resnet_v1", **architecture, **presets.SIMCLR_BN, heads=heads)
 
 
 def _choose_weights(shapes: dict, weights: str) -> str:
@@ -269,8 +269,8 @@ def convert_variables(reader: tf_checkpoint.CheckpointReader, weights: str = "au
 
 
 def preset_name(record: dict) -> str | None:
-  """The `config_lib.MODEL_PRESETS` entry with `record`'s architecture (`r50_1x`), or None."""
-  return next((name for name, preset in config_lib.MODEL_PRESETS.items()
+  """The `presets.MODEL_PRESETS` entry with `record`'s architecture (`r50_1x`), or None."""
+  return next((name for name, preset in presets.MODEL_PRESETS.items()
                if all(record.get(k) == v for k, v in preset.items())), None)
 
 

@@ -24,7 +24,7 @@ import threading
 
 from absl import logging
 
-from s4l_jax import config_lib
+from s4l_jax import budget
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 PROGRESS = "s4l_progress"  # `extra={PROGRESS: True}` marks the rewritable progress line
@@ -148,7 +148,7 @@ def summary(config, *, num_labeled: int, num_classes: int, num_steps: int, image
   labels = f"labels {config.labels}"
   if config.get("pseudo_labels") or config.get("teacher"):
     labels += " + pseudo-labels"
-  lr = config_lib.base_learning_rate(config)
+  lr = budget.base_learning_rate(config)
   parts = [
       f"{config.objective} on {config.dataset}",
       f"{labels} ({num_labeled} labeled, {num_classes} classes)",

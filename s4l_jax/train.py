@@ -20,7 +20,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from s4l_jax import aggregate, checkpointing, config_lib, distributed, evaluate, events, export
+from s4l_jax import aggregate, budget, checkpointing, distributed, evaluate, events, export
 from s4l_jax import evaluators as evaluators_lib, logs, objectives
 from s4l_jax import metrics as metrics_lib, optim, storage, train_state, validation
 from s4l_jax.data import factory
@@ -265,8 +265,8 @@ def _init(config, workdir: str) -> _Run:
   storage.makedirs(workdir)
   mesh = distributed.make_mesh()
   data = factory.make_pipeline(config, jax.process_index(), jax.process_count())
-  spe = config_lib.steps_per_epoch(data.num_labeled, config.input.labeled.batch_size)
-  num_steps = config_lib.total_steps(config, data.num_labeled, data.num_unlabeled)
+  spe = budget.steps_per_epoch(data.num_labeled, config.input.labeled.batch_size)
+  num_steps = budget.total_steps(config, data.num_labeled, data.num_unlabeled)
   for warning in validation.batch_warnings(
       config, num_labeled=data.num_labeled,
       num_eval=max(data.num_test, int(data.validation_indices.size))):
@@ -282,8 +282,8 @@ def _init(config, workdir: str) -> _Run:
       model, data.image_shape, jax.random.PRNGKey(config.seed), init_from=config.init_from,
       init_take=config.init_take)
   schedule = optim.make_schedule(
-      config.lr, config_lib.base_learning_rate(config),
-      config_lib.schedule_steps_per_epoch(config, data.num_labeled, data.num_unlabeled), num_steps)
+      config.lr, budget.base_learning_rate(config),
+      budget.schedule_steps_per_epoch(config, data.num_labeled, data.num_unlabeled), num_steps)
   tx = optim.make_optimizer(config.optimizer, schedule, variables["params"], config.trainable)
   decay = ema_decay(config, spe)
   repl = distributed.replicated(mesh)

@@ -1,7 +1,7 @@
 """Config checks that fail in seconds, with one line naming the problem, before any work."""
 import os
 
-from s4l_jax import (colorization, config_lib, distributed, evaluators, export, models,  # pylint: disable=g-multiple-import
+from s4l_jax import (budget, colorization, config_lib, distributed, evaluators, export, models,  # pylint: disable=g-multiple-import
                      objectives, permutations, pseudo_label, storage, vat)
 from s4l_jax.data import datasets, sources, subsets, views
 from s4l_jax.models import heads, subtrees
@@ -17,16 +17,16 @@ def _require(ok: bool, message: str):
 
 def check_values(config):
   """Rejects numbers that make no sense (negative steps, lr <= 0, ...), naming key and range."""
-  config_lib.check_duration(config)
-  _require(config.lr.epochs_of in config_lib.EPOCH_STREAMS, f"lr.epochs_of="
-           f"{config.lr.epochs_of!r} must be one of {', '.join(config_lib.EPOCH_STREAMS)}")
+  budget.check_duration(config)
+  _require(config.lr.epochs_of in budget.EPOCH_STREAMS, f"lr.epochs_of="
+           f"{config.lr.epochs_of!r} must be one of {', '.join(budget.EPOCH_STREAMS)}")
   _require(config.lr.epochs_of == "labeled" or config.input.unlabeled.batch_size > 0,
            "lr.epochs_of='unlabeled' needs an unlabeled stream (input.unlabeled.batch_size > 0)")
   _require(config.lr.base > 0, f"lr.base={config.lr.base} must be > 0")
-  _require(config.lr.scaling in config_lib.LR_SCALINGS, f"lr.scaling={config.lr.scaling!r} "
-           f"must be one of {', '.join(config_lib.LR_SCALINGS)}")
-  _require(config.lr.batch_of in config_lib.LR_BATCHES, f"lr.batch_of={config.lr.batch_of!r} "
-           f"must be one of {', '.join(config_lib.LR_BATCHES)}")
+  _require(config.lr.scaling in budget.LR_SCALINGS, f"lr.scaling={config.lr.scaling!r} "
+           f"must be one of {', '.join(budget.LR_SCALINGS)}")
+  _require(config.lr.batch_of in budget.LR_BATCHES, f"lr.batch_of={config.lr.batch_of!r} "
+           f"must be one of {', '.join(budget.LR_BATCHES)}")
   for key in ("keep_checkpoints", "checkpoint_every_steps", "log_every_steps"):
     _require(config[key] >= 1, f"{key}={config[key]} must be >= 1")
   _require(config.resume_step >= 0, f"resume_step={config.resume_step} must be >= 0 "

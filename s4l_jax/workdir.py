@@ -15,7 +15,7 @@ import socket
 
 from absl import logging
 
-from s4l_jax import config_lib, distributed, storage
+from s4l_jax import budget, config_lib, distributed, storage
 
 LOCK_FILE = ".lock"
 CONFIG_FILE = "config.json"
@@ -26,7 +26,7 @@ CONFIG_FILE = "config.json"
 MAY_CHANGE = frozenset((
     "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
     "input.eval_batch_size", "evals", "median_of_last", "strict_data", "data_dir",
-    "allow_config_change", "lr", *config_lib.DURATION_KEYS, "resume_step", "divergence_factor"))
+    "allow_config_change", "lr", *budget.DURATION_KEYS, "resume_step", "divergence_factor"))
 _PATH_KEYS = ("teacher", "init_from", "pseudo_labels")
 _PATH_PREFIXES = {"dataset": "folder:", "labels": "file:"}
 

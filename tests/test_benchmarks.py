@@ -89,7 +89,7 @@ def test_commands_chain_prerequisites():
   assert "--config.stages.teacher.input.labeled.batch_size=16" in ns
   (sc_dir, sc), = le.commands("simclrv2", 0, "/r", SETTINGS)
   assert sc_dir == "/r/simclrv2_s0" and sc[2] == "--config=configs/simclrv2.py:" \
-      "dataset=folder:/data/c10,labels=4000,steps=60"
+      "dataset=folder:/data/c10,labels=4000,steps=60,regime=small"
   for stage, unlabeled in (("pretrain", True), ("finetune", False), ("distill", True)):
     assert f"--config.stages.{stage}.model.width=2" in sc
     assert (f"--config.stages.{stage}.input.unlabeled.batch_size=16" in sc) == unlabeled

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from s4l_jax import config_lib, evaluators
-from s4l_jax.data import views
+from s4l_jax import budget, config_lib, evaluators
+from s4l_jax.configs import common
+from s4l_jax.data import datasets, views
 from testing_utils import write_image_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,7 +35,7 @@ def test_config_loads(path, dataset, labels):
                                 f"dataset={dataset},labels={labels}")):
     assert c.dataset == dataset and c.labels == labels
     assert c.input.labeled.batch_size > 0 and c.model.name
-    assert config_lib.total_steps(c, num_labeled=10_000, num_unlabeled=50_000) > 0
+    assert budget.total_steps(c, num_labeled=10_000, num_unlabeled=50_000) > 0
 
 
 def test_parse_arg_types_and_errors():
@@ -52,10 +53,10 @@ def test_parse_arg_comma_in_a_value_is_escaped():
   assert (a.dataset, a.steps) == ("folder:/data/a,b,c", 2)
   # Unescaped, the rest of the path is read as an arg: the error says how to escape it.
   with pytest.raises(ValueError, match=r"^Unknown config arg 'b'; valid args: dataset, evals, "
-                     r"steps \(a comma inside a value, e.g. in a path, is written \\,"):
+                     r"regime, steps \(a comma inside a value, e.g. in a path, is written \\,"):
     config_lib.parse_arg("dataset=folder:/data/a,b,steps=2", dataset="", steps=0)
   with pytest.raises(ValueError, match=r"^Unknown config arg 'stpes'; valid args: dataset, "
-                     r"evals, steps$"):  # a misspelt key: no hint
+                     r"evals, regime, steps$"):  # a misspelt key: no hint
     config_lib.parse_arg("stpes=2", dataset="", steps=0)
 
 
@@ -86,8 +87,8 @@ def test_supervised_imagenet_rows_match_paper():
   assert (c1.lr.base, c1.optimizer.weight_decay, tuple(c1.lr.decay_epochs),
           c1.total_epochs) == (0.01, 1e-2, (700, 800, 900), 1000)
   # 128,000 labeled images at batch 256: 500 steps/epoch -> 100k steps; 1%: 13,000 -> 50k.
-  assert config_lib.total_steps(c10, 128_000, 1_281_167) == 100_000
-  assert config_lib.total_steps(c1, 13_000, 1_281_167) == 50_000
+  assert budget.total_steps(c10, 128_000, 1_281_167) == 100_000
+  assert budget.total_steps(c1, 13_000, 1_281_167) == 50_000
   assert c10.model.name == "resnet50v2" and c10.model.filters_factor == 4
 
 
@@ -102,7 +103,8 @@ def test_load_config_by_name_or_path():
 
 
 def test_configs_import_only_the_package():
-  """Configs share code through config_lib, never by loading another config file."""
+  """Configs share code through the package (config_lib, configs/common.py), never by loading
+  another config file."""
   for path in CONFIGS:
     with open(path) as f:
       tree = ast.parse(f.read(), path)
@@ -122,26 +124,26 @@ def test_configs_import_only_the_package():
 def test_duration_units(key, value, expected):
   c = config_lib.base_config(dataset="digits", labels="all", labeled_batch=64)
   c.input.unlabeled.batch_size = 128
-  config_lib.set_duration(c, **{key: value})
-  assert [k for k in config_lib.DURATION_KEYS if c[k]] == [key]
-  assert config_lib.total_steps(c, num_labeled=1000, num_unlabeled=50_000) == expected
+  budget.set_duration(c, **{key: value})
+  assert [k for k in budget.DURATION_KEYS if c[k]] == [key]
+  assert budget.total_steps(c, num_labeled=1000, num_unlabeled=50_000) == expected
 
 
 def test_total_steps_overrides_otherwise_exactly_one_duration_key():
   c = config_lib.base_config(dataset="digits", labels="all", labeled_batch=64)
   c.total_steps = 10  # total_epochs=200 is still set: --config.total_steps=10 overrides it
-  assert config_lib.total_steps(c, 1000, 1000) == 10
+  assert budget.total_steps(c, 1000, 1000) == 10
   c.total_steps, c.total_examples = 0, 640  # two epoch-like units: ambiguous
   with pytest.raises(ValueError, match=r"; got total_epochs=200.0, total_examples=640$"):
-    config_lib.total_steps(c, 1000, 1000)
+    budget.total_steps(c, 1000, 1000)
   c.total_epochs, c.total_examples = 0.0, 0
   with pytest.raises(ValueError, match=r"; got all 0$"):
-    config_lib.total_steps(c, 1000, 1000)
+    budget.total_steps(c, 1000, 1000)
   with pytest.raises(ValueError, match=r"Unknown duration key 'epochs'; valid: total_steps, "):
-    config_lib.set_duration(c, epochs=3)
-  config_lib.set_duration(c, total_unlabeled_epochs=1.0)
+    budget.set_duration(c, epochs=3)
+  budget.set_duration(c, total_unlabeled_epochs=1.0)
   with pytest.raises(ValueError, match=r"unlabeled stream need input.unlabeled.batch_size > 0"):
-    config_lib.total_steps(c, 1000, 1000)
+    budget.total_steps(c, 1000, 1000)
 
 
 @pytest.mark.parametrize("name, unlabeled_batch", [("rotation", 256), ("exemplar", 512)])
@@ -154,9 +156,9 @@ def test_pretext_schedule_counts_passes_over_imagenet(name, unlabeled_batch, lab
   num_train = 1_281_167
   steps_per_pass = num_train / unlabeled_batch
   assert c.input.unlabeled.batch_size == unlabeled_batch
-  assert config_lib.total_steps(c, num_labeled, num_train) == math.ceil(35 * steps_per_pass)
-  spe = config_lib.schedule_steps_per_epoch(c, num_labeled, num_train)
-  labeled_spe = config_lib.steps_per_epoch(num_labeled, c.input.labeled.batch_size)
+  assert budget.total_steps(c, num_labeled, num_train) == math.ceil(35 * steps_per_pass)
+  spe = budget.schedule_steps_per_epoch(c, num_labeled, num_train)
+  labeled_spe = budget.steps_per_epoch(num_labeled, c.input.labeled.batch_size)
   epochs_per_pass = steps_per_pass / labeled_spe  # the old conversion to labeled epochs
   for passes, epochs in ((c.lr.warmup_epochs, 5), *zip(c.lr.decay_epochs, (15, 25))):
     assert round(passes * spe) == round(epochs * epochs_per_pass * labeled_spe)
@@ -234,7 +236,7 @@ def test_unreleased_one_percent_rows(name, lr, wd):
   for c in (c1, moved):
     assert (tuple(c.lr.decay_epochs), c.total_epochs) == ((700, 800, 900), 1000)
   # 13,000 labeled images (13 per class) at batch 256: 50 steps per epoch.
-  assert config_lib.total_steps(c1, 13_000, 1_281_167) == 50_000 * 256 // c1.input.labeled.batch_size
+  assert budget.total_steps(c1, 13_000, 1_281_167) == 50_000 * 256 // c1.input.labeled.batch_size
   with pytest.raises(ValueError, match="hparams_1pct=supervised needs labels=1pct"):
     config_lib.load_config(name, "labels=10pct,hparams_1pct=supervised")
   with pytest.raises(ValueError, match="hparams_1pct='x' must be one of 10pct, supervised"):
@@ -290,3 +292,78 @@ def test_pretrained_export_gives_the_trunk_unless_overridden(wide_export, name):
   with pytest.raises(ValueError, match=r"init_from .*: .* has shape .* in the export but"):
     model_init.init_variables(build_model(c.model, 10), (8, 8, 3), jax.random.PRNGKey(1),
                               init_from=export_dir, init_take=c.init_take)
+
+
+@pytest.mark.parametrize("dataset, regime", [("imagenet2012", "paper"), ("cifar10", "small"),
+                                             ("digits", "small"), ("folder:/data/c", "small")])
+def test_regime_defaults_to_the_datasets(dataset, regime):
+  assert config_lib.parse_arg(f"dataset={dataset}", dataset="").regime == regime
+  assert datasets.get(dataset).regime == regime
+  default = config_lib.load_config("supervised", f"dataset={dataset}")
+  assert config_lib.load_config("supervised", f"dataset={dataset},regime={regime}") == default
+
+
+def test_regime_small_on_imagenet_and_paper_on_digits():
+  """The recipe follows the arg, the input and model follow the dataset."""
+  small = config_lib.load_config("supervised", "regime=small")
+  size = datasets.get("imagenet2012").small
+  assert (small.input.labeled.batch_size, small.total_steps, small.lr.base,
+          small.lr.schedule, small.input.image_size, small.model.name) == (
+              size.batch, size.steps, size.lr, "cosine", 224, "resnet50v2")
+  paper = config_lib.load_config("supervised", "dataset=digits,regime=paper,labels=1pct")
+  assert (paper.input.labeled.batch_size, paper.total_epochs, paper.total_steps,
+          paper.lr.base, paper.lr.schedule, paper.input.labeled.view, paper.input.image_size) \
+      == (256, 1000.0, 0, 0.01, "step", "inception_crop|flip|hsv_noise", 16)
+
+
+def test_regime_small_takes_the_registrys_sizes():
+  for name in ("cifar10", "digits"):
+    size = datasets.FAMILIES[name].small
+    c = config_lib.load_config("vat", f"dataset={name}")
+    assert (c.input.labeled.batch_size, c.input.unlabeled.batch_size, c.total_steps, c.lr.base,
+            c.log_every_steps, c.checkpoint_every_steps) == (
+                size.batch, size.batch, size.steps, size.lr, size.log_every_steps,
+                size.checkpoint_every_steps)
+
+
+def test_bad_regime_fails_in_one_line():
+  with pytest.raises(ValueError, match=r"^regime='tiny' must be one of paper, small$"):
+    config_lib.load_config("supervised", "regime=tiny")
+
+
+def test_the_recipes_module_is_no_config():
+  assert "common" not in config_lib.config_names()
+  with pytest.raises(ValueError, match=r"^'common' is no config; configs: clusterfit, "):
+    config_lib.load_config("common")
+  with pytest.raises(ValueError, match=r"common.py has no get_config\(arg\): not a config"):
+    config_lib.load_config(os.path.join(ROOT, "configs", "common.py"))
+
+
+# Configs that still branch on the dataset (not on the regime): FixMatch's digits CPU check
+# beside the paper's CIFAR-10 rows.
+DATASET_BRANCHES = {"fixmatch"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_configs_branch_on_the_regime_not_the_dataset(path):
+  """No config compares a dataset name (its facts are `DatasetFamily` fields), and at most
+  one `if` tests the regime."""
+  with open(path) as f:
+    tree = ast.parse(f.read(), path)
+  families = set(datasets.FAMILIES)
+  compared = {node.value for cmp in ast.walk(tree) if isinstance(cmp, ast.Compare)
+              for node in ast.walk(cmp) if isinstance(node, ast.Constant)}
+  name = os.path.basename(path)[:-3]
+  assert bool(compared & families) == (name in DATASET_BRANCHES), name
+  regime_ifs = [node for node in ast.walk(tree) if isinstance(node, ast.If)
+                and "regime" in ast.unparse(node.test)]
+  assert len(regime_ifs) <= 1, name
+
+
+def test_set_steps_overrides_every_config_given():
+  a, b = (config_lib.base_config(dataset="digits", labels="all", labeled_batch=8)
+          for _ in range(2))
+  common.set_steps(0, a, b)
+  assert (a.total_steps, a.total_epochs) == (0, 200.0)
+  common.set_steps(7, a, b)
+  assert [(c.total_steps, c.total_epochs) for c in (a, b)] == [(7, 0.0), (7, 0.0)]

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from s4l_jax import config_lib, losses, objective_lib, objectives, optim, runner, train
+from s4l_jax import budget, config_lib, losses, objective_lib, objectives, optim, runner, train
 from s4l_jax import train_state
 from s4l_jax.models import build_model
 from testing_utils import load_config, tiny
@@ -182,7 +182,7 @@ def test_imagenet_configs_match_paper(row):
           c.lr.scale_batch_size, c.optimizer.weight_decay, c.lr.warmup_epochs,
           tuple(c.lr.decay_epochs), c.total_epochs) == (b_l, b_u, lr, scale, wd, warmup,
                                                         decays, end)
-  assert config_lib.total_steps(c, 128_000, 1_281_167) == steps
+  assert budget.total_steps(c, 128_000, 1_281_167) == steps
   assert c.model.name == "resnet50v2" and c.model.filters_factor == 4
   if name == "s4l_rotation":
     assert c.loss.rot_weight == 1.0 and c.model.heads.rotations == 4
@@ -195,7 +195,7 @@ def test_imagenet_configs_match_paper(row):
 
 def test_pretrain_and_eval_configs():
   rot = load_config("rotation")  # 35 passes over 1,281,167 images at B_u = 256.
-  assert config_lib.total_steps(rot, 128_000, 1_281_167) == 175_160
+  assert budget.total_steps(rot, 128_000, 1_281_167) == 175_160
   with pytest.raises(ValueError, match="pretrained=WORKDIR/export"):
     load_config("linear_eval", "dataset=digits")
   with pytest.raises(ValueError, match="pretrained=WORKDIR/export"):

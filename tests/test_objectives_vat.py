@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from tensorboard.compat.proto import event_pb2
 
-from s4l_jax import config_lib, losses, objective_lib, runner, vat
+from s4l_jax import budget, losses, objective_lib, runner, vat
 from s4l_jax.models import build_model
 from s4l_jax.objectives import moam_step1
 from s4l_jax.objectives import vat as vat_objective
@@ -203,8 +203,8 @@ def test_configs_match_paper_rows(name):
   assert c.objective == "vat" and c.input.unlabeled.view == "train"
   assert c.loss.vat_kl_direction == "perturbed_clean"
   assert c.loss.vat_normalization == "exact_eps"  # `released`: the tf.nn.l2_normalize form
-  assert config_lib.base_learning_rate(c) == 0.03
-  assert config_lib.total_steps(c, 128_000, 1_281_167) == 100_000
+  assert budget.base_learning_rate(c) == 0.03
+  assert budget.total_steps(c, 128_000, 1_281_167) == 100_000
   assert c.model.name == "resnet50v2" and c.model.filters_factor == 4
   c1 = load_config(name, "labels=1pct")
   assert (tuple(c1.lr.decay_epochs), c1.total_epochs) == ((700, 800, 900), 1000)

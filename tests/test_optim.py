@@ -193,8 +193,8 @@ def test_lars_exclude_names_an_unknown_module_in_one_line():
     ("sqrt", "all", 0.3 * 512 ** 0.5),
 ])
 def test_base_learning_rate_scalings(scaling, batch_of, expected):
-  from s4l_jax import config_lib  # pylint: disable=g-import-not-at-top
+  from s4l_jax import budget, config_lib  # pylint: disable=g-import-not-at-top
   c = config_lib.base_config(dataset="digits", labels="all", labeled_batch=64)
   c.input.unlabeled.batch_size = 448
   c.lr.base, c.lr.scaling, c.lr.batch_of = 0.3, scaling, batch_of
-  assert config_lib.base_learning_rate(c) == pytest.approx(expected)
+  assert budget.base_learning_rate(c) == pytest.approx(expected)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
-from s4l_jax import config_lib, validation
+from s4l_jax import budget, config_lib, validation
 from s4l_jax.data import views
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,7 +86,7 @@ def test_ours_command_resolves_and_matches_the_peer_spec(folder):  # pylint: dis
   c.input.eval_batch_size = 512  # the folder preset's 500 over the suite's 8 devices
   validation.validate(c)
   assert c.input.unlabeled.batch_size + c.input.labeled.batch_size == 64
-  ours_lr = config_lib.base_learning_rate(c)
+  ours_lr = budget.base_learning_rate(c)
   assert ours_lr * ps.LOSS_SCALE == pytest.approx(ps.lr(64)) == pytest.approx(0.03)
   assert c.lr.schedule == "cosine" and c.lr.warmup_epochs == 0 and c.total_steps == 40
   assert c.optimizer.name == "momentum" and not c.optimizer.nesterov

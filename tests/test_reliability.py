@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from s4l_jax import checkpointing, config_lib, export, runner
+from s4l_jax import budget, checkpointing, export, runner
 from s4l_jax.data import pipeline as pipeline_lib
 from s4l_jax.data import streams
 from testing_utils import ROOT, load_config, tiny, write_image_folder
@@ -426,7 +426,7 @@ def test_nonfinite_stops_at_its_step_and_keeps_finite_checkpoints(tmp_path):
   config.log_every_steps = 3
   config.checkpoint_every_steps = 2
   config.lr.update(schedule="step", warmup_epochs=0.0, decay_factor=1e37)
-  spe = config_lib.steps_per_epoch(144, config.input.labeled.batch_size)
+  spe = budget.steps_per_epoch(144, config.input.labeled.batch_size)
   config.lr.decay_epochs = (5 / spe,)
   with pytest.raises(FloatingPointError) as error:
     runner.run(config, str(tmp_path))
@@ -456,7 +456,7 @@ def test_divergence_stops_before_its_checkpoint_and_a_new_lr_resumes_from_an_ear
     c = tiny(load_config("supervised", "dataset=digits,labels=10pct"), steps=12)
     c.eval_every_steps = 0
     c.lr.update(base=0.05, warmup_epochs=0.0, schedule="step", decay_factor=decay_factor)
-    c.lr.decay_epochs = (6 / config_lib.steps_per_epoch(144, 16),)  # after 6 updates
+    c.lr.decay_epochs = (6 / budget.steps_per_epoch(144, 16),)  # after 6 updates
     c.resume_step = resume_step
     return c
   workdir = str(tmp_path)
@@ -497,7 +497,7 @@ def test_multi_host_eval_and_train_shards(num_examples, process_count):
 def test_multi_host_pipelines_agree_on_steps():
   config = tiny(load_config("supervised", "dataset=digits,labels=10pct"), batch=16)
   pipes = [pipeline_lib.InMemoryPipeline(config, p, 4) for p in range(4)]
-  assert len({config_lib.total_steps(config, p.num_labeled, p.num_unlabeled) for p in pipes}) == 1
+  assert len({budget.total_steps(config, p.num_labeled, p.num_unlabeled) for p in pipes}) == 1
   for step in (0, 7, 30):
     batches = [p.train_batch(step)["labeled"]["label"] for p in pipes]
     assert {len(b) for b in batches} == {4}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from s4l_jax import config_lib
-from s4l_jax.models import build_model, model_record
+from s4l_jax.models import build_model, model_record, presets
 from s4l_jax.models import resnet_v1
 from s4l_jax.models.resnet_v1 import ResNetV1
 
@@ -59,7 +59,7 @@ def _closed_form_count(units, w, sk_ratio):
 def test_parameter_counts_and_output(preset, units, width, sk, millions):
   """R50-1x: 23,508,032 = torchvision's ResNet-50 (25,557,032) without its 1000-way fc;
   R152-3x+SK: the released model's 795M (backbone up to the pooling, simclr#118)."""
-  cfg = dict(config_lib.MODEL_PRESETS[preset], heads={"classes": -1})
+  cfg = dict(presets.MODEL_PRESETS[preset], heads={"classes": -1})
   out, variables = _abstract_init(build_model(cfg, 1000), (2, 224, 224, 3))
   assert out["pre_logits"].shape == (2, 2048 * width)
   assert out["pre_logits"].dtype == jnp.float32
@@ -313,7 +313,7 @@ def test_presets_round_trip_through_the_record(preset):
       classes=dict(dims=-1, input="proj_1", kernel_init="normal", zero_init=True)))
   record = model_record(c.model, 10)
   assert record == json.loads(json.dumps(record))
-  expected = {k: v for k, v in config_lib.MODEL_PRESETS[preset].items()}
+  expected = {k: v for k, v in presets.MODEL_PRESETS[preset].items()}
   assert {k: record[k] for k in expected} == expected
   assert (record["bn_momentum"], record["bn_epsilon"]) == (0.9, 1e-5)
   assert "width" not in record and "filters_factor" not in record

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from s4l_jax import config_lib, train
+from s4l_jax import budget, train
 from s4l_jax.config_lib import load_config  # pylint: disable=unused-import (for the tests)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,7 +19,7 @@ def tiny(config, steps: int = 4, batch: int = 16, image_size: int = 8):
   config.input.labeled.batch_size = batch
   if config.input.unlabeled.batch_size:
     config.input.unlabeled.batch_size = batch
-  config_lib.set_duration(config, total_steps=steps)
+  budget.set_duration(config, total_steps=steps)
   config.log_every_steps = 1
   config.checkpoint_every_steps = 2
   return config

@@ -9,8 +9,8 @@ Args (`--config=configs/clusterfit.py:dataset=digits`):
   pretrained: '' (default): the stage `features` trains the feature network first, the
               rotation pretext row (`configs/rotation.py`); else an export dir (any pretrained
               network: rotation, exemplar, SimCLR, a converted checkpoint), and no `features`
-  clusters:   K, the k-means clusters (0 = digits 50, cifar10 / folders 500, ImageNet 16,000,
-              the top of the paper's 1,000 - 16,000)
+  clusters:   K, the k-means clusters (0 = the dataset's `DatasetFamily.clusters`: digits 50,
+              cifar10 / folders 500, ImageNet 16,000, the top of the paper's 1,000 - 16,000)
   step:       all (default) | features | clusterfit | linear: that stage only (the stages
               it reads must have finished)
 
@@ -25,19 +25,20 @@ and iteration where it stopped.
 import ml_collections
 
 from s4l_jax import config_lib
+from s4l_jax.configs import common
+from s4l_jax.data import datasets
 
-DEFAULT_CLUSTERS = {"digits": 50, "imagenet2012": 16000}  # others: 500
 STAGES = ("features", "clusterfit", "linear")
 
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0, pretrained="",
                            clusters=0, step="all")
-  family = config_lib.dataset_family(a.dataset)
   if a.step not in ("all",) + STAGES:
     raise ValueError(f"step={a.step!r} must be all or one of {', '.join(STAGES)}")
-  common = f"dataset={a.dataset},labels={a.labels},steps={a.steps},evals={a.evals}"
-  clusters = a.clusters or DEFAULT_CLUSTERS.get(family, 500)
+  common_args = (f"dataset={a.dataset},labels={a.labels},steps={a.steps},evals={a.evals},"
+                 f"regime={a.regime}")
+  clusters = a.clusters or datasets.get(a.dataset).clusters
 
   fit = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals,
                                labeled_batch=32)
@@ -47,14 +48,13 @@ def get_config(arg=None):
   fit.model.heads.clusters = clusters
   fit.loss = ml_collections.ConfigDict(dict(num_clusters=clusters, endpoint="pre_logits",
                                             kmeans_iterations=100))
-  config_lib.pretext_preset(fit, family)
-  if a.steps:
-    config_lib.set_duration(fit, total_steps=a.steps)
+  common.pretext_preset(fit, a.regime)
+  common.set_steps(a.steps, fit)
 
   stages = dict(clusterfit=fit, linear=config_lib.load_config(
-      "linear_eval", f"pretrained=@clusterfit,{common}"))
+      "linear_eval", f"pretrained=@clusterfit,{common_args}"))
   if not a.pretrained:
-    stages["features"] = config_lib.load_config("rotation", common)
+    stages["features"] = config_lib.load_config("rotation", common_args)
   c = ml_collections.ConfigDict()
   c.method = "clusterfit"
   c.run_stages = a.step

@@ -18,16 +18,15 @@ the row only checks that the method runs. ImageNet defaults reuse the rotation p
 Then: `configs/linear_eval.py` or `configs/finetune.py` with `pretrained=WORKDIR/export`.
 """
 from s4l_jax import config_lib
+from s4l_jax.configs import common
 
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0)
-  family = config_lib.dataset_family(a.dataset)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=32)
   c.objective = "colorization"
   c.input.unlabeled.batch_size = 256
-  config_lib.colorization_task(c)
-  config_lib.pretext_preset(c, family)
-  if a.steps:
-    config_lib.set_duration(c, total_steps=a.steps)
+  common.colorization_task(c)
+  common.pretext_preset(c, a.regime)
+  common.set_steps(a.steps, c)
   return c

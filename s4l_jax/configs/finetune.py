@@ -8,7 +8,7 @@ Args (`--config=configs/finetune.py:pretrained=WORKDIR/export,dataset=digits`):
   steps:      0 = the preset's budget; > 0 overrides the number of training steps
 
 The network is the export's: its trunk architecture (export.json `model`: name, depth, width,
-BatchNorm epsilon; `config_lib.export_trunk`) replaces the preset's, so an export of any
+BatchNorm epsilon; `common.export_trunk`) replaces the preset's, so an export of any
 width (a MOAM one, 2x wider on digits) fits; `--config.model.*` overrides still apply.
 
 The supervised objective on the whole network, initialised from the export (its classes
@@ -18,6 +18,7 @@ unverified for this use): 10%: lr 0.1, wd 1e-3, decays 140/160/180, end 200; 1%:
 wd 1e-2, 700/800/900, end 1000.
 """
 from s4l_jax import config_lib
+from s4l_jax.configs import common
 
 
 def get_config(arg=None):
@@ -25,14 +26,12 @@ def get_config(arg=None):
   if not a.pretrained:
     raise ValueError("finetune needs the pretrained export: "
                      "--config=configs/finetune.py:pretrained=WORKDIR/export")
-  family = config_lib.dataset_family(a.dataset)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals,
-                             labeled_batch=256 if family == "imagenet2012" else 64)
+                             labeled_batch=256)
   c.objective = "supervised"
   c.init_from = a.pretrained
-  c.model.update(config_lib.export_trunk(a.pretrained, missing_ok=True))
+  c.model.update(common.export_trunk(a.pretrained, missing_ok=True))
   c.trainable = "all"
-  config_lib.supervised_preset(c, family, a.labels)
-  if a.steps:
-    config_lib.set_duration(c, total_steps=a.steps)
+  common.supervised_preset(c, a.regime, a.labels)
+  common.set_steps(a.steps, c)
   return c

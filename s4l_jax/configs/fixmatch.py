@@ -4,6 +4,9 @@ Args (`--config=configs/fixmatch.py:dataset=digits`):
   dataset: cifar10 (default) | imagenet2012 | digits | folder:PATH
   labels:  the paper's rows: cifar10 40 | 250 (default) | 4000 (totals, i.e. 4 / 25 / 400 per
            class, `subsets.parse_labels_spec`); imagenet2012 10pct (default); else 10pct
+           (the default: the dataset's `DatasetFamily.benchmark_labels`)
+  regime:  paper (ImageNet's default): the ImageNet row; small (the others'): the CIFAR-10
+           rows, or on digits the CPU check below
   steps:   0 = the preset's budget; > 0 overrides the number of training steps
 
 CIFAR-10 (and folders), the paper's settings: WRN-28-2; labeled batch B = 64 with view weak
@@ -35,19 +38,21 @@ has); threshold 0.95 kept: it fires within this budget (measured, seed 0: mask r
 step 50, 0.30 at 100, 0.80 at 300; pseudo-label accuracy 0.96; EMA test top-1 92.2 %, about
 100 s on this 2-core CPU).
 """
-from s4l_jax import config_lib
+from s4l_jax import budget, config_lib
+from s4l_jax.configs import common
+from s4l_jax.data import datasets
 
 WEAK = "central_crop|flip|shift"
 WEAK_STRONG = "central_crop*2|flip|shift|randaugment@1|cutout@1"  # copy 0 weak, 1 strong
+DIGITS_STEPS = 300  # regime=small on digits: the CPU check's budget
 
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="cifar10", labels="", steps=0)
-  family = config_lib.dataset_family(a.dataset)
-  imagenet = family == "imagenet2012"
-  labels = a.labels or ("250" if family == "cifar10" else "10pct")
-  c = config_lib.base_config(dataset=a.dataset, labels=labels, evals=a.evals,
-                             labeled_batch=1024 if imagenet else 64)
+  family = datasets.get(a.dataset)
+  paper = a.regime == "paper"
+  c = config_lib.base_config(dataset=a.dataset, labels=a.labels or family.benchmark_labels,
+                             evals=a.evals, labeled_batch=1024 if paper else 64)
   c.objective = "fixmatch"
   c.optimizer.nesterov = True
   c.lr.scale_batch_size = 0
@@ -57,7 +62,7 @@ def get_config(arg=None):
   c.loss.unlabeled_weight = 1.0
   mu = 7
   c.input.labeled.view, c.input.unlabeled.view = WEAK, WEAK_STRONG
-  if imagenet:
+  if paper:  # the ImageNet row
     mu = 5
     c.input.labeled.view = "inception_crop|flip"
     c.input.unlabeled.view = "inception_crop*2|flip|randaugment@1|cutout@1"
@@ -66,20 +71,18 @@ def get_config(arg=None):
     c.lr.warmup_epochs = 50.0
     c.lr.decay_epochs = (500.0, 1000.0, 1500.0, 2000.0, 2500.0)
     c.optimizer.weight_decay = 3e-4
-    config_lib.set_duration(c, total_epochs=3000.0)
+    budget.set_duration(c, total_epochs=3000.0)
     c.log_every_steps, c.checkpoint_every_steps = 100, 1000
-  elif family == "digits":
-    config_lib.small_data_preset(c, family)
-    c.input.labeled.batch_size = 32
+  elif family.name == "digits":
+    common.small_data_preset(c)
     c.lr.schedule, c.lr.base, c.lr.warmup_epochs = "fixmatch_cosine", 0.03, 0.0
     c.ema_decay = 0.99
-    config_lib.set_duration(c, total_steps=300)
-  else:
+    budget.set_duration(c, total_steps=DIGITS_STEPS)
+  else:  # the CIFAR-10 rows
     c.lr.schedule, c.lr.base = "fixmatch_cosine", 0.03
     c.optimizer.weight_decay = 5e-4
-    config_lib.set_duration(c, total_steps=2 ** 20)
+    budget.set_duration(c, total_steps=2 ** 20)
     c.log_every_steps, c.checkpoint_every_steps = 1000, 10000
   c.input.unlabeled.batch_size = mu * c.input.labeled.batch_size
-  if a.steps:
-    config_lib.set_duration(c, total_steps=a.steps)
+  common.set_steps(a.steps, c)
   return c

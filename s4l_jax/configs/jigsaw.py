@@ -13,22 +13,21 @@ a random position in each (gap + jitter; 16 px digits: 5 px cells, 4 px tiles; 3
 permutations (`loss.permutations`, generated deterministically and stored in the config), a
 shared trunk over the 9 tiles and a linear P-way head on their concatenated features. The
 original's fc6/fc7 layers over the concatenation are not reproduced (one linear layer). ImageNet
-defaults reuse the rotation pretext recipe (`config_lib.pretext_imagenet_schedule`, lr 0.1,
+defaults reuse the rotation pretext recipe (`common.pretext_paper_schedule`, lr 0.1,
 wd 1e-4; a guess). Then: `configs/linear_eval.py` or `configs/finetune.py` with
 `pretrained=WORKDIR/export`.
 """
 from s4l_jax import config_lib
+from s4l_jax.configs import common
 
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0,
-                           permutations=config_lib.JIGSAW_PERMUTATIONS)
-  family = config_lib.dataset_family(a.dataset)
+                           permutations=common.JIGSAW_PERMUTATIONS)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=32)
   c.objective = "jigsaw"
   c.input.unlabeled.batch_size = 256
-  config_lib.jigsaw_task(c, a.permutations)
-  config_lib.pretext_preset(c, family)
-  if a.steps:
-    config_lib.set_duration(c, total_steps=a.steps)
+  common.jigsaw_task(c, a.permutations)
+  common.pretext_preset(c, a.regime)
+  common.set_steps(a.steps, c)
   return c

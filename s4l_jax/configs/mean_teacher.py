@@ -15,21 +15,20 @@ WRN-28-2 setting, used for every dataset here). Unverified for ImageNet: the S4L
 the MT paper's ResNeXt-152 result and gives no settings of its own.
 """
 from s4l_jax import config_lib
+from s4l_jax.configs import common
 from s4l_jax.data import views
 
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0)
-  family = config_lib.dataset_family(a.dataset)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals,
-                             labeled_batch=256 if family == "imagenet2012" else 64)
+                             labeled_batch=256)
   c.objective = "mean_teacher"
-  config_lib.supervised_preset(c, family, a.labels)
+  common.supervised_preset(c, a.regime, a.labels)
   crop_op = views.INPUT_CROPS[c.input.crop]  # the preset's crop: inception or pad_crop
   c.input.unlabeled = dict(batch_size=c.input.labeled.batch_size, view=f"{crop_op}*2|flip")
   c.ema_halflife_epochs = 1.0
   c.loss.consistency_weight = 8.0
   c.loss.consistency_rampup = 0.4
-  if a.steps:
-    config_lib.set_duration(c, total_steps=a.steps)
+  common.set_steps(a.steps, c)
   return c

@@ -21,10 +21,12 @@ overridden: `--config.stages.step1.lr.base=0.1`.
 import ml_collections
 
 from s4l_jax import config_lib
+from s4l_jax.configs import common
 
 
-def stage_config(objective, dataset, labels, batch, evals):
-  c = config_lib.base_config(dataset=dataset, labels=labels, labeled_batch=batch, evals=evals)
+def stage_config(objective, a, batch):
+  c = config_lib.base_config(dataset=a.dataset, labels=a.labels, labeled_batch=batch,
+                             evals=a.evals)
   c.objective = objective
   return c
 
@@ -33,45 +35,40 @@ def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", step=0, steps=0)
   if not 0 <= a.step <= 3:
     raise ValueError(f"step={a.step} must be 0 (all three steps) or 1..3")
-  family = config_lib.dataset_family(a.dataset)
-  imagenet = family == "imagenet2012"
 
-  s1 = stage_config("moam_step1", a.dataset, a.labels, 128 if imagenet else 32, a.evals)
+  s1 = stage_config("moam_step1", a, 128)
   s1.input.labeled.view = s1.input.unlabeled.view = "rotate4"
-  s1.input.unlabeled.batch_size = s1.input.labeled.batch_size
   s1.model.heads = dict(classes=-1, rotations=4)
   s1.loss = ml_collections.ConfigDict(dict(
       rot_weight=0.4, sup_weight=0.3, vat_weight=0.3, entmin_weight=0.3, vat_eps=32.0,
       vat_xi=1e-6, vat_num_iters=1, vat_kl_direction="perturbed_clean",
       vat_normalization="exact_eps"))
   s1.ema_halflife_epochs = 1.0
-  config_lib.rotation_averaged_evals(s1)
+  common.rotation_averaged_evals(s1)
 
-  s2 = stage_config("supervised", a.dataset, a.labels, 256 if imagenet else 64, a.evals)
+  s2 = stage_config("supervised", a, 256)
   s2.teacher = "@step1"
 
-  s3 = stage_config("supervised", a.dataset, a.labels, 256 if imagenet else 32, a.evals)
+  s3 = stage_config("supervised", a, 256)
   s3.init_from = "@step2"
 
-  if imagenet:
+  if a.regime == "paper":
     for s in (s1, s2, s3):
       s.model.filters_factor = 16
     s1.lr.base, s1.optimizer.weight_decay = 0.2, 2e-4
     s1.lr.warmup_epochs, s1.lr.decay_epochs = 10.0, (100.0, 150.0, 190.0)
-    s2.optimizer.weight_decay = 1e-4
-    s2.lr.decay_epochs, s2.total_epochs = (30.0, 60.0, 90.0), 100.0
+    common.student_paper_schedule(s2)
     s3.lr.base, s3.optimizer.weight_decay, s3.lr.warmup_epochs = 0.01, 1e-4, 0.0
     s3.lr.decay_epochs, s3.total_epochs = (20.0, 25.0), 30.0
   else:
     for s in (s1, s2, s3):
-      config_lib.small_data_preset(s, family)
+      common.small_data_preset(s)
       s.model.width *= 2  # the paper's MOAM net is wider than the baselines' (4x there)
     # Class loss weight 0.3: 3x the preset lr, as the paper's MOAM lr (0.1) is ~3x S4L's.
     s1.lr.base *= 3
     s1.loss.vat_eps = 32.0 * (s1.input.image_size ** 2 * 3 / 150528) ** 0.5
-  if a.steps:
-    for s in (s1, s2, s3):
-      config_lib.set_duration(s, total_steps=a.steps)
+  s1.input.unlabeled.batch_size = s1.input.labeled.batch_size
+  common.set_steps(a.steps, s1, s2, s3)
 
   c = ml_collections.ConfigDict()
   c.method = "moam"

@@ -16,9 +16,10 @@ Doersch & Zisserman (2017) sum the tasks' losses on a shared ResNet-101 with one
 (relative position + colorization: 66.6 top-5 of a linear classifier on ImageNet vs 59.2 and
 62.5 alone). The tasks' settings are those of `configs/rotation.py`, `exemplar.py`,
 `jigsaw.py` and `relative_position.py`. ImageNet defaults: the pretext recipe
-(`config_lib.pretext_imagenet_schedule`) without s4l, S4L-Rotation's 10% row with it (guesses).
+(`common.pretext_paper_schedule`) without s4l, S4L-Rotation's 10% row with it (guesses).
 """
 from s4l_jax import config_lib
+from s4l_jax.configs import common
 
 TASK_WEIGHTS = {"rotation": "rotation_weight", "exemplar": "triplet_weight",
                 "jigsaw": "jigsaw_weight", "relative_position": "position_weight"}
@@ -27,13 +28,12 @@ TASK_WEIGHTS = {"rotation": "rotation_weight", "exemplar": "triplet_weight",
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0,
                            tasks="rotation+jigsaw+relative_position", s4l=False,
-                           permutations=config_lib.JIGSAW_PERMUTATIONS)
+                           permutations=common.JIGSAW_PERMUTATIONS)
   tasks = a.tasks.split("+")
   unknown = sorted(set(tasks) - set(TASK_WEIGHTS))
   if unknown or not tasks:
     raise ValueError(f"tasks={a.tasks!r}: unknown {unknown}; valid: '+'-joined "
                      f"{', '.join(TASK_WEIGHTS)}")
-  family = config_lib.dataset_family(a.dataset)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=256)
   c.objective = "multitask"
   c.input.unlabeled.batch_size = 256
@@ -44,16 +44,16 @@ def get_config(arg=None):
   if "rotation" in tasks:
     c.model.heads.rotations = 4
   if "exemplar" in tasks:
-    c.model.heads.embeddings = 1000 if family == "imagenet2012" else 128
+    c.model.heads.embeddings = common.EXEMPLAR_EMBED_DIMS[a.regime]
   if "jigsaw" in tasks:
-    config_lib.jigsaw_task(c, a.permutations)
+    common.jigsaw_task(c, a.permutations)
   if "relative_position" in tasks:
-    config_lib.relative_position_task(c)
+    common.relative_position_task(c)
   c.input.unlabeled.view = "exemplar8" if "exemplar" in tasks else "train"
-  config_lib.s4l_variant_preset(c, family)
-  if family == "imagenet2012" and not a.s4l:  # the pretext row: pretext_preset's ImageNet lr
-    c.lr.base, c.optimizer.weight_decay = 0.1, 1e-4
-    config_lib.pretext_imagenet_schedule(c)
-  if a.steps:
-    config_lib.set_duration(c, total_steps=a.steps)
+  # paper: the pretext row takes the pretext rows' recipe; small: both the S4L variants'.
+  if a.regime == "paper" and not a.s4l:
+    common.pretext_preset(c, a.regime)
+  else:
+    common.s4l_variant_preset(c, a.regime)
+  common.set_steps(a.steps, c)
   return c

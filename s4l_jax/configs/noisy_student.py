@@ -19,49 +19,49 @@ separate batches.
 
 Args: dataset (imagenet2012), labels (10pct), iterations (N >= 1 students, the paper's 3),
 grow (>= 1, width factor per iteration), steps (> 0: that many steps per stage).
-ImageNet: teacher as `supervised.py`; students as `pseudo_label.py` (lr 0.1 @256, wd 1e-4,
-decays 30/60/90, end 100 epochs over all images). Others: `small_data_preset`, students
-`STUDENT_STEPS` x its steps (they see ~10x the teacher's images); digits' tiny WRN-10-1
-gets lighter noise (dropout 0.2, survival 0.8 -> 0.9: the paper's cost its teacher 14 points
+`regime=paper` (ImageNet's default): teacher as `supervised.py`; students as
+`pseudo_label.py` (lr 0.1 @256, wd 1e-4, decays 30/60/90, end 100 epochs over all images).
+`regime=small`: `small_data_preset`, students `STUDENT_STEPS` x its steps (they see ~10x the
+teacher's images) and the dataset's `small.student_noise`: digits' tiny WRN-10-1 gets
+lighter noise (dropout 0.2, survival 0.8 -> 0.9: the paper's cost its teacher 14 points
 of top-1 in 400 steps; measured with 3x students: teacher 88.1, students 90.8, 89.7).
 Stage keys can be overridden: `--config.stages.student2.model.dropout=0.3`.
 """
 import ml_collections
 
-from s4l_jax import config_lib
-from s4l_jax.data import views
+from s4l_jax import budget, config_lib
+from s4l_jax.configs import common
+from s4l_jax.data import datasets, views
 
 NOISY_OPS = "flip|randaugment(2, 27)"  # after the dataset's crop op
-# K of the class balancing: about the unlabeled train images per class at 10% labels (0: off).
-PER_CLASS = {"imagenet2012": 1150, "cifar10": 4500, "digits": 116}
-STUDENT_STEPS = 3  # off ImageNet: a student's steps / the small-data preset's
+PAPER_NOISE = (0.5, 0.8)  # (dropout, last unit's survival); regime=small: the dataset's
+STUDENT_STEPS = 3  # regime=small: a student's steps / the small-data preset's
 
 
-def stage_config(a, family: str, width_factor: float, teacher: str = ""):
+def stage_config(a, width_factor: float, teacher: str = ""):
   """One stage: supervised with noise, `width_factor` x the preset's width; a student of
   `teacher` (a `@stage`) when given."""
-  imagenet = family == "imagenet2012"
+  family = datasets.get(a.dataset)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals,
-                             labeled_batch=256 if imagenet else 64)
+                             labeled_batch=256)
   c.objective = "supervised"
   c.input.labeled.view = f"{views.INPUT_CROPS[c.input.crop]}|{NOISY_OPS}"
-  c.model.dropout, c.model.stochastic_depth = (0.2, 0.9) if family == "digits" else (0.5, 0.8)
+  c.model.dropout, c.model.stochastic_depth = dict(
+      paper=PAPER_NOISE, small=family.small.student_noise)[a.regime]
   key = "filters_factor" if c.model.name == "resnet50v2" else "width"
   c.model[key] = round(c.model[key] * width_factor)
   if not teacher:
-    config_lib.supervised_preset(c, family, a.labels)
+    common.supervised_preset(c, a.regime, a.labels)
   else:
     c.teacher = teacher
     c.pseudo_label_type, c.pseudo_label_threshold = "soft", 0.3
-    c.pseudo_label_per_class = PER_CLASS.get(family, 0)
-    if imagenet:
-      c.optimizer.weight_decay = 1e-4
-      c.lr.decay_epochs, c.total_epochs = (30.0, 60.0, 90.0), 100.0
+    c.pseudo_label_per_class = family.pseudo_labels_per_class
+    if a.regime == "paper":
+      common.student_paper_schedule(c)
     else:
-      config_lib.small_data_preset(c, family)
-      config_lib.set_duration(c, total_steps=STUDENT_STEPS * c.total_steps)
-  if a.steps:
-    config_lib.set_duration(c, total_steps=a.steps)
+      common.small_data_preset(c)
+      budget.set_duration(c, total_steps=STUDENT_STEPS * c.total_steps)
+  common.set_steps(a.steps, c)
   return c
 
 
@@ -72,11 +72,9 @@ def get_config(arg=None):
     raise ValueError(f"Config arg iterations={a.iterations} must be >= 1 (students)")
   if a.grow < 1:
     raise ValueError(f"Config arg grow={a.grow} must be >= 1 (a student is no smaller)")
-  family = config_lib.dataset_family(a.dataset)
-  stages = {"teacher": stage_config(a, family, 1.0)}
+  stages = {"teacher": stage_config(a, 1.0)}
   for i in range(1, a.iterations + 1):
-    stages[f"student{i}"] = stage_config(a, family, a.grow ** i,
-                                         teacher="@" + list(stages)[-1])
+    stages[f"student{i}"] = stage_config(a, a.grow ** i, teacher="@" + list(stages)[-1])
   c = ml_collections.ConfigDict()
   c.method = "noisy_student"
   c.run_stages = "all"

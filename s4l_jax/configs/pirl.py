@@ -6,6 +6,7 @@ Args (`--config=configs/pirl.py:dataset=digits`):
            carries (ImageNet's tf.data one does not: validation rejects it)
   labels:  10pct (default) | 1pct | <int> | <int>perclass | all (the labeled batch is unused)
   steps:   0 = the preset's budget; > 0 overrides the number of training steps
+  regime:  ignored: one recipe, `regime=small`'s (the paper's ImageNet run is not reproduced)
 
 Paper settings (`s4l_jax/objectives/pirl.py`): 128-d unit embeddings f (image) and g (the
 jigsaw transform's 9 tiles through the shared trunk, concatenated, projected), a memory bank
@@ -20,26 +21,26 @@ smaller than digits' 0.36.) g is one linear layer on the concatenated tile featu
 `configs/linear_eval.py` or `configs/finetune.py` with `pretrained=WORKDIR/export`.
 """
 from s4l_jax import config_lib
+from s4l_jax.configs import common
+from s4l_jax.data import datasets
 
-TRAIN_IMAGES = {"digits": 1437, "cifar10": 50000, "imagenet2012": 1281167}  # the train split: one bank row each
 EMBED_DIM = 128
 
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="digits", labels="10pct", steps=0)
-  family = config_lib.dataset_family(a.dataset)
+  family = datasets.get(a.dataset)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=8)
   c.objective = "pirl"
-  config_lib.small_data_preset(c, family)
+  common.small_data_preset(c)
+  c.input.unlabeled.batch_size = c.input.labeled.batch_size
   c.input.labeled.batch_size = 8
-  c.input.unlabeled.batch_size = 32 if family == "digits" else 64
   c.model.heads = dict(classes=-1, pirl_image=EMBED_DIM, pirl_tiles=9 * EMBED_DIM)
   c.loss.embed_dim = EMBED_DIM
-  c.loss.bank_size = TRAIN_IMAGES.get(family, 0)
+  c.loss.bank_size = family.train_images  # one bank row per train image
   c.loss.bank_momentum = 0.5
-  c.loss.num_negatives = 512 if family == "digits" else 4096
+  c.loss.num_negatives = family.small.negatives
   c.loss.temperature = 0.5  # not the paper's 0.07: see the docstring
   c.loss.nce_lambda = 0.5
-  if a.steps:
-    config_lib.set_duration(c, total_steps=a.steps)
+  common.set_steps(a.steps, c)
   return c

@@ -11,6 +11,7 @@ ImageNet: batch 256, lr 0.1 @256, wd 1e-4, warm-up 5, decays 30/60/90, end 100 e
 all 1,281,167 images (~500k steps), `s4l:config/pseudo_labels.sh`.
 """
 from s4l_jax import config_lib
+from s4l_jax.configs import common
 
 
 def get_config(arg=None):
@@ -19,17 +20,14 @@ def get_config(arg=None):
   if not a.teacher:
     raise ValueError("pseudo_label needs a teacher export: "
                      "--config=configs/pseudo_label.py:teacher=WORKDIR/export")
-  family = config_lib.dataset_family(a.dataset)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals,
-                             labeled_batch=256 if family == "imagenet2012" else 64)
+                             labeled_batch=256)
   c.objective = "supervised"
   c.teacher = a.teacher
-  if family == "imagenet2012":
-    c.optimizer.weight_decay = 1e-4
-    c.lr.decay_epochs, c.total_epochs = (30.0, 60.0, 90.0), 100.0
+  if a.regime == "paper":
+    common.student_paper_schedule(c)
   else:
-    config_lib.small_data_preset(c, family)
-  config_lib.per_core_fidelity(c, "pseudo_label", a.fidelity)
-  if a.steps:
-    config_lib.set_duration(c, total_steps=a.steps)
+    common.small_data_preset(c)
+  common.per_core_fidelity(c, "pseudo_label", a.fidelity)
+  common.set_steps(a.steps, c)
   return c

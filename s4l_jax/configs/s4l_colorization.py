@@ -12,17 +12,16 @@ extra pass of the unlabeled images' L channel); `L = L_cls + loss.color_weight *
 are S4L-Rotation's 10% row (a guess). Digits are grey: the colorization term is trivial there.
 """
 from s4l_jax import config_lib
+from s4l_jax.configs import common
 
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0)
-  family = config_lib.dataset_family(a.dataset)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=256)
   c.objective = "s4l_colorization"
   c.input.unlabeled.batch_size = 256
-  config_lib.colorization_task(c)
+  common.colorization_task(c)
   c.loss.color_weight = 1.0
-  config_lib.s4l_variant_preset(c, family)
-  if a.steps:
-    config_lib.set_duration(c, total_steps=a.steps)
+  common.s4l_variant_preset(c, a.regime)
+  common.set_steps(a.steps, c)
   return c

@@ -18,30 +18,26 @@ released code's identity bug. labels=1pct takes the supervised-1% schedule with 
 1e-3 (hparams_1pct=supervised: 0.01 and 1e-2); all of it is a guess (no 1% row is released).
 """
 from s4l_jax import config_lib
+from s4l_jax.configs import common
+from s4l_jax.data import datasets
 
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0,
                            hparams_1pct="10pct", fidelity="default")
-  family = config_lib.dataset_family(a.dataset)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=512)
   c.objective = "s4l_exemplar"
   c.input.labeled.view = "exemplar8"
   c.input.unlabeled = dict(batch_size=512, view="exemplar8")
   c.loss.triplet_weight = 1.0
-  c.loss.embed_dim = 1000  # The head follows overrides of this key (a FieldReference).
-  c.loss.triplet_groups = 1
-  c.loss.exemplar_id_quirk = False
-  if family == "imagenet2012":
+  common.exemplar_loss(c, a.regime)
+  if a.regime == "paper":
     c.lr.base, c.lr.scale_batch_size, c.lr.warmup_epochs = 0.1, 0, 10.0
-    config_lib.unreleased_one_percent_preset(c, a.labels, a.hparams_1pct)
+    common.unreleased_one_percent_preset(c, a.labels, a.hparams_1pct)
   else:
-    config_lib.small_data_preset(c, family)
-    batch = 16 if family == "digits" else 32  # x8 views per stream.
+    common.small_data_preset(c)
+    batch = datasets.get(a.dataset).small.batch // 2  # x8 views per stream.
     c.input.labeled.batch_size = c.input.unlabeled.batch_size = batch
-    c.loss.embed_dim = 128
-  c.model.heads = dict(classes=-1, embeddings=c.loss.get_ref("embed_dim"))
-  config_lib.per_core_fidelity(c, "s4l_exemplar", a.fidelity)
-  if a.steps:
-    config_lib.set_duration(c, total_steps=a.steps)
+  common.per_core_fidelity(c, "s4l_exemplar", a.fidelity)
+  common.set_steps(a.steps, c)
   return c

@@ -12,18 +12,17 @@ The jigsaw task is `configs/jigsaw.py`'s; `L = L_cls + loss.jigsaw_weight * L_ji
 S4L-Rotation's 10% row (B_l = B_u = 256, lr 0.03 unscaled, wd 1e-3, 200 epochs), a guess.
 """
 from s4l_jax import config_lib
+from s4l_jax.configs import common
 
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0,
-                           permutations=config_lib.JIGSAW_PERMUTATIONS)
-  family = config_lib.dataset_family(a.dataset)
+                           permutations=common.JIGSAW_PERMUTATIONS)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=256)
   c.objective = "s4l_jigsaw"
   c.input.unlabeled.batch_size = 256
-  config_lib.jigsaw_task(c, a.permutations)
+  common.jigsaw_task(c, a.permutations)
   c.loss.jigsaw_weight = 1.0
-  config_lib.s4l_variant_preset(c, family)
-  if a.steps:
-    config_lib.set_duration(c, total_steps=a.steps)
+  common.s4l_variant_preset(c, a.regime)
+  common.set_steps(a.steps, c)
   return c

@@ -7,7 +7,7 @@ Args (`--config=configs/s4l_rotation.py:labels=1pct,dataset=digits`):
   hparams_1pct: 10pct (default) | supervised: with labels=1pct on ImageNet, the 10% row's lr
            and wd, or lr / 10 and wd x 10 as the released supervised 1% row (both guesses)
   fidelity: default | paper: ImageNet's per-TPU-core BN of the paper's v3-32 (groups of
-           (8 + 8) x 4 = 64 images, `config_lib.per_core_fidelity`)
+           (8 + 8) x 4 = 64 images, `common.per_core_fidelity`)
 
 ImageNet defaults are the paper's 10% row (`s4l:config/s4l_rotation.sh`): B_l = B_u = 256
 images (x4 rotations = 2,048 forward images), lr 0.03 without batch scaling, wd 1e-3,
@@ -16,27 +16,27 @@ labels=1pct takes the supervised-1% schedule (decays 700/800/900, end 1000) with
 wd 1e-3 (hparams_1pct=supervised: 0.003 and 1e-2); all of it is a guess.
 """
 from s4l_jax import config_lib
+from s4l_jax.configs import common
+from s4l_jax.data import datasets
 
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0,
                            hparams_1pct="10pct", fidelity="default")
-  family = config_lib.dataset_family(a.dataset)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=256)
   c.objective = "s4l_rotation"
   c.input.labeled.view = "rotate4"
   c.input.unlabeled = dict(batch_size=256, view="rotate4")
   c.model.heads = dict(classes=-1, rotations=4)
   c.loss.rot_weight = 1.0
-  config_lib.rotation_averaged_evals(c)
-  if family == "imagenet2012":
+  common.rotation_averaged_evals(c)
+  if a.regime == "paper":
     c.lr.base, c.lr.scale_batch_size = 0.03, 0
-    config_lib.unreleased_one_percent_preset(c, a.labels, a.hparams_1pct)
+    common.unreleased_one_percent_preset(c, a.labels, a.hparams_1pct)
   else:
-    config_lib.small_data_preset(c, family)
-    batch = 16 if family == "digits" else 32  # x4 rotations per stream.
+    common.small_data_preset(c)
+    batch = datasets.get(a.dataset).small.batch // 2  # x4 rotations per stream.
     c.input.labeled.batch_size = c.input.unlabeled.batch_size = batch
-  config_lib.per_core_fidelity(c, "s4l_rotation", a.fidelity)
-  if a.steps:
-    config_lib.set_duration(c, total_steps=a.steps)
+  common.per_core_fidelity(c, "s4l_rotation", a.fidelity)
+  common.set_steps(a.steps, c)
   return c

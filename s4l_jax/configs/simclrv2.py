@@ -49,13 +49,14 @@ Re-running resumes at the stage and step where it stopped; stage keys can be ove
 """
 import ml_collections
 
-from s4l_jax import config_lib
-from s4l_jax.data import views
+from s4l_jax import budget, config_lib
+from s4l_jax.configs import common
+from s4l_jax.data import datasets, views
+from s4l_jax.models import presets
 
 STAGES = ("pretrain", "finetune", "distill")
 IMAGENET_MODELS = ("r50_1x", "r50_2x_sk", "r152_3x_sk")
 STUDENTS = ("same", "r50_1x")
-JITTER_STRENGTH = {"cifar10": 0.5}  # SimCLR's CIFAR recipe; elsewhere 1 (its ImageNet value)
 
 
 def start_from_export(stages: dict, export_dir: str, student: str):
@@ -63,7 +64,7 @@ def start_from_export(stages: dict, export_dir: str, student: str):
   export's trunk and first projection layer (e.g. a released checkpoint converted by
   `python -m s4l_jax.convert simclrv2`), with the export's architecture (and so does the
   student with `student=same`)."""
-  trunk = config_lib.export_trunk(export_dir)  # its architecture; ValueError without a record
+  trunk = common.export_trunk(export_dir)  # its architecture; ValueError without a record
   from s4l_jax import export  # pylint: disable=g-import-not-at-top (jax only when used)
   if "proj" not in export.load_description(export_dir)["model"]["heads"]:
     raise ValueError(f"pretrained={export_dir} has no projection head 'proj' (e.g. converted "
@@ -86,8 +87,6 @@ def lars(c, base: float, weight_decay: float, warmup_epochs: float):
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", model="r50_1x",
                            student="same", step=0, steps=0, memory=0, pretrained="")
-  family = config_lib.dataset_family(a.dataset)
-  imagenet = family == "imagenet2012"
   if a.model not in IMAGENET_MODELS:
     raise ValueError(f"model={a.model!r} unknown; valid: {', '.join(IMAGENET_MODELS)}")
   if a.student not in STUDENTS:
@@ -97,20 +96,17 @@ def get_config(arg=None):
   if a.pretrained and a.step == 1:
     raise ValueError("pretrained= replaces the pretraining stage (step=1); use step=0, 2 or 3")
 
-  stages = {}
-  for name in STAGES:
-    c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=256,
-                               model=a.model if imagenet else "")
-    if not imagenet:
-      config_lib.small_data_preset(c, family)
-    stages[name] = c
+  paper = a.regime == "paper"
+  stages = {name: config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals,
+                                         labeled_batch=256, model=a.model if paper else "")
+            for name in STAGES}
   pretrain, finetune, distill = (stages[n] for n in STAGES)
 
   pretrain.objective = "simclr"
-  pretrain.input.labeled.view = pretrain.input.unlabeled.view = (
-      f"{views.INPUT_CROPS[pretrain.input.crop]}*2|simclr_augment({JITTER_STRENGTH[family]})"
-      if family in JITTER_STRENGTH else "simclr2")
-  pretrain.model.heads = dict(proj=config_lib.simclr_projection_head(),
+  strength = datasets.get(a.dataset).simclr_jitter_strength
+  pretrain.input.labeled.view = pretrain.input.unlabeled.view = "simclr2" if strength == 1 else (
+      f"{views.INPUT_CROPS[pretrain.input.crop]}*2|simclr_augment({strength})")
+  pretrain.model.heads = dict(proj=presets.simclr_projection_head(),
                               classes=dict(dims=-1, stop_gradient=True))
   pretrain.loss.temperature = 0.1
   pretrain.loss.linear_eval_weight = 1.0
@@ -122,7 +118,7 @@ def get_config(arg=None):
   finetune.objective = "supervised"
   finetune.input.labeled.view = "simclr_train"
   finetune.init_from, finetune.init_take = "@pretrain", "trunk+proj_1"
-  finetune.model.heads = dict(proj=config_lib.simclr_projection_head(keep=1),
+  finetune.model.heads = dict(proj=presets.simclr_projection_head(keep=1),
                               classes=dict(dims=-1, input="proj_1", zero_init=True))
 
   distill.objective = "distill"
@@ -133,30 +129,29 @@ def get_config(arg=None):
   distill.loss.distill_weight, distill.loss.sup_weight = 1.0, 0.0
   distill.lr.batch_of = "unlabeled"
   if a.student == "r50_1x":
-    distill.model.update(config_lib.MODEL_PRESETS["r50_1x"] if imagenet
-                         else config_lib.MODEL_PRESETS["wrn_tiny"])
+    distill.model.update(presets.MODEL_PRESETS["r50_1x" if paper else "wrn_tiny"])
 
-  if imagenet:
+  if paper:
     pretrain.input.unlabeled.batch_size, pretrain.input.labeled.batch_size = 3584, 512
     lars(pretrain, 0.1, 1e-4, warmup_epochs=40.0)
     pretrain.lr.epochs_of = "unlabeled"
-    config_lib.set_duration(pretrain, total_unlabeled_epochs=800.0)
+    budget.set_duration(pretrain, total_unlabeled_epochs=800.0)
     finetune.input.labeled.batch_size = 1024
     lars(finetune, 0.005, 0.0, warmup_epochs=0.0)
-    config_lib.set_duration(finetune, total_epochs=60.0 if a.labels == "1pct" else 30.0)
+    budget.set_duration(finetune, total_epochs=60.0 if a.labels == "1pct" else 30.0)
     distill.input.unlabeled.batch_size, distill.input.labeled.batch_size = 4096, 256
     lars(distill, 0.1, 1e-4, warmup_epochs=20.0)
     distill.lr.epochs_of = "unlabeled"
-    config_lib.set_duration(distill, total_unlabeled_epochs=400.0)
+    budget.set_duration(distill, total_unlabeled_epochs=400.0)
   else:
+    for c in stages.values():
+      common.small_data_preset(c)
     labeled = pretrain.input.labeled.batch_size
     pretrain.input.unlabeled.batch_size = 2 * labeled
     distill.input.unlabeled.batch_size = 2 * labeled
     for c, base, wd in ((pretrain, 0.1, 1e-4), (finetune, 0.005, 0.0), (distill, 0.1, 1e-4)):
       lars(c, base, wd, warmup_epochs=c.lr.warmup_epochs if c is not finetune else 0.0)
-  if a.steps:
-    for c in stages.values():
-      config_lib.set_duration(c, total_steps=a.steps)
+  common.set_steps(a.steps, *stages.values())
   if a.pretrained:
     start_from_export(stages, a.pretrained, a.student)
 

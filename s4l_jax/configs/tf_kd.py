@@ -23,14 +23,11 @@ one stage of the two-stage variants.
 """
 import ml_collections
 
-from s4l_jax import config_lib
+from s4l_jax import budget, config_lib
+from s4l_jax.configs import common
 
 TEACHERS = ("self", "reversed", "poor", "virtual")
 POOR_FRACTION = 0.1  # De-KD: the teacher's share of the normal training length
-
-
-def supervised(a):
-  return config_lib.supervised_row(a.dataset, a.labels, a.steps, evals=a.evals)
 
 
 def widen(c):
@@ -46,13 +43,13 @@ def get_config(arg=None):
   if a.teacher not in TEACHERS:
     raise ValueError(f"teacher={a.teacher!r} unknown; valid: {', '.join(TEACHERS)}")
   if a.teacher == "virtual":
-    c = supervised(a)
+    c = common.supervised_row(a)
     c.objective = "virtual_teacher"
     c.loss.update(dict(alpha=a.alpha, temperature=a.temperature, correct_prob=a.correct_prob))
     return c
-  teacher, student = supervised(a), supervised(a)
+  teacher, student = common.supervised_row(a), common.supervised_row(a)
   if a.teacher == "poor":
-    for key in config_lib.DURATION_KEYS:
+    for key in budget.DURATION_KEYS:
       teacher[key] = type(teacher[key])(teacher[key] * POOR_FRACTION)
   if a.teacher == "reversed":
     widen(student)

@@ -14,12 +14,12 @@ lr 0.03 without batch scaling, wd 1e-3, warm-up 5, decays at 140/160/180, end 20
 (100k steps), eps 40, w_vat 0.5, xi 1e-6, 1 power iteration, VAT on labeled images too.
 1%: no released config; guessed: the supervised-1% schedule (700/800/900, end 1000 epochs)
 with lr 0.03, wd 1e-3 (hparams_1pct=supervised: 0.003, 1e-2). `loss.vat_normalization`:
-exact_eps (|r_adv| = eps) | released (tf l2_normalize, eps 1e-12: shorter r_adv, README). Other datasets use `small_data_preset` with eps scaled to the same RMS
+exact_eps (|r_adv| = eps) | released (tf l2_normalize, eps 1e-12: shorter r_adv, README). `regime=small` (the default off ImageNet) uses `common.small_data_preset` with eps scaled to the same RMS
 perturbation per input value as eps=40 over 224*224*3 = 150,528 values:
 eps = 40 * sqrt(S*S*3 / 150528) = 40 * S / 224 (digits, S=16: 2.86; cifar10, S=32: 5.71).
 """
-from s4l_jax import config_lib
+from s4l_jax.configs import common
 
 
 def get_config(arg=None):
-  return config_lib.vat_config(arg, entmin_weight=0.0)
+  return common.vat_row(arg, entmin_weight=0.0)

@@ -2,8 +2,8 @@
 
 Same args and settings as `configs/vat.py` with entmin_weight 1.0.
 """
-from s4l_jax import config_lib
+from s4l_jax.configs import common
 
 
 def get_config(arg=None):
-  return config_lib.vat_config(arg, entmin_weight=1.0)
+  return common.vat_row(arg, entmin_weight=1.0)

@@ -8,6 +8,32 @@ import importlib.util
 
 
 @dataclasses.dataclass(frozen=True)
+class SmallRegime:
+  """The `regime=small` recipe's sizes on a family (`configs/common.small_data_preset`): a
+  CPU/GPU-sized run with a fixed step budget.
+
+  Attributes:
+    batch: labeled images a step (the pretext rows' unlabeled ones too; half of it where
+      each image gives 4 or 8 views: S4L-Rotation, exemplar).
+    steps: training steps.
+    lr: peak learning rate (not batch-scaled).
+    log_every_steps, checkpoint_every_steps: cadences.
+    student_noise: Noisy Student's (dropout, last unit's survival probability).
+    negatives: PIRL's negatives drawn from its memory bank per step.
+  """
+  batch: int = 64
+  steps: int = 4000
+  lr: float = 0.1
+  log_every_steps: int = 100
+  checkpoint_every_steps: int = 500
+  student_noise: tuple[float, float] = (0.5, 0.8)
+  negatives: int = 4096
+
+
+REGIMES = ("paper", "small")  # the config arg regime=: the paper's recipe or a small budget
+
+
+@dataclasses.dataclass(frozen=True)
 class DatasetFamily:
   """What the code needs to know about a family of datasets.
 
@@ -20,12 +46,22 @@ class DatasetFamily:
     num_classes: fixed number of classes, or None when read from the data (folders).
     test_split: the split reported as "test" (ImageNet's labeled `validation`).
     image_size, crop, model, eval_batch_size: the input and model preset (pixels, crop name,
-      `config_lib.MODEL_PRESETS` key, global eval batch).
+      `models.presets.MODEL_PRESETS` key, global eval batch).
     validation: the default held-out set carved from train (`input.validation`;
       `subsets.split_train`), e.g. the S4L paper's 1,000 ImageNet images (one per class).
     label_protocol: labels specs this family reads as another (`subsets.resolve_labels_spec`),
       e.g. ImageNet's `10pct` / `1pct` = S4L's lists of exactly 128 / 13 images per class
       (google-research/s4l `label_map_count_128000_index_0` / `..._13000_...`).
+    regime: the configs' default `regime=` (`REGIMES`): `paper` where the paper trained.
+    small: the `regime=small` sizes.
+    train_images: images of the train split (PIRL's memory bank rows); 0: read from the data.
+    benchmark_labels: the labels spec of the semi-supervised benchmarks' headline row on it
+      (FixMatch's default; CIFAR-10: 250 labels).
+    pseudo_labels_per_class: Noisy Student's class balancing K, about the unlabeled train
+      images per class at 10 % labels; 0: off.
+    clusters: ClusterFit's default k-means K (the paper's 1,000 - 16,000 on ImageNet).
+    simclr_jitter_strength: SimCLR's colour-jitter strength (`simclr_augment(s)`): 1 as on
+      ImageNet, 0.5 in its CIFAR-10 recipe.
   """
   name: str
   source: str
@@ -38,6 +74,13 @@ class DatasetFamily:
   eval_batch_size: int
   validation: str
   label_protocol: tuple[tuple[str, str], ...] = ()
+  regime: str = "small"
+  small: SmallRegime = SmallRegime()
+  train_images: int = 0
+  benchmark_labels: str = "10pct"
+  pseudo_labels_per_class: int = 0
+  clusters: int = 500
+  simclr_jitter_strength: float = 1.0
 
   def needs_tensorflow(self, pipeline: str) -> bool:
     """Whether reading it through input pipeline `pipeline` imports TensorFlow."""
@@ -50,13 +93,21 @@ FAMILIES = {f.name: f for f in (
     DatasetFamily("imagenet2012", source="tfds", pipelines=("tfdata",), num_classes=1000,
                   test_split="validation", image_size=224, crop="inception",
                   model="resnet50v2", eval_batch_size=400, validation="1000",
-                  label_protocol=(("10pct", "128perclass"), ("1pct", "13perclass"))),
+                  label_protocol=(("10pct", "128perclass"), ("1pct", "13perclass")),
+                  regime="paper", train_images=1281167, pseudo_labels_per_class=1150,
+                  clusters=16000),
     DatasetFamily("cifar10", source="tfds", pipelines=("memory",), num_classes=10,
                   test_split="test", image_size=32, crop="pad_crop", model="wrn",
-                  eval_batch_size=500, validation="1000"),
+                  eval_batch_size=500, validation="1000", train_images=50000,
+                  benchmark_labels="250", pseudo_labels_per_class=4500,
+                  simclr_jitter_strength=0.5),
     DatasetFamily("digits", source="sklearn", pipelines=("memory",), num_classes=10,
                   test_split="test", image_size=16, crop="pad_crop", model="wrn_tiny",
-                  eval_batch_size=360, validation="10pct"),
+                  eval_batch_size=360, validation="10pct",
+                  small=SmallRegime(batch=32, steps=400, lr=0.05, log_every_steps=50,
+                                    checkpoint_every_steps=100, student_noise=(0.2, 0.9),
+                                    negatives=512),
+                  train_images=1437, pseudo_labels_per_class=116, clusters=50),
     DatasetFamily("folder", source="folder", pipelines=("memory", "tfdata"), num_classes=None,
                   test_split="test", image_size=32, crop="pad_crop", model="wrn",
                   eval_batch_size=500, validation="10pct"),
