@@ -96,9 +96,14 @@ def check_values(config):
            f"be one of {', '.join(views.INPUT_CROPS)}")
   for name in ("labeled", "unlabeled"):
     try:  # an unknown view or op fails here, before anything is compiled
-      views.parse_view(config.input[name].view)
+      spec = views.resolve(config.input[name].view, config.input.crop)
     except ValueError as e:
       raise ValueError(f"input.{name}.{e}") from None
+    try:  # and so does a crop op that tf.data lacks
+      if config.input.pipeline == "tfdata" and config.input[name].batch_size:
+        views.host_twin(spec)
+    except ValueError as e:
+      raise ValueError(f"input.{name}.view {config.input[name].view!r}: {e}") from None
 
 
 def check_evals(config):

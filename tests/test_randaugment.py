@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from s4l_jax.data import randaugment as ra
+from s4l_jax.data import views  # pylint: disable=unused-import (registers the ops)
+from s4l_jax.data.ops import randaugment as ra, registry
 
 S = 24
 
@@ -170,3 +171,53 @@ def test_cutout_is_a_grey_square_of_half_the_side_clipped_at_the_border():
 
 def test_shift_pad_is_an_eighth_of_the_side():
   assert [ra.shift_pad(s) for s in (8, 16, 32, 96, 224)] == [1, 2, 4, 12, 28]
+
+
+# Parameters as op arguments (`randaugment(num_ops, magnitude)`, `cutout(fraction)`).
+# The paper's values at magnitude 27 of 30: 90 % of each range from low to high; the signed ops
+# at +-90 % of their bound.
+FIXED_27 = {"AutoContrast": [0.0], "Brightness": [0.86], "Color": [0.86], "Contrast": [0.86],
+            "Equalize": [0.0], "Identity": [0.0], "Posterize": [8.5], "Rotate": [-27, 27],
+            "Sharpness": [0.86], "ShearX": [-0.27, 0.27], "ShearY": [-0.27, 0.27],
+            "Solarize": [0.9], "TranslateX": [-0.27, 0.27], "TranslateY": [-0.27, 0.27]}
+
+
+@pytest.mark.slow  # about 8 CPU-seconds: two compilations of all 14 ops
+def test_randaugment_at_a_fixed_magnitude_applies_one_op_at_the_papers_values():
+  """Each output of randaugment(1, 27) is one RA op at its FIXED_27 value (computed apart,
+  ops called directly); over 64 keys, several ops and both signs of a signed one occur."""
+  x = jnp.asarray(_image(8, 12), jnp.float32) / 255.0
+  keys = jax.random.split(jax.random.key(0), 64)
+  outs = np.asarray(jax.jit(jax.vmap(lambda k: ra.randaugment(k, x, 1, 27)))(keys))
+  pairs = [(name, v) for name, values in FIXED_27.items() for v in values]
+  candidates = np.asarray(jax.jit(lambda x: jnp.stack(
+      [ra.RA_OPS[name][0](x, v).astype(x.dtype) for name, v in pairs]))(x))
+  seen = set()
+  for out in outs:
+    hits = [pair for pair, want in zip(pairs, candidates) if np.allclose(out, want, atol=1e-6)]
+    assert hits, "not one op at its fixed value"
+    seen.update(hits)
+  assert len({name for name, _ in seen}) >= 8
+  signed = [name for name, values in FIXED_27.items() if len(values) == 2]
+  assert any(sum(n == name for n, _ in seen) == 2 for name in signed)
+
+
+@pytest.mark.parametrize("fraction, side", [(0.25, 2), (0.5, 6), (0.75, 8)])
+def test_cutout_fraction_covers_the_closed_form_square(fraction, side):
+  """cutout(f) on a 12 x 12 image: a grey rectangle, (2 * (int(12 f) // 2))^2 pixels when
+  inside the image, clipped (never larger) at the border."""
+  x = jnp.zeros((12, 12, 3))
+  keys = jax.random.split(jax.random.key(1), 200)
+  cutout = registry.build(f"cutout({fraction})", registry.OPS).fn  # the view's op
+  outs = np.asarray(jax.vmap(cutout, in_axes=(0, None))(keys, x))[..., 0]
+  areas = set()
+  for out in outs:
+    box = out == ra.FILL
+    rows, cols = box.any(1), box.any(0)
+    np.testing.assert_array_equal(box, np.outer(rows, cols))  # one rectangle
+    inside = not (rows[0] or rows[-1] or cols[0] or cols[-1])
+    assert rows.sum() <= side and cols.sum() <= side
+    if inside:
+      assert rows.sum() == cols.sum() == side
+    areas.add(int(box.sum()))
+  assert max(areas) == side * side

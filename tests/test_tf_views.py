@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from s4l_jax.data import tf_views
 from s4l_jax.data import views
+from s4l_jax.data.ops import crops as crop_ops, registry, resize
 
 pytestmark = pytest.mark.tf
 
@@ -32,7 +33,7 @@ def test_jax_box_sampler_matches_tf(h, w):
       lambda sd: tf_views.sample_box(sd, [h, w, 3])[1][:2], s,
       fn_output_signature=tf.int32, parallel_iterations=64))
   tf_hw = sample(seeds).numpy().astype(np.float64)
-  jax_hw = np.asarray(views.inception_crop_boxes(jax.random.key(1), n, h, w),
+  jax_hw = np.asarray(crop_ops.inception_crop_boxes(jax.random.key(1), n, h, w),
                       np.float64)[:, 2:]
   for name, stat in (("area", lambda s: s[:, 0] * s[:, 1] / (h * w)),
                      ("aspect", lambda s: s[:, 1] / s[:, 0]),
@@ -45,12 +46,12 @@ def test_jax_box_sampler_matches_tf(h, w):
 def test_tf_multi_crop_matches_jax_crop_and_resize():
   img = np.random.RandomState(0).randint(0, 256, (64, 48, 3)).astype(np.uint8)
   seeds = [tf.constant([i, 7], tf.int64) for i in range(4)]
-  got = tf_views._multi_crop(tf.constant(img), seeds, 16, views.S4L_AREA,
-                             views.S4L_ASPECT).numpy()
+  got = tf_views._multi_crop(tf.constant(img), seeds, 16, crop_ops.S4L_AREA,
+                             crop_ops.S4L_ASPECT).numpy()
   for seed, crop in zip(seeds, got):
     begin, size, _ = tf_views.sample_box(seed, [64, 48, 3])
     box = jnp.array([begin[0], begin[1], size[0], size[1]])
-    want = views.crop_and_resize(jnp.asarray(img, jnp.float32) / 255, box, 16)
+    want = resize.crop_and_resize(jnp.asarray(img, jnp.float32) / 255, box, 16)
     np.testing.assert_allclose(crop, want, atol=1e-4)
 
 
@@ -77,7 +78,7 @@ def test_tf_inception_crop_matches_jax_resize_of_the_box():
   got = fn(_features(img, (4, 9)))["image"].numpy()
   begin, size, _ = tf_views.sample_box(tf.constant([4, 9], tf.int64), [64, 48, 3])
   box = jnp.array([begin[0], begin[1], size[0], size[1]])
-  want = views.crop_and_resize(jnp.asarray(img, jnp.float32), box, 16)
+  want = resize.crop_and_resize(jnp.asarray(img, jnp.float32), box, 16)
   np.testing.assert_allclose(got, want, atol=0.5 + 1e-3)  # uint8 rounding of the host crop
 
 
@@ -110,12 +111,24 @@ def test_unknown_view_raises():
 
 
 def test_every_crop_op_has_a_host_twin():
-  assert not set(tf_views.HOST_CROPS) & set(tf_views.BOX_CROPS)
-  assert set(tf_views.HOST_CROPS) | set(tf_views.BOX_CROPS) == set(views.CROP_OPS)
+  assert views.host_crops() == list(registry.CROPS)
+  twins = {registry.CROPS[name]().host.name for name in registry.CROPS}
+  assert twins == set(tf_views.HOST_TWINS) | {crop_ops.SAMPLED_BOX.name}
+
+
+def test_tf_data_refuses_a_device_only_crop_in_one_line(monkeypatch):
+  monkeypatch.setitem(registry.CROPS, "device_only",
+                      lambda: registry.Crop(lambda rng, images, size, view: images))
+  assert views.copies("device_only|flip") == 1  # the device path takes it
+  with pytest.raises(ValueError) as e:
+    tf_views.make_tf_crop_fn("device_only|flip", image_size=8, crop="none", decode=False)
+  assert str(e.value) == (
+      "crop op 'device_only' has no tf.data twin: tf.data supports inception_crop, pad_crop, "
+      "central_crop, simclr_crop, central_crop_875 (or use input.pipeline=memory)")
 
 
 def _jax_bicubic_uint8(img, box, size):
-  crop = views.bicubic_crop_and_resize(jnp.asarray(img, jnp.float32), jnp.asarray(box), size)
+  crop = resize.bicubic_crop_and_resize(jnp.asarray(img, jnp.float32), jnp.asarray(box), size)
   return np.clip(np.asarray(crop), 0, 255)
 
 
@@ -129,7 +142,7 @@ def test_tf_simclr_crops_are_the_jax_bicubic_of_the_box(view, crops):
       _features(img, (4, 9)))["image"].numpy().reshape(crops, 16, 16, 3)
   seeds = [seed] if crops == 1 else tf_views._split(seed, crops)
   for s, crop in zip(seeds, got):
-    begin, size, _ = tf_views.sample_box(s, [64, 48, 3], views.SIMCLR_AREA, views.SIMCLR_ASPECT)
+    begin, size, _ = tf_views.sample_box(s, [64, 48, 3], crop_ops.SIMCLR_AREA, crop_ops.SIMCLR_ASPECT)
     box = [begin[0], begin[1], size[0], size[1]]
     np.testing.assert_allclose(crop, _jax_bicubic_uint8(img, box, 16), atol=0.5 + 1e-3)
 
@@ -138,5 +151,5 @@ def test_tf_simclr_eval_is_the_jax_central_875_crop():
   img = np.random.RandomState(4).randint(0, 256, (36, 50, 3)).astype(np.uint8)
   got = tf_views.make_tf_crop_fn("simclr_eval", image_size=16, crop="inception", decode=False)(
       _features(img))["image"].numpy()
-  want = _jax_bicubic_uint8(img, views.simclr_central_box(36, 50), 16)
+  want = _jax_bicubic_uint8(img, crop_ops.simclr_central_box(36, 50), 16)
   np.testing.assert_allclose(got, want, atol=0.5 + 1e-3)

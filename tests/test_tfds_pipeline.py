@@ -13,6 +13,7 @@ from PIL import Image
 from s4l_jax import runner
 from s4l_jax.data import factory
 from s4l_jax.data import tf_views, views
+from s4l_jax.data.ops import resize
 from testing_utils import load_config, tiny
 
 pytestmark = pytest.mark.tf
@@ -167,7 +168,7 @@ def test_exemplar8_canvas_finished_on_device():
   assert hosts["image"].shape == (8, c, c, 3) and hosts["boxes"].shape == (8, 8, 4)
   np.testing.assert_array_equal(hosts["image"][:, :40, :40], np.broadcast_to(image, (8, 40, 40, 3)))
   # Device resizes of the host boxes == tf.image.resize of those crops (exact up to fp).
-  crops = jax.vmap(jax.vmap(views.gather_crop_and_resize, in_axes=(None, 0, None)),
+  crops = jax.vmap(jax.vmap(resize.gather_crop_and_resize, in_axes=(None, 0, None)),
                    in_axes=(0, 0, None))(hosts["image"], hosts["boxes"], SIZE) / 255
   tf_crops = [tf.image.resize(image[y:y + h, x:x + w], [SIZE, SIZE]) / 255
               for y, x, h, w in hosts["boxes"][0]]

@@ -12,6 +12,7 @@ from PIL import Image
 
 from s4l_jax import config_lib, evaluate, export, runner, validation
 from s4l_jax.data import pipeline, sources
+from s4l_jax.data.ops import registry
 from test_configs import REQUIRED_ARGS
 from testing_utils import ROOT, load_config, tiny, write_image_folder
 
@@ -216,8 +217,8 @@ def test_bad_config_flag_fails_in_one_line(tmp_path, config, match):
      r"^input.labeled.view 'pad_crop\|flipp': unknown op 'flipp'; valid: a named view "
      r"\(train, rotate4, exemplar8, jigsaw, relative_position, simclr2, simclr_train, eval, "
      r"simclr_eval\) or "
-     r"crop_op\[\*N\]\|op\[@k\]\|... with crop ops \(inception_crop, pad_crop, central_crop, "
-     r"simclr_crop, central_crop_875\) and ops \(flip, hsv_noise, "),
+     r"crop_op\[\(args\)\]\[\*N\]\|op\[\(args\)\]\[@k\]\|... with crop ops \(inception_crop, "
+     r"pad_crop, central_crop, simclr_crop, central_crop_875\) and ops \(hsv_noise, "),
     ({"input.unlabeled.view": "rotate"}, r"^input.unlabeled.view 'rotate': unknown op 'rotate'"),
     ({"input.labeled.view": "flip|pad_crop"},
      r"view 'flip\|pad_crop': exactly one crop op, first \(inception_crop, pad_crop, "),
@@ -226,6 +227,17 @@ def test_bad_config_flag_fails_in_one_line(tmp_path, config, match):
 def test_bad_view_is_rejected_naming_the_op_and_the_valid_ones(overrides, match):
   with pytest.raises(ValueError, match=match):
     validation.validate(_digits(**overrides))
+
+
+def test_tfdata_refuses_a_device_only_crop_before_compiling(monkeypatch):
+  monkeypatch.setitem(registry.CROPS, "device_only",
+                      lambda: registry.Crop(lambda rng, images, size, view: images))
+  config = _digits(**{"input.labeled.view": "device_only|flip"})
+  validation.check_values(config)  # the in-memory pipeline runs any crop op
+  config.input.pipeline = "tfdata"
+  with pytest.raises(ValueError, match=r"^input.labeled.view 'device_only\|flip': crop op "
+                     r"'device_only' has no tf.data twin: tf.data supports inception_crop, "):
+    validation.check_values(config)
 
 
 def test_composed_view_is_valid():

@@ -12,6 +12,7 @@ import pytest
 
 from s4l_jax import runner
 from s4l_jax.data import views
+from s4l_jax.data.ops import colour, crops, geometry, pretext, registry, resize, simclr
 from testing_utils import load_config, tiny
 
 
@@ -22,7 +23,7 @@ def _rand_images(b=2, h=16, w=16, seed=0):
 
 def test_rotate4_matches_np_rot90():
   x = np.asarray(_rand_images(h=12, w=12), np.float32)
-  out = np.asarray(views.rotate4(jnp.asarray(x)))
+  out = np.asarray(geometry.rotate4(jnp.asarray(x)))
   for b, k in itertools.product(range(2), range(4)):
     np.testing.assert_array_equal(out[b, k], np.rot90(x[b], k))
 
@@ -48,10 +49,10 @@ def test_rgb_hsv_roundtrip_against_colorsys():
   rgb = np.random.RandomState(0).rand(2000, 3).astype(np.float32)
   rgb[:10] = rgb[:10, :1]  # Greys (zero chroma).
   rgb[10] = 0.0
-  hsv = np.asarray(views.rgb_to_hsv(jnp.asarray(rgb)))
+  hsv = np.asarray(colour.rgb_to_hsv(jnp.asarray(rgb)))
   want = np.array([colorsys.rgb_to_hsv(*c) for c in rgb])
   np.testing.assert_allclose(hsv, want, atol=1e-5)
-  back = np.asarray(views.hsv_to_rgb(jnp.asarray(want, jnp.float32)))
+  back = np.asarray(colour.hsv_to_rgb(jnp.asarray(want, jnp.float32)))
   np.testing.assert_allclose(back, [colorsys.hsv_to_rgb(*c) for c in want],
                              atol=1e-5)
   np.testing.assert_allclose(back, rgb, atol=1e-5)
@@ -59,7 +60,7 @@ def test_rgb_hsv_roundtrip_against_colorsys():
 
 def test_hsv_noise_extreme_draws_stay_in_range():
   img = jnp.asarray(np.random.RandomState(1).rand(8, 8, 3), jnp.float32)
-  noise = jax.jit(views.apply_hsv_noise)
+  noise = jax.jit(colour.apply_hsv_noise)
   for hue, g, s, b in itertools.product((-0.1, 0.1), (-2.0, 2.0),
                                         (-0.5, 0.5), (-0.1, 0.1)):
     out = noise(img, hue, jnp.full(2, g), jnp.full(2, s), jnp.full(2, b))
@@ -77,7 +78,7 @@ def test_exemplar8_views_are_distinct_crops_of_same_image(monkeypatch):
   yy, xx = np.meshgrid(np.arange(h), np.arange(h), indexing="ij")
   src = np.stack([np.stack([yy * 4, xx * 4, np.full_like(yy, 50 + 100 * i)],
                            -1) for i in range(b)]).astype(np.uint8)
-  monkeypatch.setitem(views.OPS, "hsv_noise", views.Op(lambda rng, x: x))
+  monkeypatch.setitem(registry.OPS, "hsv_noise", lambda: registry.Op(lambda rng, x: x))
   fn = jax.jit(views.make_view_fn("exemplar8", image_size=s, crop="inception"))
   out = (np.asarray(fn(jax.random.key(3), {"image": jnp.asarray(src)})["image"]) + 1) / 2
   out *= 255
@@ -105,7 +106,7 @@ def _box_stats(boxes, h, w):
 
 @pytest.mark.parametrize("h,w", [(224, 224), (180, 300)])
 def test_inception_crop_box_statistics(h, w):
-  boxes = views.inception_crop_boxes(jax.random.key(0), 20_000, h, w)
+  boxes = crops.inception_crop_boxes(jax.random.key(0), 20_000, h, w)
   y, x, bh, bw, area, aspect = _box_stats(boxes, h, w)
   whole = (bh == h) & (bw == w)
   assert np.all((y >= 0) & (x >= 0) & (y + bh <= h) & (x + bw <= w))
@@ -122,7 +123,7 @@ def test_pad_crop_is_exact_shift_of_padded_image():
   padded = np.pad(np.asarray(img), ((4, 4), (4, 4), (0, 0)), mode="reflect")
   offsets = set()
   for i in range(30):
-    out = np.asarray(views.pad_crop(jax.random.key(i), img, 16))
+    out = np.asarray(crops.pad_crop(jax.random.key(i), img, 16))
     hits = [(oy, ox) for oy in range(9) for ox in range(9)
             if np.array_equal(out, padded[oy:oy + 16, ox:ox + 16])]
     assert hits
@@ -164,7 +165,7 @@ def test_unknown_view_or_crop_raises():
     views.make_view_fn("rot", image_size=8, crop="none")
   with pytest.raises(ValueError, match="pad_crop"):
     views.make_view_fn("train", image_size=8, crop="random")
-  with pytest.raises(ValueError, match=r"unknown op 'flipp'; .* ops \(flip, hsv_noise"):
+  with pytest.raises(ValueError, match=r"unknown op 'flipp'; .* ops \(.*flip, rotate4"):
     views.parse_view("pad_crop|flipp")
   with pytest.raises(ValueError, match="exactly one crop op, first"):
     views.parse_view("flip|hsv_noise")
@@ -189,7 +190,7 @@ def test_composition_names_its_crop_and_named_views_follow_input_crop():
   assert views.resolve("inception_crop|flip|hsv_noise", "pad_crop") == views.View(
       "inception_crop", ("flip", "hsv_noise"))
   assert views.resolve("train", "none").crop == "central_crop"
-  assert views.resolve("simclr2", "inception").area_range == views.SIMCLR_AREA
+  assert views.resolve("simclr2", "inception").area_range == crops.SIMCLR_AREA
   assert views.resolve("eval", "pad_crop").crop == "central_crop"
 
 
@@ -306,7 +307,7 @@ def _np_bicubic(image, box, size):
                                       ((2, 2, 7, 9), 7), ((30, 0, 7, 29), 224)])
 def test_bicubic_matches_numpy_keys_cubic(box, size):
   img = np.random.RandomState(0).rand(37, 29, 3).astype(np.float32)
-  got = jax.jit(views.bicubic_crop_and_resize, static_argnums=2)(
+  got = jax.jit(resize.bicubic_crop_and_resize, static_argnums=2)(
       jnp.asarray(img), jnp.array(box), size)
   np.testing.assert_allclose(got, _np_bicubic(img, box, size), atol=2e-6)
 
@@ -316,14 +317,14 @@ def test_bicubic_closed_forms():
   """Identity at the crop's size; constants kept (renormalised edges); a ramp is reproduced
   where all 4 taps are inside, at the source position rounded to 1/1024 px (TF's table)."""
   img = jnp.asarray(np.random.RandomState(1).rand(20, 20, 3), jnp.float32)
-  np.testing.assert_allclose(views.bicubic_crop_and_resize(img, jnp.array([3, 4, 12, 12]), 12),
+  np.testing.assert_allclose(resize.bicubic_crop_and_resize(img, jnp.array([3, 4, 12, 12]), 12),
                              img[3:15, 4:16], atol=1e-6)
-  np.testing.assert_allclose(views.bicubic_crop_and_resize(jnp.full((9, 9, 1), 0.3),
+  np.testing.assert_allclose(resize.bicubic_crop_and_resize(jnp.full((9, 9, 1), 0.3),
                                                            jnp.array([0, 0, 9, 9]), 31),
                              0.3, atol=1e-6)
   n_in, n_out = 50, 37
   ramp = jnp.broadcast_to(jnp.arange(n_in, dtype=jnp.float32)[:, None, None], (n_in, 1, 1))
-  out = np.asarray(views.bicubic_crop_and_resize(ramp, jnp.array([0, 0, n_in, 1]), n_out))
+  out = np.asarray(resize.bicubic_crop_and_resize(ramp, jnp.array([0, 0, n_in, 1]), n_out))
   src = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
   inside = (np.floor(src) >= 1) & (np.floor(src) + 2 <= n_in - 1)
   want = np.floor(src) + np.rint((src - np.floor(src)) * 1024) / 1024
@@ -339,13 +340,13 @@ def test_bicubic_matches_tf_image_resize():
   for box, size in (((0, 0, 41, 33), 16), ((5, 3, 30, 17), 48), ((1, 2, 3, 4), 9)):
     y, x, h, w = box
     want = tf.image.resize(img[y:y + h, x:x + w], [size, size], method="bicubic").numpy()
-    got = views.bicubic_crop_and_resize(jnp.asarray(img), jnp.array(box), size)
+    got = resize.bicubic_crop_and_resize(jnp.asarray(img), jnp.array(box), size)
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 @pytest.mark.slow
 def test_saturation_is_tf_adjust_saturation_not_a_luma_blend():
-  out = views.adjust_saturation(jnp.array([[[0.2, 0.5, 0.8]]]), 1.5)
+  out = colour.adjust_saturation(jnp.array([[[0.2, 0.5, 0.8]]]), 1.5)
   np.testing.assert_allclose(out[0, 0], [0.0, 0.4, 0.8], atol=1e-6)
 
 
@@ -368,7 +369,7 @@ _NP_JITTER = (
 @pytest.mark.slow
 def test_each_jitter_op_at_a_fixed_factor(index, factor):
   img = np.random.RandomState(3).rand(6, 5, 3)
-  got = views.JITTER_OPS[index](jnp.asarray(img, jnp.float32), factor)
+  got = colour.JITTER_OPS[index](jnp.asarray(img, jnp.float32), factor)
   np.testing.assert_allclose(got, _NP_JITTER[index](img, factor), atol=2e-6)
 
 
@@ -379,21 +380,24 @@ def test_color_jitter_applies_ops_in_order_clipping_each(order):
   want = img
   for i in order:
     want = np.clip(_NP_JITTER[i](want, factors[i]), 0, 1)
-  got = views.apply_color_jitter(jnp.asarray(img, jnp.float32), jnp.array(factors),
+  got = colour.apply_color_jitter(jnp.asarray(img, jnp.float32), jnp.array(factors),
                                  jnp.array(order))
   np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 @pytest.mark.slow
-def test_color_jitter_brightness_range():
-  """On a grey image only brightness acts: out = 0.5 * U(0.2, 1.8) at strength 1."""
+@pytest.mark.parametrize("strength", [1.0, 0.5])
+def test_color_jitter_brightness_range(strength):
+  """On a grey image only brightness acts: out = 0.5 * U(1 - 0.8 s, 1 + 0.8 s) at strength s
+  (0.2..1.8 at SimCLR's ImageNet strength 1, 0.6..1.4 at its CIFAR strength 0.5)."""
   grey = jnp.full((2, 2, 3), 0.5)
   keys = jax.random.split(jax.random.key(0), 4000)
-  out = np.asarray(jax.vmap(views.color_jitter, in_axes=(0, None))(keys, grey))
+  out = np.asarray(jax.vmap(colour.color_jitter, in_axes=(0, None, None))(keys, grey, strength))
   np.testing.assert_allclose(out, out[:, :1, :1, :1] * np.ones_like(out), atol=1e-6)
   f = out[:, 0, 0, 0] / 0.5
-  assert 0.2 <= f.min() < 0.21 and 1.79 < f.max() <= 1.8
-  assert abs(f.mean() - 1.0) < 0.03  # sd of the mean: 0.46 / sqrt(4000) = 0.007
+  lo, hi = 1 - 0.8 * strength, 1 + 0.8 * strength
+  assert lo - 1e-6 <= f.min() < lo + 0.01 and hi - 0.01 < f.max() <= hi + 1e-6
+  assert abs(f.mean() - 1.0) < 0.03  # sd of the mean: 0.46 / sqrt(4000) = 0.007 at s = 1
 
 
 @pytest.mark.parametrize("size,taps", [(224, 23), (32, 3), (96, 9), (19, 1)])
@@ -403,7 +407,7 @@ def test_blur_kernel_size_and_normalisation(size, taps):
   delta = np.zeros((size, size, 1), np.float32)
   c = size // 2
   delta[c, c] = 1.0
-  out = np.asarray(views.apply_gaussian_blur(jnp.asarray(delta), sigma))[..., 0]
+  out = np.asarray(simclr.apply_gaussian_blur(jnp.asarray(delta), sigma))[..., 0]
   ys, xs = np.nonzero(out)
   assert ys.max() - ys.min() + 1 == taps and xs.max() - xs.min() + 1 == taps
   r = taps // 2
@@ -412,7 +416,7 @@ def test_blur_kernel_size_and_normalisation(size, taps):
   np.testing.assert_allclose(out[c - r:c + r + 1, c - r:c + r + 1], np.outer(k, k), atol=1e-7)
   np.testing.assert_allclose(out.sum(), 1.0, atol=1e-5)
   # Zero padding: a constant image darkens at the corner by the kernel mass inside.
-  ones = np.asarray(views.apply_gaussian_blur(jnp.ones((size, size, 1)), sigma))
+  ones = np.asarray(simclr.apply_gaussian_blur(jnp.ones((size, size, 1)), sigma))
   np.testing.assert_allclose(ones[0, 0, 0], k[r:].sum() ** 2, atol=1e-6)
 
 
@@ -428,18 +432,18 @@ def _frequency(fn, image, n=20_000):
 def test_random_op_frequencies(monkeypatch, name, p):
   """The ops of simclr_augment fire with SimCLR's probabilities (5 binomial sd)."""
   # Any blur must show: a tiny sigma is exactly the identity in float32.
-  monkeypatch.setattr(views, "gaussian_blur", lambda rng, x: x + 1.0)
+  monkeypatch.setattr(simclr, "gaussian_blur", lambda rng, x: x + 1.0)
   image = jnp.asarray(np.random.RandomState(5).rand(4, 4, 3), jnp.float32)
-  freq = _frequency(views.OPS[name].fn, image)
+  freq = _frequency(registry.OPS[name]().fn, image)
   assert abs(freq - p) < 5 * np.sqrt(p * (1 - p) / 20_000), freq
 
 
 def test_simclr_central_box_is_simclrs_center_crop():
   # rint(0.875 * short) half to even; offsets ((H - side) + 1) // 2.
-  assert views.simclr_central_box(224, 224) == (14, 14, 196, 196)
-  assert views.simclr_central_box(20, 30) == (1, 6, 18, 18)  # 17.5 -> 18
-  assert views.simclr_central_box(36, 27) == (6, 2, 24, 24)  # 23.625 -> 24
-  assert views.simclr_central_box(333, 500) == (21, 105, 291, 291)  # 291.375
+  assert crops.simclr_central_box(224, 224) == (14, 14, 196, 196)
+  assert crops.simclr_central_box(20, 30) == (1, 6, 18, 18)  # 17.5 -> 18
+  assert crops.simclr_central_box(36, 27) == (6, 2, 24, 24)  # 23.625 -> 24
+  assert crops.simclr_central_box(333, 500) == (21, 105, 291, 291)  # 291.375
 
 
 def test_simclr_eval_is_the_bicubic_central_875_crop():
@@ -457,8 +461,8 @@ def test_simclr_train_is_a_bicubic_simclr_box_and_a_flip():
   out = np.asarray(views.make_view_fn("simclr_train", image_size=16, crop="inception")(
       rng, {"image": imgs})["image"])
   k_crop, k_flip = jax.random.split(rng)
-  boxes = np.asarray(views.inception_crop_boxes(k_crop, 3, 24, 20, views.SIMCLR_AREA,
-                                                views.SIMCLR_ASPECT))
+  boxes = np.asarray(crops.inception_crop_boxes(k_crop, 3, 24, 20, crops.SIMCLR_AREA,
+                                                crops.SIMCLR_ASPECT))
   flips = [bool(jax.random.bernoulli(k)) for k in jax.random.split(k_flip, 3)]
   for b in range(3):
     want = _np_bicubic(np.asarray(imgs[b]) / 255, boxes[b], 16)
@@ -498,7 +502,7 @@ def _mark(rng, x):
 
 @pytest.mark.slow
 def test_op_at_k_touches_only_crop_k_with_one_key_per_image(monkeypatch):
-  monkeypatch.setitem(views.OPS, "mark", views.Op(_mark))
+  monkeypatch.setitem(registry.OPS, "mark", lambda: registry.Op(_mark))
   imgs = _rand_images(b=3, h=8, w=8)
   rng = jax.random.key(4)
   out = np.asarray(views.make_view_fn("central_crop*3|mark@1", image_size=8, crop="none")(
@@ -514,7 +518,7 @@ def test_op_at_k_touches_only_crop_k_with_one_key_per_image(monkeypatch):
 
 
 def test_op_at_k_after_a_copy_op_covers_all_copies_of_crop_k(monkeypatch):
-  monkeypatch.setitem(views.OPS, "mark", views.Op(_mark))
+  monkeypatch.setitem(registry.OPS, "mark", lambda: registry.Op(_mark))
   out = np.asarray(views.make_view_fn("central_crop*2|rotate4|mark@1", image_size=8,
                                       crop="none")(jax.random.key(0),
                                                    {"image": _rand_images(h=8, w=8)})["image"])
@@ -568,7 +572,7 @@ def test_fixmatch_views_weak_copy_is_untouched_and_strong_is_deterministic_per_k
   other = np.asarray(fn(jax.random.key(8), {"image": imgs})["image"])
   assert not np.array_equal(a[:, 1], other[:, 1])
   for name in ("randaugment", "cutout"):
-    monkeypatch.setitem(views.OPS, name, views.Op(lambda rng, x: x))
+    monkeypatch.setitem(registry.OPS, name, lambda: registry.Op(lambda rng, x: x))
   plain = np.asarray(views.make_view_fn(view, image_size=16, crop="none")(
       jax.random.key(7), {"image": imgs})["image"])
   np.testing.assert_array_equal(a[:, 0], plain[:, 0])  # weak: flip + shift only
@@ -580,7 +584,7 @@ def test_fixmatch_views_weak_copy_is_untouched_and_strong_is_deterministic_per_k
 @pytest.mark.parametrize("size,geometry", [(16, (5, 4, 0)), (32, (10, 8, 1)), (225, (75, 64, 0)),
                                            (224, (74, 63, 1)), (8, (2, 1, 1))])
 def test_grid_geometry_is_noroozis_ratio(size, geometry):
-  assert views.grid_geometry(size) == geometry
+  assert pretext.grid_geometry(size) == geometry
 
 
 def _coordinate_image(size):
@@ -603,7 +607,7 @@ def _corners(tiles):
 
 def test_jigsaw_tiles_are_jittered_windows_of_each_grid_cell():
   size = 16
-  cell, tile, origin = views.grid_geometry(size)
+  cell, tile, origin = pretext.grid_geometry(size)
   fn = jax.jit(views.make_view_fn("central_crop|jigsaw_tiles", image_size=size, crop="none"))
   seen = set()
   for seed in range(30):
@@ -620,7 +624,7 @@ def test_jigsaw_tiles_are_jittered_windows_of_each_grid_cell():
 
 def test_patch_pair_is_the_centre_and_the_labelled_neighbour():
   size = 16
-  cell, tile, origin = views.grid_geometry(size)
+  cell, tile, origin = pretext.grid_geometry(size)
   offsets = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
   fn = jax.jit(views.make_view_fn("central_crop|patch_pair", image_size=size, crop="none"))
   labels = []
@@ -642,13 +646,13 @@ def test_color_drop_keeps_one_channel_and_fills_the_others_with_faint_noise():
   image = jnp.asarray(rng.uniform(0, 1, (6, 6, 3)), jnp.float32)
   kept_channels = set()
   for seed in range(20):
-    out = np.asarray(views.color_drop(jax.random.PRNGKey(seed), image))
+    out = np.asarray(pretext.color_drop(jax.random.PRNGKey(seed), image))
     same = [c for c in range(3) if np.array_equal(out[..., c], image[..., c])]
     assert len(same) == 1
     kept = np.asarray(image[..., same[0]])
     for c in set(range(3)) - set(same):
       assert abs(out[..., c].mean() - kept.mean()) < 0.01 * kept.std()
-      assert 0.5 < out[..., c].std() / (views.DROP_NOISE * kept.std()) < 1.5
+      assert 0.5 < out[..., c].std() / (pretext.DROP_NOISE * kept.std()) < 1.5
     kept_channels.add(same[0])
   assert kept_channels == {0, 1, 2}
 
@@ -674,3 +678,45 @@ def test_ops_fn_applies_a_views_ops_to_images_in_pm1():
   pairs = views.make_ops_fn("patch_pair|color_drop")(jax.random.PRNGKey(0),
                                                       views.to_pm1(images, max_value=255))
   assert pairs["image"].shape == (2, 2, 4, 4, 3) and pairs["position"].shape == (2, 2)
+
+
+# ---- Ops with arguments ----
+
+@pytest.mark.parametrize("explicit, bare, changed", [
+    ("pad_crop(4)*2|flip|shift(0.125)|randaugment(2, None)@1|cutout(fraction=0.5)@1",
+     "pad_crop*2|flip|shift|randaugment@1|cutout@1",
+     "pad_crop*2|flip|shift|randaugment(2, 27)@1|cutout@1"),
+    ("simclr_crop*2|simclr_augment(strength=1.0)", "simclr2", "simclr_crop*2|simclr_augment(0.5)"),
+    ("pad_crop|color_jitter(1.0, 0.8)|grey(p=0.2)|blur(0.5)", "pad_crop|color_jitter|grey|blur",
+     "pad_crop|color_jitter|grey(0.3)|blur"),
+    ("central_crop_875(0.875)", "simclr_eval", "central_crop_875(0.5)"),
+])
+def test_op_with_its_default_arguments_is_the_bare_op_bit_for_bit(explicit, bare, changed):
+  """The same traced program (jaxpr and its constants), so the same bits for every input and
+  key; another argument gives another program."""
+  batch, rng = {"image": _rand_images(h=12, w=12)}, jax.random.key(3)
+
+  def program(view):
+    closed = jax.make_jaxpr(views.make_view_fn(view, image_size=8, crop="inception"))(rng, batch)
+    return str(closed.jaxpr), [np.asarray(c).tobytes() for c in closed.consts]
+  assert program(explicit) == program(bare) != program(changed)
+
+
+def test_op_arguments_change_what_the_op_does():
+  imgs, rng = _rand_images(h=8, w=8), jax.random.key(2)
+  run = lambda view: np.asarray(views.make_view_fn(view, image_size=8, crop="none")(
+      rng, {"image": imgs})["image"])
+  plain = np.asarray(views.to_pm1(imgs, max_value=255))
+  np.testing.assert_array_equal(run("pad_crop(0)"), plain)  # no padding: the image itself
+  grey = run("central_crop|grey(p=1.0)")
+  np.testing.assert_allclose(grey, grey[..., :1].repeat(3, -1), atol=1e-6)
+  np.testing.assert_array_equal(run("central_crop|grey(p=0.0)"), plain)
+
+
+def test_color_jitter_arguments_reach_the_jitter():
+  """color_jitter(s, p=1) is `color_jitter` at strength s, always applied."""
+  rng = jax.random.key(2)
+  image = jnp.asarray(np.random.RandomState(0).rand(2, 2, 3), jnp.float32)
+  op = registry.build("color_jitter(0.5, p=1.0)", registry.OPS)
+  np.testing.assert_array_equal(op.fn(rng, image), colour.color_jitter(
+      jax.random.split(rng)[0], image, strength=0.5))

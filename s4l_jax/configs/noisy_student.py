@@ -10,8 +10,8 @@ Pseudo-labels (the paper's ImageNet + JFT settings): soft (the teacher's probabi
 balancing to about the unlabeled images per class (`pseudo_label_per_class`: the K most
 confident, or duplicates up to K). Noise: dropout 0.5 before the classifier, stochastic
 depth with survival 0.8 at the last residual unit (linear in depth), and RandAugment on the
-labeled stream's crops (`<crop>|flip|randaugment`; FixMatch's RA: 2 random ops at random
-magnitudes, where the paper fixes magnitude 27 of AutoAugment's scale).
+labeled stream's crops (`<crop>|flip|randaugment(2, 27)`: 2 ops at the paper's fixed
+magnitude 27, read on a 0..30 scale within FixMatch's op ranges: `data/ops/randaugment.py`).
 Each student is `grow` x as wide as its teacher (the paper grows EfficientNet-B7 to L2);
 models are the project's ResNet-50 v2 (ImageNet) and WRNs, not EfficientNet, and the
 labeled and pseudo-labelled images share one stream (MOAM step 2's), not the paper's
@@ -33,7 +33,7 @@ from s4l_jax import budget, config_lib
 from s4l_jax.configs import common
 from s4l_jax.data import datasets, views
 
-NOISY_OPS = "flip|randaugment"  # after the dataset's crop op
+NOISY_OPS = "flip|randaugment(2, 27)"  # after the dataset's crop op
 PAPER_NOISE = (0.5, 0.8)  # (dropout, last unit's survival); regime=small: the dataset's
 STUDENT_STEPS = 3  # regime=small: a student's steps / the small-data preset's
 

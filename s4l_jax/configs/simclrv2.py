@@ -51,6 +51,7 @@ import ml_collections
 
 from s4l_jax import budget, config_lib
 from s4l_jax.configs import common
+from s4l_jax.data import datasets, views
 from s4l_jax.models import presets
 
 STAGES = ("pretrain", "finetune", "distill")
@@ -102,7 +103,9 @@ def get_config(arg=None):
   pretrain, finetune, distill = (stages[n] for n in STAGES)
 
   pretrain.objective = "simclr"
-  pretrain.input.labeled.view = pretrain.input.unlabeled.view = "simclr2"
+  strength = datasets.get(a.dataset).simclr_jitter_strength
+  pretrain.input.labeled.view = pretrain.input.unlabeled.view = "simclr2" if strength == 1 else (
+      f"{views.INPUT_CROPS[pretrain.input.crop]}*2|simclr_augment({strength})")
   pretrain.model.heads = dict(proj=presets.simclr_projection_head(),
                               classes=dict(dims=-1, stop_gradient=True))
   pretrain.loss.temperature = 0.1

@@ -60,6 +60,8 @@ class DatasetFamily:
     pseudo_labels_per_class: Noisy Student's class balancing K, about the unlabeled train
       images per class at 10 % labels; 0: off.
     clusters: ClusterFit's default k-means K (the paper's 1,000 - 16,000 on ImageNet).
+    simclr_jitter_strength: SimCLR's colour-jitter strength (`simclr_augment(s)`): 1 as on
+      ImageNet, 0.5 in its CIFAR-10 recipe.
   """
   name: str
   source: str
@@ -78,6 +80,7 @@ class DatasetFamily:
   benchmark_labels: str = "10pct"
   pseudo_labels_per_class: int = 0
   clusters: int = 500
+  simclr_jitter_strength: float = 1.0
 
   def needs_tensorflow(self, pipeline: str) -> bool:
     """Whether reading it through input pipeline `pipeline` imports TensorFlow."""
@@ -96,7 +99,8 @@ FAMILIES = {f.name: f for f in (
     DatasetFamily("cifar10", source="tfds", pipelines=("memory",), num_classes=10,
                   test_split="test", image_size=32, crop="pad_crop", model="wrn",
                   eval_batch_size=500, validation="1000", train_images=50000,
-                  benchmark_labels="250", pseudo_labels_per_class=4500),
+                  benchmark_labels="250", pseudo_labels_per_class=4500,
+                  simclr_jitter_strength=0.5),
     DatasetFamily("digits", source="sklearn", pipelines=("memory",), num_classes=10,
                   test_split="test", image_size=16, crop="pad_crop", model="wrn_tiny",
                   eval_batch_size=360, validation="10pct",

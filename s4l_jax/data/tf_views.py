@@ -1,27 +1,28 @@
 """The host half of the views for tf.data (TFDS / image folders): decode and crop only.
 
-`make_tf_crop_fn` emits uint8 crops at the view's size (or, for many inception crops, the
+Each crop op declares its host twin (`registry.Crop.host`, a `HOST_TWINS` name with the crop's
+parameters); a crop op without one is refused in one line. `make_tf_crop_fn` emits uint8 crops
+at the view's size (or, for many inception crops, the
 decoded image on a canvas plus the boxes); `views.make_view_fn(..., host_cropped=True)` applies
 the rest of the view on the device with the registered JAX ops. Randomness comes only from
 `features["seed"]` (int64 (2,)) through `tf.random.stateless_*`, so a stream is reproducible
 given its seed. Boxes come from `tf.image.stateless_sample_distorted_bounding_box` (the
-reference sampler that `views.inception_crop_boxes` reimplements).
+reference sampler that `crops.inception_crop_boxes` reimplements).
 
-Resizing follows the view's `resize` (`views.RESIZES`): the host calls `tf.image.resize` with
+Resizing follows the view's `resize` (`resize.RESIZES`): the host calls `tf.image.resize` with
 that method, the reference that the JAX resizes match; bicubic crops are clipped to [0, 1]
 when rounded to uint8 here, whereas the device path keeps the kernel's overshoot until the
 next clip (SimCLR's first clip comes after the colour jitter). Canvas crops (>=
-`CANVAS_MIN_CROPS` per image) are resized on the device (`views.RESIZES[...].canvas_fn`).
+`CANVAS_MIN_CROPS` per image) are resized on the device (`resize.RESIZES[...].canvas_fn`).
 """
 from typing import Callable
 
 import tensorflow as tf
 
 from s4l_jax.data import views
-# The crop constants are shared with the JAX views (which import no TensorFlow).
-from s4l_jax.data.views import MAX_ATTEMPTS, MIN_COVERED, PAD, S4L_ASPECT, S4L_AREA  # pylint: disable=g-multiple-import
-
-BOX_CROPS = ("inception_crop", "simclr_crop")  # crop ops that sample `sample_box` boxes
+from s4l_jax.data.ops import registry
+# The crop constants are shared with the JAX crops (which import no TensorFlow).
+from s4l_jax.data.ops.crops import MAX_ATTEMPTS, MIN_COVERED, S4L_ASPECT, S4L_AREA, SAMPLED_BOX  # pylint: disable=g-multiple-import
 
 CANVAS = 512
 CANVAS_MIN_CROPS = 4  # inception crops per image from which the host emits a canvas + boxes
@@ -134,20 +135,20 @@ def _central(image, image_size, method="bilinear"):
   return tf.image.resize(crop, [image_size, image_size], method) / 255.0
 
 
-def _central_875(image, image_size, method="bicubic"):
-  """SimCLR's eval crop (`views.simclr_central_box`), resized (`method`); float [0, 1]."""
+def _central_fraction(image, image_size, method="bicubic", *, fraction):
+  """SimCLR's eval crop (`crops.simclr_central_box`), resized (`method`); float [0, 1]."""
   shape = tf.shape(image)
-  side = tf.cast(tf.math.rint(views.SIMCLR_CENTRAL * tf.cast(
+  side = tf.cast(tf.math.rint(fraction * tf.cast(
       tf.minimum(shape[0], shape[1]), tf.float32)), tf.int32)
   crop = tf.image.crop_to_bounding_box(image, (shape[0] - side + 1) // 2,
                                        (shape[1] - side + 1) // 2, side, side)
   return tf.image.resize(crop, [image_size, image_size], method) / 255.0
 
 
-def _pad_crop(image, seed, image_size):
-  """Reflect pad by 4, random crop; float [0, 1]."""
+def _pad_crop(image, seed, image_size, *, pad):
+  """Reflect pad by `pad`, random crop; float [0, 1]."""
   padded = tf.pad(tf.cast(image, tf.float32) / 255.0,
-                  [[PAD, PAD], [PAD, PAD], [0, 0]], mode="REFLECT")
+                  [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
   return tf.image.stateless_random_crop(padded, [image_size, image_size, 3],
                                         seed)
 
@@ -164,11 +165,13 @@ def _eval(image, image_size, decode):
   return image[top:top + image_size, left:left + image_size] / 255.0
 
 
-# The host twins of the other crop ops: fn(uint8 (H, W, 3), seed, S, view) -> (S, S, 3) [0, 1].
-HOST_CROPS = {
-    "pad_crop": lambda image, seed, size, view: _pad_crop(image, seed, size),
-    "central_crop": lambda image, seed, size, view: _central(image, size, view.resize),
-    "central_crop_875": lambda image, seed, size, view: _central_875(image, size, view.resize),
+# The host twins of crop ops (`registry.HostTwin.name`) but the sampled boxes (`SAMPLED_BOX`,
+# `make_tf_crop_fn`): fn(uint8 (H, W, 3), seed, S, view, **twin.kwargs) -> (S, S, 3) in [0, 1].
+HOST_TWINS = {
+    "pad_crop": lambda image, seed, size, view, **kw: _pad_crop(image, seed, size, **kw),
+    "central": lambda image, seed, size, view: _central(image, size, view.resize),
+    "central_fraction": lambda image, seed, size, view, **kw: _central_fraction(
+        image, size, view.resize, **kw),
 }
 
 
@@ -183,13 +186,15 @@ def make_tf_crop_fn(view: str, *, image_size: int, crop: str, decode: bool) -> T
 
   The fn reads `features["image"]`, `features["label"]`, `features["seed"]` and returns
   "label" (and "soft_label", passed through when present) and uint8 "image": (S, S, 3) for
-  one crop per image (a `BOX_CROPS` op decodes only the crop window, `decode_and_crop_jpeg`);
+  one crop per image (a `SAMPLED_BOX` crop op decodes only the crop window, `decode_and_crop_jpeg`);
   (K, S, S, 3) for K crops (decoded once); for K >= `CANVAS_MIN_CROPS` box crops, the decoded
   image zero-padded to (CANVAS, CANVAS, 3) plus "boxes" int32 (K, 4), resized on the device.
   """
   spec = views.resolve(view, crop)
-  inception = spec.crop in BOX_CROPS
-  crop_decoded = lambda image, seed: HOST_CROPS[spec.crop](image, seed, image_size, spec)
+  twin = views.host_twin(spec)
+  inception = twin == SAMPLED_BOX
+  crop_decoded = lambda image, seed: HOST_TWINS[twin.name](image, seed, image_size, spec,
+                                                           **dict(twin.kwargs))
 
   def fn(features):
     image, seed = features["image"], features["seed"]

@@ -1,12 +1,20 @@
-"""FixMatch's strong augmentation: RandAugment (RA) and Cutout, as JAX ops on one float image.
+"""FixMatch's augmentation: RandAugment (RA), Cutout and the weak shift, as JAX ops on one
+float image.
 
 Every op takes one image (H, W, 3) float in [0, 1] and returns the same shape; the view
-machinery (`views.OPS`: `randaugment`, `cutout`, registered there) vmaps them over crops.
+machinery vmaps them over crops. Registered: `randaugment(num_ops=2, magnitude=None)`,
+`cutout(fraction=0.5)`, `shift(fraction=0.125)`.
 
 RandAugment as the FixMatch paper (Sohn et al. 2020, Table 12) defines it: for each image,
-`NUM_OPS` = 2 ops drawn uniformly (with replacement) from the 14 below, each with its own
+`num_ops` ops drawn uniformly (with replacement) from the 14 below, each with its own
 magnitude drawn uniformly from its range (FixMatch's "RA with random magnitude"), applied in
-turn. Ranges, in the paper's units (`RA_OPS`):
+turn. With a fixed `magnitude` m on a 0..`MAX_MAGNITUDE` = 30 scale (Noisy Student: 27),
+every op takes the point m / 30 of its range from low to high, and the signed ops (Rotate,
+ShearX/Y, TranslateX/Y: ranges symmetric about 0) +-m / 30 of their bound with a random sign,
+as AutoAugment negates them half the time. This reading keeps every op in the paper's ranges;
+the released Noisy Student code (`google-research/noisystudent` `randaugment.py`) divides
+magnitudes by 10 (`_MAX_LEVEL`), so its 27 extrapolates past AutoAugment's ranges (rotations
+of 81 degrees). Ranges, in the paper's units (`RA_OPS`):
 
   AutoContrast  -                 Equalize    -              Identity  -
   Brightness    B in [0.05, 0.95]  Color    C in [0.05, 0.95]  Contrast  C in [0.05, 0.95]
@@ -15,7 +23,7 @@ turn. Ranges, in the paper's units (`RA_OPS`):
   ShearX/Y      R in [-0.3, 0.3]   TranslateX/Y  lambda in [-0.3, 0.3] of the width / height
   Solarize      T in [0, 1]: levels q >= 256 T (0..255 scale) become 255 - q
 
-Then `cutout`: a grey (0.5) square of side `CUTOUT_FRACTION` = 0.5 of the image, centred on a
+Then `cutout`: a grey (0.5) square of side `fraction` (default 0.5) of the image, centred on a
 uniform pixel and clipped at the border (so up to half the side is covered), as the released
 code's `cutout_numpy` (size 16 at 32 px, fill 0 in its [-1, 1] scale = grey).
 
@@ -39,8 +47,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-NUM_OPS = 2
-CUTOUT_FRACTION = 0.5
+from s4l_jax.data.ops import crops, registry
+
+MAX_MAGNITUDE = 30  # the top of the fixed-magnitude scale (Noisy Student's 27 is 90 % of it)
 FILL = 0.5  # grey, for pixels from outside the image and for Cutout
 LUMA = (0.299, 0.587, 0.114)  # PIL's convert("L")
 
@@ -185,19 +194,32 @@ RA_OPS = {
 }
 
 
-def randaugment(rng, x, num_ops: int = NUM_OPS):
-  """`num_ops` ops of `RA_OPS`, each drawn uniformly with a uniform magnitude, in turn."""
+def _signed(lo: float, hi: float) -> bool:
+  """A range symmetric about 0 (Rotate, Shear, Translate): AutoAugment negates at random."""
+  return lo == -hi and hi > 0
+
+
+def randaugment(rng, x, num_ops: int = 2, magnitude: float | None = None):
+  """`num_ops` ops of `RA_OPS`, each drawn uniformly, in turn: with a uniform magnitude in its
+  range (`magnitude=None`), else at `magnitude` / `MAX_MAGNITUDE` of its range (signed ops:
+  of their bound, with a random sign)."""
   k_op, k_mag = jax.random.split(rng)
   index = jax.random.randint(k_op, (num_ops,), 0, len(RA_OPS))
-  u = jax.random.uniform(k_mag, (num_ops,))
-  branches = [lambda x, u, fn=fn, lo=lo, hi=hi: fn(x, lo + u * (hi - lo)).astype(x.dtype)
+  if magnitude is None:  # draws: u ~ U(0, 1) per op
+    draws = jax.random.uniform(k_mag, (num_ops,))
+    at = lambda lo, hi, u: lo + u * (hi - lo)
+  else:  # draws: the sign of the signed ops
+    r = magnitude / MAX_MAGNITUDE
+    draws = jnp.where(jax.random.bernoulli(k_mag, shape=(num_ops,)), 1.0, -1.0)
+    at = lambda lo, hi, sign: sign * (r * hi) if _signed(lo, hi) else lo + r * (hi - lo)
+  branches = [lambda x, d, fn=fn, lo=lo, hi=hi: fn(x, at(lo, hi, d)).astype(x.dtype)
               for fn, lo, hi in RA_OPS.values()]
   for i in range(num_ops):
-    x = jax.lax.switch(index[i], branches, x, u[i])
+    x = jax.lax.switch(index[i], branches, x, draws[i])
   return x
 
 
-def cutout(rng, x, fraction: float = CUTOUT_FRACTION, fill: float = FILL):
+def cutout(rng, x, fraction: float = 0.5, fill: float = FILL):
   """`fill` on rows [cy - s, cy + s) and columns [cx - s, cx + s) clipped to the image, with
   s = int(fraction * min(H, W)) // 2 and (cy, cx) a uniform pixel (`cutout_numpy`)."""
   h, w = x.shape[:2]
@@ -208,9 +230,33 @@ def cutout(rng, x, fraction: float = CUTOUT_FRACTION, fill: float = FILL):
   return jnp.where(box, fill, x)
 
 
-SHIFT_FRACTION = 0.125  # FixMatch's weak translation: up to 12.5 % of the side
+def shift_pad(size: int, fraction: float = 0.125) -> int:
+  """Reflect padding of `shift` on side `size`: round(`fraction` x size), at least 1 (FixMatch's
+  weak translation, up to 12.5 % of the side: 4 px at 32)."""
+  return max(1, int(math.floor(fraction * size + 0.5)))
 
 
-def shift_pad(size: int) -> int:
-  """Reflect padding of `shift` on side `size`: round(size / 8), at least 1 (4 px at 32)."""
-  return max(1, int(math.floor(SHIFT_FRACTION * size + 0.5)))
+@registry.register_op("randaugment")
+def randaugment_op(num_ops: int = 2, magnitude: float | None = None):
+  """`num_ops` RandAugment ops, at random magnitudes (None) or at `magnitude` (0..30)."""
+  registry.check(isinstance(num_ops, int) and num_ops >= 1,
+                 f"randaugment: num_ops must be an int >= 1, got {num_ops!r}")
+  registry.check(magnitude is None or 0 <= magnitude <= MAX_MAGNITUDE,
+                 f"randaugment: magnitude must be None or in [0, {MAX_MAGNITUDE}], got "
+                 f"{magnitude!r}")
+  return registry.Op(lambda rng, x: randaugment(rng, x, num_ops, magnitude))
+
+
+@registry.register_op("cutout")
+def cutout_op(fraction: float = 0.5):
+  """A grey square of side `fraction` of the short side, clipped at the border."""
+  registry.check(0 < fraction <= 1, f"cutout: fraction must be in (0, 1], got {fraction!r}")
+  return registry.Op(lambda rng, x: cutout(rng, x, fraction))
+
+
+@registry.register_op("shift")
+def shift_op(fraction: float = 0.125):
+  """Reflect pad by `shift_pad(side, fraction)`, random window of the crop's size."""
+  registry.check(0 < fraction <= 1, f"shift: fraction must be in (0, 1], got {fraction!r}")
+  return registry.Op(
+      lambda rng, x: crops.pad_crop(rng, x, x.shape[0], shift_pad(x.shape[0], fraction)))
