@@ -37,13 +37,14 @@ def test_readme_has_the_two_lines_ci_runs():
   assert line1.endswith(f".venv/bin/python main.py --config=configs/moam.py:dataset=digits "
                         f"--workdir={workdir}")
   assert '.venv/bin/pip install -q -e ".[test]"' in line2
-  assert line2.endswith('.venv/bin/python -m pytest -q -n auto -m "not slow" tests')
+  assert line2.endswith(
+      '.venv/bin/python -m pytest -q -n auto --maxprocesses=4 -m "not slow" tests')
 
 
 def test_ci_runs_the_slow_tier_after_line_2():
   """Line 2 runs the fast tier; .ci/run then runs the rest, so every test runs once."""
   ci = _read(CI_RUN)
-  slow_tier = ".venv/bin/python -m pytest -q -n auto -m slow tests"
+  slow_tier = ".venv/bin/python -m pytest -q -n auto --maxprocesses=4 -m slow tests"
   assert ci.index('run_line 2 "${LINES[1]}"') < ci.index(slow_tier)
 
 
