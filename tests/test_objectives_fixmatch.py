@@ -133,3 +133,15 @@ def test_paper_rows(arg, labels, mu, threshold):
     assert (c.model.depth, c.model.width, c.input.labeled.batch_size) == (28, 2, 64)
     assert (c.lr.schedule, c.lr.base, c.lr.warmup_epochs) == ("fixmatch_cosine", 0.03, 0.0)
     assert c.optimizer.weight_decay == 5e-4 and c.total_steps == 2 ** 20
+
+
+@pytest.mark.parametrize("arg, total_steps, ema_decay", [
+    ("regime=paper", 2 ** 20, 0.999), ("dataset=folder:/data/c,regime=paper", 2 ** 20, 0.999),
+    ("regime=small", 3000, 0.99), ("dataset=folder:/data/c", 3000, 0.99),
+    ("dataset=digits", 300, 0.99)])
+def test_regime_picks_the_papers_row_or_the_cpu_check(arg, total_steps, ema_decay):
+  """paper: the dataset's row (CIFAR-10's off ImageNet); small: 3/4 of the small steps."""
+  c = load_config("fixmatch", arg)
+  assert (c.total_steps, c.ema_decay, c.lr.schedule, c.lr.base) == (
+      total_steps, ema_decay, "fixmatch_cosine", 0.03)
+  assert c.input.unlabeled.batch_size == 7 * c.input.labeled.batch_size
