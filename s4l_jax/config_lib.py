@@ -10,7 +10,7 @@ from typing import Any
 
 import ml_collections
 
-from s4l_jax import evaluators
+from s4l_jax import evaluators, objectives
 from s4l_jax.data import datasets
 from s4l_jax.models import presets
 
@@ -124,13 +124,12 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   row, `s4l:config/supervised_imagenet_10p.sh`); `evals`: the config arg
   (`evaluators.add_evals`).
 
-  Configs start from this, set the objective and its own `loss` section and apply recipes
-  (`s4l_jax/configs/common.py`), and return; the
+  Configs start from this, set the objective (`set_objective`: its `loss` defaults) and the
+  `loss` keys their recipe changes, apply recipes (`s4l_jax/configs/common.py`), and return; the
   result is locked by `main.py` so that misspelt overrides fail before any work.
   """
   preset = datasets.get(dataset)
   c = ml_collections.ConfigDict()
-  c.objective = "supervised"
   c.seed = 0
   c.dataset = dataset
   c.data_dir = ""             # tfds data_dir ('' = TFDS_DATA_DIR or ~/tensorflow_datasets)
@@ -206,5 +205,13 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   # 0 = stop on non-finite values only.
   c.divergence_factor = 100.0
   c.allow_config_change = False  # True: resume a workdir under a changed config (warns)
-  c.loss = ml_collections.ConfigDict()
+  set_objective(c, "supervised")
   return c
+
+
+def set_objective(c, objective: str):
+  """Makes `c` a run of `objective`: `c.objective`, and `c.loss` = the objective's declared
+  defaults (`objectives.loss_defaults`), which the config then overrides where its recipe
+  differs."""
+  c.objective = objective
+  c.loss = ml_collections.ConfigDict(objectives.loss_defaults(objective))

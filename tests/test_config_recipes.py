@@ -24,6 +24,9 @@ INTENDED_CHANGES = (
     (r"^label_efficiency folder:\S+ fixmatch", "log_every_steps", 100,
      "the harness's regime=small FixMatch on a folder is the CPU check (logging cadence "
      "only: every other key is the harness's or equal)"),
+    (r"^(simclrv2:|label_efficiency \S+ simclrv2 )", "stages.distill.loss.scale_by_temperature_squared",
+     False, "the distill objective's declared default, now filled into the config (the loss "
+     "read the same False through .get before)"),
 )
 
 

@@ -62,7 +62,7 @@ def test_loss_matches_numpy_on_one_forward_pass(setup):
   threshold = float(np.median(probs.max(-1)))  # about half the images pass
   loss_config = config.loss.copy_and_resolve_references()
   loss_config.threshold, loss_config.unlabeled_weight = threshold, 2.5
-  loss, (_, metrics) = fixmatch.loss_fn(variables["params"], variables["batch_stats"], batch,
+  loss, _, metrics, _ = fixmatch.loss_fn(variables["params"], variables["batch_stats"], batch,
                                         None, model=model, loss_config=loss_config, aux={})
   lab, unl = batch["labeled"], batch["unlabeled"]
   sup = -np.mean(_log_softmax(logits[:4])[np.arange(4), lab["label"]])
@@ -80,7 +80,7 @@ def test_loss_matches_numpy_on_one_forward_pass(setup):
   # Labels equal to the pseudo-labels on every other image: the masked ones among those count.
   right = np.where(np.arange(6) % 2 == 0, pseudo, (pseudo + 1) % 10).astype(np.int32)
   batch_right = dict(batch, unlabeled=dict(unl, label=right))
-  _, (_, m2) = fixmatch.loss_fn(variables["params"], variables["batch_stats"], batch_right,
+  _, _, m2, _ = fixmatch.loss_fn(variables["params"], variables["batch_stats"], batch_right,
                                 None, model=model, loss_config=loss_config, aux={})
   np.testing.assert_allclose(m2["mask_correct_rate"], np.mean(mask & (np.arange(6) % 2 == 0)))
   np.testing.assert_allclose(metrics["sup_accuracy"],

@@ -42,7 +42,7 @@ def simclr_loss(model, variables, batch, **loss):
 
 def test_simclr_loss_is_nt_xent_of_both_views_plus_linear_eval(simclr_setup):
   model, variables, batch = simclr_setup
-  loss, (_, metrics) = simclr_loss(model, variables, batch, temperature=0.2)
+  loss, _, metrics, _ = simclr_loss(model, variables, batch, temperature=0.2)
   u, l = batch["unlabeled"]["image"], batch["labeled"]["image"]
   x = np.concatenate([u[:, 0], l[:, 0], u[:, 1], l[:, 1]])  # one pass: BN over all 16 images
   out = model.apply(variables, x, train=True, mutable=["batch_stats"])[0]
@@ -97,7 +97,7 @@ def test_simclr_memory_adds_the_queue_and_enqueues_the_memory_networks_keys(simc
     return simclr.loss_fn(params, variables["batch_stats"], batch, None, model=model,
                           loss_config=loss_config,
                           aux={"ema_params": ema_params, "state": {"queue": q}})
-  loss, (_, metrics, new_state) = run(variables["params"], ema, queue)
+  loss, _, metrics, new_state = run(variables["params"], ema, queue)
   u, l = batch["unlabeled"]["image"], batch["labeled"]["image"]
   x = np.concatenate([u[:, 0], l[:, 0], u[:, 1], l[:, 1]])
   z = np.asarray(model.apply(variables, x, train=True, mutable=["batch_stats"])[0]["proj"])
@@ -205,7 +205,7 @@ def distill_setup():
 def test_distill_loss_matches_reference(distill_setup, temperature, sup_weight, t2):
   student, s_vars, teacher, t_vars, batch = distill_setup
   teacher_fn = lambda x: teacher.apply(t_vars, x, train=False)
-  loss, (_, metrics) = distill.loss_fn(
+  loss, _, metrics, _ = distill.loss_fn(
       s_vars["params"], s_vars["batch_stats"], batch, None, model=student,
       loss_config=ml_collections.ConfigDict(dict(temperature=temperature, sup_weight=sup_weight,
                                                  scale_by_temperature_squared=t2)),

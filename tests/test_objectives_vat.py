@@ -90,8 +90,8 @@ def vat_and_recomputation(on_labeled, direction, grads=True, normalization="exac
     return sup + 0.7 * l_vat + 0.3 * ent, (new["batch_stats"], metrics)
 
   def objective_fn(p):
-    return vat_objective.loss_fn(p, bs, batch, RNG, model=model, loss_config=config.loss,
-                                 aux={})
+    out = vat_objective.loss_fn(p, bs, batch, RNG, model=model, loss_config=config.loss, aux={})
+    return out.loss, (out.batch_stats, out.metrics)
 
   wrap = (lambda f: jax.value_and_grad(f, has_aux=True)) if grads else (lambda f: f)
   return jax.jit(wrap(objective_fn))(params), jax.jit(wrap(expected_fn))(params)
@@ -177,7 +177,7 @@ def test_moam_step1_bookkeeping():
                             out["classes"][:n], RNG, eps=2.0, xi=1e-6, num_iters=1),
       entmin_loss=losses.entropy(out["classes"][:n]))
 
-  loss, (_, metrics) = moam_step1.loss_fn(params, bs, batch, RNG, model=model,
+  loss, _, metrics, _ = moam_step1.loss_fn(params, bs, batch, RNG, model=model,
                                           loss_config=config.loss, aux={})
   for key, value in want.items():
     np.testing.assert_allclose(metrics[key], value, rtol=1e-6, err_msg=key)
@@ -185,7 +185,7 @@ def test_moam_step1_bookkeeping():
   np.testing.assert_allclose(loss, sum(w * want[k] for k, w in weights.items()), rtol=1e-6)
   # Without rot_weight it defaults to 1 - sup_weight - vat_weight, as in the S4L code.
   del config.loss["rot_weight"]
-  loss, _ = moam_step1.loss_fn(params, bs, batch, RNG, model=model, loss_config=config.loss,
+  loss, *_ = moam_step1.loss_fn(params, bs, batch, RNG, model=model, loss_config=config.loss,
                                aux={})
   weights["rot_loss"] = 0.1
   np.testing.assert_allclose(loss, sum(w * want[k] for k, w in weights.items()), rtol=1e-6)

@@ -95,13 +95,11 @@ def get_config(arg=None):
   family = datasets.get(a.dataset)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels or family.benchmark_labels,
                              evals=a.evals, labeled_batch=64)
-  c.objective = "fixmatch"
+  config_lib.set_objective(c, "fixmatch")
   c.optimizer.nesterov = True
   c.lr.scale_batch_size = 0
   c.lr.warmup_epochs = 0.0
   c.ema_decay = 0.999
-  c.loss.threshold = 0.95
-  c.loss.unlabeled_weight = 1.0
   c.input.labeled.view, c.input.unlabeled.view = WEAK, WEAK_STRONG
   recipe = PAPER_ROWS[family.name] if a.regime == "paper" else small_check
   mu = recipe(c)
