@@ -2,7 +2,6 @@
 receives gradients, the frozen teacher."""
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -37,7 +36,7 @@ def simclr_setup():
 
 def simclr_loss(model, variables, batch, **loss):
   return simclr.loss_fn(variables["params"], variables["batch_stats"], batch, None, model=model,
-                        loss_config=ml_collections.ConfigDict(loss), aux={})
+                        loss_config=objectives.loss_config(simclr, loss), aux={})
 
 
 def test_simclr_loss_is_nt_xent_of_both_views_plus_linear_eval(simclr_setup):
@@ -91,7 +90,7 @@ def test_simclr_memory_adds_the_queue_and_enqueues_the_memory_networks_keys(simc
   the old queue's first K - 8 rows; no gradient reaches the EMA weights or the queue."""
   model, variables, batch = simclr_setup
   ema, queue = init(model, seed=1)["params"], random_queue(12, 8, seed=7)
-  loss_config = ml_collections.ConfigDict(dict(temperature=0.2, memory_size=12))
+  loss_config = objectives.loss_config(simclr, dict(temperature=0.2, memory_size=12))
 
   def run(params, ema_params, q):
     return simclr.loss_fn(params, variables["batch_stats"], batch, None, model=model,
@@ -115,7 +114,7 @@ def test_simclr_memory_adds_the_queue_and_enqueues_the_memory_networks_keys(simc
       variables["params"], ema, jnp.asarray(queue))
   assert max(float(np.abs(g).max()) for g in jax.tree.leaves(grads[0]["trunk"])) > 0
   jax.tree.map(lambda g: np.testing.assert_array_equal(g, 0.0), grads[1:])
-  key_grads = jax.grad(lambda e: jnp.sum(run(variables["params"], e, queue)[1][2]["queue"]))(ema)
+  key_grads = jax.grad(lambda e: jnp.sum(run(variables["params"], e, queue).state["queue"]))(ema)
   jax.tree.map(lambda g: np.testing.assert_array_equal(g, 0.0), key_grads)
 
 
@@ -207,8 +206,8 @@ def test_distill_loss_matches_reference(distill_setup, temperature, sup_weight, 
   teacher_fn = lambda x: teacher.apply(t_vars, x, train=False)
   loss, _, metrics, _ = distill.loss_fn(
       s_vars["params"], s_vars["batch_stats"], batch, None, model=student,
-      loss_config=ml_collections.ConfigDict(dict(temperature=temperature, sup_weight=sup_weight,
-                                                 scale_by_temperature_squared=t2)),
+      loss_config=objectives.loss_config(distill, dict(
+          temperature=temperature, sup_weight=sup_weight, scale_by_temperature_squared=t2)),
       aux={"teacher": teacher_fn})
   x = np.concatenate([batch["labeled"]["image"], batch["unlabeled"]["image"]])
   s_logits = np.asarray(student.apply(s_vars, x, train=True, mutable=["batch_stats"])[0]
