@@ -10,28 +10,34 @@ from typing import Any
 
 import ml_collections
 
-from s4l_jax import evaluators
+from s4l_jax import evaluators, objectives
 from s4l_jax.data import datasets
 from s4l_jax.models import presets
 
 
 # Config args every config takes, with their defaults: `evals=full` turns on every
 # evaluator kind (`evaluators.add_evals`), passed by each config to `base_config`;
-# `regime=paper|small` (`datasets.REGIMES`; '' = the dataset's `DatasetFamily.regime`).
+# `regime=paper|small` (`datasets.REGIMES`; '' = `paper` on the datasets the config's paper
+# trained on, `small` elsewhere).
 COMMON_ARGS = dict(evals="default", regime="")
+
+# The datasets a config's paper trained on where it declares none: the S4L paper's ImageNet.
+S4L_PAPER_DATASETS = ("imagenet2012",)
 
 
 # Separates the `k=v` items of a config arg: a comma not escaped as `\,`.
 _ARG_SEPARATOR = re.compile(r"(?<!\\),")
 
 
-def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+def parse_arg(arg: str | None, *, paper_datasets: tuple[str, ...] = S4L_PAPER_DATASETS,
+              **defaults: Any) -> ml_collections.ConfigDict:
   """Parses `k=v,k2=v2` (the text after `:` in `--config=file.py:ARG`) over `defaults` and
   `COMMON_ARGS`; a comma inside a value (a path) is written `\\,`.
 
   Values take the type of their default (bool accepts true/false/1/0). Unknown keys fail
-  with a one-line error naming the key and the valid ones. `regime` left empty becomes the
-  default of the `dataset` arg's family.
+  with a one-line error naming the key and the valid ones. `regime` left empty becomes
+  `paper` where the `dataset` arg's family is one of `paper_datasets` (the families the
+  config's paper trained on), else `small`.
   """
   defaults = dict(COMMON_ARGS, **defaults)
   out = dict(defaults)
@@ -60,7 +66,7 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
     else:
       out[key] = value
   if "dataset" in out and not out["regime"]:
-    out["regime"] = datasets.get(out["dataset"]).regime
+    out["regime"] = "paper" if datasets.get(out["dataset"]).name in paper_datasets else "small"
   if out["regime"] and out["regime"] not in datasets.REGIMES:
     raise ValueError(f"regime={out['regime']!r} must be one of {', '.join(datasets.REGIMES)}")
   return ml_collections.ConfigDict(out)
@@ -118,13 +124,12 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   row, `s4l:config/supervised_imagenet_10p.sh`); `evals`: the config arg
   (`evaluators.add_evals`).
 
-  Configs start from this, set the objective and its own `loss` section and apply recipes
-  (`s4l_jax/configs/common.py`), and return; the
+  Configs start from this, set the objective (`set_objective`: its `loss` defaults) and the
+  `loss` keys their recipe changes, apply recipes (`s4l_jax/configs/common.py`), and return; the
   result is locked by `main.py` so that misspelt overrides fail before any work.
   """
   preset = datasets.get(dataset)
   c = ml_collections.ConfigDict()
-  c.objective = "supervised"
   c.seed = 0
   c.dataset = dataset
   c.data_dir = ""             # tfds data_dir ('' = TFDS_DATA_DIR or ~/tensorflow_datasets)
@@ -200,5 +205,13 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   # 0 = stop on non-finite values only.
   c.divergence_factor = 100.0
   c.allow_config_change = False  # True: resume a workdir under a changed config (warns)
-  c.loss = ml_collections.ConfigDict()
+  set_objective(c, "supervised")
   return c
+
+
+def set_objective(c, objective: str):
+  """Makes `c` a run of `objective`: `c.objective`, and `c.loss` = the objective's declared
+  defaults (`objectives.loss_defaults`), which the config then overrides where its recipe
+  differs."""
+  c.objective = objective
+  c.loss = ml_collections.ConfigDict(objectives.loss_defaults(objective))

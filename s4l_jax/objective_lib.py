@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from s4l_jax import colorization, losses, objectives
+from s4l_jax import colorization, losses, objectives, permutations, vat
 from s4l_jax.data import views
+from s4l_jax.models import heads
 from s4l_jax.models.heads import dense_logits
 
 NUM_EXEMPLAR_VIEWS = views.copies("exemplar8")
@@ -93,6 +94,13 @@ def exemplar_embeddings(model, params, batch_stats, streams):
   return outputs, new_stats, losses.l2_normalize(outputs["embeddings"])
 
 
+# The `loss` keys of the exemplar triplet: the embedding's width (set by the config per regime,
+# `configs/common.exemplar_loss`), G (`exemplar_triplet`'s groups; 1: global) and the quirk.
+EXEMPLAR_LOSS_KEYS = {"embed_dim": objectives.LossKey(objectives.REQUIRED, objectives.AT_LEAST_ONE),
+                      "triplet_groups": objectives.LossKey(1, objectives.AT_LEAST_ONE),
+                      "exemplar_id_quirk": objectives.LossKey(False, objectives.BOOL)}
+
+
 def exemplar_triplet(emb, num_images: int, groups: int = 1, quirk: bool = False):
   """Mean batch-hard soft-margin triplet of (num_images * 8, D) image-major embeddings.
 
@@ -117,18 +125,53 @@ def perturbed_apply_fn(model, params, batch_stats, head: str = "classes", sizes=
   return lambda x: apply_train_streams(model, params, batch_stats, x, sizes)[0][head]
 
 
-# Ranges of the `loss` keys `vat_kwargs` reads (part of a VAT objective's LOSS_RANGES).
-VAT_LOSS_RANGES = {"vat_eps": objectives.POSITIVE, "vat_xi": objectives.POSITIVE,
-                   "vat_num_iters": objectives.AT_LEAST_ONE}
+def vat_loss_keys(eps: float) -> dict:
+  """The `loss` keys `vat_kwargs` reads (part of a VAT objective's LOSS_KEYS), S4L's defaults
+  with radius `eps` (at 224 px; configs scale it with the image size)."""
+  return {"vat_eps": objectives.LossKey(eps, objectives.POSITIVE),
+          "vat_xi": objectives.LossKey(1e-6, objectives.POSITIVE),
+          "vat_num_iters": objectives.LossKey(1, objectives.AT_LEAST_ONE),
+          # released code; "clean_perturbed": the paper
+          "vat_kl_direction": objectives.LossKey("perturbed_clean", vat.KL_DIRECTIONS),
+          # |r_adv| = eps; "released": l2_normalize(eps=1e-12)
+          "vat_normalization": objectives.LossKey("exact_eps", vat.NORMALIZATIONS)}
 
 
-def vat_kwargs(loss_config, default_eps: float = 40.0) -> dict:
-  """Keyword arguments of `s4l_jax.vat.vat_loss` from `config.loss` (S4L defaults)."""
-  return dict(eps=loss_config.get("vat_eps", default_eps),
-              xi=loss_config.get("vat_xi", 1e-6),
-              num_iters=loss_config.get("vat_num_iters", 1),
-              kl_direction=loss_config.get("vat_kl_direction", "perturbed_clean"),
-              normalization=loss_config.get("vat_normalization", "exact_eps"))
+def vat_kwargs(loss_config) -> dict:
+  """Keyword arguments of `s4l_jax.vat.vat_loss` from `loss_config` (`vat_loss_keys`)."""
+  return dict(eps=loss_config.vat_eps, xi=loss_config.vat_xi,
+              num_iters=loss_config.vat_num_iters, kl_direction=loss_config.vat_kl_direction,
+              normalization=loss_config.vat_normalization)
+
+
+def _require(ok: bool, message: str):
+  if not ok:
+    raise ValueError(message)
+
+
+def check_jigsaw_head(config):
+  """ValueError unless `loss.permutations` is a valid table and head "jigsaw" 9 x P wide."""
+  table = permutations.check(config.loss.permutations, views.NUM_TILES)
+  width = views.NUM_TILES * len(table)
+  _require(config.model.heads.get("jigsaw") == width, f"model.heads.jigsaw="
+           f"{config.model.heads.get('jigsaw')!r} must be {width}: 9 blocks of P = "
+           f"{len(table)} logits (P = the rows of loss.permutations)")
+
+
+def check_colorization_head(config):
+  """ValueError unless head "colorization" is a dense head of the Q ab-bin logits."""
+  head = config.model.heads.colorization
+  bins = len(colorization.ab_bins())
+  _require(hasattr(head, "keys") and tuple(head.get("dims", ())) == (bins,)
+           and head.get("input") == heads.FEATURE_MAP,
+           f"model.heads.colorization must be dict(dims=({bins},), input="
+           f"{heads.FEATURE_MAP!r}): a dense head of Q = {bins} ab-bin logits")
+
+
+def check_index_pipeline(config):
+  """ValueError unless the input pipeline carries each image's index (`memory`)."""
+  _require(config.input.pipeline == "memory", f"objective {config.objective} reads each "
+           "image's index, which only input.pipeline=memory carries (digits, cifar10, folder:)")
 
 
 def normalize_tiles(tiles, eps: float = 1e-5):
@@ -186,6 +229,13 @@ def relative_position_loss(model, params, batch_stats, stream):
                           "relative_position")
 
 
+# The `loss` keys of `colorization_loss`: Zhang et al.'s soft targets (5 nearest bins,
+# sigma 5) and rebalancing (lambda 0.5).
+COLORIZATION_LOSS_KEYS = {"neighbours": objectives.LossKey(5, objectives.AT_LEAST_ONE),
+                          "sigma": objectives.LossKey(5.0, objectives.POSITIVE),
+                          "rebalance_lambda": objectives.LossKey(0.5, objectives.Range(0, 1))}
+
+
 def colorization_state():
   """The colorization objectives' state at step 0: {"bin_counts": (Q,) float32 zeros}."""
   return {"bin_counts": jnp.zeros(len(colorization.ab_bins()), jnp.float32)}
@@ -210,12 +260,12 @@ def colorization_loss(model, params, batch_stats, images, bin_counts, loss_confi
   logits = dense_logits(outputs["colorization"], bins.shape[0])
   (b, h, w, _), size = logits.shape, images.shape[1]
   ab = lab[..., 1:].reshape(b, h, size // h, w, size // w, 2).mean(axis=(2, 4))
-  sigma = loss_config.get("sigma", 5.0)
-  targets = colorization.soft_encode(ab, bins, loss_config.get("neighbours", 5), sigma)
+  sigma = loss_config.sigma
+  targets = colorization.soft_encode(ab, bins, loss_config.neighbours, sigma)
   nearest = jnp.argmin(colorization.squared_distances(ab, bins), axis=-1)
   counts = bin_counts + jnp.zeros_like(bin_counts).at[nearest.reshape(-1)].add(1.0)
   weights = colorization.rebalance_weights(counts / counts.sum(), bins,
-                                           loss_config.get("rebalance_lambda", 0.5), sigma)
+                                           loss_config.rebalance_lambda, sigma)
   xent = -jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1)
   loss = jnp.mean(jax.lax.stop_gradient(weights[nearest]) * xent)
   return loss, accuracy(logits, nearest), counts

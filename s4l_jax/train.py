@@ -54,7 +54,8 @@ def make_loss_fn(model, objective, config, views_on_device: bool = True, teacher
   view_fns = {name: views.make_view_fn(config.input[name].view, image_size=size,
                                        crop=config.input.crop,
                                        host_cropped=not views_on_device) for name in names}
-  objective_loss = functools.partial(objective.loss_fn, model=model, loss_config=config.loss)
+  objective_loss = functools.partial(objective.loss_fn, model=model,
+                                     loss_config=objectives.loss_config(objective, config.loss))
   wanted = objectives.requirements(objective, config.loss).aux
 
   def make_aux(aux_state):
@@ -69,9 +70,9 @@ def make_loss_fn(model, objective, config, views_on_device: bool = True, teacher
     rngs = jax.random.split(rng, 3)
     batch = {name: {**raw[name], **view_fns[name](r, raw[name])}
              for name, r in zip(names, rngs) if name in raw}
-    loss, (new_stats, metrics, *new_state) = objective_loss(params, batch_stats, batch, rngs[2],
-                                                           aux=make_aux(aux_state))
-    return loss, (new_stats, metrics, new_state[0] if new_state else aux_state.get("state", {}))
+    out = objective_loss(params, batch_stats, batch, rngs[2], aux=make_aux(aux_state))
+    state = aux_state.get("state", {}) if out.state is None else out.state
+    return out.loss, (out.batch_stats, out.metrics, state)
   return loss_fn
 
 

@@ -1,10 +1,10 @@
 """Config checks that fail in seconds, with one line naming the problem, before any work."""
 import os
 
-from s4l_jax import (budget, colorization, config_lib, distributed, evaluators, export, models,  # pylint: disable=g-multiple-import
-                     objectives, permutations, pseudo_label, storage, vat)
+from s4l_jax import (budget, config_lib, distributed, evaluators, export, models,  # pylint: disable=g-multiple-import
+                     objectives, pseudo_label, storage)
 from s4l_jax.data import datasets, sources, subsets, views
-from s4l_jax.models import heads, subtrees
+from s4l_jax.models import subtrees
 
 MIN_IMAGE_SIZE = 8  # the smallest input size tested (tests train at 8x8)
 EVAL_SPLITS = ("validation", "test")
@@ -62,36 +62,6 @@ def check_values(config):
            "[0, 1) (0 = off)")
   _require(0 < config.model.stochastic_depth <= 1, f"model.stochastic_depth="
            f"{config.model.stochastic_depth} must be in (0, 1] (1 = off)")
-  normalization = config.loss.get("vat_normalization", vat.NORMALIZATIONS[0])
-  _require(normalization in vat.NORMALIZATIONS, f"loss.vat_normalization={normalization!r} "
-           f"must be one of {', '.join(vat.NORMALIZATIONS)}")
-  # Cross-key checks of the pretext objectives (their numeric ranges: LOSS_RANGES).
-  if "permutations" in config.loss:
-    table = permutations.check(config.loss.permutations, views.NUM_TILES)
-    width = views.NUM_TILES * len(table)
-    _require(config.model.heads.get("jigsaw") == width, f"model.heads.jigsaw="
-             f"{config.model.heads.get('jigsaw')!r} must be {width}: 9 blocks of P = "
-             f"{len(table)} logits (P = the rows of loss.permutations)")
-  if "colorization" in config.model.heads:
-    head = config.model.heads.colorization
-    bins = len(colorization.ab_bins())
-    _require(hasattr(head, "keys") and tuple(head.get("dims", ())) == (bins,)
-             and head.get("input") == heads.FEATURE_MAP,
-             f"model.heads.colorization must be dict(dims=({bins},), input="
-             f"{heads.FEATURE_MAP!r}): a dense head of Q = {bins} ab-bin logits")
-  if config.objective in ("pirl", "clusterfit"):
-    _require(config.input.pipeline == "memory", f"objective {config.objective} reads each "
-             "image's index, which only input.pipeline=memory carries (digits, cifar10, folder:)")
-  if config.objective == "clusterfit":
-    _require(bool(config.frozen_teacher), "objective clusterfit clusters the features of "
-             "frozen_teacher: set frozen_teacher=DIR/export (configs/clusterfit.py: pretrained=)")
-    _require(config.model.heads.get("clusters") == config.loss.num_clusters,
-             f"model.heads.clusters={config.model.heads.get('clusters')!r} must be "
-             f"loss.num_clusters={config.loss.num_clusters}")
-  if config.objective == "pirl":
-    _require(config.model.heads.get("pirl_tiles") == views.NUM_TILES * config.loss.embed_dim
-             and config.model.heads.get("pirl_image") == config.loss.embed_dim,
-             "model.heads.pirl_image / pirl_tiles must be loss.embed_dim / 9 x loss.embed_dim")
   _require(config.input.crop in views.INPUT_CROPS, f"input.crop={config.input.crop!r} must "
            f"be one of {', '.join(views.INPUT_CROPS)}")
   for name in ("labeled", "unlabeled"):

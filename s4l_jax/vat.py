@@ -40,7 +40,7 @@ from s4l_jax import losses
 
 Array = jax.Array
 
-_KL_DIRECTIONS = ("perturbed_clean", "clean_perturbed")
+KL_DIRECTIONS = ("perturbed_clean", "clean_perturbed")
 NORMALIZATIONS = ("exact_eps", "released")
 
 
@@ -52,9 +52,9 @@ def _kl(perturbed_logits: Array, clean_logits: Array, kl_direction: str) -> Arra
 
 
 def _check_direction(kl_direction: str):
-  if kl_direction not in _KL_DIRECTIONS:
+  if kl_direction not in KL_DIRECTIONS:
     raise ValueError(
-        f"kl_direction must be one of {_KL_DIRECTIONS}, got {kl_direction!r}")
+        f"kl_direction must be one of {KL_DIRECTIONS}, got {kl_direction!r}")
 
 
 def _check_normalization(normalization: str):

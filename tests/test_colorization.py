@@ -119,7 +119,7 @@ def test_losses_match_numpy_and_count_the_bins(model_and_vars, name):
                                                  color_weight=0.7))
   module = objectives.get(name)
   fn = jax.jit(functools.partial(module.loss_fn, model=model, loss_config=lc))
-  loss, (_, metrics, state) = fn(variables["params"], variables["batch_stats"], batch,
+  loss, _, metrics, state = fn(variables["params"], variables["batch_stats"], batch,
                                  jax.random.PRNGKey(0), aux={"state": {"bin_counts": counts}})
   color, new_counts, _ = np_loss(model, variables, batch["unlabeled"]["image"], counts, 0.3)
   np.testing.assert_allclose(metrics["color_loss"], color, rtol=2e-4)

@@ -14,6 +14,19 @@ INTENDED_CHANGES = (
      "MOAM step 1 under regime=small: as many unlabeled images a step as labeled ones (the "
      "small batch, 64), as on digits and in the paper; it was base_config's 32, copied "
      "before the preset set the labeled batch"),
+    *((r"^fixmatch:dataset=folder:", path, value,
+       "FixMatch on a folder defaults to regime=small (the paper trained on imagenet2012 and "
+       "cifar10 only): the CPU check on the family's small sizes, not the CIFAR-10 row")
+      for path, value in (("checkpoint_every_steps", 500), ("ema_decay", 0.99),
+                          ("log_every_steps", 100))),
+    (r"^fixmatch:dataset=folder:[^,]*(,labels=\w+)?$", "total_steps", 3000,
+     "FixMatch's regime=small on a folder: 3/4 of the small regime's 4,000 steps"),
+    (r"^label_efficiency folder:\S+ fixmatch", "log_every_steps", 100,
+     "the harness's regime=small FixMatch on a folder is the CPU check (logging cadence "
+     "only: every other key is the harness's or equal)"),
+    (r"^(simclrv2:|label_efficiency \S+ simclrv2 )", "stages.distill.loss.scale_by_temperature_squared",
+     False, "the distill objective's declared default, now filled into the config (the loss "
+     "read the same False through .get before)"),
 )
 
 

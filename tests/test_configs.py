@@ -296,9 +296,11 @@ def test_pretrained_export_gives_the_trunk_unless_overridden(wide_export, name):
 
 @pytest.mark.parametrize("dataset, regime", [("imagenet2012", "paper"), ("cifar10", "small"),
                                              ("digits", "small"), ("folder:/data/c", "small")])
-def test_regime_defaults_to_the_datasets(dataset, regime):
+def test_regime_defaults_to_paper_on_the_papers_datasets(dataset, regime):
   assert config_lib.parse_arg(f"dataset={dataset}", dataset="").regime == regime
-  assert datasets.get(dataset).regime == regime
+  assert config_lib.parse_arg(f"dataset={dataset}", dataset="",
+                              paper_datasets=("cifar10",)).regime == (
+                                  "paper" if dataset == "cifar10" else "small")
   default = config_lib.load_config("supervised", f"dataset={dataset}")
   assert config_lib.load_config("supervised", f"dataset={dataset},regime={regime}") == default
 
@@ -339,11 +341,6 @@ def test_the_recipes_module_is_no_config():
     config_lib.load_config(os.path.join(ROOT, "configs", "common.py"))
 
 
-# Configs that still branch on the dataset (not on the regime): FixMatch's digits CPU check
-# beside the paper's CIFAR-10 rows.
-DATASET_BRANCHES = {"fixmatch"}
-
-
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_configs_branch_on_the_regime_not_the_dataset(path):
   """No config compares a dataset name (its facts are `DatasetFamily` fields), and at most
@@ -354,7 +351,7 @@ def test_configs_branch_on_the_regime_not_the_dataset(path):
   compared = {node.value for cmp in ast.walk(tree) if isinstance(cmp, ast.Compare)
               for node in ast.walk(cmp) if isinstance(node, ast.Constant)}
   name = os.path.basename(path)[:-3]
-  assert bool(compared & families) == (name in DATASET_BRANCHES), name
+  assert not compared & families, name
   regime_ifs = [node for node in ast.walk(tree) if isinstance(node, ast.If)
                 and "regime" in ast.unparse(node.test)]
   assert len(regime_ifs) <= 1, name

@@ -37,17 +37,66 @@ def _shipped_runs():
       yield name, run
 
 
-def test_every_numeric_loss_key_of_every_config_is_declared_and_in_range():
-  """A key the loss reads but no LOSS_RANGES declares would escape the checks."""
+def test_every_loss_key_of_every_config_is_declared_and_allowed():
+  """Every shipped run's `loss` holds its objective's declared keys (defaults filled by
+  `config_lib.set_objective`), each allowed; numbers have a Range."""
   checked = 0
   for name, run in _shipped_runs():
-    ranges = objectives.get(run.objective).LOSS_RANGES
-    for key, value in run.loss.items():
-      if isinstance(value, (int, float)) and not isinstance(value, bool):
-        assert key in ranges, f"{name}: {run.objective} declares no range for loss.{key}"
-        assert value in ranges[key], (name, key, value)
+    keys = objectives.get(run.objective).LOSS_KEYS
+    assert set(run.loss) <= set(keys), (name, run.objective, sorted(set(run.loss) - set(keys)))
+    for key, spec in keys.items():
+      if spec.default is not objectives.OPTIONAL:
+        assert key in run.loss, (name, run.objective, key)
+      if key in run.loss:
+        spec.check(key, run.loss[key], run.objective)
+        value = run.loss[key]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+          assert isinstance(spec.allowed, objectives.Range), (run.objective, key)
         checked += 1
-  assert checked >= 15
+  assert checked >= 40
+
+
+@pytest.mark.parametrize("name", OBJECTIVES)
+def test_declared_defaults_are_allowed_and_fill_the_loss_config(name):
+  module = objectives.get(name)
+  defaults = objectives.loss_defaults(name)
+  for key, value in defaults.items():
+    module.LOSS_KEYS[key].check(key, value, name)
+  c = config_lib.base_config(dataset="digits", labels="all", labeled_batch=8)
+  config_lib.set_objective(c, name)
+  assert (c.objective, c.loss.to_dict()) == (name, defaults)
+  assert objectives.loss_config(module, {}).to_dict() == defaults
+
+
+def test_loss_config_overrides_the_defaults():
+  module = objectives.get("fixmatch")
+  assert objectives.loss_config(module, {"threshold": 0.5}).to_dict() == {
+      "threshold": 0.5, "unlabeled_weight": 1.0}
+
+
+def test_unknown_and_missing_loss_keys_fail_in_one_line():
+  config = _config("fixmatch")
+  config.loss.treshold = 0.9
+  with pytest.raises(ValueError, match=r"^loss.treshold is not a key of objective fixmatch "
+                     r"\(its keys: threshold, unlabeled_weight\)$"):
+    objectives.check_config(config)
+  config = _config("jigsaw")
+  del config.loss["permutations"]
+  with pytest.raises(ValueError, match=r"^objective jigsaw needs loss.permutations: set it in "
+                     r"the config$"):
+    objectives.check_config(config)
+
+
+def test_choices_are_checked_with_their_type():
+  config = _config("vat")
+  config.loss.vat_kl_direction = "kl"
+  with pytest.raises(ValueError, match=r"^loss.vat_kl_direction='kl' must be one of "
+                     r"perturbed_clean, clean_perturbed \(objective vat\)$"):
+    objectives.check_config(config)
+  switch = objectives.LossKey(False, objectives.BOOL)
+  switch.check("s", True, "x")
+  with pytest.raises(ValueError, match=r"^loss.s=1 must be one of False, True \(objective x\)$"):
+    switch.check("s", 1, "x")  # an int is no bool
 
 
 @pytest.mark.parametrize("name, arg, key, value, allowed", [
@@ -112,7 +161,7 @@ def test_model_noise_needs_an_objective_that_passes_the_rng(noise):
 
 def test_aux_requirements_are_checked():
   fake = types.SimpleNamespace(REQUIRES=objectives.Requirements(aux=("ema_params", "teacher")),
-                               LOSS_RANGES={}, loss_fn=None)
+                               LOSS_KEYS={}, loss_fn=None)
   config = _config("supervised")
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(objectives, "get", lambda name: fake)
@@ -124,7 +173,7 @@ def test_aux_requirements_are_checked():
 
 
 def test_state_needs_init_state():
-  fake = types.SimpleNamespace(REQUIRES=objectives.Requirements(aux=("state",)), LOSS_RANGES={},
+  fake = types.SimpleNamespace(REQUIRES=objectives.Requirements(aux=("state",)), LOSS_KEYS={},
                                loss_fn=None)
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(objectives, "get", lambda name: fake)
@@ -158,11 +207,11 @@ def test_train_step_fills_aux_with_step_progress_ema_and_a_frozen_teacher():
     student = model.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
     target = aux["teacher"](x)["classes"]
     loss = jnp.mean(jnp.square(student["classes"] - target))
-    return loss, (batch_stats, {"aux_step": aux["step"], "aux_progress": aux["progress"],
-                                "ema_norm": _norm(aux["ema_params"]),
-                                "teacher_sum": jnp.sum(target)})
+    return objectives.LossOutput(loss, batch_stats, {
+        "aux_step": aux["step"], "aux_progress": aux["progress"],
+        "ema_norm": _norm(aux["ema_params"]), "teacher_sum": jnp.sum(target)})
 
-  probe = types.SimpleNamespace(loss_fn=loss_fn, REQUIRES=objectives.Requirements(
+  probe = types.SimpleNamespace(loss_fn=loss_fn, LOSS_KEYS={}, REQUIRES=objectives.Requirements(
       aux=("step", "progress", "ema_params", "teacher")))
   tx = optim.make_optimizer(config.optimizer, optim.make_schedule(config.lr, 0.1, 10, 100),
                             variables["params"])
@@ -191,11 +240,12 @@ def test_no_gradient_reaches_the_teacher():
   model = build_model(config.model, 10)
   variables = jax.device_get(model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)),
                                         train=False))
-  probe = types.SimpleNamespace(REQUIRES=objectives.Requirements(aux=("teacher",)))
+  probe = types.SimpleNamespace(REQUIRES=objectives.Requirements(aux=("teacher",)), LOSS_KEYS={})
 
   def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
     del params, rng, loss_config, model
-    return jnp.sum(aux["teacher"](batch["labeled"]["image"])["classes"]), (batch_stats, {})
+    return objectives.LossOutput(jnp.sum(aux["teacher"](batch["labeled"]["image"])["classes"]),
+                                 batch_stats, {})
   probe.loss_fn = loss_fn
   loss = train.make_loss_fn(model, probe, config, teacher_model=model)
   raw = {"labeled": {"image": np.ones((2, 8, 8, 3), np.uint8), "label": np.zeros((2,), np.int32)}}

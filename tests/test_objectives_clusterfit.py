@@ -22,7 +22,7 @@ def test_loss_is_the_xent_of_each_images_cluster():
   assignments = np.array([6, 0, 3, 5, 2, 1], np.int32)
   index = np.array([5, 0, 2, 2], np.int32)
   batch = {"unlabeled": {"image": x, "index": index, "label": np.zeros(4, np.int32)}}
-  loss, (_, metrics, state) = clusterfit.loss_fn(
+  loss, _, metrics, state = clusterfit.loss_fn(
       variables["params"], variables["batch_stats"], batch, jax.random.PRNGKey(1), model=model,
       loss_config=None, aux={"state": {"assignments": jnp.asarray(assignments)}})
   outputs, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])

@@ -63,7 +63,7 @@ def test_loss_matches_numpy_on_one_forward_pass(setup):
   threshold = float(np.median(probs.max(-1)))  # about half the images pass
   loss_config = config.loss.copy_and_resolve_references()
   loss_config.threshold, loss_config.unlabeled_weight = threshold, 2.5
-  loss, (_, metrics) = fixmatch.loss_fn(variables["params"], variables["batch_stats"], batch,
+  loss, _, metrics, _ = fixmatch.loss_fn(variables["params"], variables["batch_stats"], batch,
                                         None, model=model, loss_config=loss_config, aux={})
   lab, unl = batch["labeled"], batch["unlabeled"]
   sup = -np.mean(_log_softmax(logits[:4])[np.arange(4), lab["label"]])
@@ -81,7 +81,7 @@ def test_loss_matches_numpy_on_one_forward_pass(setup):
   # Labels equal to the pseudo-labels on every other image: the masked ones among those count.
   right = np.where(np.arange(6) % 2 == 0, pseudo, (pseudo + 1) % 10).astype(np.int32)
   batch_right = dict(batch, unlabeled=dict(unl, label=right))
-  _, (_, m2) = fixmatch.loss_fn(variables["params"], variables["batch_stats"], batch_right,
+  _, _, m2, _ = fixmatch.loss_fn(variables["params"], variables["batch_stats"], batch_right,
                                 None, model=model, loss_config=loss_config, aux={})
   np.testing.assert_allclose(m2["mask_correct_rate"], np.mean(mask & (np.arange(6) % 2 == 0)))
   np.testing.assert_allclose(metrics["sup_accuracy"],
@@ -134,3 +134,15 @@ def test_paper_rows(arg, labels, mu, threshold):
     assert (c.model.depth, c.model.width, c.input.labeled.batch_size) == (28, 2, 64)
     assert (c.lr.schedule, c.lr.base, c.lr.warmup_epochs) == ("fixmatch_cosine", 0.03, 0.0)
     assert c.optimizer.weight_decay == 5e-4 and c.total_steps == 2 ** 20
+
+
+@pytest.mark.parametrize("arg, total_steps, ema_decay", [
+    ("regime=paper", 2 ** 20, 0.999), ("dataset=folder:/data/c,regime=paper", 2 ** 20, 0.999),
+    ("regime=small", 3000, 0.99), ("dataset=folder:/data/c", 3000, 0.99),
+    ("dataset=digits", 300, 0.99)])
+def test_regime_picks_the_papers_row_or_the_cpu_check(arg, total_steps, ema_decay):
+  """paper: the dataset's row (CIFAR-10's off ImageNet); small: 3/4 of the small steps."""
+  c = load_config("fixmatch", arg)
+  assert (c.total_steps, c.ema_decay, c.lr.schedule, c.lr.base) == (
+      total_steps, ema_decay, "fixmatch_cosine", 0.03)
+  assert c.input.unlabeled.batch_size == 7 * c.input.labeled.batch_size

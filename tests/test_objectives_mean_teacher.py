@@ -44,7 +44,7 @@ def setup():
 def test_loss_matches_numpy(setup):
   config, model, variables, ema, batch = setup
   aux = {"progress": jnp.float32(0.1), "ema_params": ema}
-  loss, (_, metrics) = mean_teacher.loss_fn(variables["params"], variables["batch_stats"], batch,
+  loss, _, metrics, _ = mean_teacher.loss_fn(variables["params"], variables["batch_stats"], batch,
                                             None, model=model, loss_config=config.loss, aux=aux)
   lab, unl = batch["labeled"], batch["unlabeled"]
   apply = lambda params, x: np.asarray(model.apply(

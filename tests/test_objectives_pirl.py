@@ -62,7 +62,7 @@ def test_loss_matches_numpy_from_the_models_outputs():
                           jax.random.PRNGKey(1))
   fn = jax.jit(functools.partial(pirl.loss_fn, model=model, loss_config=lc,
                                  aux={"state": state}))
-  value, (_, metrics, new_state) = fn(variables["params"], variables["batch_stats"], batch, key)
+  value, _, metrics, new_state = fn(variables["params"], variables["batch_stats"], batch, key)
 
   apply = functools.partial(model.apply, train=True, mutable=["batch_stats"])
   k_tiles, k_order, k_neg = jax.random.split(key, 3)  # the draws the loss documents

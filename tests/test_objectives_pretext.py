@@ -84,7 +84,7 @@ def _whole(rng, b):
 def _run(name, model, variables, batch, loss, rng):
   fn = jax.jit(functools.partial(objectives.get(name).loss_fn, model=model, loss_config=loss,
                                  aux={}))
-  value, (stats, metrics) = fn(variables["params"], variables["batch_stats"], batch, rng)
+  value, stats, metrics, _ = fn(variables["params"], variables["batch_stats"], batch, rng)
   return float(value), stats, jax.tree.map(float, metrics)
 
 

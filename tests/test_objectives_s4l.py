@@ -73,7 +73,7 @@ def np_triplet(emb, ids):
 def run_objective(name, model, variables, batch, config):
   loss_fn = jax.jit(functools.partial(objectives.get(name).loss_fn, model=model, loss_config=config.loss,
                                       aux={}))
-  loss, (stats, metrics) = loss_fn(variables["params"], variables["batch_stats"], batch, None)
+  loss, stats, metrics, _ = loss_fn(variables["params"], variables["batch_stats"], batch, None)
   return float(loss), stats, jax.tree.map(float, metrics)
 
 
@@ -152,9 +152,11 @@ def test_linear_eval_freezes_trunk_and_bn(model_and_vars):
   rng = np.random.default_rng(2)
   batch = {"labeled": {"image": rng.uniform(-1, 1, (6, S, S, 3)).astype(np.float32),
                        "label": rng.integers(0, C, (6,)).astype(np.int32)}}
-  loss_fn = functools.partial(objectives.get("linear_eval").loss_fn, model=model,
-                              loss_config=cfg().loss, aux={})
-  (loss, (stats, _)), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
+  def loss_fn(*args):
+    out = objectives.get("linear_eval").loss_fn(*args, model=model, loss_config=cfg().loss,
+                                                aux={})
+    return out.loss, out.batch_stats
+  (loss, stats), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
       variables["params"], variables["batch_stats"], batch, None)
   for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(variables["batch_stats"])):
     np.testing.assert_array_equal(a, b)
@@ -324,7 +326,7 @@ def test_bn_groups_match_separate_runs_per_core(model_and_vars):
   rng = np.random.default_rng(1)
   unlabeled, labeled = stream(rng, 4, 4, True), stream(rng, 2, 4, True)
   params, bs = variables["params"], variables["batch_stats"]
-  got, _ = objectives.get("s4l_rotation").loss_fn(
+  got, *_ = objectives.get("s4l_rotation").loss_fn(
       params, bs, {"unlabeled": unlabeled, "labeled": labeled}, None, model=grouped,
       loss_config=cfg().loss, aux={})
   per_core = []
@@ -341,7 +343,7 @@ def test_bn_groups_match_separate_runs_per_core(model_and_vars):
   want = (np_xent(cls, np.repeat(labeled["label"], 4))
           + (np_xent(rot[:16], rot_labels[:16]) + np_xent(rot[16:], rot_labels[16:])) / 2)
   np.testing.assert_allclose(got, want, rtol=1e-5)
-  default, _ = objectives.get("s4l_rotation").loss_fn(
+  default, *_ = objectives.get("s4l_rotation").loss_fn(
       params, bs, {"unlabeled": unlabeled, "labeled": labeled}, None, model=model,
       loss_config=cfg().loss, aux={})
   assert abs(float(default) - want) > 1e-4  # global BN over both cores differs

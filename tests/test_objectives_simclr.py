@@ -2,7 +2,6 @@
 receives gradients, the frozen teacher."""
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -37,13 +36,13 @@ def simclr_setup():
 
 def simclr_loss(model, variables, batch, **loss):
   return simclr.loss_fn(variables["params"], variables["batch_stats"], batch, None, model=model,
-                        loss_config=ml_collections.ConfigDict(loss), aux={})
+                        loss_config=objectives.loss_config(simclr, loss), aux={})
 
 
 @pytest.mark.slow
 def test_simclr_loss_is_nt_xent_of_both_views_plus_linear_eval(simclr_setup):
   model, variables, batch = simclr_setup
-  loss, (_, metrics) = simclr_loss(model, variables, batch, temperature=0.2)
+  loss, _, metrics, _ = simclr_loss(model, variables, batch, temperature=0.2)
   u, l = batch["unlabeled"]["image"], batch["labeled"]["image"]
   x = np.concatenate([u[:, 0], l[:, 0], u[:, 1], l[:, 1]])  # one pass: BN over all 16 images
   out = model.apply(variables, x, train=True, mutable=["batch_stats"])[0]
@@ -94,13 +93,13 @@ def test_simclr_memory_adds_the_queue_and_enqueues_the_memory_networks_keys(simc
   the old queue's first K - 8 rows; no gradient reaches the EMA weights or the queue."""
   model, variables, batch = simclr_setup
   ema, queue = init(model, seed=1)["params"], random_queue(12, 8, seed=7)
-  loss_config = ml_collections.ConfigDict(dict(temperature=0.2, memory_size=12))
+  loss_config = objectives.loss_config(simclr, dict(temperature=0.2, memory_size=12))
 
   def run(params, ema_params, q):
     return simclr.loss_fn(params, variables["batch_stats"], batch, None, model=model,
                           loss_config=loss_config,
                           aux={"ema_params": ema_params, "state": {"queue": q}})
-  loss, (_, metrics, new_state) = run(variables["params"], ema, queue)
+  loss, _, metrics, new_state = run(variables["params"], ema, queue)
   u, l = batch["unlabeled"]["image"], batch["labeled"]["image"]
   x = np.concatenate([u[:, 0], l[:, 0], u[:, 1], l[:, 1]])
   z = np.asarray(model.apply(variables, x, train=True, mutable=["batch_stats"])[0]["proj"])
@@ -118,7 +117,7 @@ def test_simclr_memory_adds_the_queue_and_enqueues_the_memory_networks_keys(simc
       variables["params"], ema, jnp.asarray(queue))
   assert max(float(np.abs(g).max()) for g in jax.tree.leaves(grads[0]["trunk"])) > 0
   jax.tree.map(lambda g: np.testing.assert_array_equal(g, 0.0), grads[1:])
-  key_grads = jax.grad(lambda e: jnp.sum(run(variables["params"], e, queue)[1][2]["queue"]))(ema)
+  key_grads = jax.grad(lambda e: jnp.sum(run(variables["params"], e, queue).state["queue"]))(ema)
   jax.tree.map(lambda g: np.testing.assert_array_equal(g, 0.0), key_grads)
 
 
@@ -210,10 +209,10 @@ def distill_setup():
 def test_distill_loss_matches_reference(distill_setup, temperature, sup_weight, t2):
   student, s_vars, teacher, t_vars, batch = distill_setup
   teacher_fn = lambda x: teacher.apply(t_vars, x, train=False)
-  loss, (_, metrics) = distill.loss_fn(
+  loss, _, metrics, _ = distill.loss_fn(
       s_vars["params"], s_vars["batch_stats"], batch, None, model=student,
-      loss_config=ml_collections.ConfigDict(dict(temperature=temperature, sup_weight=sup_weight,
-                                                 scale_by_temperature_squared=t2)),
+      loss_config=objectives.loss_config(distill, dict(
+          temperature=temperature, sup_weight=sup_weight, scale_by_temperature_squared=t2)),
       aux={"teacher": teacher_fn})
   x = np.concatenate([batch["labeled"]["image"], batch["unlabeled"]["image"]])
   s_logits = np.asarray(student.apply(s_vars, x, train=True, mutable=["batch_stats"])[0]

@@ -33,7 +33,7 @@ def test_without_noise_the_rng_changes_nothing_bit_for_bit():
   out, new = model.apply(variables, labeled["image"], train=True, mutable=["batch_stats"])
   expected = losses.softmax_xent(out["classes"], labeled["label"])
   for seed in (0, 1):
-    loss, (stats, _) = _loss(model, variables, labeled, jax.random.PRNGKey(seed))
+    loss, stats, _, _ = _loss(model, variables, labeled, jax.random.PRNGKey(seed))
     np.testing.assert_array_equal(loss, expected)
     for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(new["batch_stats"])):
       np.testing.assert_array_equal(a, b)
@@ -52,7 +52,7 @@ def test_noise_follows_the_rng():
 def test_soft_labels_give_the_soft_cross_entropy():
   model, variables, labeled = _setup()
   targets = np.random.default_rng(1).dirichlet(np.ones(5), size=6).astype(np.float32)
-  loss, (_, metrics) = _loss(model, variables, dict(labeled, soft_label=jnp.asarray(targets)),
+  loss, _, metrics, _ = _loss(model, variables, dict(labeled, soft_label=jnp.asarray(targets)),
                              jax.random.PRNGKey(0))
   logits = np.asarray(model.apply(variables, labeled["image"], train=True,
                                   mutable=["batch_stats"])[0]["classes"], np.float64)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from tensorboard.compat.proto import event_pb2
 
-from s4l_jax import budget, losses, objective_lib, runner, vat
+from s4l_jax import budget, losses, objective_lib, objectives, runner, vat
 from s4l_jax.models import build_model
 from s4l_jax.objectives import moam_step1
 from s4l_jax.objectives import vat as vat_objective
@@ -90,8 +90,8 @@ def vat_and_recomputation(on_labeled, direction, grads=True, normalization="exac
     return sup + 0.7 * l_vat + 0.3 * ent, (new["batch_stats"], metrics)
 
   def objective_fn(p):
-    return vat_objective.loss_fn(p, bs, batch, RNG, model=model, loss_config=config.loss,
-                                 aux={})
+    out = vat_objective.loss_fn(p, bs, batch, RNG, model=model, loss_config=config.loss, aux={})
+    return out.loss, (out.batch_stats, out.metrics)
 
   wrap = (lambda f: jax.value_and_grad(f, has_aux=True)) if grads else (lambda f: f)
   return jax.jit(wrap(objective_fn))(params), jax.jit(wrap(expected_fn))(params)
@@ -181,17 +181,20 @@ def test_moam_step1_bookkeeping():
                             out["classes"][:n], RNG, eps=2.0, xi=1e-6, num_iters=1),
       entmin_loss=losses.entropy(out["classes"][:n]))
 
-  loss, (_, metrics) = moam_step1.loss_fn(params, bs, batch, RNG, model=model,
-                                          loss_config=config.loss, aux={})
+  loss, _, metrics, _ = moam_step1.loss_fn(
+      params, bs, batch, RNG, model=model,
+      loss_config=objectives.loss_config(moam_step1, config.loss), aux={})
   for key, value in want.items():
     np.testing.assert_allclose(metrics[key], value, rtol=1e-6, err_msg=key)
   weights = dict(rot_loss=0.1, sup_loss=0.2, vat_loss=0.7, entmin_loss=0.05)
   np.testing.assert_allclose(loss, sum(w * want[k] for k, w in weights.items()), rtol=1e-6)
-  # Without rot_weight it defaults to 1 - sup_weight - vat_weight, as in the S4L code.
+  # Without rot_weight: the declared 0.4 (= 1 - the default sup and vat weights 0.3 + 0.3,
+  # the S4L code's rule).
   del config.loss["rot_weight"]
-  loss, _ = moam_step1.loss_fn(params, bs, batch, RNG, model=model, loss_config=config.loss,
-                               aux={})
-  weights["rot_loss"] = 0.1
+  loss, *_ = moam_step1.loss_fn(params, bs, batch, RNG, model=model,
+                                loss_config=objectives.loss_config(moam_step1, config.loss),
+                                aux={})
+  weights["rot_loss"] = 0.4
   np.testing.assert_allclose(loss, sum(w * want[k] for k, w in weights.items()), rtol=1e-6)
 
 

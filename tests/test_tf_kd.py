@@ -31,7 +31,7 @@ def test_virtual_teacher_loss_matches_numpy():
   lc = config_lib.ml_collections.ConfigDict(dict(alpha=0.3, temperature=3.0, correct_prob=0.95))
   fn = jax.jit(functools.partial(objectives.get("virtual_teacher").loss_fn, model=model,
                                  loss_config=lc, aux={}))
-  value, (_, metrics) = fn(variables["params"], variables["batch_stats"], batch, None)
+  value, _, metrics, _ = fn(variables["params"], variables["batch_stats"], batch, None)
 
   apply = functools.partial(model.apply, train=True, mutable=["batch_stats"])
   logits = np.asarray(apply(variables, batch["labeled"]["image"])[0]["classes"], np.float64)

@@ -265,8 +265,9 @@ def test_batch_stats_norm_is_zero_without_batch_norm():
   def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
     del rng, model, loss_config, aux
     loss = jnp.mean(jnp.square(params["w"] - batch["labeled"]["label"].astype(jnp.float32)))
-    return loss, (batch_stats, {})
-  objective = types.SimpleNamespace(loss_fn=loss_fn, REQUIRES=objectives.Requirements())
+    return objectives.LossOutput(loss, batch_stats, {})
+  objective = types.SimpleNamespace(loss_fn=loss_fn, REQUIRES=objectives.Requirements(),
+                                    LOSS_KEYS={})
   config = digits_config(batch=4)
   params = {"w": jnp.ones((4,))}
   tx = optim.make_optimizer(config.optimizer, optim.make_schedule(config.lr, 0.1, 10, 100),
@@ -295,9 +296,9 @@ def test_frozen_teacher_from_an_export_is_an_input_not_state(uninterrupted, tmp_
                                mutable=["batch_stats"])
     target = jax.nn.softmax(aux["teacher"](x)["classes"])
     loss = -jnp.mean(jnp.sum(target * jax.nn.log_softmax(outputs["classes"]), -1))
-    return loss, (new["batch_stats"], {})
+    return objectives.LossOutput(loss, new["batch_stats"], {})
   probe = types.ModuleType("s4l_jax.objectives.teacher_probe")
-  probe.REQUIRES, probe.LOSS_RANGES = objectives.Requirements(aux=("teacher",)), {}
+  probe.REQUIRES, probe.LOSS_KEYS = objectives.Requirements(aux=("teacher",)), {}
   probe.loss_fn = loss_fn
   config = digits_config(steps=2)
   config.objective, config.frozen_teacher = "teacher_probe", teacher_dir

@@ -87,7 +87,7 @@ def test_unknown_vat_normalization_is_rejected():
   config = tiny(load_config("vat", "dataset=digits"))
   config.loss.vat_normalization = "tf"
   with pytest.raises(ValueError, match=r"^loss.vat_normalization='tf' must be one of "
-                     r"exact_eps, released$"):
+                     r"exact_eps, released \(objective vat\)$"):
     validation.validate(config)
 
 

@@ -42,12 +42,11 @@ def get_config(arg=None):
 
   fit = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals,
                                labeled_batch=32)
-  fit.objective = "clusterfit"
+  config_lib.set_objective(fit, "clusterfit")
   fit.frozen_teacher = a.pretrained or "@features"
   fit.input.unlabeled.batch_size = 256
   fit.model.heads.clusters = clusters
-  fit.loss = ml_collections.ConfigDict(dict(num_clusters=clusters, endpoint="pre_logits",
-                                            kmeans_iterations=100))
+  fit.loss.num_clusters = clusters
   common.pretext_preset(fit, a.regime)
   common.set_steps(a.steps, fit)
 

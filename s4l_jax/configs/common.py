@@ -150,24 +150,21 @@ def relative_position_task(c):
 
 def colorization_task(c):
   """The colorization pretext task on the unlabeled stream (view `train`): the dense head
-  "colorization" (Q = the ab bins' count logits per feature-map position) and Zhang et al.'s
-  soft targets (5 nearest bins, sigma 5) and rebalancing (lambda 0.5)."""
+  "colorization" (Q = the ab bins' count logits per feature-map position); the loss keys'
+  defaults are Zhang et al.'s (`objective_lib.COLORIZATION_LOSS_KEYS`)."""
   c.input.unlabeled.view = "train"
   c.model.heads.colorization = dict(dims=(len(colorization.ab_bins()),),
                                     input=heads.FEATURE_MAP)
-  c.loss.update(dict(neighbours=5, sigma=5.0, rebalance_lambda=0.5))
 
 
 EXEMPLAR_EMBED_DIMS = dict(paper=1000, small=128)  # the exemplar embedding's width per regime
 
 
 def exemplar_loss(c, regime: str):
-  """The exemplar triplet loss's keys: batch-hard soft-margin triplets on an embedding of
-  `EXEMPLAR_EMBED_DIMS[regime]` dimensions normalised per example, global triplets (1
-  group), no identity quirk; the head "embeddings" follows `loss.embed_dim` (a reference)."""
+  """The exemplar triplet loss on an embedding of `EXEMPLAR_EMBED_DIMS[regime]` dimensions
+  (`loss.embed_dim`; the other keys' defaults: `objective_lib.EXEMPLAR_LOSS_KEYS`); the head
+  "embeddings" follows `loss.embed_dim` (a reference)."""
   c.loss.embed_dim = EXEMPLAR_EMBED_DIMS[regime]
-  c.loss.triplet_groups = 1
-  c.loss.exemplar_id_quirk = False
   c.model.heads = dict(classes=-1, embeddings=c.loss.get_ref("embed_dim"))
 
 
@@ -198,7 +195,6 @@ def supervised_row(a) -> ml_collections.ConfigDict:
   noise on the crops as `s4l:config/supervised_imagenet_1p.sh`."""
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals,
                              labeled_batch=256)
-  c.objective = "supervised"
   supervised_preset(c, a.regime, a.labels)
   if a.regime == "paper" and a.labels == "1pct":
     c.input.labeled.view = "inception_crop|flip|hsv_noise"
@@ -213,7 +209,7 @@ def vat_row(arg: str | None, entmin_weight: float) -> ml_collections.ConfigDict:
                            hparams_1pct="10pct", fidelity="default")
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals,
                              labeled_batch=256)
-  c.objective = "vat"
+  config_lib.set_objective(c, "vat")
   if a.regime == "paper":
     c.lr.base, c.lr.scale_batch_size = 0.03, 0
     # unverified: google-research/s4l releases no 1% VAT config.
@@ -222,13 +218,7 @@ def vat_row(arg: str | None, entmin_weight: float) -> ml_collections.ConfigDict:
     small_data_preset(c)
   c.input.unlabeled.batch_size = c.input.labeled.batch_size
   c.input.unlabeled.view = "train"
-  c.loss.vat_eps = 40.0 * c.input.image_size / 224
-  c.loss.vat_xi = 1e-6
-  c.loss.vat_num_iters = 1
-  c.loss.vat_kl_direction = "perturbed_clean"  # released code; "clean_perturbed": paper
-  c.loss.vat_normalization = "exact_eps"  # |r_adv| = eps; "released": l2_normalize(eps=1e-12)
-  c.loss.vat_apply_to_labeled = True
-  c.loss.vat_weight = 0.5
+  c.loss.vat_eps = c.loss.vat_eps * c.input.image_size / 224  # declared at 224 px
   c.loss.entmin_weight = entmin_weight
   per_core_fidelity(c, "vat_entmin" if entmin_weight else "vat", a.fidelity)
   set_steps(a.steps, c)

@@ -19,7 +19,7 @@ from s4l_jax.configs import common
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=32)
-  c.objective = "exemplar"
+  config_lib.set_objective(c, "exemplar")
   c.input.labeled.view = "exemplar8"
   c.input.unlabeled = dict(batch_size=512, view="exemplar8")
   # The classes head gets no loss; it keeps the export contract (predict -> class logits).

@@ -28,7 +28,6 @@ def get_config(arg=None):
                      "--config=configs/finetune.py:pretrained=WORKDIR/export")
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals,
                              labeled_batch=256)
-  c.objective = "supervised"
   c.init_from = a.pretrained
   c.model.update(common.export_trunk(a.pretrained, missing_ok=True))
   c.trainable = "all"

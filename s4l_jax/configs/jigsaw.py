@@ -25,7 +25,7 @@ def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0,
                            permutations=common.JIGSAW_PERMUTATIONS)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=32)
-  c.objective = "jigsaw"
+  config_lib.set_objective(c, "jigsaw")
   c.input.unlabeled.batch_size = 256
   common.jigsaw_task(c, a.permutations)
   common.pretext_preset(c, a.regime)

@@ -28,7 +28,7 @@ def get_config(arg=None):
     raise ValueError("linear_eval needs the pretrained export: "
                      "--config=configs/linear_eval.py:pretrained=WORKDIR/export")
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=512)
-  c.objective = "linear_eval"
+  config_lib.set_objective(c, "linear_eval")
   c.init_from = a.pretrained
   c.model.update(common.export_trunk(a.pretrained, missing_ok=True))
   c.model.heads = dict(classes=dict(dims=-1, stop_gradient=True))

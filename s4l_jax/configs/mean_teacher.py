@@ -23,12 +23,10 @@ def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals,
                              labeled_batch=256)
-  c.objective = "mean_teacher"
+  config_lib.set_objective(c, "mean_teacher")
   common.supervised_preset(c, a.regime, a.labels)
   crop_op = views.INPUT_CROPS[c.input.crop]  # the preset's crop: inception or pad_crop
   c.input.unlabeled = dict(batch_size=c.input.labeled.batch_size, view=f"{crop_op}*2|flip")
   c.ema_halflife_epochs = 1.0
-  c.loss.consistency_weight = 8.0
-  c.loss.consistency_rampup = 0.4
   common.set_steps(a.steps, c)
   return c

@@ -27,7 +27,7 @@ from s4l_jax.configs import common
 def stage_config(objective, a, batch):
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, labeled_batch=batch,
                              evals=a.evals)
-  c.objective = objective
+  config_lib.set_objective(c, objective)
   return c
 
 
@@ -39,10 +39,6 @@ def get_config(arg=None):
   s1 = stage_config("moam_step1", a, 128)
   s1.input.labeled.view = s1.input.unlabeled.view = "rotate4"
   s1.model.heads = dict(classes=-1, rotations=4)
-  s1.loss = ml_collections.ConfigDict(dict(
-      rot_weight=0.4, sup_weight=0.3, vat_weight=0.3, entmin_weight=0.3, vat_eps=32.0,
-      vat_xi=1e-6, vat_num_iters=1, vat_kl_direction="perturbed_clean",
-      vat_normalization="exact_eps"))
   s1.ema_halflife_epochs = 1.0
   common.rotation_averaged_evals(s1)
 
@@ -66,7 +62,7 @@ def get_config(arg=None):
       s.model.width *= 2  # the paper's MOAM net is wider than the baselines' (4x there)
     # Class loss weight 0.3: 3x the preset lr, as the paper's MOAM lr (0.1) is ~3x S4L's.
     s1.lr.base *= 3
-    s1.loss.vat_eps = 32.0 * (s1.input.image_size ** 2 * 3 / 150528) ** 0.5
+    s1.loss.vat_eps *= (s1.input.image_size ** 2 * 3 / 150528) ** 0.5  # same RMS as 224 px
   s1.input.unlabeled.batch_size = s1.input.labeled.batch_size
   common.set_steps(a.steps, s1, s2, s3)
 

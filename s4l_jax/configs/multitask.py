@@ -35,12 +35,12 @@ def get_config(arg=None):
     raise ValueError(f"tasks={a.tasks!r}: unknown {unknown}; valid: '+'-joined "
                      f"{', '.join(TASK_WEIGHTS)}")
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=256)
-  c.objective = "multitask"
+  config_lib.set_objective(c, "multitask")
   c.input.unlabeled.batch_size = 256
   c.model.heads = dict(classes=-1)
-  for task, key in TASK_WEIGHTS.items():
-    c.loss[key] = 1.0 if task in tasks else 0.0
-  c.loss.class_weight = 1.0 if a.s4l else 0.0
+  for task in tasks:  # the others keep weight 0 (off)
+    c.loss[TASK_WEIGHTS[task]] = 1.0
+  c.loss.class_weight = float(a.s4l)
   if "rotation" in tasks:
     c.model.heads.rotations = 4
   if "exemplar" in tasks:

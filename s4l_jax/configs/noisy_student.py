@@ -44,7 +44,6 @@ def stage_config(a, width_factor: float, teacher: str = ""):
   family = datasets.get(a.dataset)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals,
                              labeled_batch=256)
-  c.objective = "supervised"
   c.input.labeled.view = f"{views.INPUT_CROPS[c.input.crop]}|{NOISY_OPS}"
   c.model.dropout, c.model.stochastic_depth = dict(
       paper=PAPER_NOISE, small=family.small.student_noise)[a.regime]

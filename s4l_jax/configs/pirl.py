@@ -24,23 +24,16 @@ from s4l_jax import config_lib
 from s4l_jax.configs import common
 from s4l_jax.data import datasets
 
-EMBED_DIM = 128
-
-
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="digits", labels="10pct", steps=0)
   family = datasets.get(a.dataset)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=8)
-  c.objective = "pirl"
+  config_lib.set_objective(c, "pirl")
   common.small_data_preset(c)
   c.input.unlabeled.batch_size = c.input.labeled.batch_size
   c.input.labeled.batch_size = 8
-  c.model.heads = dict(classes=-1, pirl_image=EMBED_DIM, pirl_tiles=9 * EMBED_DIM)
-  c.loss.embed_dim = EMBED_DIM
+  c.model.heads = dict(classes=-1, pirl_image=c.loss.embed_dim, pirl_tiles=9 * c.loss.embed_dim)
   c.loss.bank_size = family.train_images  # one bank row per train image
-  c.loss.bank_momentum = 0.5
   c.loss.num_negatives = family.small.negatives
-  c.loss.temperature = 0.5  # not the paper's 0.07: see the docstring
-  c.loss.nce_lambda = 0.5
   common.set_steps(a.steps, c)
   return c

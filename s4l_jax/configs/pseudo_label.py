@@ -22,7 +22,6 @@ def get_config(arg=None):
                      "--config=configs/pseudo_label.py:teacher=WORKDIR/export")
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals,
                              labeled_batch=256)
-  c.objective = "supervised"
   c.teacher = a.teacher
   if a.regime == "paper":
     common.student_paper_schedule(c)

@@ -22,7 +22,7 @@ from s4l_jax.configs import common
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=32)
-  c.objective = "relative_position"
+  config_lib.set_objective(c, "relative_position")
   c.input.unlabeled.batch_size = 256
   common.relative_position_task(c)
   common.pretext_preset(c, a.regime)

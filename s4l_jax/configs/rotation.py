@@ -21,7 +21,7 @@ from s4l_jax.configs import common
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=32)
-  c.objective = "rotation"
+  config_lib.set_objective(c, "rotation")
   c.input.labeled.view = "rotate4"
   c.input.unlabeled = dict(batch_size=256, view="rotate4")
   # The classes head gets no loss; it keeps the export contract (predict -> class logits).

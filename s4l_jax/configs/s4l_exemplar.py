@@ -26,10 +26,9 @@ def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0,
                            hparams_1pct="10pct", fidelity="default")
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=512)
-  c.objective = "s4l_exemplar"
+  config_lib.set_objective(c, "s4l_exemplar")
   c.input.labeled.view = "exemplar8"
   c.input.unlabeled = dict(batch_size=512, view="exemplar8")
-  c.loss.triplet_weight = 1.0
   common.exemplar_loss(c, a.regime)
   if a.regime == "paper":
     c.lr.base, c.lr.scale_batch_size, c.lr.warmup_epochs = 0.1, 0, 10.0

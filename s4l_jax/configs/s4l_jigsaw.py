@@ -19,10 +19,9 @@ def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0,
                            permutations=common.JIGSAW_PERMUTATIONS)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=256)
-  c.objective = "s4l_jigsaw"
+  config_lib.set_objective(c, "s4l_jigsaw")
   c.input.unlabeled.batch_size = 256
   common.jigsaw_task(c, a.permutations)
-  c.loss.jigsaw_weight = 1.0
   common.s4l_variant_preset(c, a.regime)
   common.set_steps(a.steps, c)
   return c

@@ -17,10 +17,9 @@ from s4l_jax.configs import common
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0)
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=256)
-  c.objective = "s4l_relative_position"
+  config_lib.set_objective(c, "s4l_relative_position")
   c.input.unlabeled.batch_size = 256
   common.relative_position_task(c)
-  c.loss.position_weight = 1.0
   common.s4l_variant_preset(c, a.regime)
   common.set_steps(a.steps, c)
   return c

@@ -24,11 +24,10 @@ def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0,
                            hparams_1pct="10pct", fidelity="default")
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=256)
-  c.objective = "s4l_rotation"
+  config_lib.set_objective(c, "s4l_rotation")
   c.input.labeled.view = "rotate4"
   c.input.unlabeled = dict(batch_size=256, view="rotate4")
   c.model.heads = dict(classes=-1, rotations=4)
-  c.loss.rot_weight = 1.0
   common.rotation_averaged_evals(c)
   if a.regime == "paper":
     c.lr.base, c.lr.scale_batch_size = 0.03, 0

@@ -102,31 +102,26 @@ def get_config(arg=None):
             for name in STAGES}
   pretrain, finetune, distill = (stages[n] for n in STAGES)
 
-  pretrain.objective = "simclr"
+  config_lib.set_objective(pretrain, "simclr")
   strength = datasets.get(a.dataset).simclr_jitter_strength
   pretrain.input.labeled.view = pretrain.input.unlabeled.view = "simclr2" if strength == 1 else (
       f"{views.INPUT_CROPS[pretrain.input.crop]}*2|simclr_augment({strength})")
   pretrain.model.heads = dict(proj=presets.simclr_projection_head(),
                               classes=dict(dims=-1, stop_gradient=True))
-  pretrain.loss.temperature = 0.1
-  pretrain.loss.linear_eval_weight = 1.0
   pretrain.loss.memory_size = a.memory
   if a.memory:
     pretrain.ema_decay = 0.999
   pretrain.lr.batch_of = "all"
 
-  finetune.objective = "supervised"
   finetune.input.labeled.view = "simclr_train"
   finetune.init_from, finetune.init_take = "@pretrain", "trunk+proj_1"
   finetune.model.heads = dict(proj=presets.simclr_projection_head(keep=1),
                               classes=dict(dims=-1, input="proj_1", zero_init=True))
 
-  distill.objective = "distill"
+  config_lib.set_objective(distill, "distill")
   distill.frozen_teacher = "@finetune"
   distill.input.labeled.view = distill.input.unlabeled.view = "simclr_train"
   distill.model.heads = dict(classes=-1)
-  distill.loss.temperature = 1.0
-  distill.loss.distill_weight, distill.loss.sup_weight = 1.0, 0.0
   distill.lr.batch_of = "unlabeled"
   if a.student == "r50_1x":
     distill.model.update(presets.MODEL_PRESETS["r50_1x" if paper else "wrn_tiny"])

@@ -15,15 +15,16 @@ Args (`--config=configs/tf_kd.py:dataset=digits`, `...:teacher=virtual`):
     poor:     De-KD, the same two stages with the teacher trained for 10 % of its steps.
     virtual:  Tf-KD-reg, one run, no teacher network: the `virtual_teacher` objective
               (a = correct_prob on the label, the rest evenly; labeled images only).
-  alpha, temperature: the KD weight and temperature (0.5, 4.0: this project's choice; the
-           paper tunes them per dataset and network)
-  correct_prob: a of the virtual teacher (0.9; the paper asks a >= 0.9)
+  alpha, temperature: the KD weight and temperature (default: the `virtual_teacher`
+           objective's declared 0.5, 4.0: this project's choice; the paper tunes them per
+           dataset and network)
+  correct_prob: a of the virtual teacher (default 0.9, declared there; the paper asks a >= 0.9)
 Re-running resumes at the stage and iteration where it stopped; `step=teacher|student` runs
 one stage of the two-stage variants.
 """
 import ml_collections
 
-from s4l_jax import budget, config_lib
+from s4l_jax import budget, config_lib, objectives
 from s4l_jax.configs import common
 
 TEACHERS = ("self", "reversed", "poor", "virtual")
@@ -37,14 +38,14 @@ def widen(c):
 
 
 def get_config(arg=None):
+  kd = objectives.loss_defaults("virtual_teacher")  # alpha, temperature, correct_prob
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", steps=0,
-                           teacher="self", alpha=0.5, temperature=4.0, correct_prob=0.9,
-                           step="all")
+                           teacher="self", step="all", **kd)
   if a.teacher not in TEACHERS:
     raise ValueError(f"teacher={a.teacher!r} unknown; valid: {', '.join(TEACHERS)}")
   if a.teacher == "virtual":
     c = common.supervised_row(a)
-    c.objective = "virtual_teacher"
+    config_lib.set_objective(c, "virtual_teacher")
     c.loss.update(dict(alpha=a.alpha, temperature=a.temperature, correct_prob=a.correct_prob))
     return c
   teacher, student = common.supervised_row(a), common.supervised_row(a)
@@ -53,7 +54,7 @@ def get_config(arg=None):
       teacher[key] = type(teacher[key])(teacher[key] * POOR_FRACTION)
   if a.teacher == "reversed":
     widen(student)
-  student.objective = "distill"
+  config_lib.set_objective(student, "distill")
   student.frozen_teacher = "@teacher"
   student.input.unlabeled.batch_size = student.input.labeled.batch_size
   student.input.unlabeled.view = student.input.labeled.view

@@ -52,7 +52,6 @@ class DatasetFamily:
     label_protocol: labels specs this family reads as another (`subsets.resolve_labels_spec`),
       e.g. ImageNet's `10pct` / `1pct` = S4L's lists of exactly 128 / 13 images per class
       (google-research/s4l `label_map_count_128000_index_0` / `..._13000_...`).
-    regime: the configs' default `regime=` (`REGIMES`): `paper` where the paper trained.
     small: the `regime=small` sizes.
     train_images: images of the train split (PIRL's memory bank rows); 0: read from the data.
     benchmark_labels: the labels spec of the semi-supervised benchmarks' headline row on it
@@ -74,7 +73,6 @@ class DatasetFamily:
   eval_batch_size: int
   validation: str
   label_protocol: tuple[tuple[str, str], ...] = ()
-  regime: str = "small"
   small: SmallRegime = SmallRegime()
   train_images: int = 0
   benchmark_labels: str = "10pct"
@@ -94,7 +92,7 @@ FAMILIES = {f.name: f for f in (
                   test_split="validation", image_size=224, crop="inception",
                   model="resnet50v2", eval_batch_size=400, validation="1000",
                   label_protocol=(("10pct", "128perclass"), ("1pct", "13perclass")),
-                  regime="paper", train_images=1281167, pseudo_labels_per_class=1150,
+                  train_images=1281167, pseudo_labels_per_class=1150,
                   clusters=16000),
     DatasetFamily("cifar10", source="tfds", pipelines=("memory",), num_classes=10,
                   test_split="test", image_size=32, crop="pad_crop", model="wrn",

@@ -1,16 +1,16 @@
-"""Training objectives: one module per method, each defining `REQUIRES` and `loss_fn`.
+"""Training objectives: one module per method, each defining `REQUIRES`, `LOSS_KEYS` and `loss_fn`.
 
 Contract (every module `s4l_jax/objectives/<name>.py`; `config.objective` names it):
 
     REQUIRES = objectives.Requirements(streams=..., heads=..., aux=...)
              # or a function `loss_config -> Requirements` when the needs depend on `loss` keys
-    LOSS_RANGES = {"threshold": objectives.Range(0, 1), ...}   # {} when the loss reads none
+    LOSS_KEYS = {"threshold": objectives.LossKey(0.95, objectives.Range(0, 1)), ...}
+             # every `loss` key the loss reads; {} when it reads none
 
-    def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux)
-        -> (loss, (new_batch_stats, metrics))
-        -> (loss, (new_batch_stats, metrics, new_state))   # only with "state" in REQUIRES.aux
+    def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux) -> LossOutput
 
     def init_state(config, rng) -> state                    # only with "state" in REQUIRES.aux
+    def check(config)                                       # optional: cross-key checks
 
 * `REQUIRES` declares what the loss reads (`requirements(module, loss_config)` resolves it);
   `check_config` (called by `validation.validate`) rejects a config that does not provide it,
@@ -24,17 +24,23 @@ Contract (every module `s4l_jax/objectives/<name>.py`; `config.objective` names 
   - `model_noise`: the loss passes `rng` to its train-mode forward
     (`objective_lib.apply_train(..., rng)`), so the model may have dropout / stochastic
     depth (`model.dropout > 0`, `model.stochastic_depth < 1`); others reject them.
-* `LOSS_RANGES` maps every numeric `loss` key the module reads to its allowed values
-  (`Range(low, high, low_open=..., high_open=...)`; None = unbounded): `check_config` rejects
-  a value outside, naming key and range, before anything compiles (FixMatch
-  `loss.threshold=1.5`, SimCLR `loss.temperature=0`). `get` refuses a module without it, so a
-  new method cannot skip its checks. The defaults of optional keys stay where the loss reads
-  them (`loss_config.get(key, default)`); the method's config file sets the others.
+* `LOSS_KEYS` is the one place a `loss` key's default lives: `LossKey(default, allowed)`, the
+  default (`REQUIRED`: the config must set it, e.g. a size that depends on the dataset;
+  `OPTIONAL`: may stay absent) and the allowed values (a `Range` of numbers, a tuple of
+  choices, or None). `config_lib.base_config(objective=...)` fills the defaults into
+  `config.loss` (so a resolved config shows every value and `--config.loss.KEY=...` can
+  override it; configs set only what differs); `check_config` rejects a missing required
+  key, a value outside its allowed set (naming key and range: FixMatch
+  `loss.threshold=1.5`, SimCLR `loss.temperature=0`) and a key the objective does not
+  declare, then calls the module's `check(config)` for checks across keys (e.g. a head's
+  width against a `loss` key). `get` refuses a module without `LOSS_KEYS`, so a new method
+  cannot skip its checks.
 * `batch` holds the views the config asked for, already augmented, as float32 in [-1, 1]:
   `batch["labeled"] = {"image": (B, [V,] H, W, C), "label": (B,) int32, ["rotation": (B, 4)]}`
   and, when the config has an unlabeled stream, `batch["unlabeled"] = {"image": ..., ...}`
   (its "label" is the true label, for logging only: never in a loss).
-* `loss_config` is `config.loss` (read with `.get(key, default)` for optional keys).
+* `loss_config` is `config.loss` over the declared defaults (`loss_config(module, loss)`):
+  every declared key but an absent `OPTIONAL` one is there, read as `loss_config.KEY`.
 * `aux` holds what `REQUIRES.aux` asked for, filled by the train step:
   - "step": int32 scalar, the number of updates applied so far;
   - "progress": float32 scalar, step / the run's total steps, in [0, 1) (ramp-ups);
@@ -53,7 +59,9 @@ Contract (every module `s4l_jax/objectives/<name>.py`; `config.objective` names 
   mutable=["batch_stats"])` returns `(outputs, {"batch_stats": new})` where `outputs` maps
   "pre_logits", each head name (e.g. "classes", "rotations") and, for an MLP head `h`, its
   endpoints `h_0` (input) .. `h_L` to float32 arrays (N, dim) (`s4l_jax/models/heads.py`).
-* `metrics` is a flat dict of scalar float32 arrays (means over the global batch).
+* `loss_fn` returns `LossOutput(loss, batch_stats, metrics, state)`: the scalar loss, the
+  model's updated `batch_stats`, `metrics` (a flat dict of scalar float32 arrays, means over
+  the global batch) and, with "state" in `REQUIRES.aux`, the new state (else None).
 * The L2 / weight decay is applied by the optimizer, not here.
 
 Shared helpers live in `s4l_jax/objective_lib.py`; no objective imports another.
@@ -61,7 +69,9 @@ A new method is one new module here plus one config file (README "Adding a metho
 """
 import dataclasses
 import importlib
-from typing import Mapping
+from typing import Any, Mapping, NamedTuple
+
+import ml_collections
 
 from s4l_jax.data import views
 
@@ -108,6 +118,51 @@ class Range:
 NON_NEGATIVE = Range(0)           # weights
 POSITIVE = Range(0, low_open=True)  # temperatures, radii
 AT_LEAST_ONE = Range(1)           # counts
+BOOL = (False, True)              # switches
+
+
+class _Marker:
+  """A `LossKey.default` that is no value."""
+
+  def __init__(self, name: str):
+    self.name = name
+
+  def __repr__(self) -> str:
+    return self.name
+
+
+REQUIRED = _Marker("REQUIRED")  # the config must set the key
+OPTIONAL = _Marker("OPTIONAL")  # the key may stay absent (the loss reads it only when set)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossKey:
+  """A `loss` key an objective reads: its `default` (or `REQUIRED` / `OPTIONAL`) and its
+  `allowed` values (a `Range`, a tuple of choices, or None: any)."""
+  default: Any
+  allowed: Range | tuple | None = None
+
+  def check(self, key: str, value, objective: str):
+    """ValueError (one line) unless `value` is allowed."""
+    if self.allowed is None:
+      return
+    if isinstance(self.allowed, Range):
+      ok, described = value in self.allowed, f"in {self.allowed}"
+    else:
+      ok = any(value == a and type(value) is type(a) for a in self.allowed)
+      described = "one of " + ", ".join(map(str, self.allowed))
+    if not ok:
+      raise ValueError(f"loss.{key}={value!r} must be {described} (objective {objective})")
+
+
+class LossOutput(NamedTuple):
+  """What `loss_fn` returns (a pytree): the scalar `loss`, the model's updated `batch_stats`,
+  `metrics` (flat dict of scalar float32 arrays) and the objective's new `state` (None
+  without "state" in `REQUIRES.aux`)."""
+  loss: Any
+  batch_stats: Any
+  metrics: dict
+  state: Any = None
 
 
 def get(name: str):
@@ -118,16 +173,29 @@ def get(name: str):
     if e.name == f"s4l_jax.objectives.{name}":
       raise ValueError(f"Unknown objective {name!r}: no module s4l_jax/objectives/{name}.py") from None
     raise
-  for attr in ("REQUIRES", "LOSS_RANGES", "loss_fn"):
+  for attr in ("REQUIRES", "LOSS_KEYS", "loss_fn"):
     if not hasattr(module, attr):
       raise ValueError(f"Objective module s4l_jax/objectives/{name}.py defines no {attr}")
   return module
 
 
-def requirements(module, loss_config) -> Requirements:
-  """The objective `module`'s `REQUIRES`, called with `loss_config` when it is a function."""
+def loss_defaults(name: str) -> dict:
+  """The declared defaults of objective `name`'s `loss` keys (not `REQUIRED` / `OPTIONAL`)."""
+  return {key: spec.default for key, spec in get(name).LOSS_KEYS.items()
+          if not isinstance(spec.default, _Marker)}
+
+
+def loss_config(module, loss) -> ml_collections.ConfigDict:
+  """`loss` (a config's `loss` section) over the declared defaults of objective `module`."""
+  defaults = {key: spec.default for key, spec in module.LOSS_KEYS.items()
+              if not isinstance(spec.default, _Marker)}
+  return ml_collections.ConfigDict(dict(defaults, **dict(loss.items())))
+
+
+def requirements(module, loss) -> Requirements:
+  """The objective `module`'s `REQUIRES`, called with its `loss_config` when it is a function."""
   needs = module.REQUIRES
-  return needs(loss_config) if callable(needs) else needs
+  return needs(loss_config(module, loss)) if callable(needs) else needs
 
 
 def init_state(module, config, rng):
@@ -141,10 +209,15 @@ def check_config(config):
   """Raises ValueError (one line) unless `config` provides what its objective requires."""
   module = get(config.objective)
   name, needs = config.objective, requirements(module, config.loss)
-  for key, allowed in module.LOSS_RANGES.items():
-    if key in config.loss and config.loss[key] not in allowed:
-      raise ValueError(f"loss.{key}={config.loss[key]!r} must be in {allowed} (objective "
-                       f"{name})")
+  unknown = sorted(set(config.loss) - set(module.LOSS_KEYS))
+  if unknown:
+    raise ValueError(f"loss.{unknown[0]} is not a key of objective {name} (its keys: "
+                     f"{', '.join(sorted(module.LOSS_KEYS)) or 'none'})")
+  for key, spec in module.LOSS_KEYS.items():
+    if key in config.loss:
+      spec.check(key, config.loss[key], name)
+    elif spec.default is REQUIRED:
+      raise ValueError(f"objective {name} needs loss.{key}: set it in the config")
   for stream, copies in needs.streams.items():
     if stream == "unlabeled" and not config.input.unlabeled.batch_size:
       raise ValueError(f"objective {name} needs an unlabeled stream: set "
@@ -169,3 +242,5 @@ def check_config(config):
     raise ValueError(f"objective {name} reads aux['state'] but defines no init_state")
   if "teacher" in needs.aux and not config.frozen_teacher:
     raise ValueError(f"objective {name} needs a frozen teacher: set frozen_teacher=DIR/export")
+  if hasattr(module, "check"):
+    module.check(config)

@@ -16,11 +16,24 @@ import numpy as np
 from absl import logging
 
 from s4l_jax import embed, kmeans, losses, objectives
-from s4l_jax.objective_lib import accuracy, apply_train
+from s4l_jax.objective_lib import accuracy, apply_train, check_index_pipeline
 
 REQUIRES = objectives.Requirements(streams={"unlabeled": 1}, heads=("classes", "clusters"),
                                    aux=("state",))
-LOSS_RANGES = {"num_clusters": objectives.Range(2), "kmeans_iterations": objectives.AT_LEAST_ONE}
+LOSS_KEYS = {"num_clusters": objectives.LossKey(objectives.REQUIRED, objectives.Range(2)),
+             "kmeans_iterations": objectives.LossKey(100, objectives.AT_LEAST_ONE),
+             "endpoint": objectives.LossKey("pre_logits")}  # the frozen network's, clustered
+
+
+def check(config):
+  """The index pipeline, the frozen network and head "clusters" K wide."""
+  check_index_pipeline(config)
+  if not config.frozen_teacher:
+    raise ValueError("objective clusterfit clusters the features of frozen_teacher: set "
+                     "frozen_teacher=DIR/export (configs/clusterfit.py: pretrained=)")
+  if config.model.heads.get("clusters") != config.loss.num_clusters:
+    raise ValueError(f"model.heads.clusters={config.model.heads.get('clusters')!r} must be "
+                     f"loss.num_clusters={config.loss.num_clusters}")
 
 
 def cluster_train_split(config):
@@ -29,7 +42,7 @@ def cluster_train_split(config):
   arrays = embed.embed_export(config.frozen_teacher, config.dataset, "train", lc.endpoint,
                               config.data_dir)
   _, assignments = kmeans.kmeans(arrays["features"], lc.num_clusters, config.seed,
-                                 lc.get("kmeans_iterations", 100))
+                                 lc.kmeans_iterations)
   assignments = np.asarray(assignments)
   sizes = np.bincount(assignments, minlength=lc.num_clusters)
   purity = sum(np.bincount(arrays["labels"][assignments == c]).max(initial=0)
@@ -53,6 +66,5 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   targets = aux["state"]["assignments"][stream["index"]]
   outputs, new_stats = apply_train(model, params, batch_stats, stream["image"])
   loss = losses.softmax_xent(outputs["clusters"], targets)
-  return loss, (new_stats, {"cluster_loss": loss,
-                            "cluster_accuracy": accuracy(outputs["clusters"], targets)},
-                aux["state"])
+  metrics = {"cluster_loss": loss, "cluster_accuracy": accuracy(outputs["clusters"], targets)}
+  return objectives.LossOutput(loss, new_stats, metrics, aux["state"])

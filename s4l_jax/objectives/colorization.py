@@ -12,12 +12,16 @@ labels ignored) pass through the network in training mode with no loss, only so 
 moving averages describe what evaluation sees. The "classes" head gets no loss.
 """
 from s4l_jax import objectives
-from s4l_jax.objective_lib import apply_train, colorization_loss, colorization_state
+from s4l_jax.objective_lib import (COLORIZATION_LOSS_KEYS, apply_train, check_colorization_head,  # pylint: disable=g-multiple-import
+                                   colorization_loss, colorization_state)
 
 REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 1},
                                    heads=("classes", "colorization"), aux=("state",))
-LOSS_RANGES = {"neighbours": objectives.AT_LEAST_ONE, "sigma": objectives.POSITIVE,
-               "rebalance_lambda": objectives.Range(0, 1)}
+LOSS_KEYS = COLORIZATION_LOSS_KEYS
+
+
+def check(config):
+  check_colorization_head(config)
 
 
 def init_state(config, rng):
@@ -30,5 +34,5 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   loss, acc, counts = colorization_loss(model, params, batch_stats, batch["unlabeled"]["image"],
                                         aux["state"]["bin_counts"], loss_config)
   _, new_stats = apply_train(model, params, batch_stats, batch["labeled"]["image"])
-  return loss, (new_stats, {"color_loss": loss, "color_accuracy": acc},
-                {"bin_counts": counts})
+  return objectives.LossOutput(loss, new_stats, {"color_loss": loss, "color_accuracy": acc},
+                               {"bin_counts": counts})

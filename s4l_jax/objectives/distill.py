@@ -23,14 +23,16 @@ from s4l_jax.objective_lib import accuracy, apply_train
 REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 1}, heads=("classes",),
                                    aux=("teacher",))
 
-LOSS_RANGES = {"temperature": objectives.POSITIVE, "distill_weight": objectives.NON_NEGATIVE,
-               "sup_weight": objectives.NON_NEGATIVE}
+LOSS_KEYS = {"temperature": objectives.LossKey(1.0, objectives.POSITIVE),
+             "distill_weight": objectives.LossKey(1.0, objectives.NON_NEGATIVE),
+             "sup_weight": objectives.LossKey(0.0, objectives.NON_NEGATIVE),
+             "scale_by_temperature_squared": objectives.LossKey(False, objectives.BOOL)}
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   del rng
   lc = loss_config
-  temperature = lc.get("temperature", 1.0)
+  temperature = lc.temperature
   labeled, unlabeled = batch["labeled"], batch["unlabeled"]
   num_l = labeled["image"].shape[0]
   outputs, new_stats = apply_train(
@@ -38,12 +40,12 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   student_l, student_u = outputs["classes"][:num_l], outputs["classes"][num_l:]
   teacher_u = aux["teacher"](unlabeled["image"])["classes"]
   distill = losses.soft_xent(student_u, teacher_u, temperature)
-  if lc.get("scale_by_temperature_squared", False):
+  if lc.scale_by_temperature_squared:
     distill *= temperature ** 2
   sup = losses.softmax_xent(student_l, labeled["label"])
-  loss = lc.get("distill_weight", 1.0) * distill + lc.get("sup_weight", 0.0) * sup
+  loss = lc.distill_weight * distill + lc.sup_weight * sup
   metrics = dict(
       distill_loss=distill, sup_loss=sup, sup_accuracy=accuracy(student_l, labeled["label"]),
       teacher_agreement=accuracy(student_u, teacher_u.argmax(-1)),
       teacher_accuracy=accuracy(teacher_u, unlabeled["label"]))
-  return loss, (new_stats, metrics)
+  return objectives.LossOutput(loss, new_stats, metrics)

@@ -7,12 +7,12 @@ images together, identity = image. The "classes" head gets no loss: it only keep
 contract (`predict` -> class logits) for the linear evaluation / fine-tuning run.
 """
 from s4l_jax import objectives
-from s4l_jax.objective_lib import exemplar_embeddings, exemplar_triplet
+from s4l_jax.objective_lib import EXEMPLAR_LOSS_KEYS, exemplar_embeddings, exemplar_triplet
 
 REQUIRES = objectives.Requirements(streams={"labeled": 8, "unlabeled": 8},
                                    heads=("classes", "embeddings"))
 
-LOSS_RANGES = {"triplet_groups": objectives.AT_LEAST_ONE, "embed_dim": objectives.AT_LEAST_ONE}
+LOSS_KEYS = EXEMPLAR_LOSS_KEYS
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
@@ -22,4 +22,4 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   _, new_stats, emb = exemplar_embeddings(model, params, batch_stats, streams)
   loss = exemplar_triplet(emb, num_images, groups=loss_config.triplet_groups,
                           quirk=loss_config.exemplar_id_quirk)
-  return loss, (new_stats, {"triplet_loss": loss})
+  return objectives.LossOutput(loss, new_stats, {"triplet_loss": loss})

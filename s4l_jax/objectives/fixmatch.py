@@ -26,7 +26,8 @@ from s4l_jax.objective_lib import accuracy, apply_train
 
 REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 2}, heads=("classes",))
 
-LOSS_RANGES = {"threshold": objectives.Range(0, 1), "unlabeled_weight": objectives.NON_NEGATIVE}
+LOSS_KEYS = {"threshold": objectives.LossKey(0.95, objectives.Range(0, 1)),  # tau
+             "unlabeled_weight": objectives.LossKey(1.0, objectives.NON_NEGATIVE)}  # lambda_u
 
 
 def unlabeled_loss(weak_logits, strong_logits, threshold: float):
@@ -50,7 +51,7 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   unsup_loss, mask, pseudo = unlabeled_loss(logits[num_l:num_l + num_u], logits[num_l + num_u:],
                                             loss_config.threshold)
   loss = sup_loss + loss_config.unlabeled_weight * unsup_loss
-  return loss, (new_stats, {
+  return objectives.LossOutput(loss, new_stats, {
       "sup_loss": sup_loss, "unsup_loss": unsup_loss, "mask_rate": mask.mean(),
       "pseudo_label_accuracy": (pseudo == unlabeled["label"]).mean(),
       "mask_correct_rate": (mask * (pseudo == unlabeled["label"])).mean(),

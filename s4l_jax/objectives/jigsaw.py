@@ -10,11 +10,16 @@ BN's moving averages (which linear evaluation freezes) describe whole images, no
 "classes" head gets no loss: it keeps the export contract and is re-trained downstream.
 """
 from s4l_jax import objectives
-from s4l_jax.objective_lib import apply_train, jigsaw_loss
+from s4l_jax.objective_lib import apply_train, check_jigsaw_head, jigsaw_loss
 
 REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 9},
                                    heads=("classes", "jigsaw"))
-LOSS_RANGES = {}  # loss.permutations: a table, checked by validation against the head width
+# loss.permutations: the (P, 9) table (`configs/common.jigsaw_task`), checked with the head.
+LOSS_KEYS = {"permutations": objectives.LossKey(objectives.REQUIRED)}
+
+
+def check(config):
+  check_jigsaw_head(config)
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
@@ -22,4 +27,4 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   loss, acc = jigsaw_loss(model, params, batch_stats, batch["unlabeled"]["image"],
                           loss_config.permutations, rng)
   _, new_stats = apply_train(model, params, batch_stats, batch["labeled"]["image"])
-  return loss, (new_stats, {"jigsaw_loss": loss, "jigsaw_accuracy": acc})
+  return objectives.LossOutput(loss, new_stats, {"jigsaw_loss": loss, "jigsaw_accuracy": acc})

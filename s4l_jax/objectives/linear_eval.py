@@ -10,7 +10,7 @@ from s4l_jax.objective_lib import accuracy
 
 REQUIRES = objectives.Requirements(streams={"labeled": 1}, heads=("classes",))
 
-LOSS_RANGES = {}
+LOSS_KEYS = {}
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
@@ -19,4 +19,5 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   logits = model.apply({"params": params, "batch_stats": batch_stats}, labeled["image"],
                        train=False)["classes"]
   loss = losses.softmax_xent(logits, labeled["label"])
-  return loss, (batch_stats, {"sup_loss": loss, "sup_accuracy": accuracy(logits, labeled["label"])})
+  return objectives.LossOutput(loss, batch_stats, {
+      "sup_loss": loss, "sup_accuracy": accuracy(logits, labeled["label"])})

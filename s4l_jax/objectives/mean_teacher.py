@@ -27,8 +27,8 @@ from s4l_jax.objective_lib import accuracy, apply_train
 REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 2}, heads=("classes",),
                                    aux=("progress", "ema_params"))
 
-LOSS_RANGES = {"consistency_weight": objectives.NON_NEGATIVE,
-               "consistency_rampup": objectives.Range(0, 1)}
+LOSS_KEYS = {"consistency_weight": objectives.LossKey(8.0, objectives.NON_NEGATIVE),
+             "consistency_rampup": objectives.LossKey(0.4, objectives.Range(0, 1))}
 
 
 def consistency_weight(progress, weight: float, rampup: float):
@@ -53,7 +53,7 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   weight = consistency_weight(aux["progress"], loss_config.consistency_weight,
                               loss_config.consistency_rampup)
   loss = sup_loss + weight * cons_loss
-  return loss, (new_stats, {
+  return objectives.LossOutput(loss, new_stats, {
       "sup_loss": sup_loss, "consistency_loss": cons_loss, "consistency_weight": weight,
       "sup_accuracy": accuracy(logits[:num_l], labeled["label"]),
       "teacher_accuracy": accuracy(teacher_logits, unlabeled["label"])})

@@ -21,23 +21,25 @@ per core with `model.bn_group_size`, `objective_lib.core_order`).
 import jax.numpy as jnp
 
 from s4l_jax import losses, objectives, vat
-from s4l_jax.objective_lib import (VAT_LOSS_RANGES, accuracy, apply_train_streams,  # pylint: disable=g-multiple-import
-                                   perturbed_apply_fn, rotation_inputs, vat_kwargs)
+from s4l_jax.objective_lib import (accuracy, apply_train_streams,  # pylint: disable=g-multiple-import
+                                   perturbed_apply_fn, rotation_inputs, vat_kwargs,
+                                   vat_loss_keys)
 
 REQUIRES = objectives.Requirements(streams={"labeled": 4, "unlabeled": 4},
                                    heads=("classes", "rotations"))
 
-LOSS_RANGES = dict(VAT_LOSS_RANGES, sup_weight=objectives.NON_NEGATIVE,
-                   vat_weight=objectives.NON_NEGATIVE, rot_weight=objectives.NON_NEGATIVE,
-                   entmin_weight=objectives.NON_NEGATIVE)
+LOSS_KEYS = dict(vat_loss_keys(eps=32.0),
+                 rot_weight=objectives.LossKey(0.4, objectives.NON_NEGATIVE),
+                 sup_weight=objectives.LossKey(0.3, objectives.NON_NEGATIVE),
+                 vat_weight=objectives.LossKey(0.3, objectives.NON_NEGATIVE),
+                 entmin_weight=objectives.LossKey(0.3, objectives.NON_NEGATIVE))
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   del aux
   lc = loss_config
-  sup_weight, vat_weight = lc.get("sup_weight", 0.3), lc.get("vat_weight", 0.3)
-  rot_weight = lc.get("rot_weight", 1.0 - sup_weight - vat_weight)
-  entmin_weight = lc.get("entmin_weight", 0.3)
+  sup_weight, vat_weight = lc.sup_weight, lc.vat_weight
+  rot_weight, entmin_weight = lc.rot_weight, lc.entmin_weight
   labeled, unlabeled = batch["labeled"], batch["unlabeled"]
   x, rotations, sizes = rotation_inputs([unlabeled, labeled])
   num_u = sizes[0]
@@ -49,7 +51,7 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   labels = jnp.repeat(labeled["label"], labeled["image"].shape[1])
   sup_loss = losses.softmax_xent(cls_logits[num_u:], labels)
   vat_loss = vat.vat_loss(perturbed_apply_fn(model, params, batch_stats),
-                          x[:num_u], cls_logits[:num_u], rng, **vat_kwargs(lc, 32.0))
+                          x[:num_u], cls_logits[:num_u], rng, **vat_kwargs(lc))
   entmin_loss = losses.entropy(cls_logits[:num_u])
   loss = (rot_weight * rot_loss + sup_weight * sup_loss + vat_weight * vat_loss
           + entmin_weight * entmin_loss)
@@ -57,4 +59,4 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
       rot_loss=rot_loss, sup_loss=sup_loss, vat_loss=vat_loss, entmin_loss=entmin_loss,
       sup_accuracy=accuracy(cls_logits[num_u:], labels),
       rot_accuracy=accuracy(rot_logits, rotations))
-  return loss, (new_stats, metrics)
+  return objectives.LossOutput(loss, new_stats, metrics)

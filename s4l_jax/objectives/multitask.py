@@ -14,19 +14,27 @@ import jax
 
 from s4l_jax import losses, objectives
 from s4l_jax.data import views
-from s4l_jax.objective_lib import (accuracy, apply_train, exemplar_embeddings, exemplar_triplet,  # pylint: disable=g-multiple-import
-                                   flatten_views, jigsaw_loss, relative_position_loss)
+from s4l_jax.objective_lib import (accuracy, apply_train, check_jigsaw_head,  # pylint: disable=g-multiple-import
+                                   exemplar_embeddings, exemplar_triplet, flatten_views,
+                                   jigsaw_loss, relative_position_loss)
 
 # loss key of the task's weight -> the head it reads
 TASKS = {"rotation_weight": "rotations", "triplet_weight": "embeddings",
          "jigsaw_weight": "jigsaw", "position_weight": "relative_position"}
-LOSS_RANGES = {"class_weight": objectives.NON_NEGATIVE,
-               **{key: objectives.NON_NEGATIVE for key in TASKS}}
+# The weights (0: the task is off); the jigsaw task's (P, 9) table when it is on.
+LOSS_KEYS = {"class_weight": objectives.LossKey(0.0, objectives.NON_NEGATIVE),
+             **{key: objectives.LossKey(0.0, objectives.NON_NEGATIVE) for key in TASKS},
+             "permutations": objectives.LossKey(objectives.OPTIONAL)}
 
 
 def active_tasks(loss_config) -> list[str]:
   """The `TASKS` weight keys > 0 in `loss_config`."""
-  return [key for key in TASKS if loss_config.get(key, 0.0) > 0]
+  return [key for key in TASKS if loss_config[key] > 0]
+
+
+def check(config):
+  if "jigsaw" in objectives.requirements(objectives.get(config.objective), config.loss).heads:
+    check_jigsaw_head(config)
 
 
 def REQUIRES(loss_config):  # pylint: disable=invalid-name
@@ -64,5 +72,5 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   sup_loss = losses.softmax_xent(outputs["classes"], labeled["label"])
   loss = loss_config.class_weight * sup_loss + sum(loss_config[k] * v for k, v in terms.items())
   metrics.update({f"{k.removesuffix('_weight')}_loss": v for k, v in terms.items()})
-  return loss, (new_stats, dict(metrics, sup_loss=sup_loss,
-                                sup_accuracy=accuracy(outputs["classes"], labeled["label"])))
+  metrics.update(sup_loss=sup_loss, sup_accuracy=accuracy(outputs["classes"], labeled["label"]))
+  return objectives.LossOutput(loss, new_stats, metrics)

@@ -21,14 +21,29 @@ import jax.numpy as jnp
 
 from s4l_jax import losses, objectives
 from s4l_jax.data import views
-from s4l_jax.objective_lib import apply_train, flatten_views, normalize_tiles, puzzle_logits
+from s4l_jax.objective_lib import (apply_train, check_index_pipeline, flatten_views,  # pylint: disable=g-multiple-import
+                                   normalize_tiles, puzzle_logits)
 
 REQUIRES = objectives.Requirements(streams={"unlabeled": 1},
                                    heads=("classes", "pirl_image", "pirl_tiles"),
                                    aux=("state",))
-LOSS_RANGES = {"bank_momentum": objectives.Range(0, 1), "nce_lambda": objectives.Range(0, 1),
-               "num_negatives": objectives.AT_LEAST_ONE, "temperature": objectives.POSITIVE,
-               "bank_size": objectives.AT_LEAST_ONE, "embed_dim": objectives.AT_LEAST_ONE}
+# bank_size: one row per train image; num_negatives: the dataset's (`DatasetFamily.small`).
+LOSS_KEYS = {"bank_momentum": objectives.LossKey(0.5, objectives.Range(0, 1)),
+             "nce_lambda": objectives.LossKey(0.5, objectives.Range(0, 1)),
+             "num_negatives": objectives.LossKey(objectives.REQUIRED, objectives.AT_LEAST_ONE),
+             # not the paper's 0.07: see configs/pirl.py
+             "temperature": objectives.LossKey(0.5, objectives.POSITIVE),
+             "bank_size": objectives.LossKey(objectives.REQUIRED, objectives.AT_LEAST_ONE),
+             "embed_dim": objectives.LossKey(128, objectives.AT_LEAST_ONE)}
+
+
+def check(config):
+  """The index pipeline; heads pirl_image / pirl_tiles loss.embed_dim / 9 x as wide."""
+  check_index_pipeline(config)
+  if (config.model.heads.get("pirl_tiles") != views.NUM_TILES * config.loss.embed_dim
+      or config.model.heads.get("pirl_image") != config.loss.embed_dim):
+    raise ValueError("model.heads.pirl_image / pirl_tiles must be loss.embed_dim / 9 x "
+                     "loss.embed_dim")
 
 
 def init_state(config, rng):
@@ -68,5 +83,5 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   loss = lc.nce_lambda * nce_tiles + (1.0 - lc.nce_lambda) * nce_image
   metrics = {"nce_tiles_loss": nce_tiles, "nce_image_loss": nce_image,
              "positive_similarity": jnp.mean(jnp.sum(memory * g, -1)), "nce_log_z": log_z}
-  return loss, (new_stats, metrics,
-                {"bank": update_bank(bank, index, f, lc.bank_momentum), "log_z": log_z})
+  return objectives.LossOutput(loss, new_stats, metrics, {
+      "bank": update_bank(bank, index, f, lc.bank_momentum), "log_z": log_z})

@@ -14,11 +14,11 @@ from s4l_jax.objective_lib import apply_train, relative_position_loss
 
 REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 2},
                                    heads=("classes", "relative_position"))
-LOSS_RANGES = {}
+LOSS_KEYS = {}
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   del rng, loss_config, aux
   loss, acc = relative_position_loss(model, params, batch_stats, batch["unlabeled"])
   _, new_stats = apply_train(model, params, batch_stats, batch["labeled"]["image"])
-  return loss, (new_stats, {"position_loss": loss, "position_accuracy": acc})
+  return objectives.LossOutput(loss, new_stats, {"position_loss": loss, "position_accuracy": acc})

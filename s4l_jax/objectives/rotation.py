@@ -12,7 +12,7 @@ from s4l_jax.objective_lib import accuracy, apply_train_streams, rotation_inputs
 REQUIRES = objectives.Requirements(streams={"labeled": 4, "unlabeled": 4},
                                    heads=("classes", "rotations"))
 
-LOSS_RANGES = {}
+LOSS_KEYS = {}
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
@@ -22,4 +22,5 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   outputs, new_stats = apply_train_streams(model, params, batch_stats, images, sizes)
   logits = outputs["rotations"]
   loss = losses.softmax_xent(logits, rotations)
-  return loss, (new_stats, {"rot_loss": loss, "rot_accuracy": accuracy(logits, rotations)})
+  return objectives.LossOutput(loss, new_stats, {
+      "rot_loss": loss, "rot_accuracy": accuracy(logits, rotations)})

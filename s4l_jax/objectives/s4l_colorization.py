@@ -11,12 +11,17 @@ The grey pass discards its BN statistics: the moving averages come from the labe
 images, as evaluation sees them. The rebalancing prior (bins counted so far) is the state.
 """
 from s4l_jax import losses, objectives
-from s4l_jax.objective_lib import accuracy, apply_train, colorization_loss, colorization_state
+from s4l_jax.objective_lib import (COLORIZATION_LOSS_KEYS, accuracy, apply_train,  # pylint: disable=g-multiple-import
+                                   check_colorization_head, colorization_loss, colorization_state)
 
 REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 1},
                                    heads=("classes", "colorization"), aux=("state",))
-LOSS_RANGES = {"neighbours": objectives.AT_LEAST_ONE, "sigma": objectives.POSITIVE,
-               "rebalance_lambda": objectives.Range(0, 1), "color_weight": objectives.NON_NEGATIVE}
+LOSS_KEYS = dict(COLORIZATION_LOSS_KEYS,
+                 color_weight=objectives.LossKey(1.0, objectives.NON_NEGATIVE))
+
+
+def check(config):
+  check_colorization_head(config)
 
 
 def init_state(config, rng):
@@ -33,6 +38,6 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   outputs, new_stats = apply_train(model, params, batch_stats, labeled["image"])
   sup_loss = losses.softmax_xent(outputs["classes"], labeled["label"])
   loss = sup_loss + loss_config.color_weight * color_loss
-  return loss, (new_stats, {
+  return objectives.LossOutput(loss, new_stats, {
       "sup_loss": sup_loss, "sup_accuracy": accuracy(outputs["classes"], labeled["label"]),
       "color_loss": color_loss, "color_accuracy": color_acc}, {"bin_counts": counts})

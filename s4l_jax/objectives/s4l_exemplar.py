@@ -17,14 +17,14 @@ averaging the per-group losses.
 import jax.numpy as jnp
 
 from s4l_jax import losses, objectives
-from s4l_jax.objective_lib import (NUM_EXEMPLAR_VIEWS, accuracy, exemplar_embeddings,  # pylint: disable=g-multiple-import
-                                   exemplar_triplet)
+from s4l_jax.objective_lib import (EXEMPLAR_LOSS_KEYS, NUM_EXEMPLAR_VIEWS, accuracy,  # pylint: disable=g-multiple-import
+                                   exemplar_embeddings, exemplar_triplet)
 
 REQUIRES = objectives.Requirements(streams={"labeled": 8, "unlabeled": 8},
                                    heads=("classes", "embeddings"))
 
-LOSS_RANGES = {"triplet_weight": objectives.NON_NEGATIVE,
-               "triplet_groups": objectives.AT_LEAST_ONE, "embed_dim": objectives.AT_LEAST_ONE}
+LOSS_KEYS = dict(EXEMPLAR_LOSS_KEYS,
+                 triplet_weight=objectives.LossKey(1.0, objectives.NON_NEGATIVE))
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
@@ -42,6 +42,6 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   labels = jnp.repeat(labeled["label"], NUM_EXEMPLAR_VIEWS)
   sup_loss = losses.softmax_xent(cls_logits, labels)
   loss = sup_loss + loss_config.triplet_weight * ex_loss
-  return loss, (new_stats, {
+  return objectives.LossOutput(loss, new_stats, {
       "sup_loss": sup_loss, "sup_accuracy": accuracy(cls_logits, labels),
       "triplet_loss": ex_loss, "triplet_unlabeled_loss": ex_u, "triplet_labeled_loss": ex_l})

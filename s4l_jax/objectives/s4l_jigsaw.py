@@ -10,11 +10,16 @@ The tiles' pass discards its BN statistics: the moving averages come from the la
 images, as evaluation sees them.
 """
 from s4l_jax import losses, objectives
-from s4l_jax.objective_lib import accuracy, apply_train, jigsaw_loss
+from s4l_jax.objective_lib import accuracy, apply_train, check_jigsaw_head, jigsaw_loss
 
 REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 9},
                                    heads=("classes", "jigsaw"))
-LOSS_RANGES = {"jigsaw_weight": objectives.NON_NEGATIVE}
+LOSS_KEYS = {"permutations": objectives.LossKey(objectives.REQUIRED),  # as jigsaw's
+             "jigsaw_weight": objectives.LossKey(1.0, objectives.NON_NEGATIVE)}
+
+
+def check(config):
+  check_jigsaw_head(config)
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
@@ -25,6 +30,6 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   outputs, new_stats = apply_train(model, params, batch_stats, labeled["image"])
   sup_loss = losses.softmax_xent(outputs["classes"], labeled["label"])
   loss = sup_loss + loss_config.jigsaw_weight * jig_loss
-  return loss, (new_stats, {
+  return objectives.LossOutput(loss, new_stats, {
       "sup_loss": sup_loss, "sup_accuracy": accuracy(outputs["classes"], labeled["label"]),
       "jigsaw_loss": jig_loss, "jigsaw_accuracy": jig_acc})

@@ -14,7 +14,7 @@ from s4l_jax.objective_lib import accuracy, apply_train, relative_position_loss
 
 REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 2},
                                    heads=("classes", "relative_position"))
-LOSS_RANGES = {"position_weight": objectives.NON_NEGATIVE}
+LOSS_KEYS = {"position_weight": objectives.LossKey(1.0, objectives.NON_NEGATIVE)}
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
@@ -24,6 +24,6 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   outputs, new_stats = apply_train(model, params, batch_stats, labeled["image"])
   sup_loss = losses.softmax_xent(outputs["classes"], labeled["label"])
   loss = sup_loss + loss_config.position_weight * pos_loss
-  return loss, (new_stats, {
+  return objectives.LossOutput(loss, new_stats, {
       "sup_loss": sup_loss, "sup_accuracy": accuracy(outputs["classes"], labeled["label"]),
       "position_loss": pos_loss, "position_accuracy": pos_acc})

@@ -15,7 +15,7 @@ from s4l_jax.objective_lib import accuracy, apply_train_streams, rotation_inputs
 REQUIRES = objectives.Requirements(streams={"labeled": 4, "unlabeled": 4},
                                    heads=("classes", "rotations"))
 
-LOSS_RANGES = {"rot_weight": objectives.NON_NEGATIVE}
+LOSS_KEYS = {"rot_weight": objectives.LossKey(1.0, objectives.NON_NEGATIVE)}
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
@@ -31,7 +31,7 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   labels = jnp.repeat(labeled["label"], 4)  # Every rotated copy keeps its class label.
   sup_loss = losses.softmax_xent(cls_logits, labels)
   loss = sup_loss + loss_config.rot_weight * rot_loss
-  return loss, (new_stats, {
+  return objectives.LossOutput(loss, new_stats, {
       "sup_loss": sup_loss, "sup_accuracy": accuracy(cls_logits, labels),
       "rot_loss": rot_loss, "rot_unlabeled_loss": rot_u, "rot_labeled_loss": rot_l,
       "rot_accuracy": accuracy(rot_logits, rotations)})

@@ -32,12 +32,13 @@ from s4l_jax.objective_lib import accuracy, apply_train
 
 def REQUIRES(loss_config) -> objectives.Requirements:  # pylint: disable=invalid-name
   """Two views per image and the "proj" head; with the memory, the EMA weights and the queue."""
-  memory = ("ema_params", "state") if loss_config.get("memory_size", 0) else ()
+  memory = ("ema_params", "state") if loss_config.memory_size else ()
   return objectives.Requirements(streams={"unlabeled": 2, "labeled": 2}, heads=("proj",),
                                  aux=memory)
 
-LOSS_RANGES = {"temperature": objectives.POSITIVE, "linear_eval_weight": objectives.NON_NEGATIVE,
-               "memory_size": objectives.Range(0)}
+LOSS_KEYS = {"temperature": objectives.LossKey(0.1, objectives.POSITIVE),
+             "linear_eval_weight": objectives.LossKey(1.0, objectives.NON_NEGATIVE),
+             "memory_size": objectives.LossKey(0, objectives.Range(0))}  # K; 0: no memory
 
 
 def init_state(config, rng):
@@ -64,17 +65,17 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   outputs, new_stats = apply_train(model, params, batch_stats, x)
   z = outputs["proj"]
   queue = aux["state"]["queue"] if "state" in aux else None
-  contrastive, contrast_acc = losses.nt_xent(z[:n], z[n:], loss_config.get("temperature", 0.1),
+  contrastive, contrast_acc = losses.nt_xent(z[:n], z[n:], loss_config.temperature,
                                              queue=queue)
   loss, metrics = contrastive, dict(contrastive_loss=contrastive, contrast_accuracy=contrast_acc)
   if "classes" in outputs:
     logits = jnp.concatenate([outputs["classes"][num_u:n], outputs["classes"][n + num_u:]])
     labels = jnp.tile(labeled["label"], 2)
     linear = losses.softmax_xent(logits, labels)
-    loss += loss_config.get("linear_eval_weight", 1.0) * linear
+    loss += loss_config.linear_eval_weight * linear
     metrics.update(linear_eval_loss=linear, sup_accuracy=accuracy(logits, labels))
   if queue is None:
-    return loss, (new_stats, metrics)
+    return objectives.LossOutput(loss, new_stats, metrics)
   memory, _ = apply_train(model, aux["ema_params"], batch_stats, x[n:])
   keys = jax.lax.stop_gradient(losses.l2_normalize(memory["proj"].astype(jnp.float32)))
-  return loss, (new_stats, metrics, {"queue": enqueue(queue, keys)})
+  return objectives.LossOutput(loss, new_stats, metrics, {"queue": enqueue(queue, keys)})

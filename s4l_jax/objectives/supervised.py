@@ -10,7 +10,7 @@ from s4l_jax.objective_lib import accuracy, apply_train
 
 REQUIRES = objectives.Requirements(streams={"labeled": 1}, heads=("classes",), model_noise=True)
 
-LOSS_RANGES = {}
+LOSS_KEYS = {}
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
@@ -22,4 +22,5 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
     loss = losses.soft_target_xent(logits, labeled["soft_label"])
   else:
     loss = losses.softmax_xent(logits, labeled["label"])
-  return loss, (new_stats, {"sup_loss": loss, "sup_accuracy": accuracy(logits, labeled["label"])})
+  return objectives.LossOutput(loss, new_stats, {
+      "sup_loss": loss, "sup_accuracy": accuracy(logits, labeled["label"])})

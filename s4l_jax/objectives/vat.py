@@ -18,13 +18,15 @@ paper's / Miyato et al.'s intent. `rng` seeds the random start of the power iter
 import jax.numpy as jnp
 
 from s4l_jax import losses, objectives, vat
-from s4l_jax.objective_lib import (VAT_LOSS_RANGES, accuracy, apply_train_streams,  # pylint: disable=g-multiple-import
-                                   perturbed_apply_fn, vat_kwargs)
+from s4l_jax.objective_lib import (accuracy, apply_train_streams,  # pylint: disable=g-multiple-import
+                                   perturbed_apply_fn, vat_kwargs, vat_loss_keys)
 
 REQUIRES = objectives.Requirements(streams={"labeled": 1, "unlabeled": 1}, heads=("classes",))
 
-LOSS_RANGES = dict(VAT_LOSS_RANGES, vat_weight=objectives.NON_NEGATIVE,
-                   entmin_weight=objectives.NON_NEGATIVE)
+LOSS_KEYS = dict(vat_loss_keys(eps=40.0),
+                 vat_apply_to_labeled=objectives.LossKey(True, objectives.BOOL),
+                 vat_weight=objectives.LossKey(0.5, objectives.NON_NEGATIVE),
+                 entmin_weight=objectives.LossKey(0.0, objectives.NON_NEGATIVE))  # VAT+EntMin: 1
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
@@ -48,4 +50,4 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
           + loss_config.entmin_weight * entmin_loss)
   metrics = dict(sup_loss=sup_loss, vat_loss=vat_loss, entmin_loss=entmin_loss,
                  sup_accuracy=accuracy(lab_logits, labeled["label"]))
-  return loss, (new_stats, metrics)
+  return objectives.LossOutput(loss, new_stats, metrics)

@@ -13,8 +13,9 @@ from s4l_jax import losses, objectives
 from s4l_jax.objective_lib import accuracy, apply_train
 
 REQUIRES = objectives.Requirements(streams={"labeled": 1}, heads=("classes",))
-LOSS_RANGES = {"alpha": objectives.Range(0, 1), "correct_prob": objectives.Range(0, 1),
-               "temperature": objectives.POSITIVE}
+LOSS_KEYS = {"alpha": objectives.LossKey(0.5, objectives.Range(0, 1)),
+             "correct_prob": objectives.LossKey(0.9, objectives.Range(0, 1)),
+             "temperature": objectives.LossKey(4.0, objectives.POSITIVE)}
 
 
 def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
@@ -26,5 +27,5 @@ def loss_fn(params, batch_stats, batch, rng, *, model, loss_config, aux):
   kd = lc.temperature ** 2 * losses.soft_xent(logits, jnp.log(teacher), lc.temperature)
   sup = losses.softmax_xent(logits, labeled["label"])
   loss = (1.0 - lc.alpha) * sup + lc.alpha * kd
-  return loss, (new_stats, {"sup_loss": sup, "kd_loss": kd,
-                            "sup_accuracy": accuracy(logits, labeled["label"])})
+  return objectives.LossOutput(loss, new_stats, {
+      "sup_loss": sup, "kd_loss": kd, "sup_accuracy": accuracy(logits, labeled["label"])})
