@@ -359,7 +359,7 @@ BAD_CONFIGS = {
     "eval_batch_zero": (("--config.input.eval_batch_size=0",), "dataset=digits",
                         r"^ERROR: input.eval_batch_size=0 must be >= 1"),
     "misspelt_arg": ((), "datset=digits", r"^FATAL Flags parsing error: Unknown config arg "
-                     r"'datset'; valid args: dataset, evals, fidelity, labels, steps$"),
+                     r"'datset'; valid args: dataset, evals, fidelity, labels, regime, steps$"),
 }
 
 

@@ -196,7 +196,7 @@ def test_export_without_a_classifier_is_no_teacher(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("config, match", [
     ("configs/supervised.py:datset=digits", r"Unknown config arg 'datset'; valid args: "
-                                            r"dataset, evals, fidelity, labels, steps"),
+                                            r"dataset, evals, fidelity, labels, regime, steps"),
     ("configs/supervised.py:dataset=digitz", r"Unknown dataset 'digitz'; valid: "),
     ("configs/supervised.py:dataset=digits,steps=x", r"Config arg steps='x' is not a int"),
     ("configs/supervsed.py:dataset=digits", r"no config file 'configs/supervsed.py'"),
