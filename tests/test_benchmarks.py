@@ -196,6 +196,7 @@ def test_step_cost_host_crops_per_view():
   assert step_cost.raw_batch(c, (8, 8, 3), abstract=True)["labeled"]["image"].shape == (2, 8, 8, 3)
 
 
+@pytest.mark.slow
 def test_simclr_memory_accounting():
   """Parameters, LARS momentum (+ its step count) and gradients are 4 bytes per parameter;
   bfloat16 keeps less than float32 and remat less again; the table shows every row."""

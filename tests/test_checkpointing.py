@@ -41,6 +41,7 @@ def _damage(path, how):
 
 
 @pytest.mark.parametrize("how", ("delete", "truncate"))
+@pytest.mark.slow
 def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, how, caplog):
   """Each file of the newest step damaged in turn: it restores intact, or step 2 does."""
   abstract = checkpointing.abstract_like(_state(0), SHARDING)

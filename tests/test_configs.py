@@ -276,6 +276,7 @@ def wide_export_fixture(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["finetune", "linear_eval"])
+@pytest.mark.slow
 def test_pretrained_export_gives_the_trunk_unless_overridden(wide_export, name):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top

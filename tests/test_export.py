@@ -139,7 +139,6 @@ def test_init_from_takes_exactly_the_named_subtrees(exported):
     (dict(classes=-1, rotations=4), "trunk+rotations",
      r"params/head_rotations/bias has shape missing in the export but \(4,\) in the model"),
 ])
-@pytest.mark.slow
 def test_init_from_mismatch_fails_in_one_line(exported, heads, take, match):
   export_dir, _ = exported
   with pytest.raises(ValueError, match=rf"^init_from {export_dir}: {match}; choose the "

@@ -319,6 +319,7 @@ def test_run_until_done_gives_up_after_the_retry_limit(env):
   assert "all 2 retries are used" in r.stderr
 
 
+@pytest.mark.slow
 def test_run_until_done_does_not_rerun_a_stopped_run(env):
   e = dict(env["env"], POLL_S="0.2")
   loop = subprocess.Popen(["bash", str(LAUNCH / "run_until_done.sh"), "configs/vat.py", "vat1"],

@@ -333,6 +333,7 @@ def nt_xent_numeric_grad(z1, z2, which, loss, eps=1e-6):
   return numeric
 
 
+@pytest.mark.slow
 def test_nt_xent_gradient_matches_finite_differences():
   z1, z2 = random_views(n=4, d=3, seed=1)
   grads = jax.grad(lambda a, b: losses.nt_xent(a, b, 0.5)[0], argnums=(0, 1))(

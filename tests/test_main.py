@@ -75,6 +75,7 @@ def test_full_disk_ends_in_one_line(full_disk):
                       r"workdir must be writable, with free space; .* to resume .*", last), last
 
 
+@pytest.mark.slow
 def test_check_only_checks_the_config_and_creates_nothing(tmp_path):
   workdir = tmp_path / "w"
   for overrides, rc, last in (

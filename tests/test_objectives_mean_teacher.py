@@ -64,6 +64,7 @@ def test_loss_matches_numpy(setup):
                              np.mean(teacher.argmax(-1) == unl["label"]))
 
 
+@pytest.mark.slow
 def test_no_gradient_reaches_the_teacher(setup):
   config, model, variables, ema, batch = setup
   def loss_of_teacher(ema_params):

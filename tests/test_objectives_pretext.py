@@ -114,6 +114,7 @@ def test_jigsaw_losses_match_numpy(model_and_vars, name):
 
 
 @pytest.mark.parametrize("name", ["relative_position", "s4l_relative_position"])
+@pytest.mark.slow
 def test_relative_position_losses_match_numpy(model_and_vars, name):
   model, variables = model_and_vars
   rng = np.random.default_rng(2)

@@ -110,6 +110,7 @@ def test_exemplar_ids_and_quirk():
   np.testing.assert_array_equal(losses.exemplar_ids(3, 8, quirk=True), np.arange(24) // 3)
 
 
+@pytest.mark.slow
 def test_s4l_exemplar_loss_matches_numpy(model_and_vars):
   model, variables = model_and_vars
   rng = np.random.default_rng(1)
@@ -139,6 +140,7 @@ def test_s4l_exemplar_loss_matches_numpy(model_and_vars):
   np.testing.assert_allclose(loss, np_triplet(out["embeddings"], np.arange(48) // 8), rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_linear_eval_freezes_trunk_and_bn(model_and_vars):
   _, variables = model_and_vars
   # configs/linear_eval.py's classes head: pre_logits through stop_gradient (same parameters).

@@ -43,6 +43,7 @@ def test_without_noise_the_rng_changes_nothing_bit_for_bit():
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_noise_follows_the_rng():
   model, variables, labeled = _setup(dropout=0.5, stochastic_depth=0.5)
   loss = lambda seed: _loss(model, variables, labeled, jax.random.PRNGKey(seed))[0]

@@ -123,6 +123,7 @@ def test_vat_unlabeled_only_and_reverse_kl_match_recomputation(normalization):
     np.testing.assert_allclose(metrics[key], value, rtol=1e-6, err_msg=key)
 
 
+@pytest.mark.slow
 def test_vat_batch_stats_come_from_the_clean_pass_only(vat_outputs):
   ((_, (new_bs, _)), _), ((_, (clean_bs, _)), _) = vat_outputs
   config = vat_config()

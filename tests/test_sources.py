@@ -94,6 +94,7 @@ def test_unknown_and_streamed_names():
 
 @pytest.mark.skipif(_CIFAR_TAR is None, reason="CIFAR-10 JPEG archive not found at "
                     "../shared/data/cifar10_jpeg.tar.gz (only on the project's machines)")
+@pytest.mark.slow
 def test_cifar10_jpeg_subset(tmp_path):
   per_class = {}
   with tarfile.open(_CIFAR_TAR) as tar:

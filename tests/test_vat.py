@@ -84,6 +84,7 @@ def _kl_jnp(p_logits, q_logits):
 
 
 @pytest.mark.parametrize("kl_direction", _DIRECTIONS)
+@pytest.mark.slow
 def test_power_iteration_converges_to_top_hessian_eigenvector(x64, kl_direction):
   w, b, x = _setup(np.float64, n=3, seed=2)
   f = _linear(w, b)
@@ -143,6 +144,7 @@ def _np_power_step(w, b, x, r):
 
 
 @pytest.mark.parametrize("xi,shortened", [(1e-6, True), (1e-2, False)])
+@pytest.mark.slow
 def test_released_normalization_is_tf_l2_normalize(x64, xi, shortened):
   """released: eps * g / sqrt(max(|g|^2, 1e-12)), g the power-iteration gradient (NumPy);
   with xi = 1e-6 |g| < 1e-6, so |r_adv| = eps |g| / 1e-6 < eps; exact_eps: always eps."""

@@ -105,6 +105,7 @@ def _box_stats(boxes, h, w):
 
 
 @pytest.mark.parametrize("h,w", [(224, 224), (180, 300)])
+@pytest.mark.slow
 def test_inception_crop_box_statistics(h, w):
   boxes = crops.inception_crop_boxes(jax.random.key(0), 20_000, h, w)
   y, x, bh, bw, area, aspect = _box_stats(boxes, h, w)
@@ -176,6 +177,7 @@ def test_unknown_view_or_crop_raises():
       views.parse_view(bad)
 
 
+@pytest.mark.slow
 def test_crop_count_takes_independent_crops():
   """`pad_crop*2|flip`: two independent augmentations of each image (Mean Teacher's view)."""
   assert views.parse_view("pad_crop*2|flip") == views.View("pad_crop", ("flip",), crops=2)
@@ -668,6 +670,7 @@ def test_named_pretext_views_copies_and_labels():
     assert set(out) == {"image"} | ({label} if label else set())
 
 
+@pytest.mark.slow
 def test_ops_fn_applies_a_views_ops_to_images_in_pm1():
   images = _rand_images(b=2)
   composed = views.make_view_fn("central_crop|rotate4", image_size=16, crop="none")(
