@@ -9,7 +9,7 @@ import pkgutil
 import numpy as np
 import pytest
 
-from s4l_jax import events, objectives, runner
+from s4l_jax import config_lib, events, objectives, runner
 from testing_utils import load_config, tiny
 
 STEPS = 60
@@ -85,7 +85,7 @@ def case_config(objective, export_dir):
       EXPORT, export_dir))
   if stage:
     config = config.stages[stage]
-    for key in ("teacher", "init_from", "frozen_teacher"):
+    for key in config_lib.EXPORT_PATH_KEYS:
       if config[key].startswith("@"):
         config[key] = export_dir
   return short_run(config, IMAGE_SIZE.get(objective, 8))
