@@ -44,6 +44,7 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # device shared
 from absl import app, flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import label_efficiency as le  # pylint: disable=g-import-not-at-top,wrong-import-position
+import render_docs  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -429,6 +430,7 @@ def write_report(r: dict, out: str):
     json.dump(r, f, indent=2)
   with open(out + ".md", "w") as f:
     f.write(to_markdown(r))
+  render_docs.after_write(out + ".md")
 
 
 def run_tests(smoke, work, env, deadline, result, done_flag):

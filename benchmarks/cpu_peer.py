@@ -36,6 +36,8 @@ import subprocess
 import sys
 import time
 
+import render_docs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 10
 LR, MOMENTUM, WEIGHT_DECAY = 0.03, 0.9, 5e-4
@@ -322,6 +324,7 @@ def main():
             f"interleaved rounds of {args.steps} steps.\n\n{table(results)}\n")
     if phase_table(results):
       f.write(f"\nPhases (wall):\n\n{phase_table(results)}\n")
+  render_docs.after_write(args.out + ".md")
   print(json.dumps({b: {a: {k: r[k] for k in ("wall_s", "cpu_s") if k in r} | {
       k: r[k] for k in ("vs_pytorch_wall", "vs_pytorch_cpu") if k in r}
                         for a, r in arms.items()} for b, arms in results["batches"].items()}))

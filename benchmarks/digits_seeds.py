@@ -18,6 +18,7 @@ import os
 from absl import app, flags
 import numpy as np
 
+import render_docs
 from s4l_jax import config_lib, cpu_flags, logs
 
 # Row name -> (config file, config arg after dataset=digits), in the README's order.
@@ -105,6 +106,7 @@ def write(result, out: str):
     json.dump(result, f, indent=2)
   with open(out + ".md", "w") as f:
     f.write(to_markdown(result))
+  render_docs.after_write(out + ".md")
 
 
 def main(argv):

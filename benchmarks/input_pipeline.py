@@ -12,8 +12,8 @@ images/s per CPU core for:
   jax_finish_*: `views.make_view_fn(..., host_cropped=True)` (that device
                half) under jit on the CPU backend, on a fixed uint8 batch;
   jax_*:       `views.make_view_fn` under jit on in-memory uint8 batches.
-Prints JSON, writes benchmarks/results/input_pipeline.json and the
-"Input pipeline" section of benchmarks/README.md.
+Prints JSON, writes benchmarks/results/input_pipeline.{json,md} and splices the .md
+into benchmarks/README.md's "Input pipeline" section (render_docs).
 
   PYTHONPATH=. python benchmarks/input_pipeline.py [--num_images 2000] [--seconds 8]
 """
@@ -22,7 +22,6 @@ import json
 import os
 import pathlib
 import platform
-import re
 import tarfile
 import tempfile
 import time
@@ -37,6 +36,7 @@ import tensorflow_datasets as tfds
 
 from s4l_jax.data import tf_views
 from s4l_jax.data import views
+import render_docs  # benchmarks/, the script's own folder
 
 HERE = pathlib.Path(__file__).resolve().parent
 ARCHIVE = HERE.parent.parent / "shared" / "data" / "cifar10_jpeg.tar.gz"
@@ -144,16 +144,14 @@ def jax_stream(view, batch, host_cropped=False):
     yield fn(key, batch)
 
 
-def write_readme(results, breakdown, cores, load, command):
-  """Replaces (or appends) the '## Input pipeline' section of README.md."""
-  path = HERE / "README.md"
+def write_markdown(results, breakdown, cores, load, command):
+  """Writes results/input_pipeline.md (the tables and their reading) and refreshes the docs."""
+  path = HERE / "results" / "input_pipeline.md"
   floor = results["tf_decode_only"]
   rows = [f"| {k} | {v:.1f} | {v / floor:.2f}x |" for k, v in
           results.items()]
   b = breakdown
   section = "\n".join([
-      "## Input pipeline",
-      "",
       f"Command (from the repo root): `{command}`. Source images/s **per CPU "
       f"core** ({cores} cores, {platform.processor() or platform.machine()}), "
       f"{SIZE} px JPEGs, batch {BATCH}; ratio = vs `tf_decode_only` (fused "
@@ -197,13 +195,8 @@ def write_readme(results, breakdown, cores, load, command):
       "| --- | --- |",
       *[f"| {k} | {v:.2f} |" for k, v in breakdown.items()],
       ""])
-  text = path.read_text() if path.exists() else "# Benchmarks\n"
-  pattern = re.compile(r"## Input pipeline\n.*?(?=\n## |\Z)", re.S)
-  if pattern.search(text):
-    text = pattern.sub(lambda _: section.rstrip("\n") + "\n", text)
-  else:
-    text = text.rstrip("\n") + "\n\n" + section
-  path.write_text(text)
+  path.write_text(section)
+  render_docs.after_write(str(path))
 
 
 def _met(ratio, goal):
@@ -246,7 +239,7 @@ def main():
   (HERE / "results").mkdir(exist_ok=True)
   (HERE / "results" / "input_pipeline.json").write_text(
       json.dumps(report, indent=2) + "\n")
-  write_readme(results, breakdown, cores, os.getloadavg()[0], command)
+  write_markdown(results, breakdown, cores, os.getloadavg()[0], command)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ import time
 
 from absl import app, flags
 
+import render_docs
 from s4l_jax import aggregate, events
 
 # --dataset and --name are required (checked in main: other scripts import this module).
@@ -387,6 +388,7 @@ def write_report(methods, runs: str, a: dict, name: str, out_dir: str):
     json.dump(dict(settings=a, summary=summary, runs=results), f, indent=2)
   with open(os.path.join(out_dir, name + ".md"), "w") as f:
     f.write(to_markdown(summary, title))
+  render_docs.after_write(os.path.join(out_dir, name + ".md"))
   if summary:
     plot(results, summary, os.path.join(out_dir, name + ".png"), title)
   return summary

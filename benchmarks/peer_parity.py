@@ -30,6 +30,7 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 
+import render_docs
 from s4l_jax.events import read_scalars
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -309,6 +310,7 @@ def write_report(a: dict, runs: str, name: str, out_dir: str) -> dict:
   md = to_markdown(settings, methods)
   with open(os.path.join(out_dir, name + ".md"), "w") as f:
     f.write(md)
+  render_docs.after_write(os.path.join(out_dir, name + ".md"))
   plot(methods, os.path.join(out_dir, name + ".png"), md.splitlines()[0])
   return methods
 

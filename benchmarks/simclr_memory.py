@@ -36,6 +36,7 @@ import numpy as np
 import optax
 
 from activation_memory import saved_activation_bytes, tree_bytes
+import render_docs
 from s4l_jax import config_lib, losses, optim
 from s4l_jax.models import build_model, presets
 
@@ -195,6 +196,7 @@ def main(argv):
     json.dump(result, f, indent=2)
   with open(_OUT.value + ".md", "w") as f:
     f.write(to_markdown(result))
+  render_docs.after_write(_OUT.value + ".md")
   print(to_markdown(result))
 
 

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from activation_memory import saved_activation_bytes, tree_bytes
+import render_docs
 from s4l_jax import budget, config_lib, objectives, optim, train, train_state
 from s4l_jax.data import views
 from s4l_jax.models import build_model
@@ -291,6 +292,7 @@ def write(result):
     json.dump(result, f, indent=2)
   with open(_OUT.value + ".md", "w") as f:
     f.write(to_markdown(result))
+  render_docs.after_write(_OUT.value + ".md")
 
 
 def main(argv):

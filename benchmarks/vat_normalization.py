@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import render_docs
 from s4l_jax import export, objective_lib, vat
 from s4l_jax.data import sources, views
 
@@ -88,6 +89,7 @@ def main(argv):
             f"{r['min_factor']:.3g} |" for r in rows]
   with open(_OUT.value + ".md", "w") as out:
     out.write("\n".join(lines) + "\n")
+  render_docs.after_write(_OUT.value + ".md")
   print("\n".join(lines))
 
 
