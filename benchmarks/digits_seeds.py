@@ -97,7 +97,26 @@ def to_markdown(result) -> str:
   for r in result["rows"]:
     lines.append(f"| {r['method']} | `{r['command']}` | {r['mean']:.2f} ± {r['std']:.2f} | "
                  f"{r['min']:.2f}-{r['max']:.2f} |")
-  return "\n".join(lines) + "\n"
+  return "\n".join(lines + comparisons(result["rows"])) + "\n"
+
+
+def comparisons(rows) -> list:
+  """One line per method against supervised's row: the difference of means (points) and whether
+  it exceeds twice the larger std, the rule by which one method is read as beating another."""
+  base = next((r for r in rows if r["method"] == "supervised"), None)
+  if base is None or len(rows) < 2:
+    return []
+  lines = ["", "Against supervised's mean (a method beats another only beyond twice the larger "
+           "std):", ""]
+  for r in rows:
+    if r is not base:
+      diff, bound = r["mean"] - base["mean"], 2 * max(r["std"], base["std"])
+      winner, loser = (r["method"], "supervised") if diff > 0 else ("supervised", r["method"])
+      verdict = (f"beyond it: {winner} beats {loser}" if abs(diff) > bound
+                 else "within it: neither beats the other")
+      lines.append(f"- {r['method']}: {diff:+.2f} points (twice the larger std: {bound:.2f}), "
+                   f"{verdict}")
+  return lines
 
 
 def write(result, out: str):

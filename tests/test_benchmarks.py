@@ -337,3 +337,18 @@ def test_digits_seeds_table_at_tiny_size(tmp_path):
           f"{row['std']:.2f} | {min(top1):.2f}-{max(top1):.2f} |") in md
   moam = digits_seeds.run_config("moam", 3, overrides)
   assert {stage.seed for stage in moam.stages.values()} == {3}
+
+
+def test_digits_seeds_markdown_reads_each_method_against_supervised():
+  """The comparison lines: difference of means and twice the larger std, verdict by that rule."""
+  row = lambda method, mean, std: dict(method=method, command=f"configs/{method}.py", mean=mean,
+                                       std=std, min=mean - std, max=mean + std)
+  md = digits_seeds.to_markdown(dict(seeds=5, rows=[
+      row("supervised", 88.0, 1.0), row("vat", 89.5, 0.5), row("moam", 91.0, 0.5),
+      row("pseudo_label", 85.0, 1.25)]))
+  assert "- vat: +1.50 points (twice the larger std: 2.00), within it: neither beats" in md
+  assert "- moam: +3.00 points (twice the larger std: 2.00), beyond it: moam beats supervised" in md
+  assert ("- pseudo_label: -3.00 points (twice the larger std: 2.50), beyond it: supervised beats "
+          "pseudo_label") in md
+  assert "Against supervised" not in digits_seeds.to_markdown(
+      dict(seeds=5, rows=[row("supervised", 88.0, 1.0)]))
