@@ -3,8 +3,8 @@
 jaxlib 0.10-0.12 send every convolution of a CPU program to YNNPACK, which runs one
 convolution on one thread; with `individual_convolution` taken out of the YNN fusion types,
 XLA's own (Eigen) convolution runs it on every core. Measured on 2 cores
-(`benchmarks/cpu_peer.py`, `benchmarks/results/cpu_peer.md`): a WRN-28-2 training step is
-1.5-2.3x faster, with the same losses to float32 rounding. The flags only change how the CPU
+(`benchmarks/cpu_peer.py`, `benchmarks/results/cpu_peer.md`: the `s4l_jax_no_flags` rows), a
+WRN-28-2 training step is faster, with the same losses to float32 rounding. The flags only change how the CPU
 compiler lowers convolutions, so they are skipped where an accelerator plugin is installed
 or `JAX_PLATFORMS` names no `cpu`.
 

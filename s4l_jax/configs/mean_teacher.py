@@ -1,4 +1,4 @@
-"""Mean Teacher (Tarvainen & Valpola 2017; S4L Table 2: 90.89 top-5 at 10% ImageNet labels).
+"""Mean Teacher (Tarvainen & Valpola 2017; S4L Table 2 at 10% ImageNet labels: README, Paper rows).
 
 Args (`--config=configs/mean_teacher.py:dataset=digits`):
   dataset: imagenet2012 (default) | cifar10 | digits | folder:PATH

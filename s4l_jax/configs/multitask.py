@@ -13,8 +13,8 @@ Args (`--config=configs/multitask.py:dataset=digits,tasks=rotation+jigsaw,s4l=tr
   permutations: P of the jigsaw task (default 100)
 
 Doersch & Zisserman (2017) sum the tasks' losses on a shared ResNet-101 with one head per task
-(relative position + colorization: 66.6 top-5 of a linear classifier on ImageNet vs 59.2 and
-62.5 alone). The tasks' settings are those of `configs/rotation.py`, `exemplar.py`,
+(relative position + colorization beat either alone, top-5 of a linear classifier on ImageNet:
+README.md, Paper rows). The tasks' settings are those of `configs/rotation.py`, `exemplar.py`,
 `jigsaw.py` and `relative_position.py`. ImageNet defaults: the pretext recipe
 (`common.pretext_paper_schedule`) without s4l, S4L-Rotation's 10% row with it (guesses).
 """

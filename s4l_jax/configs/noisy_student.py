@@ -23,8 +23,8 @@ grow (>= 1, width factor per iteration), steps (> 0: that many steps per stage).
 `pseudo_label.py` (lr 0.1 @256, wd 1e-4, decays 30/60/90, end 100 epochs over all images).
 `regime=small`: `small_data_preset`, students `STUDENT_STEPS` x its steps (they see ~10x the
 teacher's images) and the dataset's `small.student_noise`: digits' tiny WRN-10-1 gets
-lighter noise (dropout 0.2, survival 0.8 -> 0.9: the paper's cost its teacher 14 points
-of top-1 in 400 steps; measured with 3x students: teacher 88.1, students 90.8, 89.7).
+lighter noise (dropout 0.2, survival 0.8 -> 0.9: the paper's was too strong for its teacher
+in 400 steps; the measured stages are in docs/results.md).
 Stage keys can be overridden: `--config.stages.student2.model.dropout=0.3`.
 """
 import ml_collections

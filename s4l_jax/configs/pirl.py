@@ -15,8 +15,8 @@ of every train image's moving average of f (momentum 0.5), NCE with lambda 0.5; 
 not the paper's 0.07 (`--config.loss.temperature=0.07`): NCE's normaliser Z is estimated at
 step 0, when the bank holds random unit rows (cosines ~ 0), and then kept; at 0.07 a learned
 negative at cosine 0.5 then costs 0.74 nats (4.4 at 0.8), 381 over 512 negatives, so the
-loss only pushes every image away from the others, similar digits included (digits linear
-probe 12.78 %); at 0.5 it costs 0.005 (probe 42.78 %). (The paper's N / |D| is 0.025, 14x
+loss only pushes every image away from the others, similar digits included; at 0.5 it costs
+0.005 (the digits probes at both: docs/results.md, Pretext tasks). (The paper's N / |D| is 0.025, 14x
 smaller than digits' 0.36.) g is one linear layer on the concatenated tile features. Then:
 `configs/linear_eval.py` or `configs/finetune.py` with `pretrained=WORKDIR/export`.
 """
