@@ -16,13 +16,15 @@ A block whose end marker is missing or whose results file does not exist is a on
 (exit 2), and no doc is written.
 """
 import argparse
+import glob
 import os
 import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
-DOCS = ("README.md", "docs/results.md", "benchmarks/README.md")  # relative to ROOT
+DOCS = ("README.md", "benchmarks/README.md",  # relative to ROOT
+        *sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md"))))
 START = re.compile(r"<!-- results: (\S+) -->")
 END = "<!-- /results -->"
 COMMAND = "python benchmarks/render_docs.py"
