@@ -12,8 +12,8 @@ holds exactly the text of `benchmarks/results/digits_seeds.md`. Usage, from the 
     python benchmarks/render_docs.py           # rewrite the blocks of every doc in DOCS
     python benchmarks/render_docs.py --check   # exit 1 naming each doc whose blocks are stale
 
-A block whose end marker is missing or whose results file does not exist is a one-line error
-(exit 2), and no doc is written.
+A block without its end marker, an end marker without its block, or a block whose results
+file does not exist is a one-line error (exit 2), and no doc is written.
 """
 import argparse
 import glob
@@ -34,14 +34,22 @@ class RenderError(ValueError):
   """A malformed block: the message names the doc, its line and what is wrong."""
 
 
+def _check_no_end(text: str, begin: int, end: int, doc: str):
+  """Raises if an end marker lies in text[begin:end], outside every block."""
+  orphan = text.find(END, begin, end)
+  if orphan >= 0:
+    line = text.count("\n", 0, orphan) + 1
+    raise RenderError(f"{doc}:{line}: '{END}' closes no block")
+
+
 def render(text: str, doc: str = "<doc>", results_dir: str = RESULTS_DIR) -> str:
   """`text` with every block's body replaced by its results file; `doc` names it in errors."""
   out, pos = [], 0
   for start in START.finditer(text):
-    if start.start() < pos:  # a start marker inside the previous block
-      line = text.count("\n", 0, start.start()) + 1
-      raise RenderError(f"{doc}:{line}: '{start.group(0)}' opens inside another block")
     line = text.count("\n", 0, start.start()) + 1
+    if start.start() < pos:  # a start marker inside the previous block
+      raise RenderError(f"{doc}:{line}: '{start.group(0)}' opens inside another block")
+    _check_no_end(text, pos, start.start(), doc)
     end = text.find(END, start.end())
     if end < 0:
       raise RenderError(f"{doc}:{line}: '{start.group(0)}' has no '{END}'")
@@ -52,6 +60,7 @@ def render(text: str, doc: str = "<doc>", results_dir: str = RESULTS_DIR) -> str
       body = f.read().strip("\n")
     out += [text[pos:start.end()], "\n", body, "\n", END]
     pos = end + len(END)
+  _check_no_end(text, pos, len(text), doc)
   return "".join(out) + text[pos:]
 
 

@@ -53,6 +53,9 @@ def test_render_is_idempotent_and_leaves_a_text_without_blocks_alone(results_dir
     ("<!-- results: missing.md -->\n<!-- /results -->\n", "doc.md:1: no results file "),
     ("<!-- results: a.md -->\n<!-- results: b.md -->\n<!-- /results -->\n",
      "doc.md:2: '<!-- results: b.md -->' opens inside another block"),
+    ("<!-- results: a.md -->\n<!-- /results -->\nx\n<!-- /results -->\n",
+     "doc.md:4: '<!-- /results -->' closes no block"),
+    ("x\n<!-- /results -->\n", "doc.md:2: '<!-- /results -->' closes no block"),
 ])
 def test_malformed_blocks_are_one_line_errors_naming_doc_and_line(results_dir, text, message):
   with pytest.raises(render_docs.RenderError) as e:
