@@ -43,7 +43,9 @@ CASES = {
     "jigsaw": ("jigsaw", "permutations=4", "", "jigsaw_accuracy", 1 / 4),
     "relative_position": ("relative_position", "", "", "position_accuracy", 1 / 8),
     "colorization": ("colorization", "", "", "color_accuracy", None),
-    "simclr": ("simclrv2", "", "pretrain", "contrast_accuracy", 1 / (2 * BATCH - 1)),
+    # Its contrast accuracy stays at chance for 60 steps (a 400-step digits pretraining
+    # takes it from 0.016 to 0.25): the contrastive loss falling is the check.
+    "simclr": ("simclrv2", "", "pretrain", None, None),
     "clusterfit": ("clusterfit", f"pretrained={EXPORT}", "clusterfit", "cluster_accuracy", None),
     # Losses without an accuracy: the loss falling is the check.
     "exemplar": ("exemplar", "", "", None, None),
@@ -91,15 +93,22 @@ def case_config(objective, export_dir):
   return short_run(config, IMAGE_SIZE.get(objective, 8))
 
 
-# Found by this test, not yet explained: in 60 steps on digits at 8 px the loss rises (SimCLR:
-# 17 -> 111 over the run, PIRL: 7.25 -> 7.66), where every other objective's falls.
-NOT_YET_LEARNING = {"simclr", "pirl"}
+# The loss an objective is judged by, where its logged `loss` holds more than the objective:
+# SimCLR's adds the linear probe on stop_gradient(features), whose cross-entropy rises from
+# 4 to over 100 in the first ~100 steps (SimCLR's LARS gives the probe, the BN parameters and
+# biases the raw lr 0.1 sqrt(B), no trust ratio) before it settles.
+OBJECTIVE_LOSS = {"simclr": "contrastive_loss"}
+
+# PIRL's NCE loss rises while the memory bank, random unit rows at step 0, fills with the
+# network's features (the negatives become as similar to the anchor as the positive is):
+# 7.25 -> 7.66 in 60 steps; over 200 steps it peaks at 8.1 and ends at 7.28, below its start.
+NOT_YET_LEARNING = {"pirl"}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("objective", [
-    pytest.param(name, marks=pytest.mark.xfail(reason="loss rises in 60 steps on digits: "
-                                                      "open finding", strict=False))
+    pytest.param(name, marks=pytest.mark.xfail(reason="its loss rises while its memory "
+                                                      "bank fills", strict=False))
     if name in NOT_YET_LEARNING else name for name in sorted(CASES)])
 def test_objective_learns(objective, tmp_path, request):
   export_dir = request.getfixturevalue("supervised_export") if (
@@ -108,7 +117,7 @@ def test_objective_learns(objective, tmp_path, request):
   assert config.objective == objective
   results = runner.run(config, str(tmp_path))
   scalars = events.read_scalars(str(tmp_path))
-  loss = np.array([v for _, v in scalars["loss"]])
+  loss = np.array([v for _, v in scalars[OBJECTIVE_LOSS.get(objective, "loss")]])
   quarter = max(1, len(loss) // 4)
   assert len(loss) == STEPS and np.all(np.isfinite(loss)), loss
   assert loss[-quarter:].mean() < loss[:quarter].mean(), loss
