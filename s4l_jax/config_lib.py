@@ -148,8 +148,10 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.input = ml_collections.ConfigDict()
   c.input.image_size = preset.image_size
   c.input.crop = preset.crop                       # inception | pad_crop | none
-  c.input.labeled = dict(batch_size=labeled_batch, view="train")
-  c.input.unlabeled = dict(batch_size=0, view="train")  # batch_size 0: no unlabeled stream
+  # The train streams (`data/streams.py`): name -> {source: labeled | unlabeled | pseudo,
+  # batch_size (global; 0: not in the batch), view}; objectives read batch[name].
+  c.input.labeled = dict(source="labeled", batch_size=labeled_batch, view="train")
+  c.input.unlabeled = dict(source="unlabeled", batch_size=0, view="train")
   c.input.eval_batch_size = eval_batch or preset.eval_batch_size
   # Held out from train, never trained on: <int> | <int>perclass | <float>pct | 0 (none).
   c.input.validation = preset.validation
