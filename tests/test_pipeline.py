@@ -125,9 +125,43 @@ def test_student_stream_balances_pseudo_labels_and_carries_soft_targets(tmp_path
   np.testing.assert_allclose(targets[unlabeled], probs[unlabeled], atol=1e-3)
   np.testing.assert_array_equal(targets[labeled], np.eye(10)[data.train.labels[labeled]])
   batch = student.train_batch(3)["labeled"]
-  idx = student.labeled_indices[student._labeled.indices(3)]  # pylint: disable=protected-access
+  idx = student.labeled_indices[streams.TrainIndexStream(
+      len(student.labeled_indices), 16, config.seed).indices(3)]
   np.testing.assert_array_equal(batch["soft_label"], targets[idx])
   np.testing.assert_array_equal(batch["label"], student.train_labels[idx])
+
+
+def test_pseudo_stream_separates_the_pseudo_labelled_images(tmp_path):
+  """A stream of source pseudo: the labeled stream keeps ground truth only, the pseudo stream
+  draws the confident pseudo-labelled images with the next seed (declared order: labeled,
+  pseudo, unlabeled), and the two sources together are the shared stream's images."""
+  config = tiny(load_config("supervised", "dataset=digits,labels=10pct"), batch=16)
+  data = pipeline_lib.InMemoryPipeline(config)
+  n = len(data.train.labels)
+  probs = _pseudo_label_file(tmp_path / "pl.npz", n, 10)
+  config.pseudo_labels = str(tmp_path / "pl.npz")
+  config.pseudo_label_type, config.pseudo_label_threshold = "soft", 0.5
+  shared = pipeline_lib.InMemoryPipeline(config)
+  config.input.pseudo = dict(source="pseudo", batch_size=32, view="train")
+  student = pipeline_lib.InMemoryPipeline(config)
+  labeled = data.labeled_indices
+  np.testing.assert_array_equal(student.labeled_indices, labeled)
+  candidate = probs.max(-1) >= 0.5
+  candidate[labeled] = candidate[data.validation_indices] = False
+  pseudo = np.flatnonzero(candidate)
+  np.testing.assert_array_equal(student.source_indices["pseudo"], pseudo)
+  np.testing.assert_array_equal(np.sort(np.concatenate([labeled, pseudo])),
+                                shared.labeled_indices)
+  assert student.images_per_step == 16 + 32
+  for step in (0, 7):
+    batch = student.train_batch(step)
+    assert sorted(batch) == ["labeled", "pseudo"]
+    idx = labeled[streams.TrainIndexStream(len(labeled), 16, config.seed).indices(step)]
+    np.testing.assert_array_equal(batch["labeled"]["label"], data.train.labels[idx])
+    idx = pseudo[streams.TrainIndexStream(len(pseudo), 32, config.seed + 1).indices(step)]
+    np.testing.assert_array_equal(batch["pseudo"]["image"], data.train.images[idx])
+    np.testing.assert_array_equal(batch["pseudo"]["label"], probs[idx].argmax(-1))
+    np.testing.assert_allclose(batch["pseudo"]["soft_label"], probs[idx], atol=1e-3)
 
 
 def test_soft_targets_need_a_file_with_probabilities(tmp_path):
