@@ -135,6 +135,8 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.data_dir = ""             # tfds data_dir ('' = TFDS_DATA_DIR or ~/tensorflow_datasets)
   c.labels = labels           # all | 10pct | 1pct | <int> | <int>perclass
   c.strict_data = False       # True: stop at the first unreadable image instead of skipping
+  # Pseudo-labels: a stream of source `pseudo` draws them, else they join the labeled source
+  # (one shared stream; `data/streams.py`).
   c.teacher = ""              # export dir: pseudo-label every train image with it first
   c.frozen_teacher = ""       # export dir of a frozen network objectives read as aux["teacher"]
   c.pseudo_labels = ""        # .npz of labels for every train image (written from `teacher`)
