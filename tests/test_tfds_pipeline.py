@@ -283,3 +283,34 @@ def test_balanced_soft_pseudo_labels_on_the_tfdata_path(folder, tmp_path):
   label_counts = np.bincount(np.concatenate([b["label"] for b in batches]), minlength=3)
   truth = data._source.scan("train")[0][data.labeled_indices]  # pylint: disable=protected-access
   np.testing.assert_array_equal(label_counts, 8 * (np.bincount(truth, minlength=3) + 5))
+
+
+def test_pseudo_stream_on_the_tfdata_path(folder, tmp_path):
+  """A stream of source pseudo: the labeled stream keeps its 6 ground-truth images, the pseudo
+  stream the 15 class-balanced pseudo-labelled ones, soft targets travelling with them."""
+  config = _config(folder)
+  data = factory.make_pipeline(config)
+  n = 3 * NUM_TRAIN
+  candidates = np.setdiff1d(np.arange(n), np.union1d(data.labeled_indices,
+                                                     data.validation_indices))
+  labels = np.zeros(n, np.int32)  # 27 candidates: 2 of class 2, 4 of class 1, 21 of class 0
+  labels[candidates[:2]], labels[candidates[2:6]] = 2, 1
+  confidence = np.random.default_rng(0).uniform(0.5, 1, n).astype(np.float32)
+  probs = np.eye(3, dtype=np.float32)[labels] * 0.5 + 0.5 / 3
+  np.savez(tmp_path / "pl.npz", labels=labels, confidence=confidence, probs=probs)
+  config.pseudo_labels, config.pseudo_label_type = str(tmp_path / "pl.npz"), "soft"
+  config.pseudo_label_per_class = 5
+  config.input.pseudo = dict(source="pseudo", batch_size=5, view=config.input.labeled.view)
+  config.input.labeled.batch_size = 6
+  student = factory.make_pipeline(config)
+  np.testing.assert_array_equal(student.labeled_indices, data.labeled_indices)
+  # 4 batches of 6 = 4 epochs of the 6 labeled images; 6 batches of 5 = 2 of the 15 pseudo.
+  batches = [student.train_batch(s) for s in range(6)]
+  truth = data._source.scan("train")[0][data.labeled_indices]  # pylint: disable=protected-access
+  streamed = np.concatenate([b["labeled"]["label"] for b in batches[:4]])
+  np.testing.assert_array_equal(np.bincount(streamed, minlength=3),
+                                4 * np.bincount(truth, minlength=3))
+  pseudo = np.concatenate([b["pseudo"]["label"] for b in batches])
+  np.testing.assert_array_equal(np.bincount(pseudo, minlength=3), [10, 10, 10])
+  soft = np.concatenate([b["pseudo"]["soft_label"] for b in batches])
+  np.testing.assert_allclose(soft, (np.eye(3) * 0.5 + 0.5 / 3)[pseudo], rtol=1e-6)
