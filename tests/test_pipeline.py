@@ -164,6 +164,17 @@ def test_pseudo_stream_separates_the_pseudo_labelled_images(tmp_path):
     np.testing.assert_allclose(batch["pseudo"]["soft_label"], probs[idx], atol=1e-3)
 
 
+def test_an_empty_pseudo_source_fails_in_one_line(tmp_path):
+  config = tiny(load_config("supervised", "dataset=digits,labels=10pct"), batch=16)
+  n = len(pipeline_lib.InMemoryPipeline(config).train.labels)
+  _pseudo_label_file(tmp_path / "pl.npz", n, 10)
+  config.pseudo_labels, config.pseudo_label_threshold = str(tmp_path / "pl.npz"), 1.0
+  config.input.pseudo = dict(source="pseudo", batch_size=16, view="train")
+  with pytest.raises(ValueError, match=r"^input.pseudo draws from the pseudo source, which "
+                     r"holds no image: no pseudo-label reaches pseudo_label_threshold=1.0"):
+    pipeline_lib.InMemoryPipeline(config)
+
+
 def test_soft_targets_need_a_file_with_probabilities(tmp_path):
   config = tiny(load_config("supervised", "dataset=digits,labels=10pct"), batch=16)
   n = len(pipeline_lib.InMemoryPipeline(config).train.labels)

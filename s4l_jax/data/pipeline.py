@@ -21,14 +21,21 @@ def images_per_step(config) -> int:
 
 
 def source_indices(split: subsets.TrainSplit, pseudo: "PseudoLabelSet | None",
-                   input_config) -> dict[str, np.ndarray]:
+                   config) -> dict[str, np.ndarray]:
   """{source: the train images (N,) int64 it draws from} (`streams.SOURCES`); `pseudo` the
-  run's pseudo-labels, if any: they join the labeled source unless a stream reads them."""
+  run's pseudo-labels, if any: they join the labeled source unless a stream reads them.
+  ValueError (one line) if a stream's source holds no image."""
   out = {"labeled": split.labeled, "unlabeled": split.unlabeled}
   if pseudo is not None:
-    separate = streams.reads_pseudo(input_config)
+    separate = streams.reads_pseudo(config.input)
     out["labeled"] = pseudo.labeled if separate else pseudo.indices
     out["pseudo"] = pseudo.pseudo
+  for name, (_, spec) in streams.active(config.input).items():
+    if not out[spec.source].size:
+      hint = (f": no pseudo-label reaches pseudo_label_threshold={config.pseudo_label_threshold}"
+              " (a teacher at chance?)" if spec.source == "pseudo" else "")
+      raise ValueError(f"input.{name} draws from the {spec.source} source, which holds no "
+                       f"image{hint}")
   return out
 
 
@@ -62,7 +69,7 @@ class InMemoryPipeline:
       pseudo = pseudo_label_subset(config, self.train.labels, split.labeled, self.num_classes,
                                    self.validation_indices)
       self.train_labels, self.train_targets = pseudo.labels, pseudo.targets
-    self.source_indices = source_indices(split, pseudo, config.input)
+    self.source_indices = source_indices(split, pseudo, config)
     self.labeled_indices = self.source_indices["labeled"]
     self._streams = {
         name: (spec.source, streams.TrainIndexStream(

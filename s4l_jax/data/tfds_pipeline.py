@@ -116,7 +116,7 @@ class TfdsPipeline:
       pseudo = pipeline.pseudo_label_subset(config, labels, split.labeled, self.num_classes,
                                             self.validation_indices)
       self._train_labels, self._train_targets = pseudo.labels, pseudo.targets
-    self.source_indices = pipeline.source_indices(split, pseudo, config.input)
+    self.source_indices = pipeline.source_indices(split, pseudo, config)
     self.labeled_indices = self.source_indices["labeled"]
     size = config.input.image_size
     self.image_shape = (size, size, 3)
