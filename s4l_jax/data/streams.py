@@ -22,7 +22,7 @@ SOURCES = ("labeled", "unlabeled", "pseudo")
 def declared(input_config) -> dict:
   """{name: section} of the streams `input_config` (a config's `input`) declares, in name
   order (the order of their seeds)."""
-  return {name: spec for name, spec in input_config.items()
+  return {name: spec for name, spec in sorted(input_config.items())
           if isinstance(spec, ml_collections.ConfigDict) and "source" in spec}
 
 

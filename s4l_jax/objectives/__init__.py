@@ -227,8 +227,8 @@ def check_config(config):
       raise ValueError(f"objective {name} reads a stream {stream!r}, which input does not "
                        f"declare (streams: {', '.join(declared)})")
     if not declared[stream].batch_size:
-      raise ValueError(f"objective {name} needs a{'n' * (stream[0] in 'aeiou')} {stream} "
-                       f"stream: set input.{stream}.batch_size > 0")
+      raise ValueError(f"objective {name} needs the {stream} stream: set "
+                       f"input.{stream}.batch_size > 0")
     view = config.input[stream].view
     if copies is not None and views.copies(view) != copies:
       raise ValueError(f"objective {name} needs input.{stream}.view making {copies} "
