@@ -95,8 +95,8 @@ def test_validation_is_held_out_and_evaluated_once(folder, process_count):
   labels, _ = data._source.scan("train")  # pylint: disable=protected-access
   np.testing.assert_array_equal(np.bincount(labels[data.validation_indices]), [1, 1, 1])
   assert not np.intersect1d(data.validation_indices, data.labeled_indices).size
-  np.testing.assert_array_equal(  # pylint: disable=protected-access
-      data._unlabeled_indices, np.setdiff1d(np.arange(3 * NUM_TRAIN), data.validation_indices))
+  np.testing.assert_array_equal(data.source_indices["unlabeled"],
+                                np.setdiff1d(np.arange(3 * NUM_TRAIN), data.validation_indices))
   per_host = [list(p.eval_batches(2, "validation")) for p in pipes]
   assert len({len(b) for b in per_host}) == 1
   got = np.concatenate([b["image"][b["mask"]] for host in per_host for b in host])
