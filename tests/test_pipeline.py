@@ -91,13 +91,21 @@ def _pseudo_label_file(path, n, num_classes, seed=0):
   return probs
 
 
-def test_student_stream_balances_pseudo_labels_and_carries_soft_targets(tmp_path):
+def _soft_student(tmp_path):
+  """(a digits student config with random soft pseudo-labels kept at confidence >= 0.5, its
+  teacher-free pipeline, the teacher's probabilities (N, 10))."""
   config = tiny(load_config("supervised", "dataset=digits,labels=10pct"), batch=16)
   data = pipeline_lib.InMemoryPipeline(config)
   n = len(data.train.labels)
   probs = _pseudo_label_file(tmp_path / "pl.npz", n, 10)
   config.pseudo_labels = str(tmp_path / "pl.npz")
   config.pseudo_label_type, config.pseudo_label_threshold = "soft", 0.5
+  return config, data, probs
+
+
+def test_student_stream_balances_pseudo_labels_and_carries_soft_targets(tmp_path):
+  config, data, probs = _soft_student(tmp_path)
+  n = len(data.train.labels)
   config.pseudo_label_per_class = 40
   student = pipeline_lib.InMemoryPipeline(config)
   labeled, validation = data.labeled_indices, data.validation_indices
@@ -135,12 +143,7 @@ def test_pseudo_stream_separates_the_pseudo_labelled_images(tmp_path):
   """A stream of source pseudo: the labeled stream keeps ground truth only, the pseudo stream
   draws the confident pseudo-labelled images with the next seed (declared order: labeled,
   pseudo, unlabeled), and the two sources together are the shared stream's images."""
-  config = tiny(load_config("supervised", "dataset=digits,labels=10pct"), batch=16)
-  data = pipeline_lib.InMemoryPipeline(config)
-  n = len(data.train.labels)
-  probs = _pseudo_label_file(tmp_path / "pl.npz", n, 10)
-  config.pseudo_labels = str(tmp_path / "pl.npz")
-  config.pseudo_label_type, config.pseudo_label_threshold = "soft", 0.5
+  config, data, probs = _soft_student(tmp_path)
   shared = pipeline_lib.InMemoryPipeline(config)
   config.input.pseudo = dict(source="pseudo", batch_size=32, view="train")
   student = pipeline_lib.InMemoryPipeline(config)

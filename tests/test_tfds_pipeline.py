@@ -259,20 +259,28 @@ def test_pseudo_labels_on_the_tfdata_path(folder, tmp_path):
                                 8 * np.bincount(expected[trained], minlength=3))
 
 
-def test_balanced_soft_pseudo_labels_on_the_tfdata_path(folder, tmp_path):
-  """Class balancing repeats images in the tf.data stream; soft targets travel with them."""
+def _balanced_student(folder, tmp_path):
+  """(a student config with soft pseudo-labels balanced to 5 per class, the teacher-free
+  pipeline): 27 candidates, 2 of class 2, 4 of class 1, 21 of class 0; each class's soft
+  target row is 0.5 one-hot + 0.5 / 3."""
   config = _config(folder)
   data = factory.make_pipeline(config)
   n = 3 * NUM_TRAIN
   candidates = np.setdiff1d(np.arange(n), np.union1d(data.labeled_indices,
                                                      data.validation_indices))
-  labels = np.zeros(n, np.int32)  # 27 candidates: 2 of class 2, 4 of class 1, 21 of class 0
+  labels = np.zeros(n, np.int32)
   labels[candidates[:2]], labels[candidates[2:6]] = 2, 1
   confidence = np.random.default_rng(0).uniform(0.5, 1, n).astype(np.float32)
   probs = np.eye(3, dtype=np.float32)[labels] * 0.5 + 0.5 / 3
   np.savez(tmp_path / "pl.npz", labels=labels, confidence=confidence, probs=probs)
   config.pseudo_labels, config.pseudo_label_type = str(tmp_path / "pl.npz"), "soft"
   config.pseudo_label_per_class = 5
+  return config, data
+
+
+def test_balanced_soft_pseudo_labels_on_the_tfdata_path(folder, tmp_path):
+  """Class balancing repeats images in the tf.data stream; soft targets travel with them."""
+  config, data = _balanced_student(folder, tmp_path)
   student = factory.make_pipeline(config)
   assert student.num_labeled == 6 + 3 * 5  # ground truth once, 5 pseudo-labels per class
   # 21 batches of 8 = exactly 8 epochs of the 21 (repeated) examples.
@@ -288,18 +296,7 @@ def test_balanced_soft_pseudo_labels_on_the_tfdata_path(folder, tmp_path):
 def test_pseudo_stream_on_the_tfdata_path(folder, tmp_path):
   """A stream of source pseudo: the labeled stream keeps its 6 ground-truth images, the pseudo
   stream the 15 class-balanced pseudo-labelled ones, soft targets travelling with them."""
-  config = _config(folder)
-  data = factory.make_pipeline(config)
-  n = 3 * NUM_TRAIN
-  candidates = np.setdiff1d(np.arange(n), np.union1d(data.labeled_indices,
-                                                     data.validation_indices))
-  labels = np.zeros(n, np.int32)  # 27 candidates: 2 of class 2, 4 of class 1, 21 of class 0
-  labels[candidates[:2]], labels[candidates[2:6]] = 2, 1
-  confidence = np.random.default_rng(0).uniform(0.5, 1, n).astype(np.float32)
-  probs = np.eye(3, dtype=np.float32)[labels] * 0.5 + 0.5 / 3
-  np.savez(tmp_path / "pl.npz", labels=labels, confidence=confidence, probs=probs)
-  config.pseudo_labels, config.pseudo_label_type = str(tmp_path / "pl.npz"), "soft"
-  config.pseudo_label_per_class = 5
+  config, data = _balanced_student(folder, tmp_path)
   config.input.pseudo = dict(source="pseudo", batch_size=5, view=config.input.labeled.view)
   config.input.labeled.batch_size = 6
   student = factory.make_pipeline(config)
