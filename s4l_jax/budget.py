@@ -3,12 +3,15 @@ rate (`base_learning_rate`), from the duration keys, the streams' batch sizes an
 dataset's sizes."""
 import math
 
+from s4l_jax.data import streams
+
 # The run's length: `total_steps` if > 0, else exactly one of the others (`check_duration`).
 DURATION_KEYS = ("total_steps", "total_epochs", "total_unlabeled_epochs", "total_examples")
 # Units of `lr.warmup_epochs` / `lr.decay_epochs`: passes over the labeled or unlabeled stream.
 EPOCH_STREAMS = ("labeled", "unlabeled")
 LR_SCALINGS = ("linear", "sqrt")
-LR_BATCHES = ("labeled", "unlabeled", "all")  # `lr.batch_of`: B in the lr scaling
+LR_BATCHES = ("labeled", "unlabeled", "all")  # `lr.batch_of`: B in the lr scaling (all: every
+# stream's, `data/streams.py`)
 
 
 def set_duration(c, **duration):
@@ -78,11 +81,11 @@ def total_steps(config, num_labeled: int, num_unlabeled: int) -> int:
 
 
 def lr_batch_size(config) -> int:
-  """B of the lr scaling: the labeled, the unlabeled or both streams' source images per step."""
-  sizes = {"labeled": config.input.labeled.batch_size,
-           "unlabeled": config.input.unlabeled.batch_size}
-  sizes["all"] = sizes["labeled"] + sizes["unlabeled"]
-  return sizes[config.lr.batch_of]
+  """B of the lr scaling: the labeled, the unlabeled or every stream's source images per
+  step."""
+  if config.lr.batch_of == "all":
+    return sum(spec.batch_size for spec in streams.declared(config.input).values())
+  return config.input[config.lr.batch_of].batch_size
 
 
 def base_learning_rate(config) -> float:

@@ -135,6 +135,8 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.data_dir = ""             # tfds data_dir ('' = TFDS_DATA_DIR or ~/tensorflow_datasets)
   c.labels = labels           # all | 10pct | 1pct | <int> | <int>perclass
   c.strict_data = False       # True: stop at the first unreadable image instead of skipping
+  # Pseudo-labels: a stream of source `pseudo` draws them, else they join the labeled source
+  # (one shared stream; `data/streams.py`).
   c.teacher = ""              # export dir: pseudo-label every train image with it first
   c.frozen_teacher = ""       # export dir of a frozen network objectives read as aux["teacher"]
   c.pseudo_labels = ""        # .npz of labels for every train image (written from `teacher`)
@@ -148,8 +150,10 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.input = ml_collections.ConfigDict()
   c.input.image_size = preset.image_size
   c.input.crop = preset.crop                       # inception | pad_crop | none
-  c.input.labeled = dict(batch_size=labeled_batch, view="train")
-  c.input.unlabeled = dict(batch_size=0, view="train")  # batch_size 0: no unlabeled stream
+  # The train streams (`data/streams.py`): name -> {source: labeled | unlabeled | pseudo,
+  # batch_size (global; 0: not in the batch), view}; objectives read batch[name].
+  c.input.labeled = dict(source="labeled", batch_size=labeled_batch, view="train")
+  c.input.unlabeled = dict(source="unlabeled", batch_size=0, view="train")
   c.input.eval_batch_size = eval_batch or preset.eval_batch_size
   # Held out from train, never trained on: <int> | <int>perclass | <float>pct | 0 (none).
   c.input.validation = preset.validation

@@ -25,6 +25,7 @@ import threading
 from absl import logging
 
 from s4l_jax import budget
+from s4l_jax.data import streams
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 PROGRESS = "s4l_progress"  # `extra={PROGRESS: True}` marks the rewritable progress line
@@ -142,9 +143,8 @@ def summary(config, *, num_labeled: int, num_classes: int, num_steps: int, image
   model = f"{m.name}-{m.depth}-{m.width}" if "depth" in m and "width" in m else m.name
   if m.get("dtype", "float32") != "float32":
     model += f" {m.dtype}"
-  batches = f"batch {inp.labeled.batch_size} labeled"
-  if inp.unlabeled.batch_size:
-    batches += f" + {inp.unlabeled.batch_size} unlabeled"
+  batches = "batch " + " + ".join(f"{spec.batch_size} {name}" for name, (_, spec)
+                                   in streams.active(inp).items())
   labels = f"labels {config.labels}"
   if config.get("pseudo_labels") or config.get("teacher"):
     labels += " + pseudo-labels"

@@ -24,7 +24,7 @@ from s4l_jax import aggregate, budget, checkpointing, distributed, evaluate, eve
 from s4l_jax import evaluators as evaluators_lib, logs, objectives
 from s4l_jax import metrics as metrics_lib, optim, storage, train_state, validation
 from s4l_jax.data import factory
-from s4l_jax.data import views
+from s4l_jax.data import streams, views
 from s4l_jax import initialization
 from s4l_jax.models import build_model
 
@@ -50,7 +50,7 @@ def make_loss_fn(model, objective, config, views_on_device: bool = True, teacher
   with the `aux` its `REQUIRES.aux` asks for, built from `aux_state` = {"step", "progress",
   "ema_params", "state", "frozen"} (see `s4l_jax/objectives/__init__.py`).
   """
-  size, names = config.input.image_size, ("labeled", "unlabeled")
+  size, names = config.input.image_size, tuple(streams.declared(config.input))
   view_fns = {name: views.make_view_fn(config.input[name].view, image_size=size,
                                        crop=config.input.crop,
                                        host_cropped=not views_on_device) for name in names}
@@ -67,10 +67,10 @@ def make_loss_fn(model, objective, config, views_on_device: bool = True, teacher
     return aux
 
   def loss_fn(params, batch_stats, raw, rng, aux_state):
-    rngs = jax.random.split(rng, 3)
+    rngs = jax.random.split(rng, len(names) + 1)  # one per declared stream, the loss's last
     batch = {name: {**raw[name], **view_fns[name](r, raw[name])}
              for name, r in zip(names, rngs) if name in raw}
-    out = objective_loss(params, batch_stats, batch, rngs[2], aux=make_aux(aux_state))
+    out = objective_loss(params, batch_stats, batch, rngs[-1], aux=make_aux(aux_state))
     state = aux_state.get("state", {}) if out.state is None else out.state
     return out.loss, (out.batch_stats, out.metrics, state)
   return loss_fn

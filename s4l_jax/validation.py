@@ -3,7 +3,7 @@ import os
 
 from s4l_jax import (budget, config_lib, distributed, evaluators, export, models,  # pylint: disable=g-multiple-import
                      objectives, pseudo_label, storage)
-from s4l_jax.data import datasets, sources, subsets, views
+from s4l_jax.data import datasets, sources, streams, subsets, views
 from s4l_jax.models import subtrees
 
 MIN_IMAGE_SIZE = 8  # the smallest input size tested (tests train at 8x8)
@@ -42,9 +42,6 @@ def check_values(config):
            f"input.eval_batch_size={config.input.eval_batch_size} must be >= 1")
   _require(config.input.image_size >= MIN_IMAGE_SIZE, f"input.image_size="
            f"{config.input.image_size} must be >= {MIN_IMAGE_SIZE} pixels")
-  _require(config.input.unlabeled.batch_size >= 0,
-           f"input.unlabeled.batch_size={config.input.unlabeled.batch_size} must be >= 0 "
-           "(0 = no unlabeled stream)")
   _require(0 <= config.ema_decay < 1, f"ema_decay={config.ema_decay} must be in [0, 1) "
            "(0 = use ema_halflife_epochs)")
   _require(not (config.ema_decay and config.ema_halflife_epochs > 0),
@@ -64,7 +61,23 @@ def check_values(config):
            f"{config.model.stochastic_depth} must be in (0, 1] (1 = off)")
   _require(config.input.crop in views.INPUT_CROPS, f"input.crop={config.input.crop!r} must "
            f"be one of {', '.join(views.INPUT_CROPS)}")
-  for name in ("labeled", "unlabeled"):
+  check_streams(config)
+
+
+def check_streams(config):
+  """Rejects a stream (`streams.declared`) with an unknown source, a negative batch, a view
+  the pipeline cannot make, or the pseudo source without pseudo-labels."""
+  declared = streams.declared(config.input)
+  for name, spec in declared.items():
+    _require(spec.source in streams.SOURCES, f"input.{name}.source={spec.source!r} must be "
+             f"one of {', '.join(streams.SOURCES)}")
+    _require(spec.batch_size >= 0, f"input.{name}.batch_size={spec.batch_size} must be >= 0 "
+             f"(0 = no {name} stream)")
+  has_pseudo = bool(config.teacher or config.pseudo_labels)
+  for name, (_, spec) in streams.active(config.input).items():
+    _require(spec.source != "pseudo" or has_pseudo, f"input.{name}.source='pseudo' needs "
+             "pseudo-labels: set teacher=DIR/export (or pseudo_labels=FILE)")
+  for name in declared:
     try:  # an unknown view or op fails here, before anything is compiled
       spec = views.resolve(config.input[name].view, config.input.crop)
     except ValueError as e:
@@ -146,9 +159,8 @@ def validate(config):
     export.load_description(config[key])
   if config.pseudo_labels and not storage.exists(config.pseudo_labels):
     raise FileNotFoundError(f"pseudo_labels file {config.pseudo_labels!r} does not exist")
-  for name in ("labeled", "unlabeled"):
-    if config.input[name].batch_size:
-      distributed.check_divisible(config.input[name].batch_size, f"input.{name}.batch_size")
+  for name, (_, spec) in streams.active(config.input).items():
+    distributed.check_divisible(spec.batch_size, f"input.{name}.batch_size")
   distributed.check_divisible(config.input.eval_batch_size, "input.eval_batch_size")
   # Reads folder names or TFDS metadata only; an unprepared TFDS dataset fails here with the
   # steps to prepare it.

@@ -103,6 +103,9 @@ def flat_config(config, stage_root: str | None = None) -> dict:
       flat[key] = prefix + _real(flat[key][len(prefix):])
   if flat.get("teacher"):  # the pseudo-label file is then written from the teacher
     flat.pop("pseudo_labels", None)
+  for name in ("labeled", "unlabeled"):  # recorded before streams declared their source
+    if f"input.{name}.batch_size" in flat:
+      flat.setdefault(f"input.{name}.source", name)
   return flat
 
 

@@ -8,7 +8,8 @@ The dump (tests/data/resolved_configs.json.gz: one combination per line, keys so
 2.5 MB of text) is generated from the code and never edited by hand.
 
 `tests/test_config_recipes.py` recomputes every combination and compares it with the
-committed dump; a change meant to move a config is listed there (`INTENDED_CHANGES`).
+committed dump; a change meant to move a config is listed there (`INTENDED_CHANGES`,
+`INTENDED_REWRITES`, `INTENDED_ADDITIONS`).
 """
 import gzip
 import json

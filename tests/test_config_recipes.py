@@ -1,5 +1,6 @@
 """Every config x dataset x arg combination resolves as the committed dump says
-(`tests/resolved_configs.py`), except the changes listed in `INTENDED_CHANGES`."""
+(`tests/resolved_configs.py`), except the changes listed in `INTENDED_CHANGES`,
+`INTENDED_REWRITES` and `INTENDED_ADDITIONS`."""
 import re
 
 import pytest
@@ -48,6 +49,16 @@ INTENDED_REWRITES = (
 )
 
 
+# Keys added on purpose: (combination-key regex, regex over the dumped flattened keys,
+# fn(match) -> (added key, value), why): one key added for each dumped key the regex matches.
+INTENDED_ADDITIONS = (
+    (r"", r"^(?P<stream>(.+\.)?input\.(?P<name>labeled|unlabeled))\.batch_size$",
+     lambda m: (f"{m['stream']}.source", m["name"]),
+     "every stream declares its source (s4l_jax/data/streams.py): the labeled and unlabeled "
+     "streams draw from the sources of their names, as they did"),
+)
+
+
 def expected_config(key: str, dumped: dict) -> dict:
   """The dumped combination's flattened config with the intended changes applied."""
   flat = resolved_configs.flatten(dumped)
@@ -60,6 +71,10 @@ def expected_config(key: str, dumped: dict) -> dict:
   for pattern, path, rewrite, _ in INTENDED_REWRITES:
     if re.search(pattern, key):
       flat.update({p: rewrite(v) for p, v in flat.items() if re.search(path, p)})
+  for pattern, path, add, _ in INTENDED_ADDITIONS:
+    if re.search(pattern, key):
+      matches = filter(None, (re.search(path, p) for p in list(flat)))
+      flat.update(add(m) for m in matches)
   return flat
 
 
@@ -79,7 +94,7 @@ def test_every_combination_resolves_as_dumped(dump):
 
 
 def test_every_intended_change_matches_a_combination(dump):
-  for pattern, path, _, why in INTENDED_CHANGES + INTENDED_REWRITES:
+  for pattern, path, _, why in INTENDED_CHANGES + INTENDED_REWRITES + INTENDED_ADDITIONS:
     assert any(re.search(pattern, k) for k in dump), (pattern, why)
     assert why, pattern
 

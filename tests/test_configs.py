@@ -76,6 +76,23 @@ def test_pipeline_step_out_of_range_names_the_arg(name, arg, match):
     config_lib.load_config(name, arg)
 
 
+def test_noisy_student_pseudo_ratio_separates_the_students_batches():
+  """pseudo_ratio=3: each student adds a pseudo stream of 3x its labeled batch with the same
+  noisy view; the teacher and the default (one shared stream) declare none."""
+  c = config_lib.load_config("noisy_student", "dataset=digits,pseudo_ratio=3")
+  assert "pseudo" not in c.stages.teacher.input
+  for stage in ("student1", "student2", "student3"):
+    inp = c.stages[stage].input
+    assert (inp.pseudo.source, inp.pseudo.batch_size, inp.pseudo.view) == (
+        "pseudo", 3 * inp.labeled.batch_size, inp.labeled.view)
+  assert "pseudo" not in config_lib.load_config("noisy_student", "dataset=digits").stages[
+      "student1"].input
+  with pytest.raises(ValueError, match=r"^Config arg pseudo_ratio=2 needs regime=small"):
+    config_lib.load_config("noisy_student", "pseudo_ratio=2")
+  with pytest.raises(ValueError, match=r"^Config arg pseudo_ratio=-1 must be >= 0$"):
+    config_lib.load_config("noisy_student", "dataset=digits,pseudo_ratio=-1")
+
+
 def test_supervised_imagenet_rows_match_paper():
   """`s4l:config/supervised_imagenet_*.sh`: 10% lr 0.1 wd 1e-3 decays 140/160/180 end 200;
   1% lr 0.01 wd 1e-2 ..."""

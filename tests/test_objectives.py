@@ -132,7 +132,10 @@ def _config(name="s4l_rotation", arg="dataset=digits"):
 
 
 @pytest.mark.parametrize("edit, match", [
-    (lambda c: c.input.unlabeled.update(batch_size=0), "needs an unlabeled stream"),
+    (lambda c: c.input.unlabeled.update(batch_size=0), "needs the unlabeled stream: set "
+     "input.unlabeled.batch_size > 0"),
+    (lambda c: delattr(c.input, "unlabeled"), r"reads a stream 'unlabeled', which input does not "
+     r"declare \(streams: labeled\)"),
     (lambda c: c.input.unlabeled.update(view="train"),
      r"needs input.unlabeled.view making 4 copies per image, got 'train' \(1\)"),
     (lambda c: delattr(c.model.heads, "rotations"), r"reads model heads \['rotations'\]"),

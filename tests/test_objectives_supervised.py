@@ -61,3 +61,25 @@ def test_soft_labels_give_the_soft_cross_entropy():
   np.testing.assert_allclose(loss, np.mean(-(targets * log_q).sum(-1)), rtol=1e-5)
   np.testing.assert_allclose(metrics["sup_accuracy"],
                              np.mean(logits.argmax(-1) == np.asarray(labeled["label"])))
+
+
+def test_pseudo_stream_adds_its_mean_cross_entropy():
+  """Noisy Student's separate batches: one forward over both streams (BN over all 6 images),
+  loss = mean xent(first 2, labels) + mean soft xent(last 4, pseudo targets)."""
+  model, variables, images = _setup()
+  targets = np.random.default_rng(2).dirichlet(np.ones(5), size=4).astype(np.float32)
+  labeled = {"image": images["image"][:2], "label": images["label"][:2]}
+  pseudo = {"image": images["image"][2:], "label": jnp.asarray(targets.argmax(-1)),
+            "soft_label": jnp.asarray(targets)}
+  loss, _, metrics, _ = supervised.loss_fn(
+      variables["params"], variables["batch_stats"], {"labeled": labeled, "pseudo": pseudo},
+      jax.random.PRNGKey(0), model=model, loss_config={}, aux={})
+  logits = np.asarray(model.apply(variables, images["image"], train=True,
+                                  mutable=["batch_stats"])[0]["classes"], np.float64)
+  log_q = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  sup = -np.mean(log_q[np.arange(2), np.asarray(labeled["label"])])
+  soft = np.mean(-(targets * log_q[2:]).sum(-1))
+  np.testing.assert_allclose([metrics["sup_loss"], metrics["pseudo_loss"], loss],
+                             [sup, soft, sup + soft], rtol=1e-5)
+  np.testing.assert_allclose(metrics["pseudo_accuracy"],
+                             np.mean(logits[2:].argmax(-1) == targets.argmax(-1)))

@@ -91,13 +91,21 @@ def _pseudo_label_file(path, n, num_classes, seed=0):
   return probs
 
 
-def test_student_stream_balances_pseudo_labels_and_carries_soft_targets(tmp_path):
+def _soft_student(tmp_path):
+  """(a digits student config with random soft pseudo-labels kept at confidence >= 0.5, its
+  teacher-free pipeline, the teacher's probabilities (N, 10))."""
   config = tiny(load_config("supervised", "dataset=digits,labels=10pct"), batch=16)
   data = pipeline_lib.InMemoryPipeline(config)
   n = len(data.train.labels)
   probs = _pseudo_label_file(tmp_path / "pl.npz", n, 10)
   config.pseudo_labels = str(tmp_path / "pl.npz")
   config.pseudo_label_type, config.pseudo_label_threshold = "soft", 0.5
+  return config, data, probs
+
+
+def test_student_stream_balances_pseudo_labels_and_carries_soft_targets(tmp_path):
+  config, data, probs = _soft_student(tmp_path)
+  n = len(data.train.labels)
   config.pseudo_label_per_class = 40
   student = pipeline_lib.InMemoryPipeline(config)
   labeled, validation = data.labeled_indices, data.validation_indices
@@ -125,9 +133,49 @@ def test_student_stream_balances_pseudo_labels_and_carries_soft_targets(tmp_path
   np.testing.assert_allclose(targets[unlabeled], probs[unlabeled], atol=1e-3)
   np.testing.assert_array_equal(targets[labeled], np.eye(10)[data.train.labels[labeled]])
   batch = student.train_batch(3)["labeled"]
-  idx = student.labeled_indices[student._labeled.indices(3)]  # pylint: disable=protected-access
+  idx = student.labeled_indices[streams.TrainIndexStream(
+      len(student.labeled_indices), 16, config.seed).indices(3)]
   np.testing.assert_array_equal(batch["soft_label"], targets[idx])
   np.testing.assert_array_equal(batch["label"], student.train_labels[idx])
+
+
+def test_pseudo_stream_separates_the_pseudo_labelled_images(tmp_path):
+  """A stream of source pseudo: the labeled stream keeps ground truth only, the pseudo stream
+  draws the confident pseudo-labelled images with the next seed (declared order: labeled,
+  pseudo, unlabeled), and the two sources together are the shared stream's images."""
+  config, data, probs = _soft_student(tmp_path)
+  shared = pipeline_lib.InMemoryPipeline(config)
+  config.input.pseudo = dict(source="pseudo", batch_size=32, view="train")
+  student = pipeline_lib.InMemoryPipeline(config)
+  labeled = data.labeled_indices
+  np.testing.assert_array_equal(student.labeled_indices, labeled)
+  candidate = probs.max(-1) >= 0.5
+  candidate[labeled] = candidate[data.validation_indices] = False
+  pseudo = np.flatnonzero(candidate)
+  np.testing.assert_array_equal(student.source_indices["pseudo"], pseudo)
+  np.testing.assert_array_equal(np.sort(np.concatenate([labeled, pseudo])),
+                                shared.labeled_indices)
+  assert student.images_per_step == 16 + 32
+  for step in (0, 7):
+    batch = student.train_batch(step)
+    assert sorted(batch) == ["labeled", "pseudo"]
+    idx = labeled[streams.TrainIndexStream(len(labeled), 16, config.seed).indices(step)]
+    np.testing.assert_array_equal(batch["labeled"]["label"], data.train.labels[idx])
+    idx = pseudo[streams.TrainIndexStream(len(pseudo), 32, config.seed + 1).indices(step)]
+    np.testing.assert_array_equal(batch["pseudo"]["image"], data.train.images[idx])
+    np.testing.assert_array_equal(batch["pseudo"]["label"], probs[idx].argmax(-1))
+    np.testing.assert_allclose(batch["pseudo"]["soft_label"], probs[idx], atol=1e-3)
+
+
+def test_an_empty_pseudo_source_fails_in_one_line(tmp_path):
+  config = tiny(load_config("supervised", "dataset=digits,labels=10pct"), batch=16)
+  n = len(pipeline_lib.InMemoryPipeline(config).train.labels)
+  _pseudo_label_file(tmp_path / "pl.npz", n, 10)
+  config.pseudo_labels, config.pseudo_label_threshold = str(tmp_path / "pl.npz"), 1.0
+  config.input.pseudo = dict(source="pseudo", batch_size=16, view="train")
+  with pytest.raises(ValueError, match=r"^input.pseudo draws from the pseudo source, which "
+                     r"holds no image: no pseudo-label reaches pseudo_label_threshold=1.0"):
+    pipeline_lib.InMemoryPipeline(config)
 
 
 def test_soft_targets_need_a_file_with_probabilities(tmp_path):

@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from s4l_jax import export, runner, train
+from s4l_jax import events, export, runner, train
 from s4l_jax.data import pipeline as pipeline_lib
 from testing_utils import ROOT, load_config, sigterm_during_step, tiny
 
@@ -284,6 +284,26 @@ def test_noisy_student_export_is_the_noiseless_eval(noisy_student):
       variables, x, train=True, mutable=["batch_stats"],
       rngs={"dropout": jax.random.PRNGKey(seed)})[0]["classes"])
   assert not np.allclose(train(0), train(1))
+
+
+@pytest.mark.slow
+def test_noisy_student_separate_batches_train_end_to_end(tmp_path):
+  """`pseudo_ratio=2`: the student draws its ground truth and its pseudo-labelled images in
+  two streams (16 + 32 a step) and logs both losses; the teacher keeps one stream."""
+  config = load_config("noisy_student", "dataset=digits,iterations=1,steps=3,pseudo_ratio=2")
+  for stage in config.stages.values():
+    tiny(stage, steps=3, batch=16)
+  config.stages.student1.input.pseudo.batch_size = 32
+  config.stages.student1.pseudo_label_threshold = 0.0  # a 3-step teacher is near chance
+  results = runner.run(config, str(tmp_path))
+  assert list(results["stages"]) == ["teacher", "student1"]
+  student = events.read_scalars(str(tmp_path / "student1"))
+  np.testing.assert_allclose(student["loss"][-1][1],
+                             student["sup_loss"][-1][1] + student["pseudo_loss"][-1][1],
+                             rtol=1e-5)
+  assert "pseudo_loss" not in events.read_scalars(str(tmp_path / "teacher"))
+  with open(tmp_path / "student1" / "pseudo_labels.json") as f:
+    assert json.load(f)["num_images"] > 0
 
 
 @pytest.mark.slow

@@ -1,8 +1,27 @@
 """Tests for s4l_jax.data.streams."""
+import ml_collections
 import numpy as np
 import pytest
 
 from s4l_jax.data import streams
+
+
+def _input(**sections):
+  """A config's `input` with `sections` (name -> dict) next to a non-stream key."""
+  return ml_collections.ConfigDict(dict(image_size=8, **sections))
+
+
+def test_declared_streams_are_the_sections_with_a_source_in_name_order():
+  inp = _input(unlabeled=dict(source="unlabeled", batch_size=0, view="train"),
+               pseudo=dict(source="pseudo", batch_size=32, view="train"),
+               labeled=dict(source="labeled", batch_size=8, view="train"),
+               other=dict(batch_size=3))
+  assert list(streams.declared(inp)) == ["labeled", "pseudo", "unlabeled"]
+  # Seed offsets count every declared stream, batch 0 ones included.
+  assert {n: k for n, (k, _) in streams.active(inp).items()} == {"labeled": 0, "pseudo": 1}
+  assert streams.reads_pseudo(inp)
+  inp.pseudo.batch_size = 0
+  assert not streams.reads_pseudo(inp)
 
 
 @pytest.mark.parametrize("n,batch", [(10, 4), (12, 4), (5, 16), (97, 32)])

@@ -95,8 +95,8 @@ def test_validation_is_held_out_and_evaluated_once(folder, process_count):
   labels, _ = data._source.scan("train")  # pylint: disable=protected-access
   np.testing.assert_array_equal(np.bincount(labels[data.validation_indices]), [1, 1, 1])
   assert not np.intersect1d(data.validation_indices, data.labeled_indices).size
-  np.testing.assert_array_equal(  # pylint: disable=protected-access
-      data._unlabeled_indices, np.setdiff1d(np.arange(3 * NUM_TRAIN), data.validation_indices))
+  np.testing.assert_array_equal(data.source_indices["unlabeled"],
+                                np.setdiff1d(np.arange(3 * NUM_TRAIN), data.validation_indices))
   per_host = [list(p.eval_batches(2, "validation")) for p in pipes]
   assert len({len(b) for b in per_host}) == 1
   got = np.concatenate([b["image"][b["mask"]] for host in per_host for b in host])
@@ -259,20 +259,28 @@ def test_pseudo_labels_on_the_tfdata_path(folder, tmp_path):
                                 8 * np.bincount(expected[trained], minlength=3))
 
 
-def test_balanced_soft_pseudo_labels_on_the_tfdata_path(folder, tmp_path):
-  """Class balancing repeats images in the tf.data stream; soft targets travel with them."""
+def _balanced_student(folder, tmp_path):
+  """(a student config with soft pseudo-labels balanced to 5 per class, the teacher-free
+  pipeline): 27 candidates, 2 of class 2, 4 of class 1, 21 of class 0; each class's soft
+  target row is 0.5 one-hot + 0.5 / 3."""
   config = _config(folder)
   data = factory.make_pipeline(config)
   n = 3 * NUM_TRAIN
   candidates = np.setdiff1d(np.arange(n), np.union1d(data.labeled_indices,
                                                      data.validation_indices))
-  labels = np.zeros(n, np.int32)  # 27 candidates: 2 of class 2, 4 of class 1, 21 of class 0
+  labels = np.zeros(n, np.int32)
   labels[candidates[:2]], labels[candidates[2:6]] = 2, 1
   confidence = np.random.default_rng(0).uniform(0.5, 1, n).astype(np.float32)
   probs = np.eye(3, dtype=np.float32)[labels] * 0.5 + 0.5 / 3
   np.savez(tmp_path / "pl.npz", labels=labels, confidence=confidence, probs=probs)
   config.pseudo_labels, config.pseudo_label_type = str(tmp_path / "pl.npz"), "soft"
   config.pseudo_label_per_class = 5
+  return config, data
+
+
+def test_balanced_soft_pseudo_labels_on_the_tfdata_path(folder, tmp_path):
+  """Class balancing repeats images in the tf.data stream; soft targets travel with them."""
+  config, data = _balanced_student(folder, tmp_path)
   student = factory.make_pipeline(config)
   assert student.num_labeled == 6 + 3 * 5  # ground truth once, 5 pseudo-labels per class
   # 21 batches of 8 = exactly 8 epochs of the 21 (repeated) examples.
@@ -283,3 +291,23 @@ def test_balanced_soft_pseudo_labels_on_the_tfdata_path(folder, tmp_path):
   label_counts = np.bincount(np.concatenate([b["label"] for b in batches]), minlength=3)
   truth = data._source.scan("train")[0][data.labeled_indices]  # pylint: disable=protected-access
   np.testing.assert_array_equal(label_counts, 8 * (np.bincount(truth, minlength=3) + 5))
+
+
+def test_pseudo_stream_on_the_tfdata_path(folder, tmp_path):
+  """A stream of source pseudo: the labeled stream keeps its 6 ground-truth images, the pseudo
+  stream the 15 class-balanced pseudo-labelled ones, soft targets travelling with them."""
+  config, data = _balanced_student(folder, tmp_path)
+  config.input.pseudo = dict(source="pseudo", batch_size=5, view=config.input.labeled.view)
+  config.input.labeled.batch_size = 6
+  student = factory.make_pipeline(config)
+  np.testing.assert_array_equal(student.labeled_indices, data.labeled_indices)
+  # 4 batches of 6 = 4 epochs of the 6 labeled images; 6 batches of 5 = 2 of the 15 pseudo.
+  batches = [student.train_batch(s) for s in range(6)]
+  truth = data._source.scan("train")[0][data.labeled_indices]  # pylint: disable=protected-access
+  streamed = np.concatenate([b["labeled"]["label"] for b in batches[:4]])
+  np.testing.assert_array_equal(np.bincount(streamed, minlength=3),
+                                4 * np.bincount(truth, minlength=3))
+  pseudo = np.concatenate([b["pseudo"]["label"] for b in batches])
+  np.testing.assert_array_equal(np.bincount(pseudo, minlength=3), [10, 10, 10])
+  soft = np.concatenate([b["pseudo"]["soft_label"] for b in batches])
+  np.testing.assert_allclose(soft, (np.eye(3) * 0.5 + 0.5 / 3)[pseudo], rtol=1e-6)

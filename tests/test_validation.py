@@ -59,6 +59,10 @@ def _fake_export(path, class_names):
     ({"input.image_size": 0}, r"input.image_size=0 must be >= 8"),
     ({"input.image_size": 7}, r"input.image_size=7 must be >= 8"),
     ({"input.unlabeled.batch_size": -8}, r"input.unlabeled.batch_size=-8 must be >= 0"),
+    ({"input.labeled.source": "teacher"},
+     r"^input.labeled.source='teacher' must be one of labeled, unlabeled, pseudo$"),
+    ({"input.unlabeled.source": "pseudo", "input.unlabeled.batch_size": 16},
+     r"^input.unlabeled.source='pseudo' needs pseudo-labels: set teacher=DIR/export"),
     ({"ema_decay": 1.0}, r"ema_decay=1.0 must be in \[0, 1\) \(0 = use ema_halflife_epochs\)"),
     ({"ema_decay": -0.5}, r"ema_decay=-0.5 must be in \[0, 1\)"),
     ({"ema_decay": 0.999, "ema_halflife_epochs": 1.0},
@@ -81,6 +85,17 @@ def _fake_export(path, class_names):
 def test_values_that_make_no_sense_are_rejected(overrides, match):
   with pytest.raises(ValueError, match=match):
     validation.validate(_digits(**overrides))
+
+
+def test_a_pseudo_stream_must_make_one_view_per_image():
+  config = _digits()
+  config.pseudo_labels = "/x/pl.npz"
+  config.input.pseudo = dict(source="pseudo", batch_size=16, view="rotate4")
+  with pytest.raises(ValueError, match=r"^objective supervised needs input.pseudo.view making 1 "
+                     r"copy per image, got 'rotate4' \(4\)$"):
+    validation.validate_config(config)
+  config.input.pseudo.view = "train"
+  validation.validate_config(config)
 
 
 def test_unknown_vat_normalization_is_rejected():

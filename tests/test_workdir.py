@@ -107,3 +107,15 @@ def test_paths_compare_by_location_not_spelling(tmp_path, monkeypatch):
   workdir_lib.check_config(_config(teacher="teacher/../teacher/export"), workdir)
   with pytest.raises(ValueError, match="teacher"):
     workdir_lib.check_config(_config(teacher=str(tmp_path)), workdir)
+
+
+def test_a_workdir_recorded_before_stream_sources_resumes(tmp_path):
+  """config.json written before `input.<stream>.source` existed: the labeled and unlabeled
+  streams drew from the sources of their names, so the config has not changed; another
+  source has."""
+  old = _config()
+  del old.input.labeled["source"], old.input.unlabeled["source"]
+  workdir = _started(tmp_path, old)
+  workdir_lib.check_config(_config(), workdir)
+  with pytest.raises(ValueError, match="input.unlabeled.source"):
+    workdir_lib.check_config(_config(**{"input.unlabeled.source": "pseudo"}), workdir)

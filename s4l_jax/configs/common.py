@@ -7,7 +7,7 @@ no `common` (`config_lib.LIBRARIES`).
 import ml_collections
 
 from s4l_jax import budget, colorization, config_lib, permutations
-from s4l_jax.data import datasets, views
+from s4l_jax.data import datasets, pipeline, views
 from s4l_jax.models import heads
 
 
@@ -88,9 +88,7 @@ def per_core_fidelity(c, row: str, fidelity: str):
   if config_lib.dataset_family(c.dataset) != "imagenet2012":
     raise ValueError("fidelity=paper mirrors the paper's TPU cores: dataset=imagenet2012 only")
   cores = PAPER_CORES[row]
-  rows = sum(c.input[s].batch_size * views.copies(c.input[s].view)
-             for s in ("labeled", "unlabeled"))
-  c.model.bn_group_size = rows // cores
+  c.model.bn_group_size = pipeline.images_per_step(c) // cores
   if "triplet_groups" in c.loss:
     c.loss.triplet_groups = cores
 

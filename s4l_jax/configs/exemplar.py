@@ -21,7 +21,7 @@ def get_config(arg=None):
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=32)
   config_lib.set_objective(c, "exemplar")
   c.input.labeled.view = "exemplar8"
-  c.input.unlabeled = dict(batch_size=512, view="exemplar8")
+  c.input.unlabeled.update(batch_size=512, view="exemplar8")
   # The classes head gets no loss; it keeps the export contract (predict -> class logits).
   common.exemplar_loss(c, a.regime)
   common.pretext_preset(c, a.regime, unlabeled_fraction=0.5)  # x8 views an image

@@ -26,7 +26,7 @@ def get_config(arg=None):
   config_lib.set_objective(c, "mean_teacher")
   common.supervised_preset(c, a.regime, a.labels)
   crop_op = views.INPUT_CROPS[c.input.crop]  # the preset's crop: inception or pad_crop
-  c.input.unlabeled = dict(batch_size=c.input.labeled.batch_size, view=f"{crop_op}*2|flip")
+  c.input.unlabeled.update(batch_size=c.input.labeled.batch_size, view=f"{crop_op}*2|flip")
   c.ema_halflife_epochs = 1.0
   common.set_steps(a.steps, c)
   return c

@@ -13,12 +13,16 @@ depth with survival 0.8 at the last residual unit (linear in depth), and RandAug
 labeled stream's crops (`<crop>|flip|randaugment(2, 27)`: 2 ops at the paper's fixed
 magnitude 27, read on a 0..30 scale within FixMatch's op ranges: `data/ops/randaugment.py`).
 Each student is `grow` x as wide as its teacher (the paper grows EfficientNet-B7 to L2);
-models are the project's ResNet-50 v2 (ImageNet) and WRNs, not EfficientNet, and the
-labeled and pseudo-labelled images share one stream (MOAM step 2's), not the paper's
-separate batches.
+models are the project's ResNet-50 v2 (ImageNet) and WRNs, not EfficientNet. By default the
+labeled and pseudo-labelled images share one stream (MOAM step 2's); `pseudo_ratio=R` gives
+the paper's separate batches instead: a stream `pseudo` (source pseudo) of R x the labeled
+batch, with the labeled stream's view, and the loss mean xent(labeled) + mean xent(pseudo)
+(`objectives/supervised.py`).
 
 Args: dataset (imagenet2012), labels (10pct), iterations (N >= 1 students, the paper's 3),
-grow (>= 1, width factor per iteration), steps (> 0: that many steps per stage).
+grow (>= 1, width factor per iteration), steps (> 0: that many steps per stage), pseudo_ratio
+(0: one shared stream; R >= 1: separate batches, regime=small only: the paper regime's
+schedule counts epochs of the shared stream).
 `regime=paper` (ImageNet's default): teacher as `supervised.py`; students as
 `pseudo_label.py` (lr 0.1 @256, wd 1e-4, decays 30/60/90, end 100 epochs over all images).
 `regime=small`: `small_data_preset`, students `STUDENT_STEPS` x its steps (they see ~10x the
@@ -56,21 +60,29 @@ def stage_config(a, width_factor: float, teacher: str = ""):
     c.pseudo_label_type, c.pseudo_label_threshold = "soft", 0.3
     c.pseudo_label_per_class = family.pseudo_labels_per_class
     if a.regime == "paper":
+      if a.pseudo_ratio:
+        raise ValueError(f"Config arg pseudo_ratio={a.pseudo_ratio} needs regime=small (the "
+                         "paper regime's schedule counts epochs of one shared stream)")
       common.student_paper_schedule(c)
     else:
       common.small_data_preset(c)
       budget.set_duration(c, total_steps=STUDENT_STEPS * c.total_steps)
+    if a.pseudo_ratio:
+      c.input.pseudo = dict(source="pseudo", view=c.input.labeled.view,
+                            batch_size=a.pseudo_ratio * c.input.labeled.batch_size)
   common.set_steps(a.steps, c)
   return c
 
 
 def get_config(arg=None):
   a = config_lib.parse_arg(arg, dataset="imagenet2012", labels="10pct", iterations=3,
-                           grow=1.0, steps=0)
+                           grow=1.0, steps=0, pseudo_ratio=0)
   if a.iterations < 1:
     raise ValueError(f"Config arg iterations={a.iterations} must be >= 1 (students)")
   if a.grow < 1:
     raise ValueError(f"Config arg grow={a.grow} must be >= 1 (a student is no smaller)")
+  if a.pseudo_ratio < 0:
+    raise ValueError(f"Config arg pseudo_ratio={a.pseudo_ratio} must be >= 0")
   stages = {"teacher": stage_config(a, 1.0)}
   for i in range(1, a.iterations + 1):
     stages[f"student{i}"] = stage_config(a, a.grow ** i, teacher="@" + list(stages)[-1])

@@ -23,7 +23,7 @@ def get_config(arg=None):
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=32)
   config_lib.set_objective(c, "rotation")
   c.input.labeled.view = "rotate4"
-  c.input.unlabeled = dict(batch_size=256, view="rotate4")
+  c.input.unlabeled.update(batch_size=256, view="rotate4")
   # The classes head gets no loss; it keeps the export contract (predict -> class logits).
   c.model.heads = dict(classes=-1, rotations=4)
   common.rotation_averaged_evals(c)

@@ -28,7 +28,7 @@ def get_config(arg=None):
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=512)
   config_lib.set_objective(c, "s4l_exemplar")
   c.input.labeled.view = "exemplar8"
-  c.input.unlabeled = dict(batch_size=512, view="exemplar8")
+  c.input.unlabeled.update(batch_size=512, view="exemplar8")
   common.exemplar_loss(c, a.regime)
   if a.regime == "paper":
     c.lr.base, c.lr.scale_batch_size, c.lr.warmup_epochs = 0.1, 0, 10.0

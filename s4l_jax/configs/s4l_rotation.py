@@ -26,7 +26,7 @@ def get_config(arg=None):
   c = config_lib.base_config(dataset=a.dataset, labels=a.labels, evals=a.evals, labeled_batch=256)
   config_lib.set_objective(c, "s4l_rotation")
   c.input.labeled.view = "rotate4"
-  c.input.unlabeled = dict(batch_size=256, view="rotate4")
+  c.input.unlabeled.update(batch_size=256, view="rotate4")
   c.model.heads = dict(classes=-1, rotations=4)
   common.rotation_averaged_evals(c)
   if a.regime == "paper":

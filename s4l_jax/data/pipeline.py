@@ -16,14 +16,34 @@ from s4l_jax.data import sources, streams, subsets, views
 
 def images_per_step(config) -> int:
   """Images the model sees per step: each stream's batch size x its view's copies."""
-  return sum(config.input[name].batch_size * views.copies(config.input[name].view)
-             for name in ("labeled", "unlabeled"))
+  return sum(spec.batch_size * views.copies(spec.view)
+             for spec in streams.declared(config.input).values())
+
+
+def source_indices(split: subsets.TrainSplit, pseudo: "PseudoLabelSet | None",
+                   config) -> dict[str, np.ndarray]:
+  """{source: the train images (N,) int64 it draws from} (`streams.SOURCES`); `pseudo` the
+  run's pseudo-labels, if any: they join the labeled source unless a stream reads them.
+  ValueError (one line) if a stream's source holds no image."""
+  out = {"labeled": split.labeled, "unlabeled": split.unlabeled}
+  if pseudo is not None:
+    separate = streams.reads_pseudo(config.input)
+    out["labeled"] = pseudo.labeled if separate else pseudo.indices
+    out["pseudo"] = pseudo.pseudo
+  for name, (_, spec) in streams.active(config.input).items():
+    if not out[spec.source].size:
+      hint = (f": no pseudo-label reaches pseudo_label_threshold={config.pseudo_label_threshold}"
+              " (a teacher at chance?)" if spec.source == "pseudo" else "")
+      raise ValueError(f"input.{name} draws from the {spec.source} source, which holds no "
+                       f"image{hint}")
+  return out
 
 
 class InMemoryPipeline:
-  """Labeled and unlabeled train streams and masked eval streams over one dataset.
+  """The train streams a config declares (`streams.declared`) and masked eval streams over
+  one dataset.
 
-  The validation set (`subsets.split_train`) is held out of both train streams; without one
+  The validation set (`subsets.split_train`) is held out of every train stream; without one
   (`input.validation=0`) the streams are those of the whole train split.
   """
 
@@ -42,21 +62,20 @@ class InMemoryPipeline:
         self.train.labels, labels_spec=config.labels, validation_spec=config.input.validation,
         seed=config.seed, num_classes=self.num_classes, filenames=self.train.filenames,
         dataset=config.dataset, class_names=self.class_names)
-    self.labeled_indices, self.validation_indices = split.labeled, split.validation
-    self._unlabeled_indices = split.unlabeled
+    self.validation_indices = split.validation
+    pseudo = None
     self.train_labels, self.train_targets = self.train.labels, None
     if config.pseudo_labels:  # student: every non-validation image, ground truth where labeled
-      self.train_labels, self.labeled_indices, self.train_targets = pseudo_label_subset(
-          config, self.train.labels, self.labeled_indices, self.num_classes,
-          self.validation_indices)
-    labeled_batch = config.input.labeled.batch_size
-    self._labeled = streams.TrainIndexStream(
-        len(self.labeled_indices), labeled_batch, config.seed, process_index, process_count)
-    unlabeled_batch = config.input.unlabeled.batch_size
-    # S4L: the unlabeled stream is the whole train split (but validation), labeled included.
-    self._unlabeled = streams.TrainIndexStream(
-        len(self._unlabeled_indices), unlabeled_batch, config.seed + 1, process_index,
-        process_count) if unlabeled_batch else None
+      pseudo = pseudo_label_subset(config, self.train.labels, split.labeled, self.num_classes,
+                                   self.validation_indices)
+      self.train_labels, self.train_targets = pseudo.labels, pseudo.targets
+    self.source_indices = source_indices(split, pseudo, config)
+    self.labeled_indices = self.source_indices["labeled"]
+    self._streams = {
+        name: (spec.source, streams.TrainIndexStream(
+            len(self.source_indices[spec.source]), spec.batch_size, config.seed + k,
+            process_index, process_count))
+        for name, (k, spec) in streams.active(config.input).items()}
     self.images_per_step = images_per_step(config)
 
   @property
@@ -65,25 +84,28 @@ class InMemoryPipeline:
 
   @property
   def num_unlabeled(self) -> int:
-    """Images in the unlabeled stream: the whole train split but the validation set (S4L)."""
-    return len(self._unlabeled_indices)
+    """Images in the unlabeled source: the whole train split but the validation set (S4L)."""
+    return len(self.source_indices["unlabeled"])
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
     return self.train.images.shape[1:]
 
   def train_batch(self, step: int) -> dict:
-    """Host-local raw batch of `step`: {"labeled": {image, label, [soft_label (B, K)]},
-    ["unlabeled": {image, label, index}]}; soft_label with soft pseudo-labels; index: int32
-    (B,) each image's index in the train split (PIRL's memory bank)."""
-    idx = self.labeled_indices[self._labeled.indices(step)]
-    batch = {"labeled": {"image": self.train.images[idx], "label": self.train_labels[idx]}}
-    if self.train_targets is not None:
-      batch["labeled"]["soft_label"] = self.train_targets[idx]
-    if self._unlabeled:
-      idx = self._unlabeled_indices[self._unlabeled.indices(step)]
-      batch["unlabeled"] = {"image": self.train.images[idx], "label": self.train.labels[idx],
-                            "index": idx.astype(np.int32)}
+    """Host-local raw batch of `step`: {stream name: {image, label, [soft_label (B, K)],
+    [index]}} over the active streams; labeled and pseudo sources carry the labels the run
+    trains on (soft_label with soft pseudo-labels), the unlabeled source the true labels (for
+    logging) and index: int32 (B,) each image's index in the train split (PIRL's memory bank)."""
+    batch = {}
+    for name, (source, stream) in self._streams.items():
+      idx = self.source_indices[source][stream.indices(step)]
+      if source == "unlabeled":
+        batch[name] = {"image": self.train.images[idx], "label": self.train.labels[idx],
+                       "index": idx.astype(np.int32)}
+        continue
+      batch[name] = {"image": self.train.images[idx], "label": self.train_labels[idx]}
+      if self.train_targets is not None:
+        batch[name]["soft_label"] = self.train_targets[idx]
     return batch
 
   @property
@@ -120,11 +142,18 @@ def masked_batches(data, global_batch: int, process_index: int = 0, process_coun
 
 class PseudoLabelSet(NamedTuple):
   """A student's training set: `labels` int32 (N,) and, for soft pseudo-labels, `targets`
-  float32 (N, K) (one-hot where labeled), both indexed by train image; `indices` the sorted
-  train images to train on, repeated where class balancing duplicates them."""
+  float32 (N, K) (one-hot where labeled), both indexed by train image; `labeled` the sorted
+  labeled train images (validation excluded), `pseudo` the sorted pseudo-labelled ones,
+  repeated where class balancing duplicates them."""
   labels: np.ndarray
-  indices: np.ndarray
+  labeled: np.ndarray
+  pseudo: np.ndarray
   targets: np.ndarray | None
+
+  @property
+  def indices(self) -> np.ndarray:
+    """Both sets, sorted: the one stream of ground truth and pseudo-labels."""
+    return np.sort(np.concatenate([self.labeled, self.pseudo]))
 
 
 def pseudo_label_subset(config, true_labels, labeled_indices, num_classes: int,
@@ -144,12 +173,11 @@ def pseudo_label_subset(config, true_labels, labeled_indices, num_classes: int,
   labeled = np.zeros(len(true_labels), bool)
   labeled[labeled_indices] = True
   labeled[validation_indices] = False
-  indices = np.sort(np.concatenate([np.flatnonzero(labeled), pseudo]))
   targets = None
   if config.pseudo_label_type == "soft":
     targets = load_soft_targets(config.pseudo_labels, len(true_labels), num_classes)
     targets[labeled_indices] = np.eye(num_classes, dtype=np.float32)[true_labels[labeled_indices]]
-  return PseudoLabelSet(labels, indices, targets)
+  return PseudoLabelSet(labels, np.flatnonzero(labeled), pseudo, targets)
 
 
 def balance_classes(labels: np.ndarray, confidence: np.ndarray, per_class: int) -> np.ndarray:

@@ -1,10 +1,41 @@
-"""Deterministic index streams for in-memory datasets (pure NumPy, no iterator state).
+"""The train streams a config declares, and their deterministic index streams (pure NumPy).
+
+A stream is an `input` section with a `source` (`SOURCES`): `config.input.<name> =
+{source, batch_size, view}`; `batch_size` 0 leaves it out of the batch. The pipelines draw
+batch[name] from its source's images, stream k (in name order) with seed `config.seed + k`;
+objectives read batch[name] for the names their `Requirements.streams` list.
 
 Training order is an infinite sequence made of per-epoch permutations; the global batch of
 step s is positions [s * B, (s + 1) * B) of it, so `indices(step)` depends only on
 (seed, step) and resuming at any step is bit-exact.
 """
+import ml_collections
 import numpy as np
+
+# Where a stream draws its images from: `labeled` the labeled subset with its labels (joined by
+# the pseudo-labelled images when the run has pseudo-labels and no `pseudo` stream: one shared
+# stream), `unlabeled` every train image but the validation set (S4L; labels for logging only),
+# `pseudo` the pseudo-labelled images alone (a teacher's labels, `pipeline.pseudo_label_subset`).
+SOURCES = ("labeled", "unlabeled", "pseudo")
+
+
+def declared(input_config) -> dict:
+  """{name: section} of the streams `input_config` (a config's `input`) declares, in name
+  order (the order of their seeds)."""
+  return {name: spec for name, spec in sorted(input_config.items())
+          if isinstance(spec, ml_collections.ConfigDict) and "source" in spec}
+
+
+def active(input_config) -> dict:
+  """{name: (seed offset, section)} of the declared streams with batch_size > 0."""
+  return {name: (k, spec) for k, (name, spec) in enumerate(declared(input_config).items())
+          if spec.batch_size}
+
+
+def reads_pseudo(input_config) -> bool:
+  """Whether a stream with batch_size > 0 draws from the `pseudo` source (the labeled source
+  then keeps its ground truth only)."""
+  return any(spec.source == "pseudo" for _, spec in active(input_config).values())
 
 
 class TrainIndexStream:

@@ -9,14 +9,14 @@ Examples are addressed by their index in the unshuffled split. The validation se
 labeled subset are `subsets.split_train` on the train labels (and, for `labels=file:PATH`,
 file names), read once at construction: folders from the file list (no image reads); TFDS
 builders with one pass over the records, images left undecoded (for ImageNet this reads the
-train split once, minutes). Host p streams the index range [N p / P, N (p + 1) / P)
-(labeled stream: the subset's examples in it; unlabeled stream: the non-validation ones),
-shuffled per epoch with seed (seed, epoch); augmentation seeds are a function of the position
-in the host's stream. `train_batch(step)` therefore returns the same batch after a restart:
-the stream is rebuilt at `step`, whole epochs are skipped for free and the rest of the
-current epoch is skipped before decoding (records are read and shuffled, not decoded). The
-validation images' encoded bytes are read once, at the first validation eval (a pass over
-the train records for TFDS), and kept in memory.
+train split once, minutes). Every stream the config declares (`streams.declared`) draws from
+its source: host p streams the source's examples in the index range [N p / P, N (p + 1) / P),
+shuffled per epoch with seed (seed + k, epoch) for the k-th stream; augmentation seeds are a
+function of the position in the host's stream. `train_batch(step)` therefore returns the same
+batch after a restart: the stream is rebuilt at `step`, whole epochs are skipped for free and
+the rest of the current epoch is skipped before decoding (records are read and shuffled, not
+decoded). The validation images' encoded bytes are read once, at the first validation eval (a
+pass over the train records for TFDS), and kept in memory.
 """
 import os
 
@@ -24,10 +24,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from s4l_jax.data import datasets, pipeline, subsets, tf_views, tfds_sources
+from s4l_jax.data import datasets, pipeline, streams, subsets, tf_views, tfds_sources
 
 SHUFFLE_BUFFER = 10_000
-STREAMS = ("labeled", "unlabeled")
 
 
 class _FolderSource:
@@ -108,15 +107,17 @@ class TfdsPipeline:
                                 validation_spec=config.input.validation, seed=config.seed,
                                 num_classes=self.num_classes, filenames=filenames,
                                 dataset=config.dataset, class_names=self.class_names)
-    self.labeled_indices, self.validation_indices = split.labeled, split.validation
-    self._unlabeled_indices = split.unlabeled
+    self.validation_indices = split.validation
     self._validation_cache = None  # this host's validation examples, encoded
     self._train_labels = None  # None: the dataset's own labels
     self._train_targets = None  # soft pseudo-labels (N, K)
+    pseudo = None
     if config.pseudo_labels:  # student: every non-validation image, ground truth where labeled
-      self._train_labels, self.labeled_indices, self._train_targets = (
-          pipeline.pseudo_label_subset(config, labels, self.labeled_indices, self.num_classes,
-                                       self.validation_indices))
+      pseudo = pipeline.pseudo_label_subset(config, labels, split.labeled, self.num_classes,
+                                            self.validation_indices)
+      self._train_labels, self._train_targets = pseudo.labels, pseudo.targets
+    self.source_indices = pipeline.source_indices(split, pseudo, config)
+    self.labeled_indices = self.source_indices["labeled"]
     size = config.input.image_size
     self.image_shape = (size, size, 3)
     self.images_per_step = pipeline.images_per_step(config)
@@ -128,8 +129,8 @@ class TfdsPipeline:
 
   @property
   def num_unlabeled(self) -> int:
-    """Images in the unlabeled stream: the whole train split but the validation set (S4L)."""
-    return len(self._unlabeled_indices)
+    """Images in the unlabeled source: the whole train split but the validation set (S4L)."""
+    return len(self.source_indices["unlabeled"])
 
   def _host_range(self, n: int) -> tuple[int, int]:
     p, count = self.process_index, self.process_count
@@ -141,24 +142,27 @@ class TfdsPipeline:
                        f"{self.process_count}.")
     return global_batch // self.process_count
 
-  def _stream(self, name: str, step: int):
-    """Host-local batches of stream `name` from batch `step` on (infinite)."""
-    config, spec = self._config, self._config.input[name]
-    seed = config.seed + STREAMS.index(name)
-    indices = self.labeled_indices if name == "labeled" else self._unlabeled_indices
+  def _stream(self, name: str, offset: int, spec, step: int):
+    """Host-local batches of stream `name` (section `spec`, the `offset`-th declared) from
+    batch `step` on (infinite)."""
+    config = self._config
+    seed = config.seed + offset
+    indices = self.source_indices[spec.source]
     lo, hi = self._host_range(self._num_train)
     indices = indices[(indices >= lo) & (indices < hi)]
     if not indices.size:
-      raise ValueError(f"Host {self.process_index} holds no {name} examples: fewer labeled "
-                       f"examples ({self.num_labeled}) than hosts?")
+      raise ValueError(f"Host {self.process_index} holds no {name} examples: fewer "
+                       f"{spec.source} examples ({self.source_indices[spec.source].size}) "
+                       "than hosts?")
     n, batch = indices.size, self._local(spec.batch_size)
     first_epoch, skip = divmod(step * batch, n)
     unique, counts = np.unique(indices, return_counts=True)  # class balancing repeats some
     base = self._source.dataset("train", unique)
-    if self._train_labels is not None:  # pseudo-labels, by example index
+    relabel = spec.source != "unlabeled"  # the unlabeled source keeps the true labels
+    if relabel and self._train_labels is not None:  # pseudo-labels, by example index
       base = tf.data.Dataset.zip((base, tf.data.Dataset.from_tensor_slices(
           self._train_labels[unique]))).map(lambda ex, label: {**ex, "label": label})
-    if self._train_targets is not None:
+    if relabel and self._train_targets is not None:
       base = tf.data.Dataset.zip((base, tf.data.Dataset.from_tensor_slices(
           self._train_targets[unique]))).map(lambda ex, t: {**ex, "soft_label": t})
     if unique.size < n:
@@ -178,13 +182,14 @@ class TfdsPipeline:
     return iter(tfds.as_numpy(ds))
 
   def train_batch(self, step: int) -> dict:
-    """Host-local batch of `step`: {"labeled": {image uint8, label}, ["unlabeled": ...]}.
+    """Host-local batch of `step`: {stream name: {image uint8, label, [soft_label]}} over the
+    active streams (`streams.active`).
 
     Images are uint8 crops: (b, S, S, C), or (b, K, S, S, C) for exemplar8 / simclr2.
     """
     if step != self._next_step:
-      self._iters = {n: self._stream(n, step) for n in STREAMS
-                     if self._config.input[n].batch_size}
+      self._iters = {name: self._stream(name, offset, spec, step)
+                     for name, (offset, spec) in streams.active(self._config.input).items()}
     self._next_step = step + 1
     return {n: next(it) for n, it in self._iters.items()}
 

@@ -16,9 +16,10 @@ Contract (every module `s4l_jax/objectives/<name>.py`; `config.objective` names 
   `check_config` (called by `validation.validate`) rejects a config that does not provide it,
   in one line, before anything is compiled:
   - `streams`: stream name -> copies per image its view must make (`None`: any view), e.g.
-    `{"labeled": 1, "unlabeled": 4}`; a listed "unlabeled" stream needs
-    `input.unlabeled.batch_size > 0`. Streams not listed may still be present (and are then
-    in `batch`); the loss decides whether it uses them.
+    `{"labeled": 1, "unlabeled": 4}`; each listed stream must be declared in `config.input`
+    (`data/streams.py`: a section `input.<name>` with a `source`) with `batch_size > 0`.
+    Streams not listed may still be present (and are then in `batch`); the loss decides
+    whether it uses them.
   - `heads`: model outputs the loss reads (each must be in `config.model.heads`).
   - `aux`: what the train step must put in `aux` (see below).
   - `model_noise`: the loss passes `rng` to its train-mode forward
@@ -35,10 +36,12 @@ Contract (every module `s4l_jax/objectives/<name>.py`; `config.objective` names 
   declare, then calls the module's `check(config)` for checks across keys (e.g. a head's
   width against a `loss` key). `get` refuses a module without `LOSS_KEYS`, so a new method
   cannot skip its checks.
-* `batch` holds the views the config asked for, already augmented, as float32 in [-1, 1]:
+* `batch` holds the views the config asked for, already augmented, as float32 in [-1, 1], one
+  entry per stream with `batch_size > 0`, by name:
   `batch["labeled"] = {"image": (B, [V,] H, W, C), "label": (B,) int32, ["rotation": (B, 4)]}`
   and, when the config has an unlabeled stream, `batch["unlabeled"] = {"image": ..., ...}`
-  (its "label" is the true label, for logging only: never in a loss).
+  (its "label" is the true label, for logging only: never in a loss). A stream of source
+  `pseudo` carries the teacher's labels (and `soft_label` (B, K) with soft pseudo-labels).
 * `loss_config` is `config.loss` over the declared defaults (`loss_config(module, loss)`):
   every declared key but an absent `OPTIONAL` one is there, read as `loss_config.KEY`.
 * `aux` holds what `REQUIRES.aux` asked for, filled by the train step:
@@ -73,7 +76,7 @@ from typing import Any, Mapping, NamedTuple
 
 import ml_collections
 
-from s4l_jax.data import views
+from s4l_jax.data import streams, views
 
 AUX = ("step", "progress", "ema_params", "teacher", "state")
 
@@ -218,10 +221,14 @@ def check_config(config):
       spec.check(key, config.loss[key], name)
     elif spec.default is REQUIRED:
       raise ValueError(f"objective {name} needs loss.{key}: set it in the config")
+  declared = streams.declared(config.input)
   for stream, copies in needs.streams.items():
-    if stream == "unlabeled" and not config.input.unlabeled.batch_size:
-      raise ValueError(f"objective {name} needs an unlabeled stream: set "
-                       "input.unlabeled.batch_size > 0")
+    if stream not in declared:
+      raise ValueError(f"objective {name} reads a stream {stream!r}, which input does not "
+                       f"declare (streams: {', '.join(declared)})")
+    if not declared[stream].batch_size:
+      raise ValueError(f"objective {name} needs the {stream} stream: set "
+                       f"input.{stream}.batch_size > 0")
     view = config.input[stream].view
     if copies is not None and views.copies(view) != copies:
       raise ValueError(f"objective {name} needs input.{stream}.view making {copies} "
