@@ -2,6 +2,8 @@
 once over all hosts, and `input.validation=0` gives the batches of the whole train split."""
 import os
 
+from unittest import mock
+
 import numpy as np
 import pytest
 
@@ -176,6 +178,23 @@ def test_an_empty_pseudo_source_fails_in_one_line(tmp_path):
   with pytest.raises(ValueError, match=r"^input.pseudo draws from the pseudo source, which "
                      r"holds no image: no pseudo-label reaches pseudo_label_threshold=1.0"):
     pipeline_lib.InMemoryPipeline(config)
+
+
+def test_the_shared_stream_warns_when_no_pseudo_label_reaches_the_threshold(tmp_path):
+  """Without a pseudo stream the pseudo-labels join the labeled one; none kept is legal (the
+  student sees ground truth alone) but said: a warning with the count of candidates."""
+  config = tiny(load_config("supervised", "dataset=digits,labels=10pct"), batch=16)
+  data = pipeline_lib.InMemoryPipeline(config)
+  n = len(data.train.labels)
+  _pseudo_label_file(tmp_path / "pl.npz", n, 10)
+  config.pseudo_labels, config.pseudo_label_threshold = str(tmp_path / "pl.npz"), 1.0
+  candidates = n - len(data.labeled_indices) - len(data.validation_indices)
+  with mock.patch.object(pipeline_lib.logging, "warning") as warning:
+    student = pipeline_lib.InMemoryPipeline(config)
+  np.testing.assert_array_equal(student.labeled_indices, data.labeled_indices)
+  warning.assert_called_once()
+  assert warning.call_args.args[1:3] == (0, candidates)
+  assert "labeled images alone" in warning.call_args.args[0] % warning.call_args.args[1:]
 
 
 def test_soft_targets_need_a_file_with_probabilities(tmp_path):

@@ -8,6 +8,7 @@ function of (seed, s): resuming at any step replays exactly the same data.
 import dataclasses
 from typing import NamedTuple
 
+from absl import logging
 import numpy as np
 
 from s4l_jax import storage
@@ -166,7 +167,13 @@ def pseudo_label_subset(config, true_labels, labeled_indices, num_classes: int,
   pseudo = confidence >= config.pseudo_label_threshold
   pseudo[labeled_indices] = False
   pseudo[validation_indices] = False
+  candidates = np.count_nonzero(~np.isin(np.arange(len(true_labels)),
+                                         np.concatenate([labeled_indices, validation_indices])))
   pseudo = np.flatnonzero(pseudo)
+  log = logging.warning if not len(pseudo) else logging.info
+  log("%d of %d unlabeled train images reach pseudo_label_threshold=%s%s", len(pseudo),
+      candidates, config.pseudo_label_threshold,
+      "" if len(pseudo) else ": the student learns from the labeled images alone")
   if config.pseudo_label_per_class:
     pseudo = pseudo[balance_classes(labels[pseudo], confidence[pseudo],
                                     config.pseudo_label_per_class)]
