@@ -153,11 +153,11 @@ def _pad_crop(image, seed, image_size, *, pad):
                                         seed)
 
 
-def _eval(image, image_size, decode):
-  """Short side to image_size * 256 / 224 (area), central crop; [0, 1]."""
-  image = _decode(image, decode)
+def _resize_small_crop(image, image_size, *, ratio):
+  """S4L's eval crop (`crops.resize_small`): short side to round(image_size x ratio) (area),
+  central crop; float [0, 1]."""
   hw = tf.cast(tf.shape(image)[:2], tf.float32)
-  small = round(image_size * 256 / 224)
+  small = round(image_size * ratio)
   new_hw = tf.cast(tf.round(hw * small / tf.reduce_min(hw)), tf.int32)
   image = tf.image.resize(image, new_hw, "area")
   top = (new_hw[0] - image_size) // 2
@@ -172,6 +172,7 @@ HOST_TWINS = {
     "central": lambda image, seed, size, view: _central(image, size, view.resize),
     "central_fraction": lambda image, seed, size, view, **kw: _central_fraction(
         image, size, view.resize, **kw),
+    "resize_small": lambda image, seed, size, view, **kw: _resize_small_crop(image, size, **kw),
 }
 
 
@@ -218,8 +219,12 @@ def make_tf_crop_fn(view: str, *, image_size: int, crop: str, decode: bool) -> T
   return fn
 
 
-def make_tf_eval_fn(*, image_size: int, decode: bool) -> TFViewFn:
-  """Returns `fn(features) -> {"image": uint8 (S, S, 3), "label"}`: the deterministic eval
-  crop (short side to S * 256 / 224, central S x S)."""
-  return lambda features: {"image": _uint8(_eval(features["image"], image_size, decode)),
+def make_tf_eval_fn(eval_crop: str, *, image_size: int, decode: bool) -> TFViewFn:
+  """Returns `fn(features) -> {"image": uint8 (S, S, 3), "label"}`: the host twin of the eval
+  crop `eval_crop` (`input.eval_crop`, `views.eval_crop_view`; the in-memory pipeline runs
+  its device implementation) on the decoded image, rounded to uint8."""
+  spec = views.eval_crop_view(eval_crop)
+  twin = views.host_twin(spec)
+  crop = lambda image: HOST_TWINS[twin.name](image, None, image_size, spec, **dict(twin.kwargs))
+  return lambda features: {"image": _uint8(crop(_decode(features["image"], decode))),
                            "label": features["label"]}

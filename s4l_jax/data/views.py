@@ -181,6 +181,40 @@ def host_twin(spec: View) -> registry.HostTwin:
   return twin
 
 
+def eval_crop_view(eval_crop: str) -> View:
+  """The view of the eval crop `eval_crop` (`input.eval_crop`): one deterministic crop op call,
+  e.g. `resize_small_crop(1.0)`, `central_crop_875`, or a named view of one (`simclr_eval`);
+  a one-line ValueError otherwise."""
+  def is_eval_crop(spec):
+    return (spec.crop != INPUT_CROP and not spec.ops and spec.crops == 1
+            and not build_crop(spec).random)
+  try:
+    spec = parse_view(eval_crop)
+  except ValueError as e:
+    raise ValueError(f"input.eval_crop: {e}") from None
+  if not is_eval_crop(spec):
+    crops = [name for name, factory in registry.CROPS.items() if not factory().random]
+    named = [name for name, view in NAMED_VIEWS.items() if is_eval_crop(view)]
+    raise ValueError(f"input.eval_crop={eval_crop!r} must be one deterministic crop op call "
+                     f"(e.g. resize_small_crop(1.0); {', '.join(crops)}) or the view "
+                     f"{' or '.join(named)}")
+  return spec
+
+
+def to_uint8(x):
+  """[0, 1] float -> uint8, clipped and rounded half to even (the tf.data host's rounding)."""
+  return jnp.round(jnp.clip(x, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+
+
+def make_eval_crop_fn(eval_crop: str, *, image_size: int):
+  """`fn(images uint8 (B, H, W, C)) -> uint8 (B, S, S, C)`, jitted: the device implementation
+  of the eval crop `eval_crop` (`eval_crop_view`), which tf.data runs as its host twin
+  (`tf_views.make_tf_eval_fn`); S = image_size."""
+  spec = eval_crop_view(eval_crop)
+  crop = build_crop(spec)
+  return jax.jit(lambda images: to_uint8(crop.fn(None, _to_unit(images), image_size, spec)))
+
+
 def _build_ops(spec: View) -> list[tuple[registry.Op, int | None]]:
   """[(op, k of `op@k` or None)] of a view's ops, in order."""
   return [(registry.build(call, registry.OPS), k) for call, k in map(_only, spec.ops)]
