@@ -124,7 +124,8 @@ def test_tf_data_refuses_a_device_only_crop_in_one_line(monkeypatch):
     tf_views.make_tf_crop_fn("device_only|flip", image_size=8, crop="none", decode=False)
   assert str(e.value) == (
       "crop op 'device_only' has no tf.data twin: tf.data supports inception_crop, pad_crop, "
-      "central_crop, simclr_crop, central_crop_875 (or use input.pipeline=memory)")
+      "central_crop, simclr_crop, central_crop_875, resize_small_crop (or use "
+      "input.pipeline=memory)")
 
 
 def _jax_bicubic_uint8(img, box, size):

@@ -218,7 +218,8 @@ def test_bad_config_flag_fails_in_one_line(tmp_path, config, match):
      r"\(train, rotate4, exemplar8, jigsaw, relative_position, simclr2, simclr_train, eval, "
      r"simclr_eval\) or "
      r"crop_op\[\(args\)\]\[\*N\]\|op\[\(args\)\]\[@k\]\|... with crop ops \(inception_crop, "
-     r"pad_crop, central_crop, simclr_crop, central_crop_875\) and ops \(hsv_noise, "),
+     r"pad_crop, central_crop, simclr_crop, central_crop_875, resize_small_crop\) and ops "
+     r"\(hsv_noise, "),
     ({"input.unlabeled.view": "rotate"}, r"^input.unlabeled.view 'rotate': unknown op 'rotate'"),
     ({"input.labeled.view": "flip|pad_crop"},
      r"view 'flip\|pad_crop': exactly one crop op, first \(inception_crop, pad_crop, "),
@@ -236,6 +237,20 @@ def test_tfdata_refuses_a_device_only_crop_before_compiling(monkeypatch):
   validation.check_values(config)  # the in-memory pipeline runs any crop op
   config.input.pipeline = "tfdata"
   with pytest.raises(ValueError, match=r"^input.labeled.view 'device_only\|flip': crop op "
+                     r"'device_only' has no tf.data twin: tf.data supports inception_crop, "):
+    validation.check_values(config)
+
+
+def test_bad_eval_crop_is_rejected_before_compiling(monkeypatch):
+  with pytest.raises(ValueError, match=r"^input.eval_crop='pad_crop' must be one "
+                     r"deterministic crop op call \(e.g. resize_small_crop\(1.0\); "):
+    validation.check_values(_digits(**{"input.eval_crop": "pad_crop"}))
+  monkeypatch.setitem(registry.CROPS, "device_only", lambda: registry.Crop(
+      lambda rng, images, size, view: images, random=False))
+  config = _digits(**{"input.eval_crop": "device_only"})
+  validation.check_values(config)  # the in-memory pipeline runs its device implementation
+  config.input.pipeline = "tfdata"
+  with pytest.raises(ValueError, match=r"^input.eval_crop='device_only': crop op "
                      r"'device_only' has no tf.data twin: tf.data supports inception_crop, "):
     validation.check_values(config)
 
