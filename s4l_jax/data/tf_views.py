@@ -7,7 +7,8 @@ decoded image on a canvas plus the boxes); `views.make_view_fn(..., host_cropped
 the rest of the view on the device with the registered JAX ops. Randomness comes only from
 `features["seed"]` (int64 (2,)) through `tf.random.stateless_*`, so a stream is reproducible
 given its seed. Boxes come from `tf.image.stateless_sample_distorted_bounding_box` (the
-reference sampler that `crops.inception_crop_boxes` reimplements).
+reference sampler that `crops.inception_crop_boxes` reimplements). `make_tf_eval_fn` runs the
+eval crop's twin (`input.eval_crop`).
 
 Resizing follows the view's `resize` (`resize.RESIZES`): the host calls `tf.image.resize` with
 that method, the reference that the JAX resizes match; bicubic crops are clipped to [0, 1]

@@ -2,9 +2,9 @@
 jit-able function on the device.
 
 A view is one crop op taking `*N` crops of each uint8 image (B, H, W, C) (`crops.py`:
-inception_crop, pad_crop, central_crop, simclr_crop, central_crop_875), then ops on the crops in
-[0, 1] (flip, rotate4, hsv_noise, color_jitter, grey, blur, simclr_augment, jigsaw_tiles,
-patch_pair, color_drop, shift, randaugment, cutout; `ops/` by family); the result is float32
+inception_crop, pad_crop, central_crop, simclr_crop, central_crop_875, resize_small_crop), then
+ops on the crops in [0, 1] (flip, rotate4, hsv_noise, color_jitter, grey, blur, simclr_augment,
+jigsaw_tiles, patch_pair, color_drop, shift, randaugment, cutout; `ops/` by family); the result is float32
 in [-1, 1] (`to_pm1`). Views are declared once, in `NAMED_VIEWS` (train, rotate4, exemplar8,
 jigsaw, relative_position, simclr2, simclr_train, eval, simclr_eval; all but the eval views
 take their crop op from `input.crop`), or written in a config as a composition that names its
@@ -18,7 +18,9 @@ big_vision's `pp/registry` does (`registry.parse_call`: literal positional and k
 arguments; a bare name takes the op's defaults); `*N` takes N independent crops of each
 image (default 1); `op@k` applies a random op to crop k < N only. The tf.data path
 (`tf_views.py`) only decodes and crops on the host (each crop op's `host` twin);
-`make_view_fn(..., host_cropped=True)` applies the same ops to its crops. All functions are
+`make_view_fn(..., host_cropped=True)` applies the same ops to its crops. Evaluation sees one
+deterministic crop op, `input.eval_crop` (`eval_crop_view`; `make_eval_crop_fn` on the
+device, its host twin in `tf_views.make_tf_eval_fn`). All functions are
 jit-able, vectorised over the batch and deterministic given `rng`. This module must not import
 TensorFlow.
 """
