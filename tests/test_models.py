@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from s4l_jax import config_lib, endpoints
-from s4l_jax.models import (TRUNKS, Trunk, build_model, model_record, noise,  # pylint: disable=g-multiple-import
-                             parameter_modules, register_trunk)
+from s4l_jax.models import (  # pylint: disable=g-multiple-import
+    TRUNKS, Trunk, build_model, model_record, noise, parameter_modules, register_trunk)
 from s4l_jax.models import heads as heads_lib
 from s4l_jax.models.normalization import BatchNorm
 
@@ -119,7 +119,7 @@ def test_registered_trunk_builds_from_a_config(one_conv):
   assert "depth" not in record  # the wrn preset's keys are not this trunk's
   model = build_model(record, 10)
   x = jax.random.uniform(jax.random.PRNGKey(1), (2, 8, 8, 3), minval=-1, maxval=1)
-  variables = model.init(jax.random.PRNGKey(0), x, train=False)
+  variables = jax.jit(lambda x: model.init(jax.random.PRNGKey(0), x, train=False))(x)
   assert set(variables["params"]) == {"trunk", "head_classes"}
   out = endpoints.apply_endpoints(model, variables, x)
   assert {k: v.shape for k, v in out.items()} == {

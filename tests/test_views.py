@@ -764,11 +764,12 @@ def test_eval_crop_is_a_deterministic_crop_call_or_eval_view():
     views.eval_crop_view("resize_small_crop(0.5)")
 
 
-def test_eval_crop_fn_is_the_crop_of_its_view_rounded_to_uint8():
-  """`central_crop_875` as the eval crop: the `simclr_eval` view's image, back in uint8."""
-  imgs = _rand_images(h=20, w=28)
-  got = views.make_eval_crop_fn("central_crop_875", image_size=16)(imgs)
-  view = views.make_view_fn("simclr_eval", image_size=16, crop="pad_crop")(None, {"image": imgs})
-  want = np.round(np.clip((np.asarray(view["image"]) + 1) / 2, 0, 1) * 255)
+def test_eval_crop_fn_is_its_crop_op_rounded_to_uint8():
+  """`simclr_eval` as the eval crop: SimCLR's central 0.875 box, bicubic, rounded half to even
+  to uint8 (bicubic overshoot clipped)."""
+  imgs = np.asarray(_rand_images(h=20, w=28))
+  got = views.make_eval_crop_fn("simclr_eval", image_size=16)(imgs)
+  box = crops.simclr_central_box(20, 28)
+  crop = np.stack([resize.bicubic_crop_and_resize(im / 255, jnp.array(box), 16) for im in imgs])
   assert got.dtype == np.uint8 and got.shape == (2, 16, 16, 3)
-  np.testing.assert_allclose(got, want, atol=1)  # the view's [-1, 1] round trip: 1 level
+  np.testing.assert_array_equal(got, np.round(np.clip(crop, 0, 1) * 255))

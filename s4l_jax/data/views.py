@@ -4,11 +4,11 @@ jit-able function on the device.
 A view is one crop op taking `*N` crops of each uint8 image (B, H, W, C) (`crops.py`:
 inception_crop, pad_crop, central_crop, simclr_crop, central_crop_875, resize_small_crop), then
 ops on the crops in [0, 1] (flip, rotate4, hsv_noise, color_jitter, grey, blur, simclr_augment,
-jigsaw_tiles, patch_pair, color_drop, shift, randaugment, cutout; `ops/` by family); the result is float32
-in [-1, 1] (`to_pm1`). Views are declared once, in `NAMED_VIEWS` (train, rotate4, exemplar8,
-jigsaw, relative_position, simclr2, simclr_train, eval, simclr_eval; all but the eval views
-take their crop op from `input.crop`), or written in a config as a composition that names its
-crop op first:
+jigsaw_tiles, patch_pair, color_drop, shift, randaugment, cutout; `ops/` by family); the result
+is float32 in [-1, 1] (`to_pm1`). Views are declared once, in `NAMED_VIEWS` (train, rotate4,
+exemplar8, jigsaw, relative_position, simclr2, simclr_train, eval, simclr_eval; all but the eval
+views take their crop op from `input.crop`), or written in a config as a composition that
+names its crop op first:
 
     crop_op[(args)][*N]|op[(args)][@k]|...
 
@@ -204,7 +204,8 @@ def eval_crop_view(eval_crop: str) -> View:
 
 
 def to_uint8(x):
-  """[0, 1] float -> uint8, clipped and rounded half to even (the tf.data host's rounding)."""
+  """[0, 1] float -> uint8, clipped and rounded half to even (as `tf_views._uint8` on the
+  host)."""
   return jnp.round(jnp.clip(x, 0.0, 1.0) * 255.0).astype(jnp.uint8)
 
 

@@ -134,10 +134,12 @@ def resize_small_geometry(h: int, w: int, size: int, ratio: float) -> tuple[int,
 
 def resize_small(images, size, ratio=S4L_EVAL_RATIO):
   """S4L's eval crop of (B, H, W, C): short side to round(size x ratio) by TF's area resize,
-  central size x size (`resize_small_geometry`); ratio 1 on size x size images: the identity
-  (weights exactly 1)."""
+  central size x size (`resize_small_geometry`); the identity when that resize keeps the
+  image (ratio 1 on size x size images), as TF's area resize (weights exactly 1) is."""
   _, h, w, _ = images.shape
   new_h, new_w, top, left = resize_small_geometry(h, w, size, ratio)
+  if (new_h, new_w) == (h, w) == (size, size):
+    return images
   wy, wx = area_matrix(h, new_h, top, size), area_matrix(w, new_w, left, size)
   return jnp.einsum("ih,bhwc,jw->bijc", wy, images, wx, precision=jax.lax.Precision.HIGHEST)
 
