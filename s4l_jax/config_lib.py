@@ -155,6 +155,7 @@ def base_config(*, dataset: str, labels: str, labeled_batch: int, eval_batch: in
   c.input.labeled = dict(source="labeled", batch_size=labeled_batch, view="train")
   c.input.unlabeled = dict(source="unlabeled", batch_size=0, view="train")
   c.input.eval_batch_size = eval_batch or preset.eval_batch_size
+  c.input.eval_crop = preset.eval_crop  # a deterministic crop op, both pipelines (views.md)
   # Held out from train, never trained on: <int> | <int>perclass | <float>pct | 0 (none).
   c.input.validation = preset.validation
   # memory: decode once to uint8 arrays, views on the device (no TensorFlow);

@@ -79,14 +79,15 @@ def accumulate(step_fn, batches) -> dict:
 def export_split_batches(export_dir: str, dataset: str, split: str = "test", data_dir: str = "",
                          batch_size: int = 500, validation_spec: str = "",
                          labels_spec: str = "all", same_classes: bool = True):
-  """(batches {image, label, mask} of `dataset`'s `split` at the export's input size, the
-  export's description); ValueError first if their classes differ (`same_classes`; False
-  for features, which any export gives for any dataset).
+  """(batches {image, label, mask} of `dataset`'s `split` at the export's input size through
+  the run's eval crop (export.json's `eval_crop`), the export's description); ValueError
+  first if their classes differ (`same_classes`; False for features, which any export gives
+  for any dataset).
 
   `split="validation"`: the train images that `input.validation=validation_spec` ('' = the
   dataset's default) and `labels=labels_spec` hold out (`subsets.split_train`).
   """
-  from s4l_jax.data import datasets, pipeline, sources, subsets  # pylint: disable=g-import-not-at-top
+  from s4l_jax.data import datasets, pipeline, sources, subsets, views  # pylint: disable=g-import-not-at-top
   names = sources.class_names(dataset, data_dir or None)
   description = export_lib.load_description(export_dir)
   if same_classes:
@@ -102,7 +103,11 @@ def export_split_batches(export_dir: str, dataset: str, split: str = "test", dat
                                   class_names=names).validation
     if not indices.size:
       raise ValueError(f"--split=validation with --validation={spec!r}: no validation images")
-  return pipeline.masked_batches(data, batch_size, indices=indices), description
+  eval_crop = description.get("eval_crop")  # absent (older exports): the stored images
+  if eval_crop:
+    eval_crop = views.make_eval_crop_fn(eval_crop, image_size=description["input_size"][0])
+  return (pipeline.masked_batches(data, batch_size, indices=indices, eval_crop=eval_crop),
+          description)
 
 
 def evaluate_export(export_dir: str, dataset: str, split: str = "test", data_dir: str = "",

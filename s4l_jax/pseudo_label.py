@@ -1,7 +1,7 @@
 """Pseudo-labels from a teacher export (`s4l:pseudo_labeling/`; MOAM step 2; Noisy Student).
 
-Every train image gets `argmax` of the teacher's logits on its central, unrotated view (the
-in-memory image itself, or the tf.data eval view: short side resized, central crop), with
+Every train image gets `argmax` of the teacher's logits on its eval crop (`input.eval_crop`,
+as the evaluation: the in-memory image itself by default, S4L's on ImageNet), with
 the softmax confidence kept for optional thresholding and class balancing
 (`data.pipeline.pseudo_label_subset`). `pseudo_label_type="soft"` also stores the teacher's
 probabilities softmax(logits / `pseudo_label_temperature`) (float16, N x num_classes), the
@@ -13,7 +13,7 @@ import numpy as np
 from absl import logging
 
 from s4l_jax import export, storage
-from s4l_jax.data import pipeline, sources
+from s4l_jax.data import pipeline, sources, views
 
 TYPES = ("hard", "soft")  # `pseudo_label_type`: the teacher's argmax | its probabilities
 
@@ -23,7 +23,8 @@ def train_batches(config, image_size: int, batch_size: int):
   if config.input.pipeline == "memory":
     train = sources.load_split(config.dataset, "train", image_size=image_size,
                                data_dir=config.data_dir or None)
-    yield from pipeline.masked_batches(train, batch_size)
+    yield from pipeline.masked_batches(train, batch_size, eval_crop=views.make_eval_crop_fn(
+        config.input.eval_crop, image_size=image_size))
     return
   from s4l_jax.data import tfds_pipeline  # pylint: disable=g-import-not-at-top
   config = config.copy_and_resolve_references()

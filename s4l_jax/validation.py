@@ -61,6 +61,12 @@ def check_values(config):
            f"{config.model.stochastic_depth} must be in (0, 1] (1 = off)")
   _require(config.input.crop in views.INPUT_CROPS, f"input.crop={config.input.crop!r} must "
            f"be one of {', '.join(views.INPUT_CROPS)}")
+  eval_crop = views.eval_crop_view(config.input.eval_crop)
+  if config.input.pipeline == "tfdata":
+    try:
+      views.host_twin(eval_crop)
+    except ValueError as e:
+      raise ValueError(f"input.eval_crop={config.input.eval_crop!r}: {e}") from None
   check_streams(config)
 
 

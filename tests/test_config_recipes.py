@@ -1,11 +1,12 @@
 """Every config x dataset x arg combination resolves as the committed dump says
-(`tests/resolved_configs.py`), except the changes listed in `INTENDED_CHANGES`,
-`INTENDED_REWRITES` and `INTENDED_ADDITIONS`."""
+(`tests/resolved_configs.py`), except the changes listed in `INTENDED_CHANGES`, `INTENDED_REWRITES`
+and `INTENDED_ADDITIONS`."""
 import re
 
 import pytest
 
 import resolved_configs
+from s4l_jax.data import datasets
 
 ABSENT = object()  # an INTENDED_CHANGES value: the key is gone
 # Changes of the resolved configs made on purpose since the dump was written:
@@ -49,19 +50,29 @@ INTENDED_REWRITES = (
 )
 
 
-# Keys added on purpose: (combination-key regex, regex over the dumped flattened keys,
-# fn(match) -> (added key, value), why): one key added for each dumped key the regex matches.
+# Keys added since the dump was written: (combination-key regex, fn(flattened config) ->
+# {path: value}, why).
+STREAM_BATCH = re.compile(r"^(?P<stream>(.+\.)?input\.(?P<name>labeled|unlabeled))\.batch_size$")
 INTENDED_ADDITIONS = (
-    (r"", r"^(?P<stream>(.+\.)?input\.(?P<name>labeled|unlabeled))\.batch_size$",
-     lambda m: (f"{m['stream']}.source", m["name"]),
+    (r"", lambda flat: {f"{m['stream']}.source": m["name"]
+                        for m in map(STREAM_BATCH.search, flat) if m},
      "every stream declares its source (s4l_jax/data/streams.py): the labeled and unlabeled "
      "streams draw from the sources of their names, as they did"),
+    (r".", lambda flat: {path.removesuffix("dataset") + "input.eval_crop":
+                         datasets.get(name).eval_crop for path, name in flat.items()
+                         if path.rpartition(".")[2] == "dataset"},
+     "input.eval_crop, the eval crop of both pipelines (a registered crop op), from the "
+     "dataset family: what each family evaluated with before (ImageNet: S4L's "
+     "resize_small_crop; the in-memory images as stored elsewhere), now a config key"),
 )
 
 
 def expected_config(key: str, dumped: dict) -> dict:
   """The dumped combination's flattened config with the intended changes applied."""
   flat = resolved_configs.flatten(dumped)
+  for pattern, add, _ in INTENDED_ADDITIONS:
+    if re.search(pattern, key):
+      flat.update(add(flat))
   for pattern, path, value, _ in INTENDED_CHANGES:
     if re.search(pattern, key):
       if value is ABSENT:
@@ -71,10 +82,6 @@ def expected_config(key: str, dumped: dict) -> dict:
   for pattern, path, rewrite, _ in INTENDED_REWRITES:
     if re.search(pattern, key):
       flat.update({p: rewrite(v) for p, v in flat.items() if re.search(path, p)})
-  for pattern, path, add, _ in INTENDED_ADDITIONS:
-    if re.search(pattern, key):
-      matches = filter(None, (re.search(path, p) for p in list(flat)))
-      flat.update(add(m) for m in matches)
   return flat
 
 
@@ -94,7 +101,7 @@ def test_every_combination_resolves_as_dumped(dump):
 
 
 def test_every_intended_change_matches_a_combination(dump):
-  for pattern, path, _, why in INTENDED_CHANGES + INTENDED_REWRITES + INTENDED_ADDITIONS:
+  for pattern, *_, why in INTENDED_CHANGES + INTENDED_REWRITES + INTENDED_ADDITIONS:
     assert any(re.search(pattern, k) for k in dump), (pattern, why)
     assert why, pattern
 

@@ -1,9 +1,13 @@
-"""Tests for s4l_jax.evaluate's hit counting against an independent NumPy implementation."""
+"""Tests for s4l_jax.evaluate's hit counting against an independent NumPy implementation, and
+the images it scores an export on."""
+import json
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from s4l_jax import evaluate
+from s4l_jax.data import sources, views
 
 
 def _np_topk_hits(logits, labels, k):
@@ -84,3 +88,19 @@ def test_masked_sums_matches_numpy():
   few = np.array([[1.0, 1.0, 1.0], [0.0, np.nan, 2.0]], np.float32)
   sums = evaluate.masked_sums(few, np.array([0, 2]), np.ones(2))
   assert (float(sums["top1"]), float(sums["top5"])) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("eval_crop", [None, "central_crop_875"])
+def test_export_batches_take_the_runs_eval_crop(tmp_path, eval_crop):
+  """The CLI scores what the run evaluated: export.json's `eval_crop` (absent in older
+  exports: the stored images) on the in-memory images."""
+  description = {"class_names": [str(d) for d in range(10)], "num_classes": 10,
+                 "input_size": [8, 8, 3]}
+  if eval_crop:
+    description["eval_crop"] = eval_crop
+  (tmp_path / "export.json").write_text(json.dumps(description))
+  batches, _ = evaluate.export_split_batches(str(tmp_path), "digits", batch_size=400)
+  got = next(batches)
+  stored = sources.load_split("digits", "test", image_size=8).images
+  want = views.make_eval_crop_fn(eval_crop, image_size=8)(stored) if eval_crop else stored
+  np.testing.assert_array_equal(got["image"][got["mask"]], want)

@@ -9,7 +9,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from s4l_jax.models import TRUNKS, build_model, model_record, noise, parameter_modules
+from s4l_jax import config_lib, endpoints
+from s4l_jax.models import (  # pylint: disable=g-multiple-import
+    TRUNKS, Trunk, build_model, model_record, noise, parameter_modules, register_trunk)
 from s4l_jax.models import heads as heads_lib
 from s4l_jax.models.normalization import BatchNorm
 
@@ -87,6 +89,53 @@ def test_build_model_errors():
   with pytest.raises(ValueError,
                      match=r"^Unknown model name 'vgg'; valid: resnet50v2, resnet_v1, wrn\.$"):
     build_model({"name": "vgg"}, 10)
+  assert sorted(TRUNKS) == ["resnet50v2", "resnet_v1", "wrn"]
+
+
+class _OneConv(Trunk):
+  """The docs' example trunk (docs/extending.md "A model"): one 3x3 conv -> BN-ReLU -> pool."""
+  channels: int = 4
+
+  @nn.compact
+  def __call__(self, x, train: bool, spatial: bool = False):
+    x = self.bn_relu(self.conv(self.channels, 3, name="conv")(x.astype(self.dtype)), train, "bn")
+    self.sow_block(1, x)
+    return self.outputs(x, spatial)
+
+
+@pytest.fixture(name="one_conv")
+def one_conv_fixture():
+  """`_OneConv` registered as `model.name=one_conv` for one test, then removed."""
+  register_trunk("one_conv")(_OneConv)
+  yield "one_conv"
+  del TRUNKS["one_conv"]
+
+
+def test_registered_trunk_builds_from_a_config(one_conv):
+  config = config_lib.base_config(dataset="digits", labels="all", labeled_batch=8)
+  config.model.name = one_conv  # as --config.model.name=one_conv
+  record = model_record(config.model, 10)
+  assert record["name"] == "one_conv" and record["channels"] == 4
+  assert "depth" not in record  # the wrn preset's keys are not this trunk's
+  model = build_model(record, 10)
+  x = jax.random.uniform(jax.random.PRNGKey(1), (2, 8, 8, 3), minval=-1, maxval=1)
+  variables = jax.jit(lambda x: model.init(jax.random.PRNGKey(0), x, train=False))(x)
+  assert set(variables["params"]) == {"trunk", "head_classes"}
+  out = endpoints.apply_endpoints(model, variables, x)
+  assert {k: v.shape for k, v in out.items()} == {
+      "block1": (2, 4), "pre_logits": (2, 4), "classes": (2, 10)}
+  np.testing.assert_array_equal(out["block1"], out["pre_logits"])  # pooled after the one block
+  head = variables["params"]["head_classes"]
+  np.testing.assert_allclose(out["classes"], out["pre_logits"] @ head["kernel"] + head["bias"],
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_register_trunk_refuses_a_taken_name_and_a_non_trunk():
+  with pytest.raises(KeyError, match=r"trunk 'wrn' is already registered "
+                                     r"\(s4l_jax\.models\.resnet_v2\.WideResNet\)"):
+    register_trunk("wrn")(_OneConv)
+  with pytest.raises(TypeError, match=r"register_trunk\('mlp'\): .* is not a Trunk subclass"):
+    register_trunk("mlp")(nn.Dense)
   assert sorted(TRUNKS) == ["resnet50v2", "resnet_v1", "wrn"]
 
 

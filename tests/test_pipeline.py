@@ -9,7 +9,7 @@ import pytest
 
 from s4l_jax.data import factory
 from s4l_jax.data import pipeline as pipeline_lib
-from s4l_jax.data import streams, subsets
+from s4l_jax.data import streams, subsets, views
 from testing_utils import load_config, tiny, write_image_folder
 
 
@@ -216,3 +216,20 @@ def test_empty_class_folder_is_named_by_its_folder(tmp_path):
   with pytest.raises(ValueError, match=r"asks for 2 examples of class 'bee' \(label 1\), "
                      "which has only 0"):
     pipeline_lib.InMemoryPipeline(config)
+
+
+def test_eval_batches_are_the_eval_crop_of_the_stored_images():
+  """digits' default eval crop keeps the stored images bit for bit (evaluation unchanged);
+  another `input.eval_crop` gives its device crop of them, on every eval split."""
+  config = _config("10pct")
+  data = pipeline_lib.InMemoryPipeline(config)
+  batch = next(data.eval_batches(40, "test"))
+  np.testing.assert_array_equal(batch["image"], data.test.images[:40])
+  config.input.eval_crop = "central_crop_875"
+  cropped = pipeline_lib.InMemoryPipeline(config)
+  crop = views.make_eval_crop_fn("central_crop_875", image_size=8)
+  for split, source, indices in (("test", data.test, np.arange(40)),
+                                 ("validation", data.train, data.validation_indices[:40])):
+    got = next(cropped.eval_batches(40, split))["image"]
+    np.testing.assert_array_equal(got, crop(source.images[indices]))
+    assert (got != source.images[indices]).any()

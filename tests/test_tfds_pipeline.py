@@ -87,6 +87,29 @@ def test_eval_counts_every_image_once(folder, process_count):
   assert sorted(seen) == sorted(expected)
 
 
+def test_folder_eval_crop_keeps_size_s_images_on_both_pipelines(tmp_path):
+  """One eval crop for both pipelines: on a folder of S x S images the folder family's
+  default (`resize_small_crop(1.0)`) is the identity on each, so each evaluates its decoded
+  images as they are. (The two decoders still differ: TensorFlow's default JPEG IDCT is
+  libjpeg's fast integer one, PIL's the accurate one, up to 5 levels apart on these files.)"""
+  rng = np.random.default_rng(1)
+  for split in ("train", "test"):
+    for name in CLASSES:
+      os.makedirs(tmp_path / split / name)
+      for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)).save(
+            tmp_path / split / name / f"{i}.jpg", quality=90)
+  config = _config(str(tmp_path), labels="all")
+  config.input.validation = "0"
+  data = factory.make_pipeline(config)
+  decoded = [tf.io.decode_jpeg(tf.io.read_file(path), channels=3).numpy()
+             for path in data._source._paths["test"]]  # pylint: disable=protected-access
+  np.testing.assert_array_equal(next(data.eval_batches(8))["image"][:6], decoded)
+  config.input.pipeline = "memory"
+  memory = factory.make_pipeline(config)
+  np.testing.assert_array_equal(next(memory.eval_batches(8))["image"][:6], memory.test.images)
+
+
 @pytest.mark.parametrize("process_count", [1, 2])
 def test_validation_is_held_out_and_evaluated_once(folder, process_count):
   config = _config(folder, "s4l_rotation")

@@ -233,7 +233,8 @@ def test_bad_config_flag_fails_in_one_line(tmp_path, config, match):
      r"\(train, rotate4, exemplar8, jigsaw, relative_position, simclr2, simclr_train, eval, "
      r"simclr_eval\) or "
      r"crop_op\[\(args\)\]\[\*N\]\|op\[\(args\)\]\[@k\]\|... with crop ops \(inception_crop, "
-     r"pad_crop, central_crop, simclr_crop, central_crop_875\) and ops \(hsv_noise, "),
+     r"pad_crop, central_crop, simclr_crop, central_crop_875, resize_small_crop\) and ops "
+     r"\(hsv_noise, "),
     ({"input.unlabeled.view": "rotate"}, r"^input.unlabeled.view 'rotate': unknown op 'rotate'"),
     ({"input.labeled.view": "flip|pad_crop"},
      r"view 'flip\|pad_crop': exactly one crop op, first \(inception_crop, pad_crop, "),
@@ -244,15 +245,24 @@ def test_bad_view_is_rejected_naming_the_op_and_the_valid_ones(overrides, match)
     validation.validate(_digits(**overrides))
 
 
-def test_tfdata_refuses_a_device_only_crop_before_compiling(monkeypatch):
-  monkeypatch.setitem(registry.CROPS, "device_only",
-                      lambda: registry.Crop(lambda rng, images, size, view: images))
-  config = _digits(**{"input.labeled.view": "device_only|flip"})
-  validation.check_values(config)  # the in-memory pipeline runs any crop op
+@pytest.mark.parametrize("key, value, named", [
+    ("input.labeled.view", "device_only|flip", r"input.labeled.view 'device_only\|flip'"),
+    ("input.eval_crop", "device_only", r"input.eval_crop='device_only'")])
+def test_tfdata_refuses_a_device_only_crop_before_compiling(monkeypatch, key, value, named):
+  monkeypatch.setitem(registry.CROPS, "device_only", lambda: registry.Crop(
+      lambda rng, images, size, view: images, random=False))
+  config = _digits(**{key: value})
+  validation.check_values(config)  # the in-memory pipeline runs its device implementation
   config.input.pipeline = "tfdata"
-  with pytest.raises(ValueError, match=r"^input.labeled.view 'device_only\|flip': crop op "
-                     r"'device_only' has no tf.data twin: tf.data supports inception_crop, "):
+  with pytest.raises(ValueError, match=rf"^{named}: crop op 'device_only' has no tf.data "
+                     r"twin: tf.data supports inception_crop, "):
     validation.check_values(config)
+
+
+def test_random_eval_crop_is_rejected_before_compiling():
+  with pytest.raises(ValueError, match=r"^input.eval_crop='pad_crop' must be one "
+                     r"deterministic crop op call \(e.g. resize_small_crop\(1.0\); "):
+    validation.check_values(_digits(**{"input.eval_crop": "pad_crop"}))
 
 
 def test_composed_view_is_valid():

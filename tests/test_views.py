@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from s4l_jax import runner
-from s4l_jax.data import views
+from s4l_jax.data import datasets, views
 from s4l_jax.data.ops import colour, crops, geometry, pretext, registry, resize, simclr
 from testing_utils import load_config, tiny
 
@@ -723,3 +723,53 @@ def test_color_jitter_arguments_reach_the_jitter():
   op = registry.build("color_jitter(0.5, p=1.0)", registry.OPS)
   np.testing.assert_array_equal(op.fn(rng, image), colour.color_jitter(
       jax.random.split(rng)[0], image, strength=0.5))
+
+
+@pytest.mark.parametrize("size", [8, 16, 32])
+def test_whole_short_side_eval_crop_is_the_identity_on_stored_images(size):
+  """The eval crop of digits, cifar10 and folders (`resize_small_crop(1.0)`) returns the
+  in-memory pipeline's S x S images bit for bit, every uint8 level included."""
+  levels = np.arange(size * size * 3 * 4) % 256
+  images = np.random.RandomState(size).permutation(levels).astype(np.uint8).reshape(
+      4, size, size, 3)
+  for family in ("digits", "cifar10", "folder:/x"):
+    fn = views.make_eval_crop_fn(datasets.get(family).eval_crop, image_size=size)
+    np.testing.assert_array_equal(fn(images), images)
+
+
+def test_resize_small_is_the_box_average_and_its_geometry_s4l():
+  """A 3x downscale averages 3x3 blocks; ImageNet's geometry on a 375 x 500 photo: short side
+  256, long side round(500 x 256 / 375) = 341, the crop at ((256 - 224) // 2, (341 - 224) // 2)."""
+  images = np.random.RandomState(0).uniform(size=(2, 48, 60, 3)).astype(np.float32)
+  got = crops.resize_small(jnp.asarray(images), 16, 1.0)  # 48 x 60 -> 16 x 20, central 16
+  want = images.reshape(2, 16, 3, 20, 3, 3).mean(axis=(2, 4))[:, :, 2:18]
+  np.testing.assert_allclose(got, want, atol=1e-6)
+  assert crops.resize_small_geometry(375, 500, 224, crops.S4L_EVAL_RATIO) == (
+      256, 341, 16, 58)
+  rows = resize.area_matrix(37, 32, 0, 32)  # upsampling: each row still averages
+  np.testing.assert_allclose(rows.sum(axis=1), 1, atol=1e-6)
+
+
+def test_eval_crop_is_a_deterministic_crop_call_or_eval_view():
+  assert views.eval_crop_view("simclr_eval") == views.parse_view("central_crop_875")
+  assert views.eval_crop_view("resize_small_crop( 1.0 )").crop == "resize_small_crop(1.0)"
+  for bad in ("inception_crop", "pad_crop", "central_crop|flip", "central_crop*2", "train"):
+    with pytest.raises(ValueError, match=r"^input.eval_crop='.*' must be one deterministic "
+                       r"crop op call \(e.g. resize_small_crop\(1.0\); central_crop, "
+                       r"central_crop_875, resize_small_crop\) or the view eval or "
+                       r"simclr_eval$"):
+      views.eval_crop_view(bad)
+  with pytest.raises(ValueError, match=r"^input.eval_crop: view 'resize_small_crop\(0.5\)': "
+                                       r"resize_small_crop: ratio must be a number >= 1"):
+    views.eval_crop_view("resize_small_crop(0.5)")
+
+
+def test_eval_crop_fn_is_its_crop_op_rounded_to_uint8():
+  """`simclr_eval` as the eval crop: SimCLR's central 0.875 box, bicubic, rounded half to even
+  to uint8 (bicubic overshoot clipped)."""
+  imgs = np.asarray(_rand_images(h=20, w=28))
+  got = views.make_eval_crop_fn("simclr_eval", image_size=16)(imgs)
+  box = crops.simclr_central_box(20, 28)
+  crop = np.stack([resize.bicubic_crop_and_resize(im / 255, jnp.array(box), 16) for im in imgs])
+  assert got.dtype == np.uint8 and got.shape == (2, 16, 16, 3)
+  np.testing.assert_array_equal(got, np.round(np.clip(crop, 0, 1) * 255))

@@ -47,6 +47,10 @@ class DatasetFamily:
     test_split: the split reported as "test" (ImageNet's labeled `validation`).
     image_size, crop, model, eval_batch_size: the input and model preset (pixels, crop name,
       `models.presets.MODEL_PRESETS` key, global eval batch).
+    eval_crop: the eval crop (`input.eval_crop`, `views.eval_crop_view`), one definition for
+      both pipelines: S4L's `resize_small_crop` (short side to S x 256 / 224, area, central
+      S x S) on ImageNet; elsewhere `resize_small_crop(1.0)`, the whole short side: the
+      identity on the in-memory pipeline's S x S images.
     validation: the default held-out set carved from train (`input.validation`;
       `subsets.split_train`), e.g. the S4L paper's 1,000 ImageNet images (one per class).
     label_protocol: labels specs this family reads as another (`subsets.resolve_labels_spec`),
@@ -79,6 +83,7 @@ class DatasetFamily:
   pseudo_labels_per_class: int = 0
   clusters: int = 500
   simclr_jitter_strength: float = 1.0
+  eval_crop: str = "resize_small_crop(1.0)"
 
   def needs_tensorflow(self, pipeline: str) -> bool:
     """Whether reading it through input pipeline `pipeline` imports TensorFlow."""
@@ -93,7 +98,7 @@ FAMILIES = {f.name: f for f in (
                   model="resnet50v2", eval_batch_size=400, validation="1000",
                   label_protocol=(("10pct", "128perclass"), ("1pct", "13perclass")),
                   train_images=1281167, pseudo_labels_per_class=1150,
-                  clusters=16000),
+                  clusters=16000, eval_crop="resize_small_crop"),
     DatasetFamily("cifar10", source="tfds", pipelines=("memory",), num_classes=10,
                   test_split="test", image_size=32, crop="pad_crop", model="wrn",
                   eval_batch_size=500, validation="1000", train_images=50000,

@@ -6,6 +6,7 @@ so this path never imports TensorFlow. Which examples form the batch of step `s`
 function of (seed, s): resuming at any step replays exactly the same data.
 """
 import dataclasses
+import functools
 from typing import NamedTuple
 
 from absl import logging
@@ -58,6 +59,8 @@ class InMemoryPipeline:
     self.class_names = list(self.train.class_names)
     self.num_classes = len(self.class_names)
     self.process_index, self.process_count = process_index, process_count
+    self._eval_crop = views.make_eval_crop_fn(config.input.eval_crop,
+                                              image_size=config.input.image_size)
 
     split = subsets.split_train(
         self.train.labels, labels_spec=config.labels, validation_spec=config.input.validation,
@@ -116,29 +119,34 @@ class InMemoryPipeline:
   def eval_batches(self, global_batch: int, split: str = "test"):
     """Yields host-local {image, label, mask} of `split` (validation | test | labeled: the
     labeled training set, once each, with the labels it trains on); every example counted
-    once over all hosts."""
+    once over all hosts. Images: the eval crop (`input.eval_crop`) of the stored ones."""
+    batches = functools.partial(masked_batches, global_batch=global_batch,
+                                process_index=self.process_index,
+                                process_count=self.process_count, eval_crop=self._eval_crop)
     if split == "labeled":
-      indices = np.unique(self.labeled_indices)
       data = dataclasses.replace(self.train, labels=self.train_labels)
-      return masked_batches(data, global_batch, self.process_index, self.process_count, indices)
+      return batches(data, indices=np.unique(self.labeled_indices))
     if split == "test":
-      return masked_batches(self.test, global_batch, self.process_index, self.process_count)
+      return batches(self.test)
     if split == "validation":
       if not self.validation_indices.size:
         raise ValueError("eval split 'validation' is empty: input.validation=0 holds none out")
-      return masked_batches(self.train, global_batch, self.process_index, self.process_count,
-                            self.validation_indices)
+      return batches(self.train, indices=self.validation_indices)
     raise ValueError(f"eval split must be validation|test|labeled, got {split!r}")
 
 
 def masked_batches(data, global_batch: int, process_index: int = 0, process_count: int = 1,
-                   indices: np.ndarray | None = None):
+                   indices: np.ndarray | None = None, eval_crop=None):
   """Yields host-local {image, label, mask} of an ArrayDataset (of its examples `indices`,
-  default all), each example once overall."""
+  default all), each example once overall; images through `eval_crop` (`views.
+  make_eval_crop_fn`: uint8 (B, H, W, C) -> uint8 (B, S, S, C)), None: as stored."""
   num = len(data.labels) if indices is None else len(indices)
   for pos, mask in streams.eval_batches(num, global_batch, process_index, process_count):
     idx = pos if indices is None else indices[pos]
-    yield {"image": data.images[idx], "label": data.labels[idx], "mask": mask}
+    images = data.images[idx]
+    if eval_crop is not None:
+      images = np.asarray(eval_crop(images))
+    yield {"image": images, "label": data.labels[idx], "mask": mask}
 
 
 class PseudoLabelSet(NamedTuple):

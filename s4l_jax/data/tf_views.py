@@ -7,7 +7,8 @@ decoded image on a canvas plus the boxes); `views.make_view_fn(..., host_cropped
 the rest of the view on the device with the registered JAX ops. Randomness comes only from
 `features["seed"]` (int64 (2,)) through `tf.random.stateless_*`, so a stream is reproducible
 given its seed. Boxes come from `tf.image.stateless_sample_distorted_bounding_box` (the
-reference sampler that `crops.inception_crop_boxes` reimplements).
+reference sampler that `crops.inception_crop_boxes` reimplements). `make_tf_eval_fn` runs the
+eval crop's twin (`input.eval_crop`).
 
 Resizing follows the view's `resize` (`resize.RESIZES`): the host calls `tf.image.resize` with
 that method, the reference that the JAX resizes match; bicubic crops are clipped to [0, 1]
@@ -153,11 +154,11 @@ def _pad_crop(image, seed, image_size, *, pad):
                                         seed)
 
 
-def _eval(image, image_size, decode):
-  """Short side to image_size * 256 / 224 (area), central crop; [0, 1]."""
-  image = _decode(image, decode)
+def _resize_small_crop(image, image_size, *, ratio):
+  """S4L's eval crop (`crops.resize_small`): short side to round(image_size x ratio) (area),
+  central crop; float [0, 1]."""
   hw = tf.cast(tf.shape(image)[:2], tf.float32)
-  small = round(image_size * 256 / 224)
+  small = round(image_size * ratio)
   new_hw = tf.cast(tf.round(hw * small / tf.reduce_min(hw)), tf.int32)
   image = tf.image.resize(image, new_hw, "area")
   top = (new_hw[0] - image_size) // 2
@@ -172,6 +173,7 @@ HOST_TWINS = {
     "central": lambda image, seed, size, view: _central(image, size, view.resize),
     "central_fraction": lambda image, seed, size, view, **kw: _central_fraction(
         image, size, view.resize, **kw),
+    "resize_small": lambda image, seed, size, view, **kw: _resize_small_crop(image, size, **kw),
 }
 
 
@@ -218,8 +220,12 @@ def make_tf_crop_fn(view: str, *, image_size: int, crop: str, decode: bool) -> T
   return fn
 
 
-def make_tf_eval_fn(*, image_size: int, decode: bool) -> TFViewFn:
-  """Returns `fn(features) -> {"image": uint8 (S, S, 3), "label"}`: the deterministic eval
-  crop (short side to S * 256 / 224, central S x S)."""
-  return lambda features: {"image": _uint8(_eval(features["image"], image_size, decode)),
+def make_tf_eval_fn(eval_crop: str, *, image_size: int, decode: bool) -> TFViewFn:
+  """Returns `fn(features) -> {"image": uint8 (S, S, 3), "label"}`: the host twin of the eval
+  crop `eval_crop` (`input.eval_crop`, `views.eval_crop_view`; the in-memory pipeline runs
+  its device implementation) on the decoded image, rounded to uint8."""
+  spec = views.eval_crop_view(eval_crop)
+  twin = views.host_twin(spec)
+  crop = lambda image: HOST_TWINS[twin.name](image, None, image_size, spec, **dict(twin.kwargs))
+  return lambda features: {"image": _uint8(crop(_decode(features["image"], decode))),
                            "label": features["label"]}

@@ -224,7 +224,8 @@ class TfdsPipeline:
     per_host = -(-n // self.process_count)  # the largest host range
     num_batches = -(-per_host // local)
     size = self._config.input.image_size
-    view_fn = tf_views.make_tf_eval_fn(image_size=size, decode=True)
+    view_fn = tf_views.make_tf_eval_fn(self._config.input.eval_crop, image_size=size,
+                                       decode=True)
     batches = []
     if hi > lo:
       if split == "validation":

@@ -2,13 +2,13 @@
 jit-able function on the device.
 
 A view is one crop op taking `*N` crops of each uint8 image (B, H, W, C) (`crops.py`:
-inception_crop, pad_crop, central_crop, simclr_crop, central_crop_875), then ops on the crops in
-[0, 1] (flip, rotate4, hsv_noise, color_jitter, grey, blur, simclr_augment, jigsaw_tiles,
-patch_pair, color_drop, shift, randaugment, cutout; `ops/` by family); the result is float32
-in [-1, 1] (`to_pm1`). Views are declared once, in `NAMED_VIEWS` (train, rotate4, exemplar8,
-jigsaw, relative_position, simclr2, simclr_train, eval, simclr_eval; all but the eval views
-take their crop op from `input.crop`), or written in a config as a composition that names its
-crop op first:
+inception_crop, pad_crop, central_crop, simclr_crop, central_crop_875, resize_small_crop), then
+ops on the crops in [0, 1] (flip, rotate4, hsv_noise, color_jitter, grey, blur, simclr_augment,
+jigsaw_tiles, patch_pair, color_drop, shift, randaugment, cutout; `ops/` by family); the result
+is float32 in [-1, 1] (`to_pm1`). Views are declared once, in `NAMED_VIEWS` (train, rotate4,
+exemplar8, jigsaw, relative_position, simclr2, simclr_train, eval, simclr_eval; all but the eval
+views take their crop op from `input.crop`), or written in a config as a composition that
+names its crop op first:
 
     crop_op[(args)][*N]|op[(args)][@k]|...
 
@@ -18,7 +18,9 @@ big_vision's `pp/registry` does (`registry.parse_call`: literal positional and k
 arguments; a bare name takes the op's defaults); `*N` takes N independent crops of each
 image (default 1); `op@k` applies a random op to crop k < N only. The tf.data path
 (`tf_views.py`) only decodes and crops on the host (each crop op's `host` twin);
-`make_view_fn(..., host_cropped=True)` applies the same ops to its crops. All functions are
+`make_view_fn(..., host_cropped=True)` applies the same ops to its crops. Evaluation sees one
+deterministic crop op, `input.eval_crop` (`eval_crop_view`; `make_eval_crop_fn` on the
+device, its host twin in `tf_views.make_tf_eval_fn`). All functions are
 jit-able, vectorised over the batch and deterministic given `rng`. This module must not import
 TensorFlow.
 """
@@ -179,6 +181,41 @@ def host_twin(spec: View) -> registry.HostTwin:
     raise ValueError(f"crop op {spec.crop!r} has no tf.data twin: tf.data supports "
                      f"{', '.join(host_crops())} (or use input.pipeline=memory)")
   return twin
+
+
+def eval_crop_view(eval_crop: str) -> View:
+  """The view of the eval crop `eval_crop` (`input.eval_crop`): one deterministic crop op call,
+  e.g. `resize_small_crop(1.0)`, `central_crop_875`, or a named view of one (`simclr_eval`);
+  a one-line ValueError otherwise."""
+  def is_eval_crop(spec):
+    return (spec.crop != INPUT_CROP and not spec.ops and spec.crops == 1
+            and not build_crop(spec).random)
+  try:
+    spec = parse_view(eval_crop)
+  except ValueError as e:
+    raise ValueError(f"input.eval_crop: {e}") from None
+  if not is_eval_crop(spec):
+    crops = [name for name, factory in registry.CROPS.items() if not factory().random]
+    named = [name for name, view in NAMED_VIEWS.items() if is_eval_crop(view)]
+    raise ValueError(f"input.eval_crop={eval_crop!r} must be one deterministic crop op call "
+                     f"(e.g. resize_small_crop(1.0); {', '.join(crops)}) or the view "
+                     f"{' or '.join(named)}")
+  return spec
+
+
+def to_uint8(x):
+  """[0, 1] float -> uint8, clipped and rounded half to even (as `tf_views._uint8` on the
+  host)."""
+  return jnp.round(jnp.clip(x, 0.0, 1.0) * 255.0).astype(jnp.uint8)
+
+
+def make_eval_crop_fn(eval_crop: str, *, image_size: int):
+  """`fn(images uint8 (B, H, W, C)) -> uint8 (B, S, S, C)`, jitted: the device implementation
+  of the eval crop `eval_crop` (`eval_crop_view`), which tf.data runs as its host twin
+  (`tf_views.make_tf_eval_fn`); S = image_size."""
+  spec = eval_crop_view(eval_crop)
+  crop = build_crop(spec)
+  return jax.jit(lambda images: to_uint8(crop.fn(None, _to_unit(images), image_size, spec)))
 
 
 def _build_ops(spec: View) -> list[tuple[registry.Op, int | None]]:

@@ -1,4 +1,4 @@
-"""Models: ResNet trunks (registry `TRUNKS`) with linear or MLP heads.
+"""Models: trunks (registry `TRUNKS`, filled by `@register_trunk`) with linear or MLP heads.
 
 `build_model(cfg, num_classes)` returns a `Model` used as
 `model.init(rng, x, train=False)`,
@@ -14,12 +14,12 @@ import jax.numpy as jnp
 
 from s4l_jax.models.heads import HeadSpec, parse_heads
 from s4l_jax.models.normalization import BatchNorm
+# The trunk modules, imported to register their trunks.
 from s4l_jax.models.resnet_v1 import ResNetV1
 from s4l_jax.models.resnet_v2 import Model, ResNet50V2, WideResNet
+from s4l_jax.models.trunk import TRUNKS, Trunk, register_trunk
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-TRUNKS = {"resnet50v2": ResNet50V2, "resnet_v1": ResNetV1,
-          "wrn": WideResNet}  # model.name -> trunk module
 _NOT_CONFIG = {"parent", "name", "dtype"}  # module fields that are no config key (dtype: a string)
 
 
@@ -33,7 +33,8 @@ def _trunk_keys(name: str) -> dict[str, Any]:
 def model_record(cfg: Any, num_classes: int) -> dict:
   """`cfg` (mapping / ConfigDict) -> the JSON-able record `build_model` rebuilds from.
 
-  Keys: name ("resnet50v2" | "resnet_v1" | "wrn"), that trunk's keys (filters_factor 4;
+  Keys: name (a `TRUNKS` name: "resnet50v2" | "resnet_v1" | "wrn" | any registered), that
+  trunk's keys (filters_factor 4;
   depth 50, width_multiplier 1, sk_ratio 0.0; depth 28, width 2), bn_momentum (0.99; resnet_v1
   0.9), bn_epsilon (1e-3; resnet_v1 1e-5), bn_group_size (None or 0: whole-batch
   BN), remat (False: rematerialise each unit in the backward pass to save activation
@@ -44,7 +45,7 @@ def model_record(cfg: Any, num_classes: int) -> dict:
   """
   name = cfg.get("name")
   if name not in TRUNKS:
-    raise ValueError(f"Unknown model name {name!r}; valid: {', '.join(TRUNKS)}.")
+    raise ValueError(f"Unknown model name {name!r}; valid: {', '.join(sorted(TRUNKS))}.")
   dtype = cfg.get("dtype", "float32")
   if dtype not in _DTYPES:
     raise ValueError(f"Unknown dtype {dtype!r}; valid: {', '.join(_DTYPES)}.")
@@ -71,5 +72,5 @@ def parameter_modules(cfg: Any) -> list[str]:
   return ["trunk"] + [m for name, spec in heads.items() for m in spec.module_names(name)]
 
 
-__all__ = ["BatchNorm", "HeadSpec", "Model", "ResNet50V2", "ResNetV1", "TRUNKS", "WideResNet",
-           "build_model", "model_record", "parameter_modules"]
+__all__ = ["BatchNorm", "HeadSpec", "Model", "ResNet50V2", "ResNetV1", "TRUNKS", "Trunk",
+           "WideResNet", "build_model", "model_record", "parameter_modules", "register_trunk"]

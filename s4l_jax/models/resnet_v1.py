@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from s4l_jax.models.noise import residual_sum, survival_probabilities
-from s4l_jax.models.trunk import Trunk
+from s4l_jax.models.trunk import Trunk, register_trunk
 
 # depth -> bottleneck units per block group: 50..200 as simclr:resnet.py; 26 = (2, 2, 2, 2)
 # is the bottleneck ResNet-26 (e.g. timm's `resnet26`), a cheap real configuration for tests.
@@ -16,6 +16,7 @@ BLOCKS = {26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36
 SK_MIN_DIM = 32  # smallest width of an SK unit's attention bottleneck (simclr `min_dim`)
 
 
+@register_trunk("resnet_v1")
 class ResNetV1(Trunk):
   """Post-activation ResNet-`depth` v1.5, width w: (N, H, W, 3) in [-1, 1] -> (N, 2048w).
 

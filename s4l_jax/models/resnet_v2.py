@@ -7,9 +7,10 @@ import jax.numpy as jnp
 
 from s4l_jax.models.noise import residual_sum, survival_probabilities
 from s4l_jax.models.heads import FEATURE_MAP, HeadSpec, apply_heads
-from s4l_jax.models.trunk import Trunk
+from s4l_jax.models.trunk import Trunk, register_trunk
 
 
+@register_trunk("resnet50v2")
 class ResNet50V2(Trunk):
   """ResNet-50 v2 trunk with width factor k: (N, H, W, 3) -> pre_logits (N, 512k).
 
@@ -50,6 +51,7 @@ class ResNet50V2(Trunk):
     return residual_sum(self, h, shortcut, survival, train)
 
 
+@register_trunk("wrn")
 class WideResNet(Trunk):
   """Pre-activation WRN-depth-width for 32x32 inputs: -> pre_logits (N, 64w).
 

@@ -1,4 +1,10 @@
-"""`Trunk`: fields and layer factories shared by the ResNet trunks (v1 and v2)."""
+"""`Trunk`: fields and layer factories shared by the trunks, and their registry.
+
+A trunk is a `Trunk` subclass registered under its `model.name` by `@register_trunk("name")`
+(`TRUNKS`: name -> class); its dataclass fields become `model.*` config keys
+(`models.model_record`). This module imports no trunk: `s4l_jax.models` imports them all, so
+that every trunk is registered.
+"""
 import functools
 from typing import Any, ClassVar
 
@@ -66,3 +72,20 @@ class Trunk(nn.Module):
 
   def bn_relu(self, x, train, name):
     return nn.relu(self.bn(x, train, name))
+
+
+TRUNKS: dict[str, type[Trunk]] = {}  # model.name -> trunk class (`register_trunk`)
+
+
+def register_trunk(name: str):
+  """Class decorator: registers a `Trunk` subclass as `model.name=name`; a KeyError (one line)
+  if `name` is taken, a TypeError if the class is no `Trunk`."""
+  def register(cls):
+    if not (isinstance(cls, type) and issubclass(cls, Trunk)):
+      raise TypeError(f"register_trunk({name!r}): {cls!r} is not a Trunk subclass")
+    if name in TRUNKS:
+      raise KeyError(f"trunk {name!r} is already registered ({TRUNKS[name].__module__}."
+                     f"{TRUNKS[name].__qualname__})")
+    TRUNKS[name] = cls
+    return cls
+  return register

@@ -4,8 +4,10 @@ Registered (`registry.register_crop`), each with its tf.data twin (`registry.Hos
 `tf_views`): `inception_crop` (TF `sample_distorted_bounding_box` boxes, S4L ranges),
 `simclr_crop` (the same sampler at SimCLR's ranges, bicubic), `pad_crop(pad=4)` (reflect pad,
 random window: 12.5 % of the side at 32 px, 25 % at digits' 16, kept so that results do not
-move), `central_crop` (central square of the short side) and `central_crop_875(fraction=0.875)`
-(SimCLR's eval crop).
+move), `central_crop` (central square of the short side), `central_crop_875(fraction=0.875)`
+(SimCLR's eval crop) and `resize_small_crop(ratio=256/224)` (S4L's eval crop: the short side
+resized to S x ratio with TF's area filter, the central S x S; the eval crop of every dataset
+family, `DatasetFamily.eval_crop`).
 
 Box sampling follows TF `sample_distorted_bounding_box` (kernel `GenerateRandomCrop` +
 `SatisfiesOverlapConstraints`): aspect ratio uniform, integer height uniform between the
@@ -15,9 +17,10 @@ attempt wins, whole image as fallback. Crops are resized with the view's `resize
 """
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from s4l_jax.data.ops import registry
-from s4l_jax.data.ops.resize import RESIZES, crop_and_resize
+from s4l_jax.data.ops.resize import RESIZES, area_matrix, crop_and_resize
 
 S4L_AREA = (0.05, 1.0)
 S4L_ASPECT = (0.75, 1.33)
@@ -26,6 +29,7 @@ SIMCLR_ASPECT = (3 / 4, 4 / 3)
 MIN_COVERED = 0.1
 MAX_ATTEMPTS = 100
 SIMCLR_CENTRAL = 0.875  # SimCLR eval: side of the central crop / the short side
+S4L_EVAL_RATIO = 256 / 224  # S4L / ImageNet eval: resized short side / crop side
 PAD = 4  # pad_crop's default padding (px)
 BICUBIC = {"resize": "bicubic"}
 SIMCLR_CROP = {"area_range": SIMCLR_AREA, "aspect_range": SIMCLR_ASPECT, **BICUBIC}
@@ -118,6 +122,28 @@ def simclr_central_box(h, w, fraction=SIMCLR_CENTRAL):
   return ((h - side) + 1) // 2, ((w - side) + 1) // 2, side, side
 
 
+def resize_small_geometry(h: int, w: int, size: int, ratio: float) -> tuple[int, int, int, int]:
+  """`resize_small_crop`'s geometry on an h x w image: (new_h, new_w, top, left), the image
+  resized so that its short side is round(size x ratio) (each side rounded half to even in
+  float32, as the host twin's TF ops), the crop's offsets (new - size) // 2."""
+  small = np.float32(round(size * ratio))
+  short = np.float32(min(h, w))
+  new_h, new_w = (int(np.round(np.float32(side) * small / short)) for side in (h, w))
+  return new_h, new_w, (new_h - size) // 2, (new_w - size) // 2
+
+
+def resize_small(images, size, ratio=S4L_EVAL_RATIO):
+  """S4L's eval crop of (B, H, W, C): short side to round(size x ratio) by TF's area resize,
+  central size x size (`resize_small_geometry`); the identity when that resize keeps the
+  image (ratio 1 on size x size images), as TF's area resize (weights exactly 1) is."""
+  _, h, w, _ = images.shape
+  new_h, new_w, top, left = resize_small_geometry(h, w, size, ratio)
+  if (new_h, new_w) == (h, w) == (size, size):
+    return images
+  wy, wx = area_matrix(h, new_h, top, size), area_matrix(w, new_w, left, size)
+  return jnp.einsum("ih,bhwc,jw->bijc", wy, images, wx, precision=jax.lax.Precision.HIGHEST)
+
+
 def _repeat(images, k):
   """(B, ...) -> (B * k, ...), each image k times in a row."""
   return jnp.repeat(images, k, axis=0) if k > 1 else images
@@ -188,3 +214,17 @@ def central_crop_875(fraction: float = SIMCLR_CENTRAL):
     return jax.vmap(lambda im: resize(im, box, size))(_repeat(images, view.crops))
   return registry.Crop(fn, random=False, view_fields=BICUBIC,
                        host=registry.HostTwin("central_fraction", (("fraction", fraction),)))
+
+
+@registry.register_crop("resize_small_crop")
+def resize_small_crop(ratio: float = S4L_EVAL_RATIO):
+  """S4L's eval crop (`resize_small`): short side resized to round(S x ratio) with TF's area
+  filter, central S x S; `ratio` 1 keeps the whole short side (the identity on S x S images)."""
+  registry.check(isinstance(ratio, (int, float)) and ratio >= 1, f"resize_small_crop: ratio "
+                 f"must be a number >= 1, got {ratio!r}")
+
+  def fn(rng, images, size, view):
+    del rng
+    return resize_small(_repeat(images, view.crops), size, ratio)
+  return registry.Crop(fn, random=False,
+                       host=registry.HostTwin("resize_small", (("ratio", ratio),)))

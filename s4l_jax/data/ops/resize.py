@@ -1,13 +1,15 @@
 """Crop-and-resize without antialiasing, as TF resizes: half-pixel-centre bilinear (S4L; TF2
 `tf.image.resize(method="bilinear")`) and Keys bicubic (SimCLR; TF2
 `tf.image.resize(method="bicubic")`), each as a matrix product and (bilinear) as gathers for
-large images; `RESIZES` names them for views (`View.resize`).
+large images; `RESIZES` names them for views (`View.resize`). `area_matrix`: TF's area resize
+(a box filter, antialiased), for the eval crop `resize_small_crop`.
 """
 import dataclasses
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 KEYS_A = -0.5  # Keys cubic kernel parameter of TF2 bicubic resizing
 CUBIC_TABLE = 1024  # TF's bicubic kernel rounds tap offsets to 1 / CUBIC_TABLE pixel
@@ -93,6 +95,21 @@ def bicubic_crop_and_resize(image, box, size):
   wx = _cubic_matrix(box[1], box[3], w, size)
   hi = jax.lax.Precision.HIGHEST
   return jnp.einsum("ih,hwc,jw->ijc", wy, image.astype(jnp.float32), wx, precision=hi)
+
+
+def area_matrix(in_size: int, out_size: int, first: int, count: int) -> np.ndarray:
+  """float32 (count, in_size): rows first .. first + count - 1 of TF's area resize of a side
+  `in_size` -> `out_size` (`tf.image.resize(method="area")`, TF's `resize_area` kernel):
+  output pixel y averages the input span [y s, (y + 1) s), s = in_size / out_size, each input
+  pixel weighted by its overlap with the span (a box filter; s < 1 upsamples). Static sizes
+  (Python ints): a constant of the traced program.
+  """
+  scale = np.float32(in_size) / np.float32(out_size)
+  y = np.arange(first, first + count, dtype=np.float32)[:, None]
+  lo, hi = y * scale, (y + 1) * scale  # float32, as the kernel computes them
+  pixel = np.arange(in_size, dtype=np.float32)[None, :]
+  overlap = np.clip(np.minimum(pixel + 1, hi) - np.maximum(pixel, lo), 0, None)
+  return (overlap / scale).astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
