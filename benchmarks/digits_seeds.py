@@ -7,7 +7,8 @@ with `seed` set to 0, 1, ... (in every stage of a pipeline), trained in
 `<digits_workdirs>/<method>/seed<N>` by `runner.run`, as `main.py` does; a finished workdir
 re-reports its result, so an interrupted table resumes. Prints the result as JSON and writes
 `<table_out>.json` and `<table_out>.md` after each row (std: sample standard deviation,
-ddof 1).
+ddof 1); the rows of an existing table at the same seeds and overrides for methods this run
+leaves out are kept, so the table can be filled a few methods at a time.
 `--set KEY=VALUE` (repeatable) overrides a key of every run (of every stage), e.g.
 `--set total_steps=2` for a smoke test.
 """
@@ -90,6 +91,24 @@ def run_table(methods, seeds: int, workdir_root: str, overrides: dict, on_row=No
   return result
 
 
+def merge_rows(previous: dict | None, result: dict) -> dict:
+  """`result` plus `previous`'s rows of the methods `result` lacks, when both tables have the
+  same seeds and overrides; rows in METHODS order."""
+  rows = {r["method"]: r for r in result["rows"]}
+  if previous and (previous["seeds"], previous["overrides"]) == (result["seeds"],
+                                                                 result["overrides"]):
+    rows = {r["method"]: r for r in previous["rows"]} | rows
+  return dict(result, rows=[rows[m] for m in METHODS if m in rows])
+
+
+def read_table(out: str) -> dict | None:
+  """The table `write` left at `out`, or None."""
+  if not os.path.exists(out + ".json"):
+    return None
+  with open(out + ".json") as f:
+    return json.load(f)
+
+
 def to_markdown(result) -> str:
   lines = [f"Test top-1 % on digits over seeds 0-{result['seeds'] - 1} (mean ± sample std; "
            f"min-max).", "", "| method | command | test top-1 % | min-max |",
@@ -134,8 +153,10 @@ def main(argv):
   unknown = sorted(set(_METHODS.value) - set(METHODS))
   if unknown:
     raise app.UsageError(f"unknown methods {unknown}; valid: {', '.join(METHODS)}")
+  previous = read_table(_OUT.value)
   result = run_table(_METHODS.value, _SEEDS.value, _WORKDIRS.value, parse_overrides(_SET.value),
-                     on_row=lambda r: write(r, _OUT.value))
+                     on_row=lambda r: write(merge_rows(previous, r), _OUT.value))
+  result = merge_rows(previous, result)
   print(json.dumps(result, indent=2))
 
 

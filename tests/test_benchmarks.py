@@ -339,6 +339,19 @@ def test_digits_seeds_table_at_tiny_size(tmp_path):
   assert {stage.seed for stage in moam.stages.values()} == {3}
 
 
+def test_digits_seeds_keeps_the_rows_of_methods_a_run_leaves_out():
+  row = lambda m, mean: dict(method=m, mean=mean)
+  previous = dict(seeds=5, overrides={}, rows=[row("supervised", 88.0), row("moam", 90.0)])
+  result = dict(seeds=5, overrides={}, rows=[row("moam", 92.0), row("fixmatch", 91.0)])
+  merged = digits_seeds.merge_rows(previous, result)
+  assert merged["rows"] == [row("supervised", 88.0), row("fixmatch", 91.0), row("moam", 92.0)]
+  # Another protocol's table (seeds or overrides) contributes nothing.
+  for other in (dict(previous, seeds=3), dict(previous, overrides={"total_steps": 2})):
+    assert digits_seeds.merge_rows(other, result)["rows"] == [row("fixmatch", 91.0),
+                                                              row("moam", 92.0)]
+  assert digits_seeds.merge_rows(None, result)["rows"] == merged["rows"][1:]
+
+
 def test_digits_seeds_markdown_reads_each_method_against_supervised():
   """The comparison lines: difference of means and twice the larger std, verdict by that rule."""
   row = lambda method, mean, std: dict(method=method, command=f"configs/{method}.py", mean=mean,
