@@ -172,15 +172,13 @@ def pseudo_label_subset(config, true_labels, labeled_indices, num_classes: int,
   to `pseudo_label_per_class` per class (`balance_classes`) when it is > 0."""
   labels, confidence = load_pseudo_labels(config.pseudo_labels, len(true_labels), num_classes)
   labels[labeled_indices] = true_labels[labeled_indices]
-  pseudo = confidence >= config.pseudo_label_threshold
-  pseudo[labeled_indices] = False
-  pseudo[validation_indices] = False
-  candidates = np.count_nonzero(~np.isin(np.arange(len(true_labels)),
-                                         np.concatenate([labeled_indices, validation_indices])))
-  pseudo = np.flatnonzero(pseudo)
+  candidate = np.ones(len(true_labels), bool)  # neither labeled nor held out
+  candidate[labeled_indices] = False
+  candidate[validation_indices] = False
+  pseudo = np.flatnonzero(candidate & (confidence >= config.pseudo_label_threshold))
   log = logging.warning if not len(pseudo) else logging.info
   log("%d of %d unlabeled train images reach pseudo_label_threshold=%s%s", len(pseudo),
-      candidates, config.pseudo_label_threshold,
+      np.count_nonzero(candidate), config.pseudo_label_threshold,
       "" if len(pseudo) else ": the student learns from the labeled images alone")
   if config.pseudo_label_per_class:
     pseudo = pseudo[balance_classes(labels[pseudo], confidence[pseudo],
