@@ -440,7 +440,8 @@ def _finish(r: _Run, state, evaluators, final: dict, *, first_step: int, images_
       image_size=config.input.image_size, channels=data.image_shape[-1],
       class_names=data.class_names,
       meta=dict(method=config.objective, dataset=config.dataset, labels=config.labels,
-                eval_crop=config.input.eval_crop, step=num_steps, weights="ema" if r.use_ema else "raw", top1=results["top1"]))
+                eval_crop=config.input.eval_crop, step=num_steps,
+                weights="ema" if r.use_ema else "raw", top1=results["top1"]))
   if distributed.is_writer():
     storage.write_text(storage.join(r.workdir, "results.json"), json.dumps(results, indent=2))
   distributed.barrier(f"{r.workdir}/results.json written")

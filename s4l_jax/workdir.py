@@ -25,7 +25,8 @@ CONFIG_FILE = "config.json"
 # and its schedule, the run's length, the checkpoint to resume from.
 MAY_CHANGE = frozenset((
     "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
-    "input.eval_batch_size", "input.eval_crop", "evals", "median_of_last", "strict_data", "data_dir",
+    "input.eval_batch_size", "input.eval_crop", "evals", "median_of_last", "strict_data",
+    "data_dir",
     "allow_config_change", "lr", *budget.DURATION_KEYS, "resume_step", "divergence_factor"))
 _PATH_KEYS = ("teacher", "init_from", "pseudo_labels")
 _PATH_PREFIXES = {"dataset": "folder:", "labels": "file:"}
